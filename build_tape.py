@@ -1,0 +1,53 @@
+"""cffi builder (out-of-line, API mode) for pytape's C tape: ``pytape._tape_cffi``.
+
+setuptools runs this file through cffi's ``cffi_modules`` hook, so it must not
+import pytape.  ``csrc/pytape.h`` doubles as the cdef: its ``#`` lines are dropped.
+
+Run it directly (``python build_tape.py``) to build the module in place.
+"""
+import os
+import re
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("csrc")
+SOURCES = ["tape.c", "sweep_reverse.c"]
+DEPENDS = ["pytape.h", "tape.h", "rules.h", "ops.def"]
+
+
+def _rows():
+    """(kind, NAME) of every row of the op table, in order."""
+    with open(os.path.join(HERE, CSRC, "ops.def")) as f:
+        return re.findall(r"^PT_OP([12])\(\s*(\w+)\s*,", f.read(), re.M)
+
+
+def _cdef():
+    with open(os.path.join(HERE, CSRC, "pytape.h")) as f:
+        decls = [line for line in f if not line.lstrip().startswith("#")]
+    # the per-op recording entry points of tape.c, declared from the op table
+    for kind, name in _rows():
+        if kind == "1":
+            decls.append(f"int64_t pt_rec_{name}(pt_tape *t, int64_t ia);\n")
+        else:
+            decls.append(f"int64_t pt_rec_{name}(pt_tape *t, int64_t ia, int64_t ib);\n")
+            decls.append(f"int64_t pt_rec_{name}_VC(pt_tape *t, int64_t ia, double b);\n")
+            decls.append(f"int64_t pt_rec_{name}_CV(pt_tape *t, double a, int64_t ib);\n")
+    return "".join(decls)
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "pytape._tape_cffi",
+    '#include "pytape.h"',
+    sources=[os.path.join(CSRC, s) for s in SOURCES],
+    depends=[os.path.join(CSRC, d) for d in DEPENDS],
+    include_dirs=[CSRC],
+    extra_compile_args=["-std=c99", "-O3"],
+    libraries=["m"],
+)
+
+if __name__ == "__main__":
+    os.chdir(HERE)
+    ffibuilder.compile(verbose=True)

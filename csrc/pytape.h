@@ -1,0 +1,77 @@
+/* pytape.h -- the public C API of the pytape tape engine.
+ *
+ * This header is op-agnostic: adding a primitive to ops.def never changes it.
+ * It is also the cffi cdef: build_tape.py feeds it to cffi with every line
+ * that starts with '#' removed, so keep declarations plain C (no macros).
+ *
+ * Conventions: functions that make a slot return its index (>= 0) or a
+ * negative PT_E_* status; functions that do work return a status (0 = ok).
+ * C never prints, aborts or knows about Python; pytape/_native.py turns
+ * statuses into exceptions.
+ */
+#ifndef PYTAPE_H
+#define PYTAPE_H
+#include <stdint.h>
+#include <stddef.h>
+
+enum pt_status {
+    PT_OK = 0,
+    PT_E_NOMEM = -1,     /* an allocation failed; the tape is unchanged */
+    PT_E_CONSUMED = -2,  /* backward() consumed the tape (no retain_graph) */
+    PT_E_THREAD = -3,    /* the tape belongs to another thread */
+    PT_E_NOGRAD = -4,    /* recording is disabled in this thread (no_grad) */
+    PT_E_SLOT = -5,      /* a slot index outside the tape */
+    PT_E_OP = -6,        /* an opcode of the wrong kind for this call */
+    PT_E_FULL = -7       /* the tape reached its maximum number of slots */
+};
+
+enum pt_op_kind {
+    PT_KIND_NONE = 0,    /* reserved opcode 0: never a valid instruction */
+    PT_KIND_LEAF = 1,
+    PT_KIND_UNARY = 2,   /* y = f(a) */
+    PT_KIND_VV = 3,      /* y = f(a, b), both slots */
+    PT_KIND_VC = 4,      /* y = f(a, b), b a constant */
+    PT_KIND_CV = 5       /* y = f(a, b), a a constant */
+};
+
+typedef struct pt_tape pt_tape;
+
+/* the op table, read by Python at import */
+int pt_num_ops(void);
+const char *pt_op_name(int op);
+int pt_op_kind(int op);
+
+/* tape lifetime and inspection */
+pt_tape *pt_tape_new(void);
+void pt_tape_free(pt_tape *t);
+int64_t pt_tape_len(const pt_tape *t);
+int64_t pt_tape_nleaves(const pt_tape *t);
+int64_t pt_tape_nconsts(const pt_tape *t);
+size_t pt_tape_nbytes(const pt_tape *t);
+int pt_tape_consumed(const pt_tape *t);
+int pt_tape_is_owner(const pt_tape *t);
+unsigned long pt_tape_owner(const pt_tape *t);
+int pt_tape_op_at(const pt_tape *t, int64_t i);
+double pt_value(const pt_tape *t, int64_t i);
+double pt_adjoint(const pt_tape *t, int64_t i);
+int pt_set_adjoint(pt_tape *t, int64_t i, double g);
+
+/* recording (the hot path): append one instruction, return its slot.
+ * Besides pt_leaf, each op has its own entry points pt_rec_NAME,
+ * pt_rec_NAME_VC and pt_rec_NAME_CV (tape.c); build_tape.py declares them
+ * to cffi from the rows of ops.def, so this header stays op-agnostic. */
+int64_t pt_leaf(pt_tape *t, double value, double *grad);
+
+/* an op's value without recording (no_grad, plain numbers) */
+double pt_eval1(int op, double a);
+double pt_eval2(int op, double a, double b);
+
+/* grad mode of the calling thread (pytape.no_grad) */
+void pt_set_grad_enabled(int enabled);
+int pt_grad_enabled(void);
+
+/* the reverse sweep: adjoints of every slot <= out for the seed
+ * d(out) = seed; leaf adjoints are added to their grad cells */
+int pt_backward(pt_tape *t, int64_t out, double seed, int retain);
+
+#endif

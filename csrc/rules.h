@@ -1,0 +1,60 @@
+/* rules.h -- the helpers that rows of ops.def may call, and nothing else.
+ *
+ * Each helper is a pure function of its arguments.  The conventions at
+ * non-differentiable points follow PyTorch and are listed in README.md:
+ * relu'(0) = 0, abs'(0) = 0, ties of minimum/maximum split the gradient
+ * 0.5/0.5, clamp passes the gradient at its bounds, hypot'(0, 0) = 0,
+ * d(a**b)/da = 0 when b == 0 and d(a**b)/db = 0 when a == 0 and b >= 0.
+ */
+#ifndef PT_RULES_H
+#define PT_RULES_H
+
+#include <math.h>
+
+#define PT_LN2      0.693147180559945309417232121458176568
+#define PT_LN10     2.302585092994045684017991454684364208
+#define PT_2_SQRTPI 1.128379167095512573896158903121545172 /* 2/sqrt(pi) */
+
+static inline double pt_sign(double a) { return (double)((a > 0.0) - (a < 0.0)); }
+
+/* relu keeps nan (like torch.relu); relu(0) = 0 */
+static inline double pt_relu(double a) { return a < 0.0 ? 0.0 : a; }
+
+static inline double pt_sigmoid(double a)
+{
+    if (a >= 0.0)
+        return 1.0 / (1.0 + exp(-a));
+    const double e = exp(a);
+    return e / (1.0 + e);
+}
+
+/* log(1 + exp(a)) without overflow */
+static inline double pt_softplus(double a)
+{
+    return (a > 0.0 ? a : 0.0) + log1p(exp(-fabs(a)));
+}
+
+/* minimum/maximum propagate nan, like numpy and torch */
+static inline double pt_max(double a, double b) { return (a >= b || a != a) ? a : b; }
+static inline double pt_min(double a, double b) { return (a <= b || a != a) ? a : b; }
+
+/* share of the gradient that goes to `win` when it is compared with `lose`:
+ * 1 if it wins, 0 if it loses, 0.5 on a tie */
+static inline double pt_tie(double win, double lose)
+{
+    return win > lose ? 1.0 : (win == lose ? 0.5 : 0.0);
+}
+
+static inline double pt_safe_div(double n, double d) { return d == 0.0 ? 0.0 : n / d; }
+
+static inline double pt_pow_da(double a, double b)
+{
+    return b == 0.0 ? 0.0 : b * pow(a, b - 1.0);
+}
+
+static inline double pt_pow_db(double a, double b, double y)
+{
+    return (a == 0.0 && b >= 0.0) ? 0.0 : y * log(a);
+}
+
+#endif

@@ -1,0 +1,93 @@
+/* tape.h -- the tape: a flat Wengert list in growable C arrays.
+ *
+ *   slot i:   op[i]   a[i]   b[i]   val[i]      adj[i] (after a reverse sweep)
+ *           +-------+------+------+----------+ +--------+
+ *   0       | LEAF  |  k0  |  0   |  2.0     | | 5.5    |  leaf k0 (x1)
+ *   1       | LEAF  |  k1  |  0   |  5.0     | | 1.716  |  leaf k1 (x2)
+ *   2       | LOG   |  0   |  0   |  0.693   | | 1.0    |  v2 = log(v0)
+ *   3       | MUL   |  0   |  1   |  10.0    | | 1.0    |  v3 = v0 * v1
+ *   4       | ADD   |  2   |  3   |  10.693  | | 1.0    |  v4 = v2 + v3
+ *   5       | SIN   |  1   |  0   | -0.959   | | -1.0   |  v5 = sin(v1)
+ *   6       | SUB   |  4   |  5   |  11.652  | | 1.0    |  v6 = v4 - v5   (output)
+ *           +-------+------+------+----------+ +--------+
+ *   consts[]: immediates of *_VC / *_CV instructions, indexed by a or b
+ *   leaf_slot[k], leaf_grad[k]: where leaf k sits and the grad cell (owned by
+ *                               Python) that the sweep adds its adjoint to
+ *
+ * Invariants
+ *  - Instruction i produces slot i; its operands are slots < i (or constant
+ *    indices for the constant side of *_VC / *_CV).  So the tape is in
+ *    topological order and the reverse sweep is one backward loop.
+ *  - op[i] != 0: opcode 0 is reserved so that zeroed memory is never valid.
+ *  - For LEAF, a[i] is the leaf's index k in leaf_slot/leaf_grad.
+ *  - n <= cap; every array holds at least cap entries (consts: ccap, leaves:
+ *    lcap).  Growth doubles; a failed allocation leaves n and every array
+ *    as they were (PT_E_NOMEM), so the tape is never half-written.
+ *  - val[i] is computed by C when the instruction is recorded, from the
+ *    same rule text (ops.def) that a replay will use.
+ *  - The adjoint array is allocated by the first reverse sweep; adj_n is the
+ *    number of slots the last sweep covered (0: no sweep yet).
+ *  - Only the owner thread records or sweeps; a consumed tape records nothing
+ *    and sweeps no more, but its values and adjoints stay readable.
+ *
+ * Later additions (not rewrites): a tangent column per row in ops.def and a
+ * tangent sweep beside sweep_reverse.c; array instructions whose a/b index a
+ * table of array operands, in a new op kind.
+ *
+ * Bytes per scalar instruction: op 2 + a 4 + b 4 + val 8 = 18, plus 8 per
+ * constant and 8 for the adjoint once swept.
+ */
+#ifndef PT_TAPE_H
+#define PT_TAPE_H
+
+#include <pthread.h>
+#include "pytape.h"
+
+/* the opcode enum, generated from ops.def */
+enum pt_opcode {
+    PT_NOP = 0,
+    PT_LEAF = 1,
+#define PT_OP1(N, S, V, DA) PT_##N,
+#define PT_OP2(N, S, V, DA, DB) PT_##N, PT_##N##_VC, PT_##N##_CV,
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    PT_NUM_OPS
+};
+
+struct pt_tape {
+    int64_t n, cap;            /* instructions recorded, capacity */
+    uint16_t *op;
+    int32_t *a, *b;
+    double *val;
+
+    double *consts;            /* immediates */
+    int64_t nconst, ccap;
+
+    int32_t *leaf_slot;        /* leaves: slot and grad cell */
+    double **leaf_grad;
+    int64_t nleaf, lcap;
+
+    double *adj;               /* adjoints, from the reverse sweep */
+    int64_t adj_n, adj_cap;
+
+    int consumed;
+    pthread_t owner;           /* the thread that records on this tape */
+    const void *owner_key;     /* the address of a thread-local of that thread */
+};
+
+/* the per-op recording entry points (tape.c), generated from ops.def */
+#define PT_OP1(N, S, V, DA) int64_t pt_rec_##N(pt_tape *t, int64_t ia);
+#define PT_OP2(N, S, V, DA, DB)                                               \
+    int64_t pt_rec_##N(pt_tape *t, int64_t ia, int64_t ib);                   \
+    int64_t pt_rec_##N##_VC(pt_tape *t, int64_t ia, double b);                \
+    int64_t pt_rec_##N##_CV(pt_tape *t, double a, int64_t ib);
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+
+/* the reverse sweep proper (sweep_reverse.c): adj must be zeroed on [0, out]
+ * except for the seed */
+void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj);
+
+#endif

@@ -1,0 +1,28 @@
+"""pytape: reverse-mode automatic differentiation on a flat C tape.
+
+User code runs on ``pytape.Var`` numbers; each operation appends one
+instruction to a tape in C arrays, and ``backward()`` runs the adjoint sweep
+as one C loop.
+
+>>> import pytape
+>>> x1, x2 = pytape.Var(2.0), pytape.Var(5.0)
+>>> y = pytape.log(x1) + x1 * x2 - pytape.sin(x2)
+>>> y.backward()
+>>> round(y.value, 3), round(x1.grad, 3), round(x2.grad, 3)
+(11.652, 5.5, 1.716)
+"""
+from ._native import TapeConsumedError, TapeThreadError
+from .ops import *  # noqa: F401,F403  the primitive functions
+from .ops import __all__ as _ops_all
+from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
+from .var import Var
+
+#: micrograd's name for a scalar that tracks its gradient
+Value = Var
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
+    "TapeConsumedError", "TapeThreadError",
+] + _ops_all

@@ -1,0 +1,161 @@
+"""Tapes and the recording context: ``Tape``, the current tape, ``no_grad``.
+
+Each thread records on its own tape.  Unless a ``with pytape.Tape():`` block is
+active, operations go to the thread's default tape, created on demand and held
+only weakly: it lives as long as some ``Var`` computed on it does, and after
+``backward()`` consumes it the next operation starts a fresh one.
+"""
+import functools
+import itertools
+import threading
+import weakref
+
+from ._native import ffi, lib
+
+__all__ = ["Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled"]
+
+_serials = itertools.count(1)
+
+
+class Tape:
+    """A flat Wengert tape in C arrays: one instruction per recorded operation.
+
+    Use it as a context manager to scope a recording explicitly; otherwise a
+    thread-local default tape is used.
+
+    >>> import pytape
+    >>> with pytape.Tape() as t:
+    ...     x = pytape.Var(3.0)
+    ...     y = x * x + 1.0
+    >>> len(t)          # leaf x, x*x, +1.0
+    3
+    >>> y.backward(); x.grad
+    6.0
+    """
+
+    __slots__ = ("_p", "_cells", "_serial", "__weakref__")
+
+    def __init__(self):
+        p = lib.pt_tape_new()
+        if p == ffi.NULL:
+            raise MemoryError("pytape: could not allocate a tape")
+        self._p = ffi.gc(p, lib.pt_tape_free)
+        self._cells = []  # grad cells of the leaves on this tape; C points into them
+        self._serial = next(_serials)
+
+    def __enter__(self):
+        _state.stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        stack = _state.stack
+        if stack and stack[-1] is self:
+            stack.pop()
+        return False
+
+    def __len__(self):
+        return lib.pt_tape_len(self._p)
+
+    @property
+    def consumed(self):
+        """True once ``backward()`` without ``retain_graph`` ran on this tape."""
+        return bool(lib.pt_tape_consumed(self._p))
+
+    @property
+    def nbytes(self):
+        """Bytes of C memory held by the tape (instructions, values, constants, adjoints)."""
+        return lib.pt_tape_nbytes(self._p)
+
+    @property
+    def num_leaves(self):
+        """Number of leaf instructions on the tape."""
+        return lib.pt_tape_nleaves(self._p)
+
+    def __repr__(self):
+        state = "consumed" if self.consumed else "live"
+        return f"<pytape.Tape #{self._serial}: {len(self)} instructions, {self.nbytes} bytes, {state}>"
+
+
+class _State(threading.local):
+    def __init__(self):
+        self.stack = []       # explicit `with Tape()` blocks, innermost last
+        self.default = None   # weakref to this thread's default tape
+
+
+_state = _State()
+
+
+def current_tape():
+    """The tape new operations on leaves are recorded on, in this thread.
+
+    >>> import pytape
+    >>> with pytape.Tape() as t:
+    ...     pytape.current_tape() is t
+    True
+    """
+    st = _state
+    if st.stack:
+        return st.stack[-1]
+    ref = st.default
+    t = ref() if ref is not None else None
+    if t is None or lib.pt_tape_consumed(t._p):
+        t = Tape()
+        st.default = weakref.ref(t)
+    return t
+
+
+class no_grad:
+    """Context manager (and decorator) that stops recording in this thread.
+
+    Inside it, operations on ``Var`` s compute their values only and return
+    constants, like ``torch.no_grad``.
+
+    >>> import pytape
+    >>> x = pytape.Var(2.0)
+    >>> with pytape.no_grad():
+    ...     y = x * 3
+    >>> y.requires_grad, y.value
+    (False, 6.0)
+    """
+
+    _enable = 0
+
+    def __enter__(self):
+        self._prev = lib.pt_grad_enabled()
+        lib.pt_set_grad_enabled(self._enable)
+        return self
+
+    def __exit__(self, *exc):
+        lib.pt_set_grad_enabled(self._prev)
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class enable_grad(no_grad):
+    """Re-enable recording inside a ``no_grad`` block (like ``torch.enable_grad``).
+
+    >>> import pytape
+    >>> with pytape.no_grad():
+    ...     with pytape.enable_grad():
+    ...         pytape.is_grad_enabled()
+    True
+    """
+
+    _enable = 1
+
+
+def is_grad_enabled():
+    """True when operations are being recorded in this thread.
+
+    >>> import pytape
+    >>> pytape.is_grad_enabled()
+    True
+    """
+    return bool(lib.pt_grad_enabled())

@@ -1,0 +1,533 @@
+"""``Var``: a number whose operations are recorded on a C tape.
+
+A ``Var`` handle is two references: its tape and its slot.  Every operation
+appends one instruction to the tape through one cffi call; nothing in Python
+points from one result to another, so a graph keeps no Python object per node.
+
+Three kinds of ``Var`` exist:
+
+* intermediate results (class ``Var``): ``_t`` the tape, ``_i`` the slot;
+* leaves (class ``Leaf``), made by ``pytape.Var(2.0)``: they own their value and
+  a grad cell, and get a slot on whichever tape first uses them;
+* constants (a ``Leaf`` with no grad cell), from ``detach()`` and ``no_grad``.
+
+The binary operators and functions are built below from the op table.  Each
+has a fast path (an intermediate with a float, int or intermediate of the same
+tape) and one shared slow path for everything else: leaves, constants, numpy
+scalars, grad mode off, and every error.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from ._native import BINARY, OPCODES, OP_NAMES, UNARY, ffi, lib, raise_status
+from .tape import current_tape
+
+__all__ = ["Var", "Leaf", "FUNCTIONS"]
+
+_new = object.__new__
+_NOWHERE = (0, -1)  # a leaf's home before it is on any tape (tape serials start at 1)
+
+
+class Var:
+    """A real number recorded on a tape; ``pytape.Var(2.0)`` makes a leaf.
+
+    Arithmetic, comparisons and the functions of the ``pytape`` namespace work
+    on it like on a float; ``backward()`` computes the derivatives of the
+    result with respect to every leaf it depends on, in one C sweep.
+
+    >>> import pytape
+    >>> x1, x2 = pytape.Var(2.0), pytape.Var(5.0)
+    >>> y = pytape.log(x1) + x1 * x2 - pytape.sin(x2)
+    >>> y.backward()
+    >>> round(y.value, 3), round(x1.grad, 3), round(x2.grad, 3)
+    (11.652, 5.5, 1.716)
+    """
+
+    __slots__ = ("_t", "_i")
+
+    def __new__(cls, value=0.0, _children=(), _op="", label="", requires_grad=True):
+        # micrograd's Value(data, _children, _op, label) signature is accepted;
+        # the graph is on the tape, so _children and _op are not needed.
+        return Leaf._make(_real(value, "pytape.Var()"), requires_grad)
+
+    # ---- value and gradient -------------------------------------------------
+
+    @property
+    def value(self):
+        """The number this Var holds (alias ``.data``); assignable on leaves."""
+        return lib.pt_value(self._t._p, self._i)
+
+    @value.setter
+    def value(self, v):
+        raise AttributeError(
+            "only leaves have an assignable value: changing an intermediate "
+            "result in place would make the recorded derivatives wrong. "
+            "Make a new leaf with pytape.Var(v) instead."
+        )
+
+    data = value
+
+    @property
+    def grad(self):
+        """d(output)/d(self) from the last ``backward()`` on this Var's tape.
+
+        Leaves accumulate it across backward calls (as in PyTorch and
+        micrograd) until ``zero_grad()`` or ``x.grad = 0``; intermediate
+        results report the adjoint of the last sweep, 0.0 before any.
+        """
+        return lib.pt_adjoint(self._t._p, self._i)
+
+    @grad.setter
+    def grad(self, g):
+        g = _real(g, "grad")
+        if lib.pt_set_adjoint(self._t._p, self._i, g) and g != 0.0:
+            raise AttributeError("this intermediate result has no adjoint yet; run backward() first")
+
+    def zero_grad(self):
+        """Set ``grad`` to 0.
+
+        >>> import pytape
+        >>> x = pytape.Var(3.0); (x * x).backward(); x.zero_grad(); x.grad
+        0.0
+        """
+        self.grad = 0.0
+
+    @property
+    def requires_grad(self):
+        """False for constants (``detach()``, results under ``no_grad``)."""
+        return True
+
+    @property
+    def is_leaf(self):
+        """True for leaves and constants, False for recorded results."""
+        return False
+
+    @property
+    def tape(self):
+        """The ``Tape`` this result was recorded on (None for leaves)."""
+        return self._t
+
+    def detach(self):
+        """A constant with this Var's value: gradients stop there.
+
+        >>> import pytape
+        >>> x = pytape.Var(3.0)
+        >>> y = x * x.detach()      # the second factor is a constant
+        >>> y.backward(); x.grad
+        3.0
+        """
+        return Leaf._make(self.value, False)
+
+    def item(self):
+        """The value as a Python float (like ``torch.Tensor.item``).
+
+        >>> import pytape
+        >>> pytape.Var(1.5).item()
+        1.5
+        """
+        return float(self.value)
+
+    def backward(self, gradient=1.0, retain_graph=False):
+        """Reverse sweep: add d(self)/d(leaf) * gradient to every leaf's ``grad``.
+
+        One C loop over the tape, from this Var's instruction down.  Unless
+        ``retain_graph`` is true the tape is consumed: a second backward through
+        it raises, and the next operation starts a fresh tape.
+
+        >>> import pytape
+        >>> x = pytape.Var(3.0)
+        >>> y = x ** 2
+        >>> y.backward(retain_graph=True); y.backward(); x.grad
+        12.0
+        """
+        seed = _real(gradient, "gradient")
+        t = self._t
+        status = lib.pt_backward(t._p, self._i, seed, 1 if retain_graph else 0)
+        if status:
+            raise_status(status, "backward", t)
+
+    # ---- conversions and comparisons (on values) ---------------------------
+
+    def __float__(self):
+        return float(self.value)
+
+    def __int__(self):
+        return int(self.value)
+
+    def __bool__(self):
+        return self.value != 0.0
+
+    def __lt__(self, other):
+        return self.value < _num(other)
+
+    def __le__(self, other):
+        return self.value <= _num(other)
+
+    def __gt__(self, other):
+        return self.value > _num(other)
+
+    def __ge__(self, other):
+        return self.value >= _num(other)
+
+    def __eq__(self, other):
+        o = _num_or_none(other)
+        return NotImplemented if o is None else self.value == o
+
+    def __ne__(self, other):
+        o = _num_or_none(other)
+        return NotImplemented if o is None else self.value != o
+
+    __hash__ = object.__hash__  # by identity: Vars live in sets and dicts
+
+    def __pos__(self):
+        return self
+
+    def __repr__(self):
+        op = OP_NAMES[lib.pt_tape_op_at(self._t._p, self._i)]
+        return f"Var({self.value!r}, grad={self.grad!r}, op={op!r})"
+
+    def __reduce__(self):
+        raise TypeError(
+            "a recorded Var cannot be pickled (it is a slot of a C tape); "
+            "pickle its value (x.value) or a leaf made from it"
+        )
+
+
+class Leaf(Var):
+    """A leaf (``pytape.Var(2.0)``) or a constant: owns its value and grad cell.
+
+    ``_v`` is the value, ``_g`` a one-double C cell the reverse sweep adds the
+    leaf's adjoint to (None for a constant), ``_home`` (tape serial, slot) the
+    tape the leaf was last recorded on.  A leaf gets a LEAF instruction on each
+    tape that uses it, so the same parameters serve many recordings.
+    """
+
+    __slots__ = ("_v", "_g", "_home")
+
+    @classmethod
+    def _make(cls, value, requires_grad=True):
+        x = _new(cls)
+        x._v = value
+        x._g = ffi.new("double[1]") if requires_grad else None
+        x._home = _NOWHERE
+        return x
+
+    @property
+    def value(self):
+        """The number this Var holds (alias ``.data``); assignable on leaves."""
+        return self._v
+
+    @value.setter
+    def value(self, v):
+        # tapes that recorded the old value keep it; the next use records the new one
+        self._v = _real(v, "value")
+        self._home = _NOWHERE
+
+    data = value
+
+    @property
+    def grad(self):
+        """Accumulated d(output)/d(leaf) over backward calls; None for constants."""
+        g = self._g
+        return None if g is None else g[0]
+
+    @grad.setter
+    def grad(self, g):
+        if self._g is None:
+            raise AttributeError("a constant has no gradient (requires_grad is False)")
+        self._g[0] = _real(g, "grad")
+
+    @property
+    def requires_grad(self):
+        """False for constants (``detach()``, results under ``no_grad``)."""
+        return self._g is not None
+
+    @property
+    def is_leaf(self):
+        """True for leaves and constants, False for recorded results."""
+        return True
+
+    @property
+    def tape(self):
+        """The ``Tape`` this result was recorded on (None for leaves)."""
+        return None
+
+    def detach(self):
+        """A constant with this Var's value: gradients stop there."""
+        return Leaf._make(self._v, False)
+
+    def backward(self, gradient=1.0, retain_graph=False):
+        """d(leaf)/d(leaf) = 1: adds ``gradient`` to the leaf's own grad."""
+        if self._g is None:
+            raise RuntimeError("backward() on a constant: it does not require grad")
+        self._g[0] += _real(gradient, "gradient")
+
+    def __repr__(self):
+        if self._g is None:
+            return f"Var({self._v!r}, constant)"
+        return f"Var({self._v!r}, grad={self._g[0]!r})"
+
+    def __reduce__(self):
+        return (_unpickle_leaf, (self._v, self.grad))
+
+
+def _unpickle_leaf(value, grad):
+    x = Leaf._make(value, grad is not None)
+    if grad is not None:
+        x._g[0] = grad
+    return x
+
+
+# ---- operand helpers (slow path) ---------------------------------------------
+
+_BAD = object()
+
+
+def _real(v, what):
+    """v as a float; TypeError unless it is a real number (or a Var's value)."""
+    if isinstance(v, Var):
+        return float(v.value)
+    if isinstance(v, numbers.Real) or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf"):
+        return float(v)
+    raise TypeError(f"{what} must be a real number, not {type(v).__name__}")
+
+
+def _num_or_none(v):
+    if isinstance(v, Var):
+        return v.value
+    if isinstance(v, numbers.Real):
+        return float(v)
+    return None
+
+
+def _num(v):
+    o = _num_or_none(v)
+    if o is None:
+        raise TypeError(f"cannot compare a pytape.Var with {type(v).__name__}")
+    return o
+
+
+def _const(x):
+    """The float value of x if it is a constant operand, None if it is a Var
+    that needs a slot, _BAD if it is not a number at all."""
+    if isinstance(x, Var):
+        if type(x) is Leaf and x._g is None:
+            return x._v
+        return None
+    if isinstance(x, numbers.Real):
+        return float(x)
+    if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "biuf":
+        return float(x)
+    return _BAD
+
+
+def _value(x):
+    return x.value if isinstance(x, Var) else float(x)
+
+
+def _slot(x, tape):
+    """Slot of operand x on tape: its own for results, registered for leaves."""
+    if type(x) is not Leaf:
+        return x._i
+    h = x._home
+    if h[0] == tape._serial:
+        return h[1]
+    i = lib.pt_leaf(tape._p, x._v, x._g)
+    if i < 0:
+        raise_status(i, "record", tape)
+    tape._cells.append(x._g)
+    x._home = (tape._serial, i)
+    return i
+
+
+def _tape_for(a, b=None):
+    """The tape an operation on a and b is recorded on: that of its
+    intermediate operands, else the current tape."""
+    ta = a._t if type(a) is Var else None
+    tb = b._t if type(b) is Var else None
+    if ta is None:
+        return tb if tb is not None else current_tape()
+    if tb is not None and tb is not ta:
+        raise ValueError(
+            "these two Vars were recorded on different tapes and cannot be "
+            "combined; compute them on one tape, or pass a value across with "
+            "x.detach() / pytape.Var(x.value)"
+        )
+    return ta
+
+
+def _result(tape, i, what="record"):
+    if i < 0:
+        raise_status(i, what, tape)
+    v = _new(Var)
+    v._t = tape
+    v._i = i
+    return v
+
+
+def _entry(name, suffix=""):
+    """The C recording entry point of op `name` (tape.c: pt_rec_NAME...)."""
+    return getattr(lib, f"pt_rec_{name.upper()}{suffix}")
+
+
+def _binary_slow(op, a, b):
+    ca = _const(a)
+    cb = _const(b)
+    if ca is _BAD or cb is _BAD:
+        other = a if ca is _BAD else b
+        if isinstance(other, np.ndarray) or hasattr(other, "__array_ufunc__"):
+            return NotImplemented  # numpy applies the op elementwise
+        raise TypeError(
+            f"unsupported operand for pytape.{OP_NAMES[op]}: {type(other).__name__!r}; "
+            f"a Var combines with Vars and real numbers (int, float, numpy scalars)"
+        )
+    if (ca is not None and cb is not None) or not lib.pt_grad_enabled():
+        return Leaf._make(lib.pt_eval2(op, _value(a), _value(b)), False)
+    t = _tape_for(a, b)
+    name = OP_NAMES[op]
+    if ca is not None:
+        i = _entry(name, "_CV")(t._p, ca, _slot(b, t))
+    elif cb is not None:
+        i = _entry(name, "_VC")(t._p, _slot(a, t), cb)
+    else:
+        i = _entry(name)(t._p, _slot(a, t), _slot(b, t))
+    return _result(t, i)
+
+
+def _unary_slow(op, name, a):
+    if isinstance(a, np.ndarray) and a.ndim > 0:
+        return _elementwise(FUNCTIONS[name], a)
+    c = _const(a)
+    if c is _BAD:
+        raise TypeError(f"pytape.{name}() takes a Var or a real number, not {type(a).__name__}")
+    if c is not None or not lib.pt_grad_enabled():
+        v = lib.pt_eval1(op, c if c is not None else a.value)
+        return v if not isinstance(a, Var) else Leaf._make(v, False)
+    t = _tape_for(a)
+    return _result(t, _entry(name)(t._p, _slot(a, t)))
+
+
+def _elementwise(f, arr, other=None):
+    out = np.frompyfunc(f, 1 if other is None else 2, 1)(*((arr,) if other is None else (arr, other)))
+    return out if arr.dtype == object else out.astype(float)
+
+
+# ---- the operators and functions, built from the op table ----------------------
+
+def _unary(name):
+    op = OPCODES[name]
+    rec = _entry(name)
+    new = _new
+    V = Var
+
+    def f(a):
+        if type(a) is V:
+            t = a._t
+            i = rec(t._p, a._i)
+            if i >= 0:
+                v = new(V)
+                v._t = t
+                v._i = i
+                return v
+        return _unary_slow(op, name, a)
+
+    f.__name__ = f.__qualname__ = name
+    return f
+
+
+def _binary(name):
+    """(a op b, b op a, module function) for the binary primitive `name`."""
+    op = OPCODES[name]
+    rec_vv, rec_vc, rec_cv = _entry(name), _entry(name, "_VC"), _entry(name, "_CV")
+    new = _new
+    V = Var
+    slow = _binary_slow
+
+    def forward(a, b):  # a is an intermediate result
+        tb = type(b)
+        if tb is float or tb is int:
+            t = a._t
+            i = rec_vc(t._p, a._i, b)
+        elif tb is V:
+            t = a._t
+            if b._t is not t:
+                return slow(op, a, b)
+            i = rec_vv(t._p, a._i, b._i)
+        else:
+            return slow(op, a, b)
+        if i < 0:
+            return slow(op, a, b)  # no_grad, or an error to raise
+        v = new(V)
+        v._t = t
+        v._i = i
+        return v
+
+    def reflected(a, b):  # b op a, b is not a Var
+        tb = type(b)
+        if tb is float or tb is int:
+            t = a._t
+            i = rec_cv(t._p, b, a._i)
+            if i >= 0:
+                v = new(V)
+                v._t = t
+                v._i = i
+                return v
+        return slow(op, b, a)
+
+    def function(a, b):
+        if isinstance(a, np.ndarray) and a.ndim > 0 or isinstance(b, np.ndarray) and b.ndim > 0:
+            return np.frompyfunc(function, 2, 1)(a, b)
+        if type(a) is V:
+            return forward(a, b)
+        r = slow(op, a, b)
+        if r is NotImplemented:
+            raise TypeError(
+                f"pytape.{name}() takes Vars or real numbers, not {type(a).__name__} and {type(b).__name__}"
+            )
+        if not isinstance(a, Var) and not isinstance(b, Var):
+            return r._v  # plain numbers in, plain float out
+        return r
+
+    function.__name__ = function.__qualname__ = name
+    return forward, reflected, function
+
+
+#: every primitive as a function of Vars or numbers, by its op-table name
+FUNCTIONS = {name: _unary(name) for name in UNARY}
+
+_DUNDERS = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv", "pow": "pow"}
+
+for _name in BINARY:
+    _fwd, _rev, _fn = _binary(_name)
+    FUNCTIONS[_name] = _fn
+    if _name in _DUNDERS:
+        d = _DUNDERS[_name]
+        _fwd.__name__ = f"__{d}__"
+        _rev.__name__ = f"__r{d}__"
+        setattr(Var, f"__{d}__", _fwd)
+        setattr(Var, f"__r{d}__", _rev)
+        # a leaf is never the fast path's `a`: its operators take the slow path
+        setattr(Leaf, f"__{d}__", (lambda op: lambda a, b: _binary_slow(op, a, b))(OPCODES[_name]))
+        setattr(Leaf, f"__r{d}__", (lambda op: lambda a, b: _binary_slow(op, b, a))(OPCODES[_name]))
+    else:
+        setattr(Var, _name, _fn)  # x.atan2(y), x.maximum(y), ...
+
+Var.__neg__ = FUNCTIONS["neg"]
+Var.__abs__ = FUNCTIONS["abs"]
+for _name in UNARY:
+    setattr(Var, _name, FUNCTIONS[_name])
+
+
+# methods numpy calls on object arrays (np.arcsin(a) calls a.arcsin(), ...)
+for _np_name, _name in {
+    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh",
+    "arccosh": "acosh", "arctanh": "atanh", "absolute": "abs", "negative": "neg",
+}.items():
+    setattr(Var, _np_name, FUNCTIONS[_name])
+Var.arctan2 = FUNCTIONS["atan2"]
+Var.fmax = FUNCTIONS["maximum"]
+Var.fmin = FUNCTIONS["minimum"]
+
+del _name, _np_name, _fwd, _rev, _fn, d
