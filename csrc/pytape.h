@@ -47,7 +47,7 @@ void pt_tape_free(pt_tape *t);
 int64_t pt_tape_len(const pt_tape *t);
 int64_t pt_tape_nleaves(const pt_tape *t);
 int64_t pt_tape_nconsts(const pt_tape *t);
-size_t pt_tape_nbytes(const pt_tape *t);
+size_t pt_tape_nbytes(const pt_tape *t, int used);
 int pt_tape_consumed(const pt_tape *t);
 int pt_tape_is_owner(const pt_tape *t);
 unsigned long pt_tape_owner(const pt_tape *t);

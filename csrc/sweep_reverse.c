@@ -64,12 +64,12 @@ int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
 
     const int64_t m = out + 1;
     if (t->adj_cap < m) {
-        double *adj = calloc((size_t)t->cap, sizeof *adj);
+        double *adj = calloc((size_t)t->n, sizeof *adj);
         if (!adj)
             return PT_E_NOMEM;
         free(t->adj);
         t->adj = adj;
-        t->adj_cap = t->cap;
+        t->adj_cap = t->n;
     } else {
         memset(t->adj, 0, (size_t)m * sizeof *t->adj);
     }

@@ -277,13 +277,18 @@ int pt_tape_is_owner(const pt_tape *t) { return t->owner_key == &thread_marker; 
  * Python's threading.get_ident() */
 unsigned long pt_tape_owner(const pt_tape *t) { return (unsigned long)t->owner; }
 
-size_t pt_tape_nbytes(const pt_tape *t)
+/* bytes allocated (used = 0) or holding data (used = 1); the difference is
+ * the spare capacity of amortised doubling, which the OS does not back with
+ * memory until it is written */
+size_t pt_tape_nbytes(const pt_tape *t, int used)
 {
-    return sizeof *t
-        + (size_t)t->cap * (sizeof *t->op + sizeof *t->a + sizeof *t->b + sizeof *t->val)
-        + (size_t)t->ccap * sizeof *t->consts
-        + (size_t)t->lcap * (sizeof *t->leaf_slot + sizeof *t->leaf_grad)
-        + (size_t)t->adj_cap * sizeof *t->adj;
+    const size_t per_instruction = sizeof *t->op + sizeof *t->a + sizeof *t->b + sizeof *t->val;
+    const size_t per_leaf = sizeof *t->leaf_slot + sizeof *t->leaf_grad;
+    if (used)
+        return sizeof *t + (size_t)t->n * per_instruction + (size_t)t->nconst * sizeof *t->consts
+            + (size_t)t->nleaf * per_leaf + (size_t)t->adj_n * sizeof *t->adj;
+    return sizeof *t + (size_t)t->cap * per_instruction + (size_t)t->ccap * sizeof *t->consts
+        + (size_t)t->lcap * per_leaf + (size_t)t->adj_cap * sizeof *t->adj;
 }
 
 int pt_tape_op_at(const pt_tape *t, int64_t i)

@@ -16,6 +16,7 @@ from .ops import *  # noqa: F401,F403  the primitive functions
 from .ops import __all__ as _ops_all
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
 from .var import Var
+from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
 
 #: micrograd's name for a scalar that tracks its gradient
 Value = Var

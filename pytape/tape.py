@@ -63,8 +63,14 @@ class Tape:
 
     @property
     def nbytes(self):
-        """Bytes of C memory held by the tape (instructions, values, constants, adjoints)."""
-        return lib.pt_tape_nbytes(self._p)
+        """Bytes of C memory allocated by the tape (instructions, values, constants,
+        leaves, adjoints), spare capacity of the doubling arrays included."""
+        return lib.pt_tape_nbytes(self._p, 0)
+
+    @property
+    def used_nbytes(self):
+        """Bytes of the tape's arrays that hold data (``nbytes`` less spare capacity)."""
+        return lib.pt_tape_nbytes(self._p, 1)
 
     @property
     def num_leaves(self):

@@ -1,0 +1,423 @@
+"""The engine's semantics: tapes, leaves, backward, lifecycle, errors, threads."""
+import gc
+import math
+import pickle
+import threading
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+
+import pytape
+from pytape import Var
+
+
+def chain(y, depth):
+    """The benchmark chain: the gradient of each step is exactly 1."""
+    for _ in range(depth):
+        y = (y * 0.5 + 0.25).relu() + y * 0.5
+    return y
+
+
+# ---- the classic worked example ---------------------------------------------
+
+def test_textbook_example():
+    # y = ln(x1) + x1*x2 - sin(x2) at (2, 5): the evaluation-trace example of AD tutorials
+    x1, x2 = Var(2.0), Var(5.0)
+    y = pytape.log(x1) + x1 * x2 - pytape.sin(x2)
+    y.backward()
+    assert round(y.value, 3) == 11.652
+    assert round(x1.grad, 3) == 5.5
+    assert round(x2.grad, 3) == 1.716
+    # and exactly the hand-derived formulas
+    assert x1.grad == pytest.approx(1 / 2 + 5, rel=1e-15)
+    assert x2.grad == pytest.approx(2 - math.cos(5), rel=1e-15)
+
+
+def test_tape_holds_one_instruction_per_operation():
+    with pytape.Tape() as t:
+        x1, x2 = Var(2.0), Var(5.0)
+        y = pytape.log(x1) + x1 * x2 - pytape.sin(x2)
+    # 2 leaves (recorded on first use) + log, mul, add, sin, sub
+    assert len(t) == 7
+    assert y.tape is t
+    assert t.num_leaves == 2
+
+
+# ---- gradients: accumulation, reuse, retain_graph, intermediates ---------------
+
+def test_leaf_used_thousands_of_times_accumulates():
+    x = Var(1.5)
+    y = x * 0.0
+    for k in range(3000):
+        y = y + x * float(k)
+    y.backward()
+    assert x.grad == sum(range(3000))
+
+
+def test_shared_subexpression_and_same_operand_twice():
+    x = Var(3.0)
+    s = x * x          # used twice below
+    y = s * s + s      # x**4 + x**2
+    y.backward()
+    assert x.grad == pytest.approx(4 * 27 + 6)
+    z = Var(2.0)
+    w = z - z + z / z
+    w.backward()
+    assert z.grad == 0.0
+
+
+def test_leaf_grads_accumulate_across_backward_calls_and_zero_grad():
+    x = Var(2.0)
+    (x * x).backward()
+    (x * 3.0).backward()
+    assert x.grad == 4.0 + 3.0
+    x.zero_grad()
+    assert x.grad == 0.0
+    x.grad = 5.0
+    (x * 1.0).backward()
+    assert x.grad == 6.0
+
+
+def test_retain_graph_allows_repeated_backward():
+    x = Var(3.0)
+    y = x ** 2
+    y.backward(retain_graph=True)
+    y.backward(retain_graph=True)
+    y.backward()
+    assert x.grad == 18.0
+    with pytest.raises(pytape.TapeConsumedError, match="retain_graph=True"):
+        y.backward()
+
+
+def test_backward_seed_and_intermediate_adjoints():
+    x = Var(2.0)
+    h = x * 3.0          # intermediate
+    y = pytape.exp(h)
+    y.backward(gradient=0.5)
+    assert x.grad == pytest.approx(0.5 * 3 * math.exp(6.0))
+    assert h.grad == pytest.approx(0.5 * math.exp(6.0))  # adjoint of an intermediate
+    assert y.grad == 0.5
+
+
+def test_backward_from_a_middle_slot_ignores_later_instructions():
+    x = Var(2.0)
+    a = x * x
+    b = a * 10.0  # recorded after a, does not influence a
+    a.backward(retain_graph=True)
+    assert x.grad == 4.0
+    assert b.grad == 0.0
+
+
+def test_leaf_backward_and_constant_backward():
+    x = Var(1.0)
+    x.backward(2.0)
+    assert x.grad == 2.0
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        x.detach().backward()
+
+
+def test_data_assignment_on_leaves_records_new_value():
+    p = Var(1.0)
+    (p * p).backward()
+    assert p.grad == 2.0
+    p.data -= 0.1 * p.grad  # micrograd's update step
+    assert p.data == pytest.approx(0.8)
+    p.grad = 0
+    (p * p).backward()
+    assert p.grad == pytest.approx(1.6)
+
+
+def test_changing_a_leaf_does_not_alter_an_existing_recording():
+    # in-place changes break reverse mode in most engines; here the tape keeps
+    # the value it recorded, so a retained graph still differentiates correctly
+    p = Var(2.0)
+    y = p * p
+    p.value = 10.0
+    y.backward()
+    assert y.value == 4.0
+    assert p.grad == 4.0
+
+
+def test_assigning_value_of_intermediate_raises():
+    y = Var(2.0) * 2.0
+    with pytest.raises(AttributeError, match="only leaves"):
+        y.value = 1.0
+
+
+def test_detach_stops_gradient_and_is_constant():
+    x = Var(3.0)
+    c = x.detach()
+    assert c.requires_grad is False and c.grad is None and c.value == 3.0
+    y = x * c
+    y.backward()
+    assert x.grad == 3.0
+
+
+def test_no_grad_returns_constants_and_records_nothing():
+    x = Var(2.0)
+    with pytape.Tape() as t:
+        y = x * 1.0
+        n = len(t)
+        with pytape.no_grad():
+            assert not pytape.is_grad_enabled()
+            z = pytape.sin(y) * x + 1.0
+            with pytape.enable_grad():
+                assert pytape.is_grad_enabled()
+        assert pytape.is_grad_enabled()
+        assert len(t) == n
+    assert z.requires_grad is False
+    assert z.value == pytest.approx(math.sin(2.0) * 2.0 + 1.0)
+
+    @pytape.no_grad()
+    def f(v):
+        return v * 2.0
+
+    assert f(x).requires_grad is False
+
+
+def test_comparisons_conversions_hash_repr():
+    x, y = Var(1.0), Var(2.0)
+    assert x < y and x <= y and y > x and y >= x and x != y and not x == y
+    assert x < 1.5 and 0.5 < x and x == 1.0 and 1.0 == x
+    assert float(y * 1.0) == 2.0 and int(y) == 2 and bool(x) and not bool(Var(0.0))
+    assert abs(Var(-2.0)).value == 2.0 and (+x) is x and (-x).value == -1.0
+    assert len({x, y, x}) == 2  # hashable by identity
+    assert "grad" in repr(x) and "mul" in repr(x * y)
+    assert x.item() == 1.0
+    # control flow on values
+    z = x if x > 0 else -x
+    assert z is x
+
+
+def test_numpy_scalars_and_object_arrays():
+    x = Var(0.5)
+    for c in (np.float64(2.0), np.float32(2.0), np.int64(2), np.int32(2), True):
+        assert (x * c).value == 0.5 * float(c)
+        assert (c * x).value == 0.5 * float(c)
+    assert isinstance(pytape.sin(np.float64(1.0)), float)
+    a = np.array([Var(1.0), Var(2.0)], dtype=object)
+    s = np.sum(np.sin(a) ** 2)
+    s.backward()
+    assert a[0].grad == pytest.approx(math.sin(2.0))  # d/dx sin(x)^2 = sin(2x)
+    assert a[1].grad == pytest.approx(math.sin(4.0))
+
+
+def test_leaves_pickle_and_recorded_vars_refuse():
+    x = Var(1.5)
+    x.grad = 2.0
+    x2 = pickle.loads(pickle.dumps(x))
+    assert x2.value == 1.5 and x2.grad == 2.0 and x2 is not x
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(x * 2.0)
+
+
+# ---- scale: no recursion, no Python object per node ----------------------------
+
+def test_chain_of_a_million_operations():
+    x = Var(1.0)
+    with pytape.Tape() as t:
+        y = chain(x, 200_000)  # 5 ops per step
+    assert len(t) == 1_000_001
+    y.backward()
+    assert x.grad == 1.0
+    assert t.used_nbytes / len(t) <= 32  # 18 per instruction + constants + adjoint
+
+
+def test_recording_keeps_no_python_object_per_operation():
+    x = Var(1.0)
+    chain(x, 100)  # warm up caches
+    gc.collect()
+    tracemalloc.start()
+    y = chain(x, 20_000)  # 100,000 operations
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert current < 200_000, current  # a Python object per op would be several MB
+    y.backward()
+    assert x.grad == 1.0
+
+
+# ---- tape lifecycle and memory ---------------------------------------------------
+
+def test_backward_consumes_and_next_operation_starts_fresh_tape():
+    x = Var(2.0)
+    y = x * x
+    t1 = y.tape
+    y.backward()
+    assert t1.consumed
+    z = x * x
+    assert z.tape is not t1 and not z.tape.consumed
+    assert y.value == 4.0 and y.grad == 1.0  # still readable after consumption
+
+
+def test_consumed_tape_is_freed_when_unreferenced():
+    x = Var(2.0)
+    y = x * x
+    ref = weakref.ref(y.tape)
+    y.backward()
+    del y
+    gc.collect()
+    assert ref() is None
+
+
+def test_unreferenced_default_tape_is_released_without_backward():
+    # an evaluation loop that never calls backward must not grow one tape forever
+    x = Var(2.0)
+    y = x * 3.0
+    ref = weakref.ref(y.tape)
+    del y
+    assert ref() is None
+    assert len((x * 3.0).tape) == 2
+
+
+def _rss_kib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4
+
+
+def test_training_loop_memory_is_flat():
+    import random
+
+    random.seed(1)
+    model = pytape.nn.MLP(2, [8, 8, 1])
+    xs = [[random.uniform(-1, 1), random.uniform(-1, 1)] for _ in range(8)]
+    refs = []
+    rss = []
+    for it in range(1000):
+        loss = sum((model(x) - 0.5) ** 2 for x in xs) * (1.0 / len(xs))
+        model.zero_grad()
+        loss.backward()
+        for p in model.parameters():
+            p.data -= 0.01 * p.grad
+        refs.append(weakref.ref(loss.tape))
+        if it in (100, 999):
+            gc.collect()
+            rss.append(_rss_kib())
+    del loss
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0  # every iteration's tape was freed
+    assert rss[1] - rss[0] < 4096, rss  # < 4 MiB growth over 900 iterations
+
+
+# ---- errors: clear exceptions, never a crash or a wrong result -------------------
+
+def test_backward_twice_without_retain_graph():
+    x = Var(1.0)
+    y = x * 2.0
+    y.backward()
+    with pytest.raises(pytape.TapeConsumedError, match="retain_graph"):
+        y.backward()
+    assert x.grad == 2.0  # the failed call changed nothing
+
+
+def test_var_from_consumed_tape_in_new_operation():
+    x = Var(1.0)
+    y = x * 2.0
+    y.backward()
+    for op in (lambda: y * 2.0, lambda: y + y, lambda: pytape.sin(y), lambda: 1.0 - y, lambda: x * y):
+        with pytest.raises(pytape.TapeConsumedError, match="consumed"):
+            op()
+    assert (y.detach() * 2.0).value == 4.0  # the documented way out
+
+
+def test_vars_from_different_tapes_cannot_mix():
+    with pytape.Tape():
+        a = Var(1.0) * 1.0
+    with pytape.Tape():
+        b = Var(2.0) * 1.0
+    with pytest.raises(ValueError, match="different tapes"):
+        a + b
+    with pytest.raises(ValueError, match="different tapes"):
+        pytape.atan2(a, b)
+
+
+def test_leaf_joins_the_tape_of_its_partner():
+    x = Var(2.0)
+    with pytape.Tape() as t1:
+        a = x * 1.0
+    with pytape.Tape() as t2:
+        b = x * 1.0
+    # x is a leaf: it may take part in both recordings
+    assert a.tape is t1 and b.tape is t2
+    c = a * x  # x joins t1 again
+    c.backward()
+    assert x.grad == 2 * 2.0
+
+
+@pytest.mark.parametrize("bad", ["a", None, [1.0], 1j, object()])
+def test_non_numeric_operands_raise_type_error(bad):
+    x = Var(1.0)
+    y = x * 1.0
+    with pytest.raises(TypeError):
+        x * bad
+    with pytest.raises(TypeError):
+        bad - y
+    with pytest.raises(TypeError):
+        pytape.sin(bad)
+    with pytest.raises(TypeError):
+        pytape.maximum(y, bad)
+    with pytest.raises(TypeError):
+        Var(bad)
+    with pytest.raises(TypeError):
+        y.backward(gradient=bad)
+
+
+def test_other_thread_cannot_record_or_backward_on_a_tape():
+    x = Var(1.0)
+    y = x * 2.0
+    errors = []
+
+    def other():
+        for op in (lambda: y * 2.0, lambda: pytape.exp(y), lambda: y.backward()):
+            try:
+                op()
+            except pytape.TapeThreadError as e:
+                errors.append(str(e))
+
+    th = threading.Thread(target=other)
+    th.start()
+    th.join()
+    assert len(errors) == 3 and "thread" in errors[0]
+    y.backward()  # the owner still can, and the tape is intact
+    assert x.grad == 2.0
+
+
+def test_threads_record_on_their_own_tapes_concurrently():
+    results = {}
+    barrier = threading.Barrier(4)
+
+    def work(k):
+        x = Var(1.0 + k)
+        barrier.wait()
+        y = x * 0.0
+        for _ in range(3000):
+            y = y + pytape.sin(x) * x  # d/dx = sin x + x cos x per step
+        y.backward()
+        results[k] = x.grad
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for k in range(4):
+        x = 1.0 + k
+        assert results[k] == pytest.approx(3000 * (math.sin(x) + x * math.cos(x)), rel=1e-12)
+
+
+def test_shared_parameter_across_threads():
+    # a leaf (parameter) is shared; each thread records on its own tape and the
+    # sweeps add into the same grad cell under a lock
+    w = Var(3.0)
+
+    def work():
+        for _ in range(200):
+            (w * 2.0).backward()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert w.grad == 4 * 200 * 2.0
