@@ -40,7 +40,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "pytape._tape_cffi",
-    '#include "pytape.h"',
+    '#include "tape.h"  /* pytape.h and the per-op entry points */',
     sources=[os.path.join(CSRC, s) for s in SOURCES],
     depends=[os.path.join(CSRC, d) for d in DEPENDS],
     include_dirs=[CSRC],

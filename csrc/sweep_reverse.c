@@ -8,7 +8,13 @@
 #include "rules.h"
 
 /* adj[x] += d(y)/d(x) * adj[y] for every instruction y = f(...) from out
- * down to 0.  Rows see a, b (operand values) and y (the instruction's value). */
+ * down to 0.  Rows see a, b (operand values) and y (the instruction's value).
+ *
+ * An instruction whose adjoint is exactly zero is skipped: it does not reach
+ * the output (it was recorded after a branch, or only feeds other outputs) or
+ * its influence is multiplied away.  So 0 * inf never turns into a nan
+ * gradient: d/dx of relu(-1) * sqrt(x) at x = 0 is 0, as in exact arithmetic
+ * (PyTorch gives nan there).  A nan adjoint still propagates. */
 void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
 {
     const uint16_t *op = t->op;
@@ -17,6 +23,8 @@ void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
 
     for (int64_t i = out; i >= 0; --i) {
         const double g = adj[i];
+        if (g == 0.0)
+            continue;
         switch (op[i]) {
 #define PT_OP1(N, S, V, DA)                                                   \
         case PT_##N: {                                                        \

@@ -1,0 +1,116 @@
+"""Property tests: random expression DAGs give the same values and gradients
+on pytape's C tape as on the pure-Python reference engine."""
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import pytape
+import pytape.reference as ref
+
+# ops defined on the whole real line (domain-limited ones are covered in test_ops.py)
+UNARY = ["neg", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "softplus", "erf",
+         "erfc", "atan", "asinh", "cbrt", "exp", "expm1", "sinh"]
+BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "hypot", "atan2", "pow_int"]
+
+
+def apply(engine, name, a, b=None):
+    """One op through `engine` (the pytape or reference module)."""
+    if name == "neg":
+        return -a
+    if name == "abs":
+        return abs(a)
+    if name == "add":
+        return a + b
+    if name == "sub":
+        return a - b
+    if name == "mul":
+        return a * b
+    if name == "div":
+        return a / b
+    if name == "pow_int":  # integer exponents keep pow real on negative bases
+        return a ** 3.0
+    fn = getattr(engine, name)
+    return fn(a) if b is None else fn(a, b)
+
+
+finite = st.floats(min_value=-3.0, max_value=3.0, allow_nan=False, allow_infinity=False)
+
+# an instruction: (op, index of operand a, index of operand b, constant or None,
+# constant on the left?) -- indices are taken modulo the number of nodes so far,
+# so nodes are shared and leaves reused freely
+instruction = st.tuples(
+    st.sampled_from(UNARY + BINARY),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.one_of(st.none(), finite),
+    st.booleans(),
+)
+
+
+def build(engine, leaves, program):
+    nodes = list(leaves)
+    for name, ia, ib, const, left in program:
+        a = nodes[ia % len(nodes)]
+        if name in UNARY or name == "pow_int":
+            out = apply(engine, name, a)
+        elif const is not None:
+            out = apply(engine, name, const, a) if left else apply(engine, name, a, const)
+        else:
+            out = apply(engine, name, a, nodes[ib % len(nodes)])
+        nodes.append(out)
+    # the output sums a few nodes so several paths meet
+    y = nodes[-1]
+    for k in range(1, min(4, len(nodes))):
+        y = y + nodes[-1 - k] * 0.5
+    return y
+
+
+def run_both(values, program):
+    ours = [pytape.Var(v) for v in values]
+    theirs = [ref.Value(v) for v in values]
+    y = build(pytape, ours, program)
+    z = build(ref, theirs, program)
+    yv, zv = float(y.value) if isinstance(y, pytape.Var) else y, z.data if isinstance(z, ref.Value) else z
+    assume(math.isfinite(zv) and abs(zv) < 1e6)
+    if isinstance(y, pytape.Var):
+        y.backward()
+    if isinstance(z, ref.Value):
+        z.backward()
+    ga = np.array([x.grad for x in ours])
+    gb = np.array([x.grad for x in theirs])
+    assume(np.all(np.isfinite(gb)) and np.all(np.abs(gb) < 1e6))
+    return yv, zv, ga, gb
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(values=st.lists(finite, min_size=1, max_size=4), program=st.lists(instruction, min_size=1, max_size=30))
+def test_random_dags_match_reference(values, program):
+    yv, zv, ga, gb = run_both(values, program)
+    assert np.isclose(yv, zv, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ga, gb, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(values=st.lists(finite, min_size=1, max_size=3),
+       block=st.lists(instruction, min_size=1, max_size=5),
+       repeats=st.integers(200, 2000))
+def test_deep_chains_match_reference(values, block, repeats):
+    # a block whose output feeds the next copy: deep, with reused leaves
+    def chained(engine, leaves):
+        y = leaves[0]
+        for _ in range(repeats):
+            y = engine.tanh(build(engine, [y] + leaves[1:], block))
+        return y
+
+    ours = [pytape.Var(v) for v in values]
+    theirs = [ref.Value(v) for v in values]
+    y, z = chained(pytape, ours), chained(ref, theirs)
+    assume(math.isfinite(z.data))
+    y.backward()
+    z.backward()
+    assert np.isclose(y.value, z.data, rtol=1e-11, atol=1e-12)
+    gb = np.array([x.grad for x in theirs])
+    assume(np.all(np.isfinite(gb)))
+    np.testing.assert_allclose([x.grad for x in ours], gb, rtol=1e-8, atol=1e-10)
