@@ -17,7 +17,8 @@ Conventions (pytape's, following PyTorch and IEEE-754/numpy):
 * Outside a function's domain the result is the IEEE/numpy one and nothing
   raises: ``log(0) == -inf``, ``sqrt(-1)`` is nan, ``1/Value(0.0)`` is inf,
   ``exp(1000) == inf``.  Gradients are propagated with plain IEEE arithmetic
-  (``0 * inf`` gives nan; zero upstream gradients are not special-cased).
+  (a nan adjoint propagates), except that a node whose gradient is exactly
+  zero is skipped, so ``0 * inf`` never turns into a nan gradient.
 * At kinks: ``relu'(0) == 0``, ``abs'(0) == 0``, ties of ``maximum``/``minimum``
   split the gradient 0.5/0.5, ``clip`` passes gradient 1 to ``x`` on its closed
   interval ``[lo, hi]``, ``hypot'`` is 0 at the origin, and for ``y = a**b``
@@ -300,7 +301,9 @@ class Value:
            then ``self.grad += gradient``.  So an interior output starts at
            ``gradient``, a leaf output accumulates it.
         3. The ``_backward`` closures run in reverse topological order, each
-           adding ``local derivative * out.grad`` to its operands' ``grad``.
+           adding ``local derivative * out.grad`` to its operands' ``grad``;
+           a node whose ``grad`` is exactly 0 is skipped, so ``0 * inf`` never
+           makes a nan gradient (pytape's C sweep does the same).
 
         Leaves (inputs and constants) are never reset, so their gradients
         accumulate across calls (calling twice doubles them) and across
@@ -328,7 +331,8 @@ class Value:
                 node.grad = 0.0
         self.grad += _real(gradient)
         for node in reversed(topo):
-            node._backward()
+            if node.grad != 0.0:  # a zero adjoint contributes nothing, even times inf
+                node._backward()
 
 
 # ---------------------------------------------------------------- op registration

@@ -421,3 +421,21 @@ def test_shared_parameter_across_threads():
     for th in threads:
         th.join()
     assert w.grad == 4 * 200 * 2.0
+
+
+def test_zero_adjoint_contributes_nothing_but_nan_and_inf_propagate():
+    x = Var(0.0)
+    (pytape.relu(Var(-1.0)) * pytape.sqrt(x)).backward()  # 0 * sqrt'(0) = 0 * inf
+    assert x.grad == 0.0
+    x = Var(0.0)
+    y = x * 1.0
+    pytape.log(y)  # recorded after y's inputs, not on the path to the output
+    z = y + 1.0
+    z.backward()
+    assert x.grad == 1.0
+    x = Var(0.0)
+    pytape.sqrt(x).backward()
+    assert x.grad == math.inf
+    x = Var(-1.0)
+    (pytape.sqrt(x) * 2.0).backward()  # sqrt'(-1) is nan: propagates
+    assert math.isnan(x.grad)
