@@ -38,6 +38,10 @@ static inline double pt_softplus(double a)
 static inline double pt_max(double a, double b) { return (a >= b || a != a) ? a : b; }
 static inline double pt_min(double a, double b) { return (a <= b || a != a) ? a : b; }
 
+/* clamp to a bound; a nan operand or bound gives nan, like torch.clamp */
+static inline double pt_clamp_min(double a, double lo) { return (a < lo || lo != lo) ? lo : a; }
+static inline double pt_clamp_max(double a, double hi) { return (a > hi || hi != hi) ? hi : a; }
+
 /* share of the gradient that goes to `win` when it is compared with `lose`:
  * 1 if it wins, 0 if it loses, 0.5 on a tie */
 static inline double pt_tie(double win, double lose)

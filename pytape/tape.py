@@ -33,7 +33,7 @@ class Tape:
     6.0
     """
 
-    __slots__ = ("_p", "_cells", "_serial", "__weakref__")
+    __slots__ = ("_p", "_cells", "_serial", "_consumed", "__weakref__")
 
     def __init__(self):
         p = lib.pt_tape_new()
@@ -42,6 +42,7 @@ class Tape:
         self._p = ffi.gc(p, lib.pt_tape_free)
         self._cells = []  # grad cells of the leaves on this tape; C points into them
         self._serial = next(_serials)
+        self._consumed = False  # mirrors the C flag; set by Var.backward
 
     def __enter__(self):
         _state.stack.append(self)
@@ -104,7 +105,7 @@ def current_tape():
         return st.stack[-1]
     ref = st.default
     t = ref() if ref is not None else None
-    if t is None or lib.pt_tape_consumed(t._p):
+    if t is None or t._consumed:
         t = Tape()
         st.default = weakref.ref(t)
     return t

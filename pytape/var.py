@@ -147,6 +147,8 @@ class Var:
         status = lib.pt_backward(t._p, self._i, seed, 1 if retain_graph else 0)
         if status:
             raise_status(status, "backward", t)
+        if not retain_graph:
+            t._consumed = True
 
     # ---- conversions and comparisons (on values) ---------------------------
 
@@ -312,10 +314,13 @@ def _num(v):
 def _const(x):
     """The float value of x if it is a constant operand, None if it is a Var
     that needs a slot, _BAD if it is not a number at all."""
-    if isinstance(x, Var):
-        if type(x) is Leaf and x._g is None:
-            return x._v
+    tx = type(x)
+    if tx is Var:
         return None
+    if tx is Leaf:
+        return None if x._g is not None else x._v
+    if tx is float or tx is int:
+        return x
     if isinstance(x, numbers.Real):
         return float(x)
     if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "biuf":
@@ -328,17 +333,17 @@ def _value(x):
 
 
 def _slot(x, tape):
-    """Slot of operand x on tape: its own for results, registered for leaves."""
+    """Slot of operand x on tape (its own for results, a LEAF instruction
+    for leaves, made on first use), or a negative status."""
     if type(x) is not Leaf:
         return x._i
     h = x._home
     if h[0] == tape._serial:
         return h[1]
     i = lib.pt_leaf(tape._p, x._v, x._g)
-    if i < 0:
-        raise_status(i, "record", tape)
-    tape._cells.append(x._g)
-    x._home = (tape._serial, i)
+    if i >= 0:
+        tape._cells.append(x._g)  # keeps the grad cell alive as long as the tape
+        x._home = (tape._serial, i)
     return i
 
 
@@ -358,21 +363,30 @@ def _tape_for(a, b=None):
     return ta
 
 
-def _result(tape, i, what="record"):
-    if i < 0:
-        raise_status(i, what, tape)
+def _result(tape, i):
     v = _new(Var)
     v._t = tape
     v._i = i
     return v
 
 
-def _entry(name, suffix=""):
-    """The C recording entry point of op `name` (tape.c: pt_rec_NAME...)."""
-    return getattr(lib, f"pt_rec_{name.upper()}{suffix}")
+class _Op:
+    """A primitive's opcode, name and C recording entry points (tape.c)."""
+
+    __slots__ = ("code", "name", "rec", "rec_vc", "rec_cv")
+
+    def __init__(self, name):
+        self.code = OPCODES[name]
+        self.name = name
+        entry = f"pt_rec_{name.upper()}"
+        self.rec = getattr(lib, entry)
+        self.rec_vc = getattr(lib, entry + "_VC", None)
+        self.rec_cv = getattr(lib, entry + "_CV", None)
 
 
 def _binary_slow(op, a, b):
+    """Every binary case the fast path does not take: leaves, constants,
+    numpy scalars, grad mode off, tapes that refuse, bad operands."""
     ca = _const(a)
     cb = _const(b)
     if ca is _BAD or cb is _BAD:
@@ -380,33 +394,51 @@ def _binary_slow(op, a, b):
         if isinstance(other, np.ndarray) or hasattr(other, "__array_ufunc__"):
             return NotImplemented  # numpy applies the op elementwise
         raise TypeError(
-            f"unsupported operand for pytape.{OP_NAMES[op]}: {type(other).__name__!r}; "
+            f"unsupported operand for pytape.{op.name}: {type(other).__name__!r}; "
             f"a Var combines with Vars and real numbers (int, float, numpy scalars)"
         )
-    if (ca is not None and cb is not None) or not lib.pt_grad_enabled():
-        return Leaf._make(lib.pt_eval2(op, _value(a), _value(b)), False)
-    t = _tape_for(a, b)
-    name = OP_NAMES[op]
-    if ca is not None:
-        i = _entry(name, "_CV")(t._p, ca, _slot(b, t))
-    elif cb is not None:
-        i = _entry(name, "_VC")(t._p, _slot(a, t), cb)
-    else:
-        i = _entry(name)(t._p, _slot(a, t), _slot(b, t))
-    return _result(t, i)
+    if ca is None or cb is None:
+        t = _tape_for(a, b)
+        if ca is not None:
+            i = _slot(b, t)
+            if i >= 0:
+                i = op.rec_cv(t._p, ca, i)
+        elif cb is not None:
+            i = _slot(a, t)
+            if i >= 0:
+                i = op.rec_vc(t._p, i, cb)
+        else:
+            i = _slot(a, t)
+            j = _slot(b, t) if i >= 0 else i
+            if j >= 0:
+                i = op.rec(t._p, i, j)
+            else:
+                i = j
+        if i >= 0:
+            return _result(t, i)
+        if i != lib.PT_E_NOGRAD:
+            raise_status(i, "record", t)
+    # constants only, or recording is off: a constant result
+    return Leaf._make(lib.pt_eval2(op.code, _value(a), _value(b)), False)
 
 
-def _unary_slow(op, name, a):
+def _unary_slow(op, a):
     if isinstance(a, np.ndarray) and a.ndim > 0:
-        return _elementwise(FUNCTIONS[name], a)
+        return _elementwise(FUNCTIONS[op.name], a)
     c = _const(a)
     if c is _BAD:
-        raise TypeError(f"pytape.{name}() takes a Var or a real number, not {type(a).__name__}")
-    if c is not None or not lib.pt_grad_enabled():
-        v = lib.pt_eval1(op, c if c is not None else a.value)
-        return v if not isinstance(a, Var) else Leaf._make(v, False)
-    t = _tape_for(a)
-    return _result(t, _entry(name)(t._p, _slot(a, t)))
+        raise TypeError(f"pytape.{op.name}() takes a Var or a real number, not {type(a).__name__}")
+    if c is None:
+        t = _tape_for(a)
+        i = _slot(a, t)
+        if i >= 0:
+            i = op.rec(t._p, i)
+        if i >= 0:
+            return _result(t, i)
+        if i != lib.PT_E_NOGRAD:
+            raise_status(i, "record", t)
+    v = lib.pt_eval1(op.code, _value(a))
+    return Leaf._make(v, False) if isinstance(a, Var) else v
 
 
 def _elementwise(f, arr, other=None):
@@ -417,8 +449,8 @@ def _elementwise(f, arr, other=None):
 # ---- the operators and functions, built from the op table ----------------------
 
 def _unary(name):
-    op = OPCODES[name]
-    rec = _entry(name)
+    op = _Op(name)
+    rec = op.rec
     new = _new
     V = Var
 
@@ -431,7 +463,7 @@ def _unary(name):
                 v._t = t
                 v._i = i
                 return v
-        return _unary_slow(op, name, a)
+        return _unary_slow(op, a)
 
     f.__name__ = f.__qualname__ = name
     return f
@@ -439,8 +471,8 @@ def _unary(name):
 
 def _binary(name):
     """(a op b, b op a, module function) for the binary primitive `name`."""
-    op = OPCODES[name]
-    rec_vv, rec_vc, rec_cv = _entry(name), _entry(name, "_VC"), _entry(name, "_CV")
+    op = _Op(name)
+    rec_vv, rec_vc, rec_cv = op.rec, op.rec_vc, op.rec_cv
     new = _new
     V = Var
     slow = _binary_slow
@@ -509,8 +541,8 @@ for _name in BINARY:
         setattr(Var, f"__{d}__", _fwd)
         setattr(Var, f"__r{d}__", _rev)
         # a leaf is never the fast path's `a`: its operators take the slow path
-        setattr(Leaf, f"__{d}__", (lambda op: lambda a, b: _binary_slow(op, a, b))(OPCODES[_name]))
-        setattr(Leaf, f"__r{d}__", (lambda op: lambda a, b: _binary_slow(op, b, a))(OPCODES[_name]))
+        setattr(Leaf, f"__{d}__", (lambda op: lambda a, b: _binary_slow(op, a, b))(_Op(_name)))
+        setattr(Leaf, f"__r{d}__", (lambda op: lambda a, b: _binary_slow(op, b, a))(_Op(_name)))
     else:
         setattr(Var, _name, _fn)  # x.atan2(y), x.maximum(y), ...
 
