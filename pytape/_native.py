@@ -46,6 +46,11 @@ _CONSUMED_HINTS = {
 def raise_status(status, what="record", tape=None):
     """Raise the exception for a negative C status ``status``."""
     if status == lib.PT_E_NOMEM:
+        if what == "backward":
+            raise MemoryError(
+                "pytape: out of memory allocating the adjoints for backward(); "
+                "the tape is unchanged and backward() can be retried"
+            )
         raise MemoryError("pytape: out of memory while growing the tape; the tape is unchanged")
     if status == lib.PT_E_FULL:
         raise MemoryError("pytape: the tape reached its maximum of 2**31 - 1 slots")
