@@ -492,7 +492,7 @@ def _binary(name):
     op = _Op(name)
     rec_vv, rec_vc, rec_cv = op.rec, op.rec_vc, op.rec_cv
     new = _new
-    V = Var
+    V, L = Var, Leaf
     slow = _binary_slow
 
     def forward(a, b):  # a is an intermediate result
@@ -505,6 +505,12 @@ def _binary(name):
             if b._t is not t:
                 return slow(op, a, b)
             i = rec_vv(t._p, a._i, b._i)
+        elif tb is L:  # a leaf already recorded on this tape
+            t = a._t
+            h = b._home
+            if h[0] != t._serial:
+                return slow(op, a, b)
+            i = rec_vv(t._p, a._i, h[1])
         elif isinstance(b, float):  # numpy.float64 and other float subclasses
             t = a._t
             i = rec_vc(t._p, a._i, b)
@@ -516,6 +522,22 @@ def _binary(name):
         v._t = t
         v._i = i
         return v
+
+    def leaf_forward(a, b):  # a is a leaf: fast when it is on b's tape already
+        if type(b) is V:
+            t = b._t
+            h = a._home
+            if h[0] == t._serial:
+                i = rec_vv(t._p, h[1], b._i)
+                if i >= 0:
+                    v = new(V)
+                    v._t = t
+                    v._i = i
+                    return v
+        return slow(op, a, b)
+
+    def leaf_reflected(a, b):  # b op a, a a leaf, b not a Var
+        return slow(op, b, a)
 
     def reflected(a, b):  # b op a, b is not a Var
         tb = type(b)
@@ -532,9 +554,10 @@ def _binary(name):
     def function(a, b):
         if isinstance(a, np.ndarray) and a.ndim > 0 or isinstance(b, np.ndarray) and b.ndim > 0:
             return np.frompyfunc(function, 2, 1)(_objects(a), _objects(b))
-        if type(a) is V:
+        ta = type(a)
+        if ta is V:
             return forward(a, b)
-        r = slow(op, a, b)
+        r = leaf_forward(a, b) if ta is L else slow(op, a, b)
         if r is NotImplemented:
             raise TypeError(
                 f"pytape.{name}() takes Vars or real numbers, not {type(a).__name__} and {type(b).__name__}"
@@ -544,7 +567,7 @@ def _binary(name):
         return r
 
     function.__name__ = function.__qualname__ = name
-    return forward, reflected, function
+    return forward, reflected, leaf_forward, leaf_reflected, function
 
 
 #: every primitive as a function of Vars or numbers, by its op-table name
@@ -553,17 +576,14 @@ FUNCTIONS = {name: _unary(name) for name in UNARY}
 _DUNDERS = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv", "pow": "pow"}
 
 for _name in BINARY:
-    _fwd, _rev, _fn = _binary(_name)
+    _fwd, _rev, _lfwd, _lrev, _fn = _binary(_name)
     FUNCTIONS[_name] = _fn
     if _name in _DUNDERS:
         d = _DUNDERS[_name]
-        _fwd.__name__ = f"__{d}__"
-        _rev.__name__ = f"__r{d}__"
-        setattr(Var, f"__{d}__", _fwd)
-        setattr(Var, f"__r{d}__", _rev)
-        # a leaf is never the fast path's `a`: its operators take the slow path
-        setattr(Leaf, f"__{d}__", (lambda op: lambda a, b: _binary_slow(op, a, b))(_Op(_name)))
-        setattr(Leaf, f"__r{d}__", (lambda op: lambda a, b: _binary_slow(op, b, a))(_Op(_name)))
+        for _cls, _f, _r in ((Var, _fwd, _rev), (Leaf, _lfwd, _lrev)):
+            _f.__name__, _r.__name__ = f"__{d}__", f"__r{d}__"
+            setattr(_cls, f"__{d}__", _f)
+            setattr(_cls, f"__r{d}__", _r)
     else:
         setattr(Var, _name, _fn)  # x.atan2(y), x.maximum(y), ...
 
@@ -583,4 +603,4 @@ Var.arctan2 = FUNCTIONS["atan2"]
 Var.fmax = FUNCTIONS["maximum"]
 Var.fmin = FUNCTIONS["minimum"]
 
-del _name, _np_name, _fwd, _rev, _fn, d
+del _name, _np_name, _fwd, _rev, _lfwd, _lrev, _fn, _cls, _f, _r, d
