@@ -230,7 +230,7 @@ class Leaf(Var):
     @value.setter
     def value(self, v):
         # tapes that recorded the old value keep it; the next use records the new one
-        self._v = _real(v, "value")
+        self._v = v if type(v) is float else _real(v, "value")
         self._home = _NOWHERE
 
     data = value
@@ -243,9 +243,10 @@ class Leaf(Var):
 
     @grad.setter
     def grad(self, g):
-        if self._g is None:
+        cell = self._g
+        if cell is None:
             raise AttributeError("a constant has no gradient (requires_grad is False)")
-        self._g[0] = _real(g, "grad")
+        cell[0] = g if type(g) is float else _real(g, "grad")
 
     @property
     def requires_grad(self):

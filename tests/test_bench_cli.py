@@ -1,0 +1,88 @@
+"""The ``python -m pytape bench`` command line, run in a subprocess on its --quick sizes."""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import pytape
+
+# run the same pytape as this test imports (installed, or the built checkout),
+# from a folder with no pytape/ source tree in it
+PYTAPE_HOME = str(Path(pytape.__file__).resolve().parents[1])
+
+
+def run(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [PYTAPE_HOME, os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "pytape", *args], cwd=tempfile.gettempdir(), env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def table_rows(stdout):
+    """{(workload, size, engine): cells} of the results table."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = line.split()
+        if len(cells) >= 6 and cells[0] in ("chain", "rosenbrock", "mlp"):
+            rows[tuple(cells[:3])] = cells
+    return rows
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return run("bench", "--quick", "--repeat", "1")
+
+
+def test_quick_run_prints_a_table_with_speedups(quick):
+    assert quick.returncode == 0, quick.stderr
+    out = quick.stdout
+    assert "machine:" in out and "CPUs" in out and "Python" in out
+    header = next(line for line in out.splitlines() if line.startswith("workload"))
+    for col in ("engine", "record", "backward", "total", "pytape× rec", "pytape× total"):
+        assert col in header
+    rows = table_rows(out)
+    for wl, size in (("chain", "D=100"), ("chain", "D=1000"), ("rosenbrock", "n=100"), ("mlp", "N=10")):
+        assert (wl, size, "pytape") in rows and (wl, size, "reference") in rows
+        ref = rows[(wl, size, "reference")]
+        assert ref[-1].endswith("x") and ref[-2].endswith("x"), ref  # both speed-ups of pytape over reference
+        assert (wl, size, "floor") in rows
+    assert "bytes per op, used" in out  # pytape's tape memory per op
+    assert "chain D=1000: pytape" in quick.stderr  # progress, one line per engine and size
+
+
+def test_micrograd_recursion_error_is_reported(quick):
+    pytest.importorskip("micrograd.engine")
+    row = table_rows(quick.stdout)[("chain", "D=1000", "micrograd")]
+    assert "RecursionError" in " ".join(row)
+
+
+def test_custom_engine_is_compared_with_pytape():
+    r = run("bench", "--quick", "--repeat", "1", "--engines", "pytape",
+            "--workloads", "chain,rosenbrock", "--engine", "pytape.reference:Value")
+    assert r.returncode == 0, r.stderr
+    rows = table_rows(r.stdout)
+    for key in (("chain", "D=100"), ("chain", "D=1000"), ("rosenbrock", "n=100")):
+        cells = rows[key + ("pytape.reference:Value",)]
+        assert cells[-1].endswith("x"), cells
+    assert not any(k[0] == "mlp" for k in rows)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no_such_module_xyz:Value", "cannot import module 'no_such_module_xyz'"),
+    ("pytape.reference:NoSuchClass", "has no attribute 'NoSuchClass'"),
+    ("pytape:Tape", "not a micrograd-style Value class"),
+    ("pytape.reference", "expected MODULE:CLASS"),
+])
+def test_bad_engine_fails_clearly(spec, message):
+    r = run("bench", "--quick", "--engine", spec)
+    assert r.returncode != 0
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout == ""
+
+
+def test_usage_without_a_command():
+    for args in ((), ("frobnicate",)):
+        r = run(*args)
+        assert r.returncode == 2 and "usage: python -m pytape" in r.stderr
