@@ -14,6 +14,7 @@ as one C loop.
 from ._native import TapeConsumedError, TapeThreadError
 from .ops import *  # noqa: F401,F403  the primitive functions
 from .ops import __all__ as _ops_all
+from .ops import abs, pow  # noqa: F401  pytape.abs, pytape.pow: not in __all__, they would shadow builtins
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
 from .var import Var
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
@@ -25,5 +26,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
-    "TapeConsumedError", "TapeThreadError",
+    "TapeConsumedError", "TapeThreadError", "nn",
 ] + _ops_all

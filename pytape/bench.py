@@ -158,6 +158,10 @@ class TorchEngine(Engine):
             raise EngineUnavailable(f"torch is not installed ({exc})") from None
         super().__init__("torch", None, torch.__version__)
         self.torch = torch
+        # 0-d tensors gain nothing from intra-op threads, and idle OpenMP
+        # workers spinning after each op would steal the other core from
+        # whichever engine runs next
+        torch.set_num_threads(1)
 
     def leaf(self, v):
         return self.torch.tensor(v, dtype=self.torch.float64, requires_grad=True)

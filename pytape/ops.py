@@ -96,5 +96,7 @@ def clip(x, lo=None, hi=None):
     return x
 
 
-__all__ = sorted(FUNCTIONS) + ["power", "clip", "arcsin", "arccos", "arctan", "arctan2",
-                              "arcsinh", "arccosh", "arctanh"]
+# `from pytape import *` must not shadow the builtins abs and pow: reach those
+# as pytape.abs and pytape.pow (or pytape.power)
+__all__ = sorted(set(FUNCTIONS) - {"abs", "pow"}) + [
+    "power", "clip", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh"]

@@ -45,13 +45,16 @@ class Tape:
         self._consumed = False  # mirrors the C flag; set by Var.backward
 
     def __enter__(self):
-        _state.stack.append(self)
+        st = _state
+        st.stack.append(self)
+        st.current = weakref.ref(self)
         return self
 
     def __exit__(self, *exc):
-        stack = _state.stack
-        if stack and stack[-1] is self:
-            stack.pop()
+        st = _state
+        if st.stack and st.stack[-1] is self:
+            st.stack.pop()
+            st.current = weakref.ref(st.stack[-1]) if st.stack else _NO_TAPE
         return False
 
     def __len__(self):
@@ -83,10 +86,14 @@ class Tape:
         return f"<pytape.Tape #{self._serial}: {len(self)} instructions, {self.nbytes} bytes, {state}>"
 
 
+def _NO_TAPE():
+    return None  # stands for a dead weakref
+
+
 class _State(threading.local):
     def __init__(self):
-        self.stack = []       # explicit `with Tape()` blocks, innermost last
-        self.default = None   # weakref to this thread's default tape
+        self.stack = []            # explicit `with Tape()` blocks (strong refs), innermost last
+        self.current = _NO_TAPE    # weakref to the innermost block's tape or the default tape
 
 
 _state = _State()
@@ -101,13 +108,13 @@ def current_tape():
     True
     """
     st = _state
-    if st.stack:
+    t = st.current()  # one thread-local lookup on the common path (~70 ns less)
+    if t is not None and not t._consumed:
+        return t
+    if st.stack:  # a consumed `with` tape stays current: recording on it raises
         return st.stack[-1]
-    ref = st.default
-    t = ref() if ref is not None else None
-    if t is None or t._consumed:
-        t = Tape()
-        st.default = weakref.ref(t)
+    t = Tape()  # the default tape, held weakly: it lives while its Vars do
+    st.current = weakref.ref(t)
     return t
 
 

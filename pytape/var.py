@@ -16,7 +16,6 @@ has a fast path (an intermediate with a float, int or intermediate of the same
 tape) and one shared slow path for everything else: leaves, constants, numpy
 scalars, grad mode off, and every error.
 """
-import math
 import numbers
 
 import numpy as np
@@ -28,6 +27,7 @@ __all__ = ["Var", "Leaf", "FUNCTIONS"]
 
 _new = object.__new__
 _NOWHERE = (0, -1)  # a leaf's home before it is on any tape (tape serials start at 1)
+_CELL = ffi.typeof("double[1]")  # a leaf's grad cell
 
 
 class Var:
@@ -218,7 +218,7 @@ class Leaf(Var):
     def _make(cls, value, requires_grad=True):
         x = _new(cls)
         x._v = value
-        x._g = ffi.new("double[1]") if requires_grad else None
+        x._g = ffi.new(_CELL) if requires_grad else None
         x._home = _NOWHERE
         return x
 
@@ -296,6 +296,8 @@ _BAD = object()
 
 def _real(v, what):
     """v as a float; TypeError unless it is a real number (or a Var's value)."""
+    if type(v) is float:
+        return v
     if isinstance(v, Var):
         return float(v.value)
     if isinstance(v, numbers.Real) or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf"):
@@ -471,18 +473,28 @@ def _unary(name):
     op = _Op(name)
     rec = op.rec
     new = _new
-    V = Var
+    V, L = Var, Leaf
+    slot, current = _slot, current_tape
 
     def f(a):
-        if type(a) is V:
+        ta = type(a)
+        if ta is V:
             t = a._t
             i = rec(t._p, a._i)
+        elif ta is L and a._g is not None:  # a leaf, on the current tape
+            t = current()
+            h = a._home
+            i = h[1] if h[0] == t._serial else slot(a, t)
             if i >= 0:
-                v = new(V)
-                v._t = t
-                v._i = i
-                return v
-        return _unary_slow(op, a)
+                i = rec(t._p, i)
+        else:
+            return _unary_slow(op, a)
+        if i < 0:
+            return _unary_slow(op, a)
+        v = new(V)
+        v._t = t
+        v._i = i
+        return v
 
     f.__name__ = f.__qualname__ = name
     return f
@@ -494,7 +506,7 @@ def _binary(name):
     rec_vv, rec_vc, rec_cv = op.rec, op.rec_vc, op.rec_cv
     new = _new
     V, L = Var, Leaf
-    slow = _binary_slow
+    slow, slot, current = _binary_slow, _slot, current_tape
 
     def forward(a, b):  # a is an intermediate result
         tb = type(b)
@@ -524,20 +536,42 @@ def _binary(name):
         v._i = i
         return v
 
-    def leaf_forward(a, b):  # a is a leaf: fast when it is on b's tape already
-        if type(b) is V:
+    def leaf_forward(a, b):  # a is a leaf
+        tb = type(b)
+        if tb is V:  # fast when a is on b's tape already
             t = b._t
             h = a._home
-            if h[0] == t._serial:
-                i = rec_vv(t._p, h[1], b._i)
+            if h[0] != t._serial:
+                return slow(op, a, b)
+            i = rec_vv(t._p, h[1], b._i)
+        elif (tb is float or tb is int) and a._g is not None:  # on the current tape
+            t = current()
+            h = a._home
+            i = h[1] if h[0] == t._serial else slot(a, t)
+            if i >= 0:
+                i = rec_vc(t._p, i, b)
+        else:
+            return slow(op, a, b)
+        if i < 0:
+            return slow(op, a, b)
+        v = new(V)
+        v._t = t
+        v._i = i
+        return v
+
+    def leaf_reflected(a, b):  # b op a, a a leaf, b not a Var
+        tb = type(b)
+        if (tb is float or tb is int) and a._g is not None:
+            t = current()
+            h = a._home
+            i = h[1] if h[0] == t._serial else slot(a, t)
+            if i >= 0:
+                i = rec_cv(t._p, b, i)
                 if i >= 0:
                     v = new(V)
                     v._t = t
                     v._i = i
                     return v
-        return slow(op, a, b)
-
-    def leaf_reflected(a, b):  # b op a, a a leaf, b not a Var
         return slow(op, b, a)
 
     def reflected(a, b):  # b op a, b is not a Var

@@ -439,3 +439,11 @@ def test_zero_adjoint_contributes_nothing_but_nan_and_inf_propagate():
     x = Var(-1.0)
     (pytape.sqrt(x) * 2.0).backward()  # sqrt'(-1) is nan: propagates
     assert math.isnan(x.grad)
+
+
+def test_star_import_does_not_shadow_builtins():
+    ns = {}
+    exec("from pytape import *", ns)
+    assert "abs" not in ns and "pow" not in ns
+    assert "sin" in ns and "Var" in ns and "Value" in ns
+    assert pytape.abs(-2.0) == 2.0 and pytape.pow(2.0, 3.0) == 8.0

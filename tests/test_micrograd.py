@@ -5,7 +5,6 @@ import random
 import numpy as np
 import pytest
 
-import pytape
 from pytape import Value
 from pytape.nn import MLP, Layer, Module, Neuron
 
