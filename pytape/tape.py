@@ -54,7 +54,7 @@ class Tape:
         st = _state
         if st.stack and st.stack[-1] is self:
             st.stack.pop()
-            st.current = weakref.ref(st.stack[-1]) if st.stack else _NO_TAPE
+            st.current = weakref.ref(st.stack[-1]) if st.stack else st.default
         return False
 
     def __len__(self):
@@ -93,7 +93,8 @@ def _NO_TAPE():
 class _State(threading.local):
     def __init__(self):
         self.stack = []            # explicit `with Tape()` blocks (strong refs), innermost last
-        self.current = _NO_TAPE    # weakref to the innermost block's tape or the default tape
+        self.default = _NO_TAPE    # weakref to this thread's default tape
+        self.current = _NO_TAPE    # weakref to the innermost block's tape, else the default
 
 
 _state = _State()
@@ -114,7 +115,7 @@ def current_tape():
     if st.stack:  # a consumed `with` tape stays current: recording on it raises
         return st.stack[-1]
     t = Tape()  # the default tape, held weakly: it lives while its Vars do
-    st.current = weakref.ref(t)
+    st.default = st.current = weakref.ref(t)
     return t
 
 

@@ -447,3 +447,16 @@ def test_star_import_does_not_shadow_builtins():
     assert "abs" not in ns and "pow" not in ns
     assert "sin" in ns and "Var" in ns and "Value" in ns
     assert pytape.abs(-2.0) == 2.0 and pytape.pow(2.0, 3.0) == 8.0
+
+
+def test_default_tape_survives_a_with_block():
+    x = Var(2.0)
+    y = x * 2.0  # on the default tape
+    with pytape.Tape() as t:
+        z = x * 3.0
+    assert z.tape is t
+    w = x * 4.0  # back on the same default tape as y
+    assert w.tape is y.tape
+    s = y + w
+    s.backward()
+    assert x.grad == 6.0
