@@ -67,6 +67,7 @@ for _name, _f in FUNCTIONS.items():
         f"Derivative: {_deriv}.  Takes Vars or real numbers (then returns a float).\n\n"
         f">>> import pytape\n>>> isinstance(pytape.{_name}(pytape.Var(0.5){', 2.0' if _args != 'x' else ''}), pytape.Var)\nTrue\n"
     )
+    _f.__module__ = __name__
     globals()[_name] = _f
 
 power = FUNCTIONS["pow"]
