@@ -16,6 +16,7 @@ has a fast path (an intermediate with a float, int or intermediate of the same
 tape) and one shared slow path for everything else: leaves, constants, numpy
 scalars, grad mode off, and every error.
 """
+import math
 import numbers
 
 import numpy as np
@@ -160,6 +161,18 @@ class Var:
 
     def __bool__(self):
         return self.value != 0.0
+
+    def __round__(self, ndigits=None):  # on the value, like float: not recorded
+        return round(self.value, ndigits)
+
+    def __trunc__(self):
+        return math.trunc(self.value)
+
+    def __floor__(self):
+        return math.floor(self.value)
+
+    def __ceil__(self):
+        return math.ceil(self.value)
 
     def __lt__(self, other):
         return self.value < _num(other)

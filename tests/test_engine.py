@@ -186,6 +186,8 @@ def test_comparisons_conversions_hash_repr():
     assert len({x, y, x}) == 2  # hashable by identity
     assert "grad" in repr(x) and "mul" in repr(x * y)
     assert x.item() == 1.0
+    z = Var(2.5) * 1.0
+    assert (round(z), round(z, 1), math.floor(z), math.ceil(z), math.trunc(-z)) == (2, 2.5, 2, 3, -2)
     # control flow on values
     z = x if x > 0 else -x
     assert z is x
