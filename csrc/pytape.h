@@ -56,6 +56,19 @@ double pt_value(const pt_tape *t, int64_t i);
 double pt_adjoint(const pt_tape *t, int64_t i);
 int pt_set_adjoint(pt_tape *t, int64_t i, double g);
 
+/* copies of instructions [start, stop) into caller arrays (each may be NULL):
+ * opcode, operands (slots, or constant indices on the constant side of *_VC
+ * and *_CV; the leaf index for LEAF), value, adjoint (0 where not swept);
+ * returns the number copied */
+int64_t pt_tape_copy(const pt_tape *t, int64_t start, int64_t stop, uint16_t *op,
+                     int32_t *a, int32_t *b, double *val, double *adj);
+double pt_tape_const(const pt_tape *t, int64_t k);
+/* counts[op] += number of instructions with that opcode (pt_num_ops entries) */
+void pt_tape_op_counts(const pt_tape *t, int64_t *counts);
+/* mark[i] = 1 for every slot <= out that out depends on (out included);
+ * returns how many */
+int64_t pt_tape_reach(const pt_tape *t, int64_t out, uint8_t *mark);
+
 /* recording (the hot path): append one instruction, return its slot.
  * Besides pt_leaf, each op has its own entry points pt_rec_NAME,
  * pt_rec_NAME_VC and pt_rec_NAME_CV (tape.c); build_tape.py declares them
@@ -73,5 +86,11 @@ int pt_grad_enabled(void);
 /* the reverse sweep: adjoints of every slot <= out for the seed
  * d(out) = seed; leaf adjoints are added to their grad cells */
 int pt_backward(pt_tape *t, int64_t out, double seed, int retain);
+
+/* the forward (tangent) sweep: with d(slots[k]) = seeds[k] for LEAF slots
+ * and 0 for every other leaf, the tangent of every slot of the tape */
+int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds);
+double pt_tangent(const pt_tape *t, int64_t i);   /* 0 where not swept */
+int64_t pt_tape_tangent_n(const pt_tape *t);      /* slots the last tangent sweep covered */
 
 #endif

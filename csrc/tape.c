@@ -313,3 +313,69 @@ int pt_set_adjoint(pt_tape *t, int64_t i, double g)
     t->adj[i] = g;
     return PT_OK;
 }
+
+int64_t pt_tape_copy(const pt_tape *t, int64_t start, int64_t stop, uint16_t *op,
+                     int32_t *a, int32_t *b, double *val, double *adj)
+{
+    if (start < 0)
+        start = 0;
+    if (stop > t->n)
+        stop = t->n;
+    if (stop <= start)
+        return 0;
+    const size_t m = (size_t)(stop - start);
+    if (op)
+        memcpy(op, t->op + start, m * sizeof *op);
+    if (a)
+        memcpy(a, t->a + start, m * sizeof *a);
+    if (b)
+        memcpy(b, t->b + start, m * sizeof *b);
+    if (val)
+        memcpy(val, t->val + start, m * sizeof *val);
+    if (adj)
+        for (int64_t i = start; i < stop; ++i)
+            adj[i - start] = pt_adjoint(t, i);
+    return (int64_t)m;
+}
+
+double pt_tape_const(const pt_tape *t, int64_t k)
+{
+    return (k >= 0 && k < t->nconst) ? t->consts[k] : NAN;
+}
+
+void pt_tape_op_counts(const pt_tape *t, int64_t *counts)
+{
+    for (int64_t i = 0; i < t->n; ++i)
+        counts[t->op[i]]++;
+}
+
+/* one backward pass: a slot is reached if a reached instruction reads it */
+int64_t pt_tape_reach(const pt_tape *t, int64_t out, uint8_t *mark)
+{
+    if (out < 0 || out >= t->n)
+        return 0;
+    memset(mark, 0, (size_t)(out + 1));
+    mark[out] = 1;
+    int64_t count = 0;
+    for (int64_t i = out; i >= 0; --i) {
+        if (!mark[i])
+            continue;
+        ++count;
+        switch (op_kinds[t->op[i]]) {
+        case PT_KIND_UNARY:
+        case PT_KIND_VC:
+            mark[t->a[i]] = 1;
+            break;
+        case PT_KIND_VV:
+            mark[t->a[i]] = 1;
+            mark[t->b[i]] = 1;
+            break;
+        case PT_KIND_CV:
+            mark[t->b[i]] = 1;
+            break;
+        default: /* LEAF reads no slot */
+            break;
+        }
+    }
+    return count;
+}
