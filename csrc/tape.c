@@ -110,6 +110,7 @@ void pt_tape_free(pt_tape *t)
     free(t->leaf_slot);
     free(t->leaf_grad);
     free(t->adj);
+    free(t->tan);
     free(t);
 }
 
@@ -286,9 +287,9 @@ size_t pt_tape_nbytes(const pt_tape *t, int used)
     const size_t per_leaf = sizeof *t->leaf_slot + sizeof *t->leaf_grad;
     if (used)
         return sizeof *t + (size_t)t->n * per_instruction + (size_t)t->nconst * sizeof *t->consts
-            + (size_t)t->nleaf * per_leaf + (size_t)t->adj_n * sizeof *t->adj;
+            + (size_t)t->nleaf * per_leaf + (size_t)(t->adj_n + t->tan_n) * sizeof(double);
     return sizeof *t + (size_t)t->cap * per_instruction + (size_t)t->ccap * sizeof *t->consts
-        + (size_t)t->lcap * per_leaf + (size_t)t->adj_cap * sizeof *t->adj;
+        + (size_t)t->lcap * per_leaf + (size_t)(t->adj_cap + t->tan_cap) * sizeof(double);
 }
 
 int pt_tape_op_at(const pt_tape *t, int64_t i)

@@ -26,7 +26,8 @@
  *  - val[i] is computed by C when the instruction is recorded, from the
  *    same rule text (ops.def) that a replay will use.
  *  - The adjoint array is allocated by the first reverse sweep; adj_n is the
- *    number of slots the last sweep covered (0: no sweep yet).
+ *    number of slots the last sweep covered (0: no sweep yet).  Likewise the
+ *    tangent array and the forward tangent sweep (tan, tan_n).
  *  - Only the owner thread records or sweeps; a consumed tape records nothing
  *    and sweeps no more, but its values and adjoints stay readable.
  *
@@ -71,6 +72,9 @@ struct pt_tape {
     double *adj;               /* adjoints, from the reverse sweep */
     int64_t adj_n, adj_cap;
 
+    double *tan;               /* tangents, from the forward tangent sweep */
+    int64_t tan_n, tan_cap;
+
     int consumed;
     pthread_t owner;           /* the thread that records on this tape */
     const void *owner_key;     /* the address of a thread-local of that thread */
@@ -89,5 +93,9 @@ struct pt_tape {
 /* the reverse sweep proper (sweep_reverse.c): adj must be zeroed on [0, out]
  * except for the seed */
 void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj);
+
+/* the tangent sweep proper (sweep_tangent.c): tan holds the seeds of the
+ * LEAF slots and receives every other slot's tangent */
+void pt_sweep_tangent(const pt_tape *t, double *tan);
 
 #endif

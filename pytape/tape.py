@@ -10,7 +10,7 @@ import itertools
 import threading
 import weakref
 
-from ._native import ffi, lib
+from ._native import ffi, lib, raise_status
 
 __all__ = ["Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled"]
 
@@ -80,6 +80,31 @@ class Tape:
     def num_leaves(self):
         """Number of leaf instructions on the tape."""
         return lib.pt_tape_nleaves(self._p)
+
+    def tangent_sweep(self, seeds):
+        """Forward-mode sweep: the tangent of every slot for the leaf tangents ``seeds``.
+
+        ``seeds`` maps leaves recorded on this tape to their tangents (others
+        get 0); afterwards ``y.tangent`` is the directional derivative of y.
+        One C loop over the tape, from the same derivative rules as backward().
+
+        >>> import pytape
+        >>> with pytape.Tape() as t:
+        ...     x1, x2 = pytape.Var(2.0), pytape.Var(5.0)
+        ...     y = pytape.log(x1) + x1 * x2 - pytape.sin(x2)
+        >>> t.tangent_sweep({x1: 1.0}); y.tangent       # dy/dx1
+        5.5
+        """
+        slots, values = [], []
+        for leaf, seed in seeds.items():
+            home = getattr(leaf, "_home", None)
+            if home is None or home[0] != self._serial:
+                raise ValueError(f"{leaf!r} is not a leaf recorded on this tape; seed the leaves it was recorded with")
+            slots.append(home[1])
+            values.append(float(seed))
+        status = lib.pt_forward_tangent(self._p, len(slots), ffi.new("int64_t[]", slots), ffi.new("double[]", values))
+        if status:
+            raise_status(status, "record", self)
 
     def __repr__(self):
         state = "consumed" if self.consumed else "live"

@@ -86,6 +86,11 @@ class Var:
         if lib.pt_set_adjoint(self._t._p, self._i, g) and g != 0.0:
             raise AttributeError("this intermediate result has no adjoint yet; run backward() first")
 
+    @property
+    def tangent(self):
+        """d(self) along the seeds of the last ``tape.tangent_sweep`` (0.0 before any)."""
+        return lib.pt_tangent(self._t._p, self._i)
+
     def zero_grad(self):
         """Set ``grad`` to 0.
 
