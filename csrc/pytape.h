@@ -22,7 +22,9 @@ enum pt_status {
     PT_E_NOGRAD = -4,    /* recording is disabled in this thread (no_grad) */
     PT_E_SLOT = -5,      /* a slot index outside the tape */
     PT_E_OP = -6,        /* an opcode of the wrong kind for this call */
-    PT_E_FULL = -7       /* the tape reached its maximum number of slots */
+    PT_E_FULL = -7,      /* the tape reached its maximum number of slots */
+    PT_E_ANOMALY = -8,   /* anomaly mode: record again in checked mode */
+    PT_E_NONFINITE = -9  /* checked mode: a value or adjoint is nan or inf */
 };
 
 enum pt_op_kind {
@@ -79,9 +81,15 @@ int64_t pt_leaf(pt_tape *t, double value, double *grad);
 double pt_eval1(int op, double a);
 double pt_eval2(int op, double a, double b);
 
-/* grad mode of the calling thread (pytape.no_grad) */
+/* modes of the calling thread: grad mode (pytape.no_grad) and anomaly mode
+ * (pytape.detect_anomaly): operations answer PT_E_ANOMALY, then are recorded
+ * with pt_set_checked(1), which refuses a nan or inf value */
 void pt_set_grad_enabled(int enabled);
 int pt_grad_enabled(void);
+void pt_set_anomaly(int enabled);
+int pt_anomaly_enabled(void);
+void pt_set_checked(int enabled);
+int64_t pt_tape_bad(const pt_tape *t);   /* where a checked backward stopped */
 
 /* the reverse sweep: adjoints of every slot <= out for the seed
  * d(out) = seed; leaf adjoints are added to their grad cells */

@@ -7,55 +7,28 @@
 #include "tape.h"
 #include "rules.h"
 
-/* adj[x] += d(y)/d(x) * adj[y] for every instruction y = f(...) from out
- * down to 0.  Rows see a, b (operand values) and y (the instruction's value).
- *
- * An instruction whose adjoint is exactly zero is skipped: it does not reach
- * the output (it was recorded after a branch, or only feeds other outputs) or
- * its influence is multiplied away.  So 0 * inf never turns into a nan
- * gradient: d/dx of relu(-1) * sqrt(x) at x = 0 is 0, as in exact arithmetic
- * (PyTorch gives nan there).  A nan adjoint still propagates. */
+/* The loop itself is in sweep_reverse.inc, included by both functions below
+ * with their own PT_ACC (how one adjoint contribution is added). */
 void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
 {
-    const uint16_t *op = t->op;
-    const int32_t *A = t->a, *B = t->b;
-    const double *v = t->val, *K = t->consts;
+#define PT_ACC(slot, contribution) adj[slot] += (contribution)
+#include "sweep_reverse.inc"
+#undef PT_ACC
+}
 
-    for (int64_t i = out; i >= 0; --i) {
-        const double g = adj[i];
-        if (g == 0.0)
-            continue;
-        switch (op[i]) {
-#define PT_OP1(N, S, V, DA)                                                   \
-        case PT_##N: {                                                        \
-            const double a = v[A[i]], y = v[i];                               \
-            (void)a; (void)y;                                                 \
-            adj[A[i]] += (DA) * g;                                            \
-        } break;
-#define PT_OP2(N, S, V, DA, DB)                                               \
-        case PT_##N: {                                                        \
-            const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            adj[A[i]] += (DA) * g;                                            \
-            adj[B[i]] += (DB) * g;                                            \
-        } break;                                                              \
-        case PT_##N##_VC: {                                                   \
-            const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            adj[A[i]] += (DA) * g;                                            \
-        } break;                                                              \
-        case PT_##N##_CV: {                                                   \
-            const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            adj[B[i]] += (DB) * g;                                            \
-        } break;
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
-        default: /* LEAF: its adjoint is final */
-            break;
-        }
-    }
+/* anomaly mode: the same loop, stopping at the first instruction whose
+ * adjoint rule makes an adjoint nan or inf */
+int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj)
+{
+#define PT_ACC(slot, contribution)                                            \
+    do {                                                                      \
+        adj[slot] += (contribution);                                          \
+        if (!isfinite(adj[slot]))                                             \
+            return i;                                                         \
+    } while (0)
+#include "sweep_reverse.inc"
+#undef PT_ACC
+    return -1;
 }
 
 /* grad cells may be shared by tapes that sweep in different threads */
@@ -84,7 +57,13 @@ int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
     t->adj_n = m;
     t->adj[out] = seed;
 
-    pt_sweep_reverse(t, out, t->adj);
+    if (pt_anomaly_active()) {
+        t->bad = pt_sweep_reverse_checked(t, out, t->adj);
+        if (t->bad >= 0)
+            return PT_E_NONFINITE;  /* no leaf grad changed, the tape not consumed */
+    } else {
+        pt_sweep_reverse(t, out, t->adj);
+    }
 
     pthread_mutex_lock(&grad_cells_lock);
     for (int64_t k = 0; k < t->nleaf; ++k) {

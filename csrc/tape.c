@@ -73,18 +73,25 @@ double pt_eval2(int op, double a, double b)
     return pt_op_kind(op) == PT_KIND_VV ? value2(op, a, b) : NAN;
 }
 
-/* ---- grad mode: per thread, enabled unless switched off ---------------- */
+/* ---- recording modes of the calling thread ---------------------------- */
 
 /* initial-exec: one %fs-relative load instead of a __tls_get_addr call on
  * every recorded operation (measured: ~15 ns of ~150 ns per op) */
 #define PT_TLS __thread __attribute__((tls_model("initial-exec")))
-static PT_TLS int grad_disabled;
+
+enum { MODE_NOGRAD = 1, MODE_ANOMALY = 2, MODE_CHECKED = 4 };
+static PT_TLS int mode;  /* 0 in normal recording: one test on the hot path */
 
 /* a per-thread address: cheaper to compare than pthread_self() */
 static PT_TLS char thread_marker;
 
-void pt_set_grad_enabled(int enabled) { grad_disabled = !enabled; }
-int pt_grad_enabled(void) { return !grad_disabled; }
+static void set_mode(int bit, int on) { mode = on ? (mode | bit) : (mode & ~bit); }
+
+void pt_set_grad_enabled(int enabled) { set_mode(MODE_NOGRAD, !enabled); }
+int pt_grad_enabled(void) { return !(mode & MODE_NOGRAD); }
+void pt_set_anomaly(int enabled) { set_mode(MODE_ANOMALY, enabled); }
+int pt_anomaly_enabled(void) { return (mode & MODE_ANOMALY) != 0; }
+void pt_set_checked(int enabled) { set_mode(MODE_CHECKED, enabled); }
 
 /* ---- lifetime ---------------------------------------------------------- */
 
@@ -95,6 +102,7 @@ pt_tape *pt_tape_new(void)
         return NULL;
     t->owner = pthread_self();
     t->owner_key = &thread_marker;
+    t->bad = -1;
     return t;
 }
 
@@ -162,22 +170,38 @@ static int64_t add_const(pt_tape *t, double c)
 
 /* ---- recording --------------------------------------------------------- */
 
-/* may this thread append to t now? */
-static inline int64_t check_recording(pt_tape *t)
+/* May this thread append to t now?  A negative status if not; 1 if the
+ * value must be checked (anomaly mode, see pt_set_checked); else 0.  In
+ * anomaly mode operations answer PT_E_ANOMALY until Python, having noted
+ * their source line, records them again in checked mode. */
+static inline int64_t check_recording(pt_tape *t, int is_leaf)
 {
-    if (grad_disabled)
-        return PT_E_NOGRAD;
+    int64_t checked = 0;
+    if (mode) {
+        if (mode & MODE_NOGRAD)
+            return PT_E_NOGRAD;
+        if (mode & MODE_CHECKED)
+            checked = 1;
+        else if (!is_leaf)
+            return PT_E_ANOMALY;
+    }
     if (t->consumed)
         return PT_E_CONSUMED;
     if (t->owner_key != &thread_marker)
         return PT_E_THREAD;
-    if (t->n == t->cap)
-        return grow_instructions(t);
-    return PT_OK;
+    if (t->n == t->cap) {
+        int s = grow_instructions(t);
+        if (s)
+            return s;
+    }
+    return checked;
 }
 
-static inline int64_t emit(pt_tape *t, int op, int64_t a, int64_t b, double v)
+/* append one instruction; with `checked`, refuse a value that is not finite */
+static inline int64_t emit(pt_tape *t, int op, int64_t a, int64_t b, double v, int64_t checked)
 {
+    if (checked && !isfinite(v))
+        return PT_E_NONFINITE;
     const int64_t i = t->n;
     t->op[i] = (uint16_t)op;
     t->a[i] = (int32_t)a;
@@ -191,8 +215,8 @@ static inline int64_t emit(pt_tape *t, int op, int64_t a, int64_t b, double v)
 
 int64_t pt_leaf(pt_tape *t, double value, double *grad)
 {
-    int64_t s = check_recording(t);
-    if (s)
+    int64_t s = check_recording(t, 1);
+    if (s < 0)
         return s;
     if (t->nleaf == t->lcap) {
         int64_t newcap = t->lcap ? 2 * t->lcap : 64;
@@ -204,7 +228,7 @@ int64_t pt_leaf(pt_tape *t, double value, double *grad)
     const int64_t k = t->nleaf++;
     t->leaf_slot[k] = (int32_t)t->n;
     t->leaf_grad[k] = grad;
-    return emit(t, PT_LEAF, k, 0, value);
+    return emit(t, PT_LEAF, k, 0, value, 0);
 }
 
 /* One entry point per op and operand kind, generated from ops.def:
@@ -217,29 +241,29 @@ int64_t pt_leaf(pt_tape *t, double value, double *grad)
 #define PT_OP1(N, S, V, DA)                                                   \
 int64_t pt_rec_##N(pt_tape *t, int64_t ia)                                    \
 {                                                                             \
-    int64_t s = check_recording(t);                                           \
-    if (s)                                                                    \
+    int64_t s = check_recording(t, 0);                                        \
+    if (s < 0)                                                                \
         return s;                                                             \
     if (!IN_TAPE(t, ia))                                                      \
         return PT_E_SLOT;                                                     \
     const double a = t->val[ia];                                              \
-    return emit(t, PT_##N, ia, 0, (V));                                       \
+    return emit(t, PT_##N, ia, 0, (V), s);                                    \
 }
 #define PT_OP2(N, S, V, DA, DB)                                               \
 int64_t pt_rec_##N(pt_tape *t, int64_t ia, int64_t ib)                        \
 {                                                                             \
-    int64_t s = check_recording(t);                                           \
-    if (s)                                                                    \
+    int64_t s = check_recording(t, 0);                                        \
+    if (s < 0)                                                                \
         return s;                                                             \
     if (!IN_TAPE(t, ia) || !IN_TAPE(t, ib))                                   \
         return PT_E_SLOT;                                                     \
     const double a = t->val[ia], b = t->val[ib];                              \
-    return emit(t, PT_##N, ia, ib, (V));                                      \
+    return emit(t, PT_##N, ia, ib, (V), s);                                   \
 }                                                                             \
 int64_t pt_rec_##N##_VC(pt_tape *t, int64_t ia, double b)                     \
 {                                                                             \
-    int64_t s = check_recording(t);                                           \
-    if (s)                                                                    \
+    int64_t s = check_recording(t, 0);                                        \
+    if (s < 0)                                                                \
         return s;                                                             \
     if (!IN_TAPE(t, ia))                                                      \
         return PT_E_SLOT;                                                     \
@@ -247,12 +271,12 @@ int64_t pt_rec_##N##_VC(pt_tape *t, int64_t ia, double b)                     \
     if (k < 0)                                                                \
         return k;                                                             \
     const double a = t->val[ia];                                              \
-    return emit(t, PT_##N##_VC, ia, k, (V));                                  \
+    return emit(t, PT_##N##_VC, ia, k, (V), s);                               \
 }                                                                             \
 int64_t pt_rec_##N##_CV(pt_tape *t, double a, int64_t ib)                     \
 {                                                                             \
-    int64_t s = check_recording(t);                                           \
-    if (s)                                                                    \
+    int64_t s = check_recording(t, 0);                                        \
+    if (s < 0)                                                                \
         return s;                                                             \
     if (!IN_TAPE(t, ib))                                                      \
         return PT_E_SLOT;                                                     \
@@ -260,7 +284,7 @@ int64_t pt_rec_##N##_CV(pt_tape *t, double a, int64_t ib)                     \
     if (k < 0)                                                                \
         return k;                                                             \
     const double b = t->val[ib];                                              \
-    return emit(t, PT_##N##_CV, k, ib, (V));                                  \
+    return emit(t, PT_##N##_CV, k, ib, (V), s);                               \
 }
 #include "ops.def"
 #undef PT_OP1
@@ -272,6 +296,8 @@ int64_t pt_tape_len(const pt_tape *t) { return t->n; }
 int64_t pt_tape_nleaves(const pt_tape *t) { return t->nleaf; }
 int64_t pt_tape_nconsts(const pt_tape *t) { return t->nconst; }
 int pt_tape_consumed(const pt_tape *t) { return t->consumed; }
+int64_t pt_tape_bad(const pt_tape *t) { return t->bad; }
+int pt_anomaly_active(void) { return (mode & MODE_ANOMALY) != 0; }
 int pt_tape_is_owner(const pt_tape *t) { return t->owner_key == &thread_marker; }
 
 /* glibc and musl: pthread_t is an integer the size of a pointer, equal to

@@ -2,12 +2,12 @@
  *
  *   slot i:   op[i]   a[i]   b[i]   val[i]      adj[i] (after a reverse sweep)
  *           +-------+------+------+----------+ +--------+
- *   0       | LEAF  |  k0  |  0   |  2.0     | | 5.5    |  leaf k0 (x1)
- *   1       | LEAF  |  k1  |  0   |  5.0     | | 1.716  |  leaf k1 (x2)
- *   2       | LOG   |  0   |  0   |  0.693   | | 1.0    |  v2 = log(v0)
- *   3       | MUL   |  0   |  1   |  10.0    | | 1.0    |  v3 = v0 * v1
- *   4       | ADD   |  2   |  3   |  10.693  | | 1.0    |  v4 = v2 + v3
- *   5       | SIN   |  1   |  0   | -0.959   | | -1.0   |  v5 = sin(v1)
+ *   0       | LEAF  |  k0  |  0   |  2.0     | | 5.5    |  leaf k0 (x1), first used here
+ *   1       | LOG   |  0   |  0   |  0.693   | | 1.0    |  v1 = log(v0)
+ *   2       | LEAF  |  k1  |  0   |  5.0     | | 1.716  |  leaf k1 (x2)
+ *   3       | MUL   |  0   |  2   |  10.0    | | 1.0    |  v3 = v0 * v2
+ *   4       | ADD   |  1   |  3   |  10.693  | | 1.0    |  v4 = v1 + v3
+ *   5       | SIN   |  2   |  0   | -0.959   | | -1.0   |  v5 = sin(v2)
  *   6       | SUB   |  4   |  5   |  11.652  | | 1.0    |  v6 = v4 - v5   (output)
  *           +-------+------+------+----------+ +--------+
  *   consts[]: immediates of *_VC / *_CV instructions, indexed by a or b
@@ -76,6 +76,7 @@ struct pt_tape {
     int64_t tan_n, tan_cap;
 
     int consumed;
+    int64_t bad;               /* the instruction a checked sweep stopped at, or -1 */
     pthread_t owner;           /* the thread that records on this tape */
     const void *owner_key;     /* the address of a thread-local of that thread */
 };
@@ -93,6 +94,11 @@ struct pt_tape {
 /* the reverse sweep proper (sweep_reverse.c): adj must be zeroed on [0, out]
  * except for the seed */
 void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj);
+/* the same with every adjoint checked: the first instruction whose adjoint
+ * rule made a nan or inf, or -1 */
+int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj);
+/* anomaly mode is on in this thread: sweeps check every adjoint */
+int pt_anomaly_active(void);
 
 /* the tangent sweep proper (sweep_tangent.c): tan holds the seeds of the
  * LEAF slots and receives every other slot's tangent */

@@ -15,9 +15,11 @@ from ._native import TapeConsumedError, TapeThreadError
 from .ops import *  # noqa: F401,F403  the primitive functions
 from .ops import __all__ as _ops_all
 from .ops import abs, pow  # noqa: F401  pytape.abs, pytape.pow: not in __all__, they would shadow builtins
+from .anomaly import detect_anomaly, is_anomaly_enabled
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
 from .var import Var
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
+from .display import render, to_dot  # noqa: E402  the tape as a table and a graph
 
 #: micrograd's name for a scalar that tracks its gradient
 Value = Var
@@ -26,5 +28,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
-    "TapeConsumedError", "TapeThreadError", "nn",
+    "TapeConsumedError", "TapeThreadError", "nn", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
 ] + _ops_all

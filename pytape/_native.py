@@ -66,6 +66,8 @@ def raise_status(status, what="record", tape=None):
         )
     if status == lib.PT_E_SLOT:
         raise IndexError("pytape: slot outside the tape (internal error, please report)")
+    if status in (lib.PT_E_ANOMALY, lib.PT_E_NONFINITE):
+        raise FloatingPointError("pytape: a value is nan or inf (anomaly mode)")
     if status == lib.PT_E_OP:
         raise ValueError("pytape: opcode of the wrong kind (internal error, please report)")
     raise RuntimeError(f"pytape: unexpected status {status}")

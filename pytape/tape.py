@@ -33,7 +33,7 @@ class Tape:
     6.0
     """
 
-    __slots__ = ("_p", "_cells", "_serial", "_consumed", "__weakref__")
+    __slots__ = ("_p", "_cells", "_serial", "_consumed", "_where", "__weakref__")
 
     def __init__(self):
         p = lib.pt_tape_new()
@@ -43,6 +43,7 @@ class Tape:
         self._cells = []  # grad cells of the leaves on this tape; C points into them
         self._serial = next(_serials)
         self._consumed = False  # mirrors the C flag; set by Var.backward
+        self._where = None  # slot -> (file, line, function), in anomaly mode only
 
     def __enter__(self):
         st = _state
@@ -105,6 +106,74 @@ class Tape:
         status = lib.pt_forward_tangent(self._p, len(slots), ffi.new("int64_t[]", slots), ffi.new("double[]", values))
         if status:
             raise_status(status, "record", self)
+
+    # ---- seeing the tape (pytape/display.py) ----------------------------------
+
+    def table(self, max_rows=40):
+        """The evaluation trace: one row per instruction (slot ``v{i}``, op,
+        operands, value; adjoint and tangent once swept); a summary with the
+        head and tail rows beyond ``max_rows`` instructions (None: all rows).
+        ``print(tape)`` prints it.
+
+        >>> import pytape
+        >>> with pytape.Tape() as t:
+        ...     x = pytape.Var(3.0)
+        ...     y = pytape.sin(x) * 2.0
+        >>> print(t.table())
+        slot  op      operands    value
+          v0  leaf    x0              3  input
+          v1  sin     v0        0.14112
+          v2  mul_vc  v1, 2     0.28224  output
+        """
+        from . import display
+        return display.table(self, max_rows)
+
+    def stats(self):
+        """A dict: ``instructions``, ``leaves``, ``outputs``, ``constants``,
+        ``ops`` (op name -> count), ``nbytes``, ``used_nbytes`` (see
+        ``pytape.display.stats``).
+
+        >>> import pytape
+        >>> with pytape.Tape() as t:
+        ...     x = pytape.Var(3.0)
+        ...     y = pytape.sin(x) * 2.0
+        >>> t.stats()["ops"]
+        {'leaf': 1, 'sin': 1, 'mul_vc': 1}
+        """
+        from . import display
+        return display.stats(self)
+
+    def to_dot(self, output=None, max_nodes=200):
+        """Graphviz DOT text of the graph computing ``output`` (a result recorded
+        on this tape), or of the whole tape (see ``pytape.to_dot``).
+
+        >>> import pytape
+        >>> with pytape.Tape() as t:
+        ...     x = pytape.Var(3.0)
+        ...     y = pytape.sin(x) * 2.0
+        >>> t.to_dot(y).splitlines()[0]
+        'digraph pytape {'
+        """
+        from . import display
+        if output is not None and getattr(output, "tape", None) is not self:
+            raise ValueError("output must be a result recorded on this tape")
+        return display.to_dot(self if output is None else output, max_nodes)
+
+    def render(self, filename, output=None, max_nodes=200):
+        """Draw ``to_dot(output)`` to ``filename`` (.svg, .png, .pdf) with Graphviz
+        (see ``pytape.render``); returns the file name."""
+        from . import display
+        if output is not None and getattr(output, "tape", None) is not self:
+            raise ValueError("output must be a result recorded on this tape")
+        return display.render(self if output is None else output, filename, max_nodes)
+
+    def __str__(self):
+        return self.table()
+
+    def _repr_svg_(self):
+        """The tape's graph as SVG for Jupyter (None without Graphviz)."""
+        from . import display
+        return display.repr_svg(self)
 
     def __repr__(self):
         state = "consumed" if self.consumed else "live"

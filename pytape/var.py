@@ -21,6 +21,7 @@ import numbers
 
 import numpy as np
 
+from . import anomaly
 from ._native import BINARY, OPCODES, OP_NAMES, UNARY, ffi, lib, raise_status
 from .tape import current_tape
 
@@ -151,6 +152,8 @@ class Var:
         seed = _real(gradient, "gradient")
         t = self._t
         status = lib.pt_backward(t._p, self._i, seed, 1 if retain_graph else 0)
+        if status == lib.PT_E_NONFINITE:
+            raise anomaly.backward_error(t)
         if status:
             raise_status(status, "backward", t)
         if not retain_graph:
@@ -213,6 +216,11 @@ class Var:
     def __repr__(self):
         op = OP_NAMES[lib.pt_tape_op_at(self._t._p, self._i)]
         return f"Var({self.value!r}, grad={self.grad!r}, op={op!r})"
+
+    def _repr_svg_(self):
+        """The graph computing this Var as SVG, for Jupyter (None for leaves or without Graphviz)."""
+        from .display import repr_svg
+        return repr_svg(self)
 
     def __reduce__(self):
         raise TypeError(
@@ -429,20 +437,18 @@ def _binary_slow(op, a, b):
     if ca is None or cb is None:
         t = _tape_for(a, b)
         if ca is not None:
-            i = _slot(b, t)
-            if i >= 0:
-                i = op.rec_cv(t._p, ca, i)
+            j = k = _slot(b, t)
+            rec, args = op.rec_cv, (t._p, ca, k)
         elif cb is not None:
-            i = _slot(a, t)
-            if i >= 0:
-                i = op.rec_vc(t._p, i, cb)
+            j = k = _slot(a, t)
+            rec, args = op.rec_vc, (t._p, j, cb)
         else:
-            i = _slot(a, t)
-            j = _slot(b, t) if i >= 0 else i
-            if j >= 0:
-                i = op.rec(t._p, i, j)
-            else:
-                i = j
+            j = _slot(a, t)
+            k = _slot(b, t) if j >= 0 else j
+            rec, args = op.rec, (t._p, j, k)
+        i = rec(*args) if j >= 0 and k >= 0 else min(j, k)
+        if i == lib.PT_E_ANOMALY:
+            i = anomaly.record(t, op.name, rec, args, (_value(a), _value(b)))
         if i >= 0:
             return _result(t, i)
         if i != lib.PT_E_NOGRAD:
@@ -459,9 +465,10 @@ def _unary_slow(op, a):
         raise TypeError(f"pytape.{op.name}() takes a Var or a real number, not {type(a).__name__}")
     if c is None:
         t = _tape_for(a)
-        i = _slot(a, t)
-        if i >= 0:
-            i = op.rec(t._p, i)
+        j = _slot(a, t)
+        i = op.rec(t._p, j) if j >= 0 else j
+        if i == lib.PT_E_ANOMALY:
+            i = anomaly.record(t, op.name, op.rec, (t._p, j), (_value(a),))
         if i >= 0:
             return _result(t, i)
         if i != lib.PT_E_NOGRAD:

@@ -4,7 +4,10 @@ import importlib
 
 import pytest
 
-MODULES = ["pytape", "pytape.var", "pytape.ops", "pytape.tape", "pytape.nn", "pytape.reference", "pytape.bench"]
+MODULES = [
+    "pytape", "pytape.var", "pytape.ops", "pytape.tape", "pytape.nn", "pytape.reference", "pytape.bench", "pytape.anomaly",
+    "pytape.display",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

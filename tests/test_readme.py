@@ -16,8 +16,10 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if README.
 def test_readme_python_blocks_run(code):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, str(README), "exec"), {})
+        exec(compile(code, "example.py", "exec"), {})  # as if saved as example.py
     # a block that states its output in a comment prints exactly that
-    for line, printed in zip([ln for ln in code.splitlines() if ln.startswith("print(") and "#" in ln],
-                             out.getvalue().splitlines()):
-        assert printed == line.split("#", 1)[1].strip()
+    promised = [ln.split("#", 1)[1].strip() for ln in code.splitlines()
+                if ln.strip().startswith("print(") and "#" in ln]
+    printed = out.getvalue().splitlines()
+    for want, got in zip(promised, printed):
+        assert got == want

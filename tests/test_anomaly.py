@@ -1,0 +1,144 @@
+"""detect_anomaly(): the first nan/inf names its operation, inputs and source line."""
+import inspect
+import math
+import threading
+
+import pytest
+
+import pytape
+from pytape import Var
+
+
+def line_of(marker, fn):
+    """Line number of the line of fn's source that contains `marker`."""
+    lines, first = inspect.getsourcelines(fn)
+    return first + next(k for k, line in enumerate(lines) if marker in line)
+
+
+def forward_log(x):
+    a = x * 2.0
+    return pytape.log(a)  # MARK-log
+
+
+def test_forward_nan_names_op_line_function_and_input():
+    x = Var(-1.5)
+    with pytape.detect_anomaly():
+        with pytest.raises(FloatingPointError) as err:
+            forward_log(x)
+    msg = str(err.value)
+    assert msg.startswith("log produced nan at test_anomaly.py:")
+    assert f":{line_of('MARK-log', forward_log)} in forward_log()" in msg
+    assert "(input -3.0)" in msg
+
+
+@pytest.mark.parametrize("expr, op, produced", [
+    (lambda x: pytape.sqrt(x - 5.0), "sqrt", "nan"),
+    (lambda x: (x - 1.0) / (x - 1.0), "div", "nan"),           # 0/0
+    (lambda x: 1.0 / (x - 1.0), "div", "inf"),
+    (lambda x: pytape.exp(x * 1000.0), "exp", "inf"),
+    (lambda x: pytape.log(x - 1.0), "log", "-inf"),
+    (lambda x: x ** 0.5 * pytape.asin(x + 1.0), "asin", "nan"),
+])
+def test_forward_non_finite_values(expr, op, produced):
+    x = Var(1.0)
+    with pytape.Tape() as t:
+        with pytape.detect_anomaly():
+            with pytest.raises(FloatingPointError, match=rf"^{op} produced {produced} at "):
+                expr(x)
+        n = len(t)
+        # refused, not recorded: the tape holds only what came before
+        y = x * 3.0
+    assert len(t) == n + 1 and y.value == 3.0
+
+
+def reverse_sqrt():
+    x = Var(0.0)
+    y = pytape.sqrt(x) * 3.0  # MARK-sqrt
+    return x, y
+
+
+def test_reverse_inf_names_the_op_whose_derivative_blew_up():
+    with pytape.detect_anomaly():
+        x, y = reverse_sqrt()
+        with pytest.raises(FloatingPointError) as err:
+            y.backward()
+    msg = str(err.value)
+    assert msg.startswith("backward through sqrt produced inf at test_anomaly.py:")
+    assert f":{line_of('MARK-sqrt', reverse_sqrt)} in reverse_sqrt()" in msg
+    assert "(input 0.0)" in msg
+    # nothing was accumulated and the tape was not consumed: it can be swept again
+    assert x.grad == 0.0 and not y.tape.consumed
+    y.backward()
+    assert x.grad == math.inf
+
+
+def test_reverse_nan_from_log_of_negative_and_acos_at_one():
+    with pytape.detect_anomaly():
+        a = Var(1.0)
+        y = pytape.acos(a) + a
+        with pytest.raises(FloatingPointError, match="backward through acos produced -inf"):
+            y.backward()
+
+
+def test_tape_recorded_outside_checked_when_backward_runs_inside():
+    x = Var(0.0)
+    y = pytape.sqrt(x)
+    with pytape.detect_anomaly():
+        with pytest.raises(FloatingPointError, match="recorded outside detect_anomaly"):
+            y.backward()
+
+
+def test_outside_the_mode_nothing_is_recorded_or_checked():
+    assert not pytape.is_anomaly_enabled()
+    with pytape.Tape() as t:
+        x = Var(-1.0)
+        y = pytape.log(x) + 1.0
+        assert math.isnan(y.value)
+        assert t._where is None
+        with pytape.detect_anomaly():
+            w = x * 2.0
+        assert list(t._where) == [w._i]
+    x0 = Var(0.0)
+    pytape.sqrt(x0).backward()  # an inf gradient, and no exception
+    assert x0.grad == math.inf
+
+
+def test_decorator_and_nesting_restore_the_mode():
+    @pytape.detect_anomaly()
+    def f(v):
+        assert pytape.is_anomaly_enabled()
+        return pytape.log(v)
+
+    with pytest.raises(FloatingPointError):
+        f(Var(-1.0))
+    assert not pytape.is_anomaly_enabled()
+    with pytape.detect_anomaly():
+        with pytape.no_grad():
+            c = pytape.log(Var(-1.0))  # no recording under no_grad: a constant, no check
+        assert math.isnan(c.value)
+        assert pytape.is_anomaly_enabled()
+
+
+def test_mode_is_per_thread():
+    seen = []
+
+    def other():
+        seen.append(pytape.is_anomaly_enabled())
+        seen.append(math.isnan(pytape.log(Var(-1.0)).value))
+
+    with pytape.detect_anomaly():
+        th = threading.Thread(target=other)
+        th.start()
+        th.join()
+    assert seen == [False, True]
+
+
+def test_gradients_are_unchanged_in_anomaly_mode():
+    def f(x1, x2):
+        return pytape.log(x1) + x1 * x2 - pytape.sin(x2)
+
+    x1, x2 = Var(2.0), Var(5.0)
+    with pytape.detect_anomaly():
+        y = f(x1, x2)
+        y.backward()
+    assert (x1.grad, x2.grad) == (5.5, 2.0 - math.cos(5.0))
