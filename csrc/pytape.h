@@ -95,6 +95,17 @@ int64_t pt_tape_bad(const pt_tape *t);   /* where a checked backward stopped */
  * d(out) = seed; leaf adjoints are added to their grad cells */
 int pt_backward(pt_tape *t, int64_t out, double seed, int retain);
 
+/* q reverse sweeps in one pass: sweep k seeds d(outs[j]) = seeds[j*q + k];
+ * result[i*q + k] = d(sweep k)/d(ins[i]).  Reads the tape only (no grad cell,
+ * no consumption).  Rows of Jacobians, vector-Jacobian products. */
+int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
+                      const double *seeds, int64_t nin, const int64_t *ins, double *result);
+/* p tangent sweeps in one pass: sweep k seeds d(ins[i]) = seeds[i*p + k] for
+ * LEAF slots ins; result[j*p + k] = tangent k of outs[j].  Columns of
+ * Jacobians, Jacobian-vector products. */
+int pt_tangent_block(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
+                     const double *seeds, int64_t nout, const int64_t *outs, double *result);
+
 /* the forward (tangent) sweep: with d(slots[k]) = seeds[k] for LEAF slots
  * and 0 for every other leaf, the tangent of every slot of the tape */
 int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds);

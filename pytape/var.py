@@ -204,11 +204,18 @@ class Var:
 
     __hash__ = object.__hash__  # by identity: Vars live in sets and dicts
 
-    # numpy scalars and arrays defer to Var's own operators (np.float64(2) * x
-    # takes the reflected fast path instead of numpy's object-array machinery,
-    # 5x faster); ufuncs on object arrays of Vars still call the Var methods
-    # (np.sin(a) calls a[i].sin()).  For a single Var use pytape.sin(x).
-    __array_ufunc__ = None
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """numpy ufuncs on Vars: np.exp(x), np.float64(2) * x, array * x.
+
+        Ufuncs on object arrays of Vars call the Vars' methods without coming
+        here (np.sin(a) calls a[i].sin()); this handles a Var as an operand.
+        """
+        fn = _UFUNCS.get(ufunc)
+        if method != "__call__" or kwargs or fn is None:
+            return NotImplemented
+        if any(isinstance(x, np.ndarray) for x in inputs):  # elementwise, into an object array
+            return ufunc(*[_objects(x) for x in inputs])
+        return fn(*[float(x) if isinstance(x, np.generic) else x for x in inputs])
 
     def __pos__(self):
         return self
@@ -663,4 +670,20 @@ Var.arctan2 = FUNCTIONS["atan2"]
 Var.fmax = FUNCTIONS["maximum"]
 Var.fmin = FUNCTIONS["minimum"]
 
-del _name, _np_name, _fwd, _rev, _lfwd, _lrev, _fn, _cls, _f, _r, d
+_UFUNCS = {
+    np.add: lambda a, b: a + b, np.subtract: lambda a, b: a - b, np.multiply: lambda a, b: a * b,
+    np.true_divide: lambda a, b: a / b, np.power: lambda a, b: a ** b,
+    np.negative: lambda a: -a, np.positive: lambda a: +a, np.absolute: lambda a: abs(a),
+    np.square: lambda a: a * a, np.reciprocal: lambda a: 1.0 / a,
+    np.less: lambda a, b: a < b, np.less_equal: lambda a, b: a <= b, np.greater: lambda a, b: a > b,
+    np.greater_equal: lambda a, b: a >= b, np.equal: lambda a, b: a == b, np.not_equal: lambda a, b: a != b,
+    np.fmax: FUNCTIONS["maximum"], np.fmin: FUNCTIONS["minimum"],
+}
+for _name in list(UNARY) + list(BINARY):
+    _uf = getattr(np, {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "asinh": "arcsinh",
+                       "acosh": "arccosh", "atanh": "arctanh", "atan2": "arctan2",
+                       "abs": "absolute", "neg": "negative"}.get(_name, _name), None)
+    if isinstance(_uf, np.ufunc) and _uf not in _UFUNCS:
+        _UFUNCS[_uf] = FUNCTIONS[_name]  # np.sin, np.exp, np.maximum, np.hypot, ...
+
+del _name, _np_name, _uf, _fwd, _rev, _lfwd, _lrev, _fn, _cls, _f, _r, d

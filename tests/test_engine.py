@@ -462,3 +462,13 @@ def test_default_tape_survives_a_with_block():
     s = y + w
     s.backward()
     assert x.grad == 6.0
+
+
+def test_numpy_ufuncs_on_a_single_var():
+    x = Var(0.5)
+    y = np.exp(x) + np.sin(x) * np.float64(2.0) + np.maximum(x, 0.1) + np.hypot(x, 1.0)
+    y.backward()
+    assert x.grad == pytest.approx(math.exp(0.5) + 2 * math.cos(0.5) + 1 + 0.5 / math.hypot(0.5, 1.0))
+    assert isinstance(np.float64(3.0) - x, Var) and (np.float64(3.0) - x).value == 2.5
+    assert (np.array([1.0, 2.0]) * x)[1].value == 1.0
+    assert np.less(x, 1.0) and not np.greater(x, 1.0)

@@ -1,0 +1,187 @@
+/* sweep_block.c -- several sweeps in one pass over the tape: q adjoint seeds
+ * (q rows of a Jacobian) in one backward loop, p tangent seeds (p columns) in
+ * one forward loop.  Each instruction's derivative rules (ops.def) are
+ * evaluated once and applied to the q (or p) lanes of its slot.
+ *
+ * Lane arrays are slot-major: lane k of slot i is at [i * q + k].  A zero in a
+ * lane contributes nothing to it, even through an infinite derivative, as in
+ * the one-seed sweeps.  These sweeps read the tape only: they touch no grad
+ * cell and do not consume the tape. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "tape.h"
+#include "rules.h"
+
+/* lanes of g (the instruction's) into the lanes of slot s, times d */
+static inline void lanes_acc(double *restrict dst, const double *restrict g, double d, int64_t q)
+{
+    for (int64_t k = 0; k < q; ++k)
+        if (g[k] != 0.0)
+            dst[k] += d * g[k];
+}
+
+static inline int lanes_zero(const double *g, int64_t q)
+{
+    for (int64_t k = 0; k < q; ++k)
+        if (g[k] != 0.0)
+            return 0;
+    return 1;
+}
+
+static void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int64_t q)
+{
+    const uint16_t *op = t->op;
+    const int32_t *A = t->a, *B = t->b;
+    const double *v = t->val, *K = t->consts;
+
+    for (int64_t i = out; i >= 0; --i) {
+        const double *g = adj + i * q;
+        if (lanes_zero(g, q))
+            continue;
+        switch (op[i]) {
+#define PT_OP1(N, S, V, DA)                                                   \
+        case PT_##N: {                                                        \
+            const double a = v[A[i]], y = v[i];                               \
+            (void)a; (void)y;                                                 \
+            lanes_acc(adj + (int64_t)A[i] * q, g, (DA), q);                   \
+        } break;
+#define PT_OP2(N, S, V, DA, DB)                                               \
+        case PT_##N: {                                                        \
+            const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
+            (void)a; (void)b; (void)y;                                        \
+            lanes_acc(adj + (int64_t)A[i] * q, g, (DA), q);                   \
+            lanes_acc(adj + (int64_t)B[i] * q, g, (DB), q);                   \
+        } break;                                                              \
+        case PT_##N##_VC: {                                                   \
+            const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
+            (void)a; (void)b; (void)y;                                        \
+            lanes_acc(adj + (int64_t)A[i] * q, g, (DA), q);                   \
+        } break;                                                              \
+        case PT_##N##_CV: {                                                   \
+            const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
+            (void)a; (void)b; (void)y;                                        \
+            lanes_acc(adj + (int64_t)B[i] * q, g, (DB), q);                   \
+        } break;
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+        default: /* LEAF */
+            break;
+        }
+    }
+}
+
+static void sweep_tangent_block(const pt_tape *t, double *tan, int64_t p)
+{
+    const uint16_t *op = t->op;
+    const int32_t *A = t->a, *B = t->b;
+    const double *v = t->val, *K = t->consts;
+    const int64_t n = t->n;
+
+    for (int64_t i = 0; i < n; ++i) {
+        double *d = tan + i * p;
+        switch (op[i]) {
+#define PT_OP1(N, S, V, DA)                                                   \
+        case PT_##N: {                                                        \
+            const double *ta = tan + (int64_t)A[i] * p;                       \
+            if (lanes_zero(ta, p))                                            \
+                break;                                                        \
+            const double a = v[A[i]], y = v[i];                               \
+            (void)a; (void)y;                                                 \
+            lanes_acc(d, ta, (DA), p);                                        \
+        } break;
+#define PT_OP2(N, S, V, DA, DB)                                               \
+        case PT_##N: {                                                        \
+            const double *ta = tan + (int64_t)A[i] * p, *tb = tan + (int64_t)B[i] * p; \
+            const int za = lanes_zero(ta, p), zb = lanes_zero(tb, p);         \
+            if (za && zb)                                                     \
+                break;                                                        \
+            const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
+            (void)a; (void)b; (void)y;                                        \
+            if (!za)                                                          \
+                lanes_acc(d, ta, (DA), p);                                    \
+            if (!zb)                                                          \
+                lanes_acc(d, tb, (DB), p);                                    \
+        } break;                                                              \
+        case PT_##N##_VC: {                                                   \
+            const double *ta = tan + (int64_t)A[i] * p;                       \
+            if (lanes_zero(ta, p))                                            \
+                break;                                                        \
+            const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
+            (void)a; (void)b; (void)y;                                        \
+            lanes_acc(d, ta, (DA), p);                                        \
+        } break;                                                              \
+        case PT_##N##_CV: {                                                   \
+            const double *tb = tan + (int64_t)B[i] * p;                       \
+            if (lanes_zero(tb, p))                                            \
+                break;                                                        \
+            const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
+            (void)a; (void)b; (void)y;                                        \
+            lanes_acc(d, tb, (DB), p);                                        \
+        } break;
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+        default: /* LEAF: its seeds */
+            break;
+        }
+    }
+}
+
+static int check_slots(const pt_tape *t, int64_t m, const int64_t *slots)
+{
+    for (int64_t j = 0; j < m; ++j)
+        if (slots[j] < 0 || slots[j] >= t->n)
+            return PT_E_SLOT;
+    return PT_OK;
+}
+
+int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
+                      const double *seeds, int64_t nin, const int64_t *ins, double *result)
+{
+    if (!pt_tape_is_owner(t))
+        return PT_E_THREAD;
+    if (q < 1 || check_slots(t, nout, outs) || check_slots(t, nin, ins))
+        return PT_E_SLOT;
+    int64_t top = 0;
+    for (int64_t j = 0; j < nout; ++j)
+        if (outs[j] > top)
+            top = outs[j];
+    double *adj = calloc((size_t)(top + 1) * (size_t)q, sizeof *adj);
+    if (!adj)
+        return PT_E_NOMEM;
+    for (int64_t j = 0; j < nout; ++j)
+        for (int64_t k = 0; k < q; ++k)
+            adj[outs[j] * q + k] += seeds[j * q + k];
+    sweep_reverse_block(t, top, adj, q);
+    for (int64_t i = 0; i < nin; ++i)
+        for (int64_t k = 0; k < q; ++k)
+            result[i * q + k] = ins[i] <= top ? adj[ins[i] * q + k] : 0.0;
+    free(adj);
+    return PT_OK;
+}
+
+int pt_tangent_block(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
+                     const double *seeds, int64_t nout, const int64_t *outs, double *result)
+{
+    if (!pt_tape_is_owner(t))
+        return PT_E_THREAD;
+    if (p < 1 || check_slots(t, nout, outs) || check_slots(t, nin, ins))
+        return PT_E_SLOT;
+    for (int64_t i = 0; i < nin; ++i)
+        if (t->op[ins[i]] != PT_LEAF)
+            return PT_E_SLOT;
+    double *tan = calloc((size_t)t->n * (size_t)p, sizeof *tan);
+    if (!tan)
+        return PT_E_NOMEM;
+    for (int64_t i = 0; i < nin; ++i)
+        for (int64_t k = 0; k < p; ++k)
+            tan[ins[i] * p + k] += seeds[i * p + k];
+    sweep_tangent_block(t, tan, p);
+    for (int64_t j = 0; j < nout; ++j)
+        for (int64_t k = 0; k < p; ++k)
+            result[j * p + k] = tan[outs[j] * p + k];
+    free(tan);
+    return PT_OK;
+}
