@@ -106,6 +106,14 @@ int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64
 int pt_tangent_block(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
                      const double *seeds, int64_t nout, const int64_t *outs, double *result);
 
+/* forward-over-reverse: Hessian-vector products of out for p directions in
+ * one tangent pass and one reverse pass, from the second-derivative columns
+ * of ops.def.  Direction k seeds d(ins[i]) = seeds[i*p + k] (LEAF slots);
+ * result[i*p + k] = (H v_k)[i]; grad (if not NULL) gets d(out)/d(ins[i]).
+ * Reads the tape only. */
+int pt_hvp_block(const pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
+                 const double *seeds, double *grad, double *result);
+
 /* the forward (tangent) sweep: with d(slots[k]) = seeds[k] for LEAF slots
  * and 0 for every other leaf, the tangent of every slot of the tape */
 int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds);

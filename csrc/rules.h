@@ -63,4 +63,45 @@ static inline double pt_pow_db(double a, double b, double y)
     return (a == 0.0 && b >= 0.0) ? 0.0 : y * log(a);
 }
 
+/* second derivatives ------------------------------------------------------ */
+
+/* u ** -1.5, for the second derivatives of asin, acos, asinh, acosh */
+static inline double pt_pow3_rsqrt(double u) { return 1.0 / (u * sqrt(u)); }
+
+static inline double pt_pow_daa(double a, double b)
+{
+    if (b == 2.0)
+        return 2.0;
+    return (b == 0.0 || b == 1.0) ? 0.0 : b * (b - 1.0) * pow(a, b - 2.0);
+}
+
+/* d/db (b a**(b-1)) = a**(b-1) (1 + b ln a); 0 at a == 0 for b > 1 (its limit) */
+static inline double pt_pow_dab(double a, double b)
+{
+    if (a == 0.0 && b > 1.0)
+        return 0.0;
+    return pow(a, b - 1.0) * (1.0 + b * log(a));
+}
+
+static inline double pt_pow_dbb(double a, double b, double y)
+{
+    if (a == 0.0 && b >= 0.0)
+        return 0.0;
+    const double l = log(a);
+    return y * l * l;
+}
+
+/* atan2(a, b): d2/da2 = -2ab / r^4, d2/dadb = (a^2 - b^2) / r^4, d2/db2 = 2ab / r^4 */
+static inline double pt_atan2_daa(double a, double b)
+{
+    const double r2 = a * a + b * b;
+    return -2.0 * a * b / (r2 * r2);
+}
+
+static inline double pt_atan2_dab(double a, double b)
+{
+    const double r2 = a * a + b * b;
+    return (a * a - b * b) / (r2 * r2);
+}
+
 #endif

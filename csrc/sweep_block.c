@@ -40,13 +40,13 @@ static void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int6
         if (lanes_zero(g, q))
             continue;
         switch (op[i]) {
-#define PT_OP1(N, S, V, DA)                                                   \
+#define PT_OP1(N, S, V, DA, DAA)                                                   \
         case PT_##N: {                                                        \
             const double a = v[A[i]], y = v[i];                               \
             (void)a; (void)y;                                                 \
             lanes_acc(adj + (int64_t)A[i] * q, g, (DA), q);                   \
         } break;
-#define PT_OP2(N, S, V, DA, DB)                                               \
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
         case PT_##N: {                                                        \
             const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
             (void)a; (void)b; (void)y;                                        \
@@ -72,17 +72,16 @@ static void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int6
     }
 }
 
-static void sweep_tangent_block(const pt_tape *t, double *tan, int64_t p)
+void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
     const double *v = t->val, *K = t->consts;
-    const int64_t n = t->n;
 
     for (int64_t i = 0; i < n; ++i) {
         double *d = tan + i * p;
         switch (op[i]) {
-#define PT_OP1(N, S, V, DA)                                                   \
+#define PT_OP1(N, S, V, DA, DAA)                                                   \
         case PT_##N: {                                                        \
             const double *ta = tan + (int64_t)A[i] * p;                       \
             if (lanes_zero(ta, p))                                            \
@@ -91,7 +90,7 @@ static void sweep_tangent_block(const pt_tape *t, double *tan, int64_t p)
             (void)a; (void)y;                                                 \
             lanes_acc(d, ta, (DA), p);                                        \
         } break;
-#define PT_OP2(N, S, V, DA, DB)                                               \
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
         case PT_##N: {                                                        \
             const double *ta = tan + (int64_t)A[i] * p, *tb = tan + (int64_t)B[i] * p; \
             const int za = lanes_zero(ta, p), zb = lanes_zero(tb, p);         \
@@ -178,7 +177,7 @@ int pt_tangent_block(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t 
     for (int64_t i = 0; i < nin; ++i)
         for (int64_t k = 0; k < p; ++k)
             tan[ins[i] * p + k] += seeds[i * p + k];
-    sweep_tangent_block(t, tan, p);
+    pt_sweep_tangent_block(t, t->n, tan, p);
     for (int64_t j = 0; j < nout; ++j)
         for (int64_t k = 0; k < p; ++k)
             result[j * p + k] = tan[outs[j] * p + k];

@@ -18,14 +18,14 @@ void pt_sweep_tangent(const pt_tape *t, double *tan)
 
     for (int64_t i = 0; i < n; ++i) {
         switch (op[i]) {
-#define PT_OP1(N, S, V, DA)                                                   \
+#define PT_OP1(N, S, V, DA, DAA)                                                   \
         case PT_##N: {                                                        \
             const double ta = tan[A[i]];                                      \
             const double a = v[A[i]], y = v[i];                               \
             (void)a; (void)y;                                                 \
             tan[i] = ta != 0.0 ? (DA) * ta : 0.0;                             \
         } break;
-#define PT_OP2(N, S, V, DA, DB)                                               \
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
         case PT_##N: {                                                        \
             const double ta = tan[A[i]], tb = tan[B[i]];                      \
             const double a = v[A[i]], b = v[B[i]], y = v[i];                  \

@@ -10,8 +10,8 @@
 
 static const char *const op_names[PT_NUM_OPS] = {
     "nop", "leaf",
-#define PT_OP1(N, S, V, DA) S,
-#define PT_OP2(N, S, V, DA, DB) S, S "_vc", S "_cv",
+#define PT_OP1(N, S, V, DA, DAA) S,
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) S, S "_vc", S "_cv",
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
@@ -19,8 +19,8 @@ static const char *const op_names[PT_NUM_OPS] = {
 
 static const unsigned char op_kinds[PT_NUM_OPS] = {
     PT_KIND_NONE, PT_KIND_LEAF,
-#define PT_OP1(N, S, V, DA) PT_KIND_UNARY,
-#define PT_OP2(N, S, V, DA, DB) PT_KIND_VV, PT_KIND_VC, PT_KIND_CV,
+#define PT_OP1(N, S, V, DA, DAA) PT_KIND_UNARY,
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) PT_KIND_VV, PT_KIND_VC, PT_KIND_CV,
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
@@ -42,8 +42,8 @@ int pt_op_kind(int op)
 static inline double value1(int op, double a)
 {
     switch (op) {
-#define PT_OP1(N, S, V, DA) case PT_##N: return (V);
-#define PT_OP2(N, S, V, DA, DB)
+#define PT_OP1(N, S, V, DA, DAA) case PT_##N: return (V);
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
@@ -54,8 +54,8 @@ static inline double value1(int op, double a)
 static inline double value2(int op, double a, double b)
 {
     switch (op) {
-#define PT_OP1(N, S, V, DA)
-#define PT_OP2(N, S, V, DA, DB) case PT_##N: return (V);
+#define PT_OP1(N, S, V, DA, DAA)
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) case PT_##N: return (V);
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
@@ -238,7 +238,7 @@ int64_t pt_leaf(pt_tape *t, double value, double *grad)
  *   pt_rec_NAME_CV(t, double a, b)        binary with a constant a
  * Separate functions rather than one taking an opcode: measured ~10 ns less
  * per recorded op (no opcode argument to convert, no switch to dispatch). */
-#define PT_OP1(N, S, V, DA)                                                   \
+#define PT_OP1(N, S, V, DA, DAA)                                                   \
 int64_t pt_rec_##N(pt_tape *t, int64_t ia)                                    \
 {                                                                             \
     int64_t s = check_recording(t, 0);                                        \
@@ -249,7 +249,7 @@ int64_t pt_rec_##N(pt_tape *t, int64_t ia)                                    \
     const double a = t->val[ia];                                              \
     return emit(t, PT_##N, ia, 0, (V), s);                                    \
 }
-#define PT_OP2(N, S, V, DA, DB)                                               \
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
 int64_t pt_rec_##N(pt_tape *t, int64_t ia, int64_t ib)                        \
 {                                                                             \
     int64_t s = check_recording(t, 0);                                        \

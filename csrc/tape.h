@@ -48,8 +48,8 @@
 enum pt_opcode {
     PT_NOP = 0,
     PT_LEAF = 1,
-#define PT_OP1(N, S, V, DA) PT_##N,
-#define PT_OP2(N, S, V, DA, DB) PT_##N, PT_##N##_VC, PT_##N##_CV,
+#define PT_OP1(N, S, V, DA, DAA) PT_##N,
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) PT_##N, PT_##N##_VC, PT_##N##_CV,
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
@@ -82,8 +82,8 @@ struct pt_tape {
 };
 
 /* the per-op recording entry points (tape.c), generated from ops.def */
-#define PT_OP1(N, S, V, DA) int64_t pt_rec_##N(pt_tape *t, int64_t ia);
-#define PT_OP2(N, S, V, DA, DB)                                               \
+#define PT_OP1(N, S, V, DA, DAA) int64_t pt_rec_##N(pt_tape *t, int64_t ia);
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
     int64_t pt_rec_##N(pt_tape *t, int64_t ia, int64_t ib);                   \
     int64_t pt_rec_##N##_VC(pt_tape *t, int64_t ia, double b);                \
     int64_t pt_rec_##N##_CV(pt_tape *t, double a, int64_t ib);
@@ -99,6 +99,9 @@ void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj);
 int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj);
 /* anomaly mode is on in this thread: sweeps check every adjoint */
 int pt_anomaly_active(void);
+
+/* p tangent lanes over slots [0, n) (sweep_block.c); tan is slot-major */
+void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p);
 
 /* the tangent sweep proper (sweep_tangent.c): tan holds the seeds of the
  * LEAF slots and receives every other slot's tangent */

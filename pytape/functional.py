@@ -25,7 +25,7 @@ from .tape import Tape
 from .var import Var, _slot
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian",
-           "gradcheck", "GradcheckError"]
+           "hessian", "hvp", "gradcheck", "GradcheckError"]
 
 _BLOCK = 64  # rows or columns per block sweep
 
@@ -141,6 +141,33 @@ class _Recording:
                 raise_status(st, "record", self.tape)
             result[has, start:start + pb] = res
         return result
+
+    def hvps(self, seeds):
+        """seeds (nin, p) over all arguments' leaves -> (nin, p) of H v: forward over reverse."""
+        _scalar_output(self, "hessian")
+        n, p = seeds.shape
+        result = np.zeros((n, p))
+        out = self.out_slots[0]
+        ins = np.concatenate([np.array(self.in_slots(j), dtype=np.int64) for j in range(len(self.leaves))])
+        used = ins >= 0
+        if out < 0 or not used.any():
+            return result
+        in_slots = np.ascontiguousarray(ins[used])
+        for start in range(0, p, _BLOCK):
+            block = np.ascontiguousarray(seeds[used, start:start + _BLOCK])
+            pb = block.shape[1]
+            res = np.empty((len(in_slots), pb))
+            st = lib.pt_hvp_block(self.tape._p, out, len(in_slots), _i64(in_slots), pb, _f64(block),
+                                  ffi.NULL, _f64(res))
+            if st:
+                raise_status(st, "backward", self.tape)
+            result[used, start:start + pb] = res
+        return result
+
+    def split(self, flat):
+        """Rows of a flat (n_total, ...) array per argument."""
+        bounds = np.cumsum([0] + [len(leaves) for leaves in self.leaves])
+        return [flat[bounds[j]:bounds[j + 1]] for j in range(len(self.leaves))]
 
     def shaped_in(self, j, flat):
         """A flat derivative w.r.t. argument j in the argument's shape (float for a scalar)."""
@@ -321,6 +348,48 @@ def jacobian(f, argnums=0, mode="auto"):
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
     return _jacobian(f, argnums, mode)
+
+
+def hvp(f, x, v, argnums=0):
+    """Hessian-vector product H v of a scalar f at x: one tangent pass and one
+    reverse pass over f's tape (forward over reverse), never the full Hessian.
+
+    >>> import numpy as np, pytape
+    >>> f = lambda x: x[0] ** 2 * x[1] + pytape.sin(x[1])
+    >>> pytape.hvp(f, np.array([1.0, 2.0]), np.array([1.0, 0.0]))   # column 0 of [[2 x1, 2 x0], [2 x0, -sin x1]]
+    array([4., 2.])
+    """
+    rec = _Recording(f, (x,), 0)
+    v = _as_float_array(v, "v")
+    if v.shape != rec.shapes[0]:
+        raise ValueError(f"v has shape {v.shape}, x {rec.shapes[0]}")
+    return rec.shaped_in(0, rec.hvps(v.reshape(-1, 1))[:, 0])
+
+
+def hessian(f, argnums=0):
+    """The Hessian of a scalar f: shape ``in.shape + in.shape`` (for a tuple of
+    argnums, a nested tuple of blocks ``in_j.shape + in_k.shape``).
+
+    Computed as Hessian-vector products with the unit vectors, 64 directions
+    per forward-over-reverse pass; symmetric up to rounding.
+
+    >>> import numpy as np, pytape
+    >>> pytape.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 2.0]))
+    array([[4., 2.],
+           [2., 0.]])
+    """
+
+    def wrapper(*args):
+        rec = _Recording(f, args, argnums)
+        n = sum(len(leaves) for leaves in rec.leaves)
+        H = rec.hvps(np.eye(n))  # column k = H e_k; H is symmetric
+        rows = rec.split(H)
+        blocks = [[np.asarray(c).reshape(rec.shapes[j] + rec.shapes[k]) for k, c in enumerate(rec.split(r.T))]
+                  for j, r in enumerate(rows)]
+        blocks = [[float(b) if b.ndim == 0 else b for b in row] for row in blocks]
+        return blocks[0][0] if rec.single else tuple(tuple(row) for row in blocks)
+
+    return wrapper
 
 
 class GradcheckError(RuntimeError):
