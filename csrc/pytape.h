@@ -51,6 +51,7 @@ int64_t pt_tape_nleaves(const pt_tape *t);
 int64_t pt_tape_nconsts(const pt_tape *t);
 size_t pt_tape_nbytes(const pt_tape *t, int used);
 int pt_tape_consumed(const pt_tape *t);
+void pt_tape_consume(pt_tape *t);          /* as backward() without retain_graph */
 int pt_tape_is_owner(const pt_tape *t);
 unsigned long pt_tape_owner(const pt_tape *t);
 int pt_tape_op_at(const pt_tape *t, int64_t i);

@@ -296,6 +296,7 @@ int64_t pt_tape_len(const pt_tape *t) { return t->n; }
 int64_t pt_tape_nleaves(const pt_tape *t) { return t->nleaf; }
 int64_t pt_tape_nconsts(const pt_tape *t) { return t->nconst; }
 int pt_tape_consumed(const pt_tape *t) { return t->consumed; }
+void pt_tape_consume(pt_tape *t) { t->consumed = 1; }
 int64_t pt_tape_bad(const pt_tape *t) { return t->bad; }
 int pt_anomaly_active(void) { return (mode & MODE_ANOMALY) != 0; }
 int pt_tape_is_owner(const pt_tape *t) { return t->owner_key == &thread_marker; }

@@ -21,6 +21,7 @@ from .functional import (GradcheckError, grad, gradcheck, hessian, hvp, jacfwd, 
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
 from .var import Var
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
+from . import autograd  # noqa: E402  PyTorch-style autograd.grad
 from .display import render, to_dot  # noqa: E402  the tape as a table and a graph
 
 #: micrograd's name for a scalar that tracks its gradient
@@ -30,6 +31,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
-    "TapeConsumedError", "TapeThreadError", "nn", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
+    "TapeConsumedError", "TapeThreadError", "nn", "autograd", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "GradcheckError",
 ] + _ops_all

@@ -136,12 +136,13 @@ class Var:
         """
         return float(self.value)
 
-    def backward(self, gradient=1.0, retain_graph=False):
+    def backward(self, gradient=1.0, retain_graph=False, inputs=None):
         """Reverse sweep: add d(self)/d(leaf) * gradient to every leaf's ``grad``.
 
         One C loop over the tape, from this Var's instruction down.  Unless
         ``retain_graph`` is true the tape is consumed: a second backward through
-        it raises, and the next operation starts a fresh tape.
+        it raises, and the next operation starts a fresh tape.  With ``inputs``
+        (leaves), only their ``grad`` accumulate, as in PyTorch.
 
         >>> import pytape
         >>> x = pytape.Var(3.0)
@@ -150,6 +151,8 @@ class Var:
         12.0
         """
         seed = _real(gradient, "gradient")
+        if inputs is not None:
+            return _backward_into(self, seed, retain_graph, inputs)
         t = self._t
         status = lib.pt_backward(t._p, self._i, seed, 1 if retain_graph else 0)
         if status == lib.PT_E_NONFINITE:
@@ -300,8 +303,10 @@ class Leaf(Var):
         """A constant with this Var's value: gradients stop there."""
         return Leaf._make(self._v, False)
 
-    def backward(self, gradient=1.0, retain_graph=False):
+    def backward(self, gradient=1.0, retain_graph=False, inputs=None):
         """d(leaf)/d(leaf) = 1: adds ``gradient`` to the leaf's own grad."""
+        if inputs is not None:
+            return _backward_into(self, _real(gradient, "gradient"), retain_graph, inputs)
         if self._g is None:
             raise RuntimeError("backward() on a constant: it does not require grad")
         self._g[0] += _real(gradient, "gradient")
@@ -313,6 +318,19 @@ class Leaf(Var):
 
     def __reduce__(self):
         return (_unpickle_leaf, (self._v, self.grad))
+
+
+def _backward_into(y, seed, retain_graph, inputs):
+    """backward(inputs=...): accumulate into the grad of the listed leaves only."""
+    from .autograd import _as_tuple, grad
+
+    leaves, _ = _as_tuple(inputs, "inputs")
+    for x in leaves:
+        if type(x) is not Leaf or x._g is None:
+            raise TypeError("backward(inputs=...) takes leaves that require grad")
+    for x, g in zip(leaves, grad(y, leaves, seed, retain_graph=retain_graph, allow_unused=True)):
+        if g is not None:
+            x._g[0] += g
 
 
 def _unpickle_leaf(value, grad):

@@ -1,0 +1,142 @@
+"""PyTorch-style gradients of recorded graphs: ``pytape.autograd.grad``.
+
+>>> import pytape
+>>> x = pytape.Var(3.0)
+>>> y = x ** 2
+>>> pytape.autograd.grad(y, x)
+(6.0,)
+"""
+import numpy as np
+
+from ._native import TapeConsumedError, ffi, lib, raise_status
+from .var import Leaf, Var, _real
+
+__all__ = ["grad"]
+
+
+def _as_tuple(xs, what):
+    if isinstance(xs, Var):
+        return (xs,), True
+    if isinstance(xs, np.ndarray):
+        xs = list(xs.ravel())
+    try:
+        xs = tuple(xs)
+    except TypeError:
+        raise TypeError(f"{what} must be a Var or a sequence of Vars, not {type(xs).__name__}") from None
+    for x in xs:
+        if not isinstance(x, Var):
+            raise TypeError(f"{what} must be Vars, got {type(x).__name__}")
+    return xs, False
+
+
+def _seeds(outputs, grad_outputs):
+    """Flat outputs and their seeds; an array of outputs needs grad_outputs."""
+    if isinstance(outputs, np.ndarray) and outputs.ndim > 0:
+        if grad_outputs is None:
+            raise RuntimeError(
+                f"grad can be implicitly created only for scalar outputs; these outputs have shape "
+                f"{outputs.shape}: pass grad_outputs (d loss / d output) of that shape")
+        g = np.asarray(grad_outputs, dtype=float)
+        if g.shape != outputs.shape:
+            raise ValueError(f"grad_outputs has shape {g.shape}, outputs {outputs.shape}")
+        return list(outputs.ravel()), list(g.ravel())
+    outs, single = _as_tuple(outputs, "outputs")
+    if grad_outputs is None:
+        return list(outs), [1.0] * len(outs)
+    gs = [grad_outputs] if single or isinstance(grad_outputs, (int, float, Var)) else list(grad_outputs)
+    if len(gs) != len(outs):
+        raise ValueError(f"grad_outputs has {len(gs)} entries for {len(outs)} outputs")
+    return list(outs), [1.0 if g is None else _real(g, "grad_outputs") for g in gs]
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Sum of d(outputs)/d(inputs), weighted by grad_outputs, like ``torch.autograd.grad``.
+
+    Returns one float per input (``None`` for an input the outputs do not
+    depend on, with ``allow_unused=True``; otherwise that raises).  Unlike
+    ``backward()`` it accumulates nothing into ``.grad``.  The tape is consumed
+    unless ``retain_graph`` (default: ``create_graph``).  ``inputs`` may be
+    leaves or intermediate results.  ``create_graph=True`` is not supported
+    yet (use ``pytape.hessian`` / ``pytape.hvp`` for second derivatives).
+
+    >>> import pytape
+    >>> x1, x2 = pytape.Var(2.0), pytape.Var(5.0)
+    >>> y = pytape.log(x1) + x1 * x2 - pytape.sin(x2)
+    >>> d1, d2 = pytape.autograd.grad(y, [x1, x2])
+    >>> d1, round(d2, 3)
+    (5.5, 1.716)
+    """
+    if create_graph:
+        raise NotImplementedError("create_graph=True is not implemented yet; for second derivatives "
+                                  "use pytape.hessian(f) or pytape.hvp(f, x, v)")
+    if retain_graph is None:
+        retain_graph = create_graph
+    outs, seeds = _seeds(outputs, grad_outputs)
+    ins, _ = _as_tuple(inputs, "inputs")
+    tapes = {id(y._t): y._t for y in outs if type(y) is Var}
+    if len(tapes) > 1:
+        raise ValueError("the outputs were recorded on different tapes")
+    results = [0.0] * len(ins)
+    used = [False] * len(ins)
+    # outputs that are leaves themselves: d(leaf)/d(leaf) = 1
+    for y, s in zip(outs, seeds):
+        if type(y) is Leaf:
+            for k, x in enumerate(ins):
+                if x is y:
+                    results[k] += s
+                    used[k] = True
+    if tapes:
+        tape = next(iter(tapes.values()))
+        if tape._consumed:
+            raise TapeConsumedError(
+                "backward() or autograd.grad() has already run through this tape and released it; "
+                "pass retain_graph=True to the earlier call")
+        _sweep(tape, outs, seeds, ins, results, used)
+        if not retain_graph:
+            lib.pt_tape_consume(tape._p)
+            tape._consumed = True
+    for k, x in enumerate(ins):
+        if not used[k]:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"inputs[{k}] was not used to compute the outputs; pass allow_unused=True "
+                    f"to get None for it")
+            results[k] = None
+    return tuple(results)
+
+
+def _slot_on(x, tape):
+    if type(x) is Var:
+        return x._i if x._t is tape else -1
+    h = x._home
+    return h[1] if h[0] == tape._serial else -1
+
+
+def _sweep(tape, outs, seeds, ins, results, used):
+    out_slots = [(y._i, s) for y, s in zip(outs, seeds) if type(y) is Var]
+    if not out_slots:
+        return
+    top = max(i for i, _ in out_slots)
+    mark = np.zeros(top + 1, dtype=np.uint8)
+    one = np.empty(top + 1, dtype=np.uint8)
+    for i, _ in out_slots:
+        lib.pt_tape_reach(tape._p, i, ffi.from_buffer("uint8_t[]", one))
+        mark[:i + 1] |= one[:i + 1]
+    slots = [_slot_on(x, tape) for x in ins]
+    reached = [0 <= s <= top and bool(mark[s]) for s in slots]
+    want = np.array([s for s, r in zip(slots, reached) if r], dtype=np.int64)
+    if len(want) == 0:
+        return
+    o = np.array([i for i, _ in out_slots], dtype=np.int64)
+    sd = np.array([s for _, s in out_slots], dtype=float)
+    res = np.empty(len(want))
+    st = lib.pt_backward_block(tape._p, len(o), ffi.from_buffer("int64_t[]", o), 1,
+                               ffi.from_buffer("double[]", sd), len(want),
+                               ffi.from_buffer("int64_t[]", want), ffi.from_buffer("double[]", res))
+    if st:
+        raise_status(st, "backward", tape)
+    it = iter(res)
+    for k, r in enumerate(reached):
+        if r:
+            results[k] += float(next(it))
+            used[k] = True
