@@ -42,6 +42,9 @@ typedef struct pt_tape pt_tape;
 int pt_num_ops(void);
 const char *pt_op_name(int op);
 int pt_op_kind(int op);
+/* the C text of d(op)/d(a) (operand 0) or d(op)/d(b) (operand 1), in terms of
+ * a, b, y: Python records it as instructions for create_graph */
+const char *pt_op_rule(int op, int operand);
 
 /* tape lifetime and inspection */
 pt_tape *pt_tape_new(void);

@@ -26,7 +26,23 @@ static const unsigned char op_kinds[PT_NUM_OPS] = {
 #undef PT_OP2
 };
 
+/* the text of each row's first-derivative columns, for Python to record
+ * derivatives as instructions (create_graph); "" for LEAF and NOP */
+static const char *const op_rules[PT_NUM_OPS][2] = {
+    {"", ""}, {"", ""},
+#define PT_OP1(N, S, V, DA, DAA) {#DA, ""},
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) {#DA, #DB}, {#DA, #DB}, {#DA, #DB},
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+};
+
 int pt_num_ops(void) { return PT_NUM_OPS; }
+
+const char *pt_op_rule(int op, int operand)
+{
+    return (op >= 0 && op < PT_NUM_OPS && (operand == 0 || operand == 1)) ? op_rules[op][operand] : "";
+}
 
 const char *pt_op_name(int op)
 {

@@ -56,8 +56,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     depend on, with ``allow_unused=True``; otherwise that raises).  Unlike
     ``backward()`` it accumulates nothing into ``.grad``.  The tape is consumed
     unless ``retain_graph`` (default: ``create_graph``).  ``inputs`` may be
-    leaves or intermediate results.  ``create_graph=True`` is not supported
-    yet (use ``pytape.hessian`` / ``pytape.hvp`` for second derivatives).
+    leaves or intermediate results.  With ``create_graph=True`` the gradients
+    are Vars recorded on the same tape (the reverse sweep itself recorded as
+    instructions), so they can be differentiated again, to any order.
 
     >>> import pytape
     >>> x1, x2 = pytape.Var(2.0), pytape.Var(5.0)
@@ -66,9 +67,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     >>> d1, round(d2, 3)
     (5.5, 1.716)
     """
-    if create_graph:
-        raise NotImplementedError("create_graph=True is not implemented yet; for second derivatives "
-                                  "use pytape.hessian(f) or pytape.hvp(f, x, v)")
     if retain_graph is None:
         retain_graph = create_graph
     outs, seeds = _seeds(outputs, grad_outputs)
@@ -91,7 +89,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise TapeConsumedError(
                 "backward() or autograd.grad() has already run through this tape and released it; "
                 "pass retain_graph=True to the earlier call")
-        _sweep(tape, outs, seeds, ins, results, used)
+        if create_graph:
+            _sweep_recorded(tape, outs, seeds, ins, results, used)
+        else:
+            _sweep(tape, outs, seeds, ins, results, used)
         if not retain_graph:
             lib.pt_tape_consume(tape._p)
             tape._consumed = True
@@ -139,4 +140,17 @@ def _sweep(tape, outs, seeds, ins, results, used):
     for k, r in enumerate(reached):
         if r:
             results[k] += float(next(it))
+            used[k] = True
+
+
+def _sweep_recorded(tape, outs, seeds, ins, results, used):
+    from .create_graph import adjoints
+
+    out_slots = [(y._i, s) for y, s in zip(outs, seeds) if type(y) is Var]
+    if not out_slots:
+        return
+    slots = [_slot_on(x, tape) for x in ins]
+    for k, g in enumerate(adjoints(tape, [i for i, _ in out_slots], [s for _, s in out_slots], slots)):
+        if g is not None:
+            results[k] = g if not used[k] else results[k] + g
             used[k] = True
