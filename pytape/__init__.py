@@ -16,8 +16,8 @@ from .ops import *  # noqa: F401,F403  the primitive functions
 from .ops import __all__ as _ops_all
 from .ops import abs, pow  # noqa: F401  pytape.abs, pytape.pow: not in __all__, they would shadow builtins
 from .anomaly import detect_anomaly, is_anomaly_enabled
-from .functional import (GradcheckError, grad, gradcheck, hessian, hvp, jacfwd, jacobian, jacrev,
-                         jvp, value_and_grad, vjp)
+from .functional import (GradcheckError, grad, gradcheck, gradgradcheck, hessian, hvp, jacfwd,
+                         jacobian, jacrev, jvp, value_and_grad, vjp)
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
 from .var import Var
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
@@ -32,5 +32,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
     "TapeConsumedError", "TapeThreadError", "nn", "autograd", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
-    "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "GradcheckError",
+    "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
 ] + _ops_all

@@ -25,7 +25,7 @@ from .tape import Tape
 from .var import Var, _slot
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian",
-           "hessian", "hvp", "gradcheck", "GradcheckError"]
+           "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError"]
 
 _BLOCK = 64  # rows or columns per block sweep
 
@@ -432,6 +432,59 @@ def gradcheck(f, *args, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     ana, num = float(ana), float(num)
     msg = (f"gradcheck failed: d f / d argument {j}{list(idx) if idx else ''}: "
            f"analytic {ana!r}, numeric {num!r}, error {err:.3g} (atol {atol}, rtol {rtol})")
+    if raise_exception:
+        raise GradcheckError(msg)
+    return False
+
+
+def gradgradcheck(f, *args, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0):
+    """Check second derivatives: the Hessian of ``u . f(x)`` (u random, fixed by
+    ``seed``; u = 1 for a scalar f) from the forward-over-reverse sweep, against
+    central finite differences of the tape's gradient.  Returns True or raises
+    ``GradcheckError`` naming the worst entry, like ``torch.autograd.gradgradcheck``.
+
+    >>> import pytape
+    >>> pytape.gradgradcheck(lambda x, y: pytape.sin(x) * y ** 3, 0.3, 2.0)
+    True
+    """
+    out = _numbers(f(*args))
+    u = np.random.default_rng(seed).uniform(0.5, 1.5, out.shape) if out.ndim else None
+
+    def s(*xs):
+        y = f(*xs)
+        return np.sum(np.asarray(y, dtype=object) * u) if u is not None else y
+
+    argnums = tuple(range(len(args)))
+    rec = _Recording(s, args, argnums)
+    n = sum(len(leaves) for leaves in rec.leaves)
+    analytic = rec.hvps(np.eye(n))
+    base = np.concatenate([_as_float_array(a, f"argument {k}").ravel() for k, a in enumerate(args)])
+    shapes = [np.shape(a) for a in args]
+    scalars = [np.ndim(a) == 0 and not isinstance(a, np.ndarray) for a in args]
+    g = value_and_grad(s, argnums)
+
+    def grad_at(flat):
+        parts, k = [], 0
+        for shape, scalar in zip(shapes, scalars):
+            size = int(np.prod(shape))
+            parts.append(float(flat[k]) if scalar else flat[k:k + size].reshape(shape))
+            k += size
+        return np.concatenate([np.ravel(d) for d in g(*parts)[1]])
+
+    worst = None
+    for k in range(n):
+        e = np.zeros(n)
+        e[k] = eps
+        num = (grad_at(base + e) - grad_at(base - e)) / (2 * eps)
+        excess = np.abs(analytic[:, k] - num) - (atol + rtol * np.abs(num))
+        i = int(np.argmax(excess))
+        if worst is None or excess[i] > worst[0]:
+            worst = (excess[i], i, k, analytic[i, k], num[i])
+    if worst is None or worst[0] <= 0:
+        return True
+    _, i, k, ana, num = worst
+    msg = (f"gradgradcheck failed: d2 f / d x[{i}] d x[{k}] (inputs flattened in argument order): "
+           f"analytic {float(ana)!r}, numeric {float(num)!r}, error {abs(ana - num):.3g}")
     if raise_exception:
         raise GradcheckError(msg)
     return False

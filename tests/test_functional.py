@@ -135,3 +135,12 @@ def test_gradcheck_passes_on_smooth_functions_and_names_the_worst_entry():
     with pytest.raises(pytape.GradcheckError, match=r"argument 1\[1\]: analytic 0.0, numeric 0.5"):
         pytape.gradcheck(lambda a, b: a * pytape.relu(b[1]), 1.0, np.array([1.0, 0.0]))
     assert pytape.gradcheck(lambda a: pytape.relu(a), 0.0, raise_exception=False) is False
+
+
+def test_gradgradcheck_passes_on_smooth_functions_and_fails_at_a_kink():
+    f, x = random_function(3, 2, seed=9)
+    assert pytape.gradgradcheck(f, x)
+    assert pytape.gradgradcheck(lambda a, b: pytape.sin(a) * b ** 3 + pytape.hypot(a, b), 0.3, 2.0)
+    # x * relu(x) at 0: the tape's second derivative is 0 (relu'(0) = 0), differences give 1
+    with pytest.raises(pytape.GradcheckError, match="analytic 0.0, numeric 1.0"):
+        pytape.gradgradcheck(lambda a: a * pytape.relu(a), 0.0)

@@ -118,3 +118,57 @@ def test_deep_chains_match_reference(values, block, repeats):
     gb = np.array([x.grad for x in theirs])
     assume(np.all(np.isfinite(gb)))
     np.testing.assert_allclose([x.grad for x in ours], gb, rtol=1e-8, atol=1e-10)
+
+
+# ---- derivatives of every kind agree on random DAGs --------------------------------
+
+SMOOTH_UNARY = ["neg", "sin", "cos", "tanh", "sigmoid", "softplus", "erf", "atan", "asinh", "exp", "sinh"]
+SMOOTH_BINARY = ["add", "sub", "mul", "hypot", "atan2"]
+smooth_instruction = st.tuples(st.sampled_from(SMOOTH_UNARY + SMOOTH_BINARY),
+                               st.integers(0, 10**6), st.integers(0, 10**6))
+
+
+def dag(program, k):
+    """f(x) -> its last k nodes: a random DAG over the entries of x."""
+    def f(x):
+        nodes = list(x)
+        for name, ia, ib in program:
+            a, b = nodes[ia % len(nodes)], nodes[ib % len(nodes)]
+            nodes.append(apply(pytape, name, a) if name in SMOOTH_UNARY else apply(pytape, name, a, b + 2.0))
+        return np.array(nodes[-k:], dtype=object)
+    return f
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.lists(st.floats(0.2, 2.0), min_size=1, max_size=5),
+       program=st.lists(smooth_instruction, min_size=1, max_size=15),
+       k=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_jacobians_jvps_vjps_agree(x, program, k, seed):
+    x = np.array(x)
+    f = dag(program, k)
+    Jf, Jr = pytape.jacfwd(f)(x), pytape.jacrev(f)(x)
+    assume(np.all(np.isfinite(Jr)) and np.abs(Jr).max() < 1e8)
+    np.testing.assert_allclose(Jf, Jr, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(Jr).max()))
+    rng = np.random.default_rng(seed)
+    v, u = rng.normal(size=x.shape), rng.normal(size=Jr.shape[0])
+    np.testing.assert_allclose(pytape.jvp(f, (x,), (v,))[1], Jr @ v, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(pytape.vjp(f, x)[1](u)[0], u @ Jr, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=st.lists(st.floats(0.2, 2.0), min_size=1, max_size=4),
+       program=st.lists(smooth_instruction, min_size=1, max_size=12), seed=st.integers(0, 1000))
+def test_hessians_are_symmetric_and_match_gradient_differences(x, program, seed):
+    x = np.array(x)
+    g = dag(program, 1)
+    f = lambda v: g(v)[0]  # noqa: E731
+    H = pytape.hessian(f)(x)
+    assume(np.all(np.isfinite(H)) and np.abs(H).max() < 1e6)
+    scale = max(1.0, np.abs(H).max())
+    np.testing.assert_allclose(H, H.T, rtol=1e-10, atol=1e-12 * scale)
+    v = np.random.default_rng(seed).normal(size=x.shape)
+    np.testing.assert_allclose(pytape.hvp(f, x, v), H @ v, rtol=1e-10, atol=1e-10 * scale)
+    eps = 1e-6
+    grad = pytape.grad(f)
+    fd = np.array([(grad(x + eps * e) - grad(x - eps * e)) / (2 * eps) for e in np.eye(len(x))])
+    np.testing.assert_allclose(H, fd, rtol=1e-5, atol=1e-5 * scale)
