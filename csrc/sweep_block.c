@@ -21,14 +21,6 @@ static inline void lanes_acc(double *restrict dst, const double *restrict g, dou
             dst[k] += d * g[k];
 }
 
-static inline int lanes_zero(const double *g, int64_t q)
-{
-    for (int64_t k = 0; k < q; ++k)
-        if (g[k] != 0.0)
-            return 0;
-    return 1;
-}
-
 static void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int64_t q)
 {
     const uint16_t *op = t->op;
@@ -37,7 +29,7 @@ static void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int6
 
     for (int64_t i = out; i >= 0; --i) {
         const double *g = adj + i * q;
-        if (lanes_zero(g, q))
+        if (pt_lanes_zero(g, q))
             continue;
         switch (op[i]) {
 #define PT_OP1(N, S, V, DA, DAA)                                                   \
@@ -84,7 +76,7 @@ void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
 #define PT_OP1(N, S, V, DA, DAA)                                                   \
         case PT_##N: {                                                        \
             const double *ta = tan + (int64_t)A[i] * p;                       \
-            if (lanes_zero(ta, p))                                            \
+            if (pt_lanes_zero(ta, p))                                            \
                 break;                                                        \
             const double a = v[A[i]], y = v[i];                               \
             (void)a; (void)y;                                                 \
@@ -93,7 +85,7 @@ void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
         case PT_##N: {                                                        \
             const double *ta = tan + (int64_t)A[i] * p, *tb = tan + (int64_t)B[i] * p; \
-            const int za = lanes_zero(ta, p), zb = lanes_zero(tb, p);         \
+            const int za = pt_lanes_zero(ta, p), zb = pt_lanes_zero(tb, p);         \
             if (za && zb)                                                     \
                 break;                                                        \
             const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
@@ -105,7 +97,7 @@ void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
         } break;                                                              \
         case PT_##N##_VC: {                                                   \
             const double *ta = tan + (int64_t)A[i] * p;                       \
-            if (lanes_zero(ta, p))                                            \
+            if (pt_lanes_zero(ta, p))                                            \
                 break;                                                        \
             const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
             (void)a; (void)b; (void)y;                                        \
@@ -113,7 +105,7 @@ void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
         } break;                                                              \
         case PT_##N##_CV: {                                                   \
             const double *tb = tan + (int64_t)B[i] * p;                       \
-            if (lanes_zero(tb, p))                                            \
+            if (pt_lanes_zero(tb, p))                                            \
                 break;                                                        \
             const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
             (void)a; (void)b; (void)y;                                        \

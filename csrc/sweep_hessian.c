@@ -34,14 +34,6 @@ static inline void hv_lanes(double *dst, const double *gd, double f, double g,
     }
 }
 
-static int lanes_zero(const double *g, int64_t p)
-{
-    for (int64_t k = 0; k < p; ++k)
-        if (g[k] != 0.0)
-            return 0;
-    return 1;
-}
-
 static void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj,
                           double *adjd, int64_t p)
 {
@@ -52,7 +44,7 @@ static void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, doub
     for (int64_t i = out; i >= 0; --i) {
         const double g = adj[i];
         const double *gd = adjd + i * p;
-        if (g == 0.0 && lanes_zero(gd, p))
+        if (g == 0.0 && pt_lanes_zero(gd, p))
             continue;
         switch (op[i]) {
 #define PT_OP1(N, S, V, DA, DAA)                                              \

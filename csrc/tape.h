@@ -100,6 +100,15 @@ int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj);
 /* anomaly mode is on in this thread: sweeps check every adjoint */
 int pt_anomaly_active(void);
 
+/* are all p lanes of a slot zero? (the block and Hessian sweeps skip them) */
+static inline int pt_lanes_zero(const double *g, int64_t p)
+{
+    for (int64_t k = 0; k < p; ++k)
+        if (g[k] != 0.0)
+            return 0;
+    return 1;
+}
+
 /* p tangent lanes over slots [0, n) (sweep_block.c); tan is slot-major */
 void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p);
 
