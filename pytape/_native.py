@@ -4,7 +4,17 @@ It reads the op table from the library (names, kinds, opcodes) and turns C
 status codes into Python exceptions.  ``cdata`` objects never leave pytape's
 internals.
 """
-from ._tape_cffi import ffi, lib
+import os
+
+try:
+    from ._tape_cffi import ffi, lib
+except ImportError as exc:  # a source checkout that was never built
+    raise ImportError(
+        f"pytape's compiled module is missing from {os.path.dirname(os.path.abspath(__file__))}: "
+        f"this looks like a source checkout without a build. Run `pip install -e .` (or "
+        f"`python build_tape.py`) in the checkout, or run Python outside it to use an installed "
+        f"pytape. ({exc})"
+    ) from None
 
 __all__ = ["ffi", "lib", "OPCODES", "OP_NAMES", "OP_KINDS", "raise_status"]
 
