@@ -12,7 +12,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
-SOURCES = ["tape.c", "sweep_reverse.c", "sweep_tangent.c", "sweep_block.c", "sweep_hessian.c"]
+SOURCES = ["tape.c", "sweep_forward.c", "sweep_reverse.c", "sweep_tangent.c", "sweep_block.c", "sweep_hessian.c"]
 DEPENDS = ["pytape.h", "tape.h", "rules.h", "ops.def", "sweep_reverse.inc"]
 
 

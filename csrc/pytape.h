@@ -24,7 +24,8 @@ enum pt_status {
     PT_E_OP = -6,        /* an opcode of the wrong kind for this call */
     PT_E_FULL = -7,      /* the tape reached its maximum number of slots */
     PT_E_ANOMALY = -8,   /* anomaly mode: record again in checked mode */
-    PT_E_NONFINITE = -9  /* checked mode: a value or adjoint is nan or inf */
+    PT_E_NONFINITE = -9, /* checked mode: a value or adjoint is nan or inf */
+    PT_E_GUARD = -10     /* replay: a recorded comparison came out otherwise */
 };
 
 enum pt_op_kind {
@@ -33,8 +34,11 @@ enum pt_op_kind {
     PT_KIND_UNARY = 2,   /* y = f(a) */
     PT_KIND_VV = 3,      /* y = f(a, b), both slots */
     PT_KIND_VC = 4,      /* y = f(a, b), b a constant */
-    PT_KIND_CV = 5       /* y = f(a, b), a a constant */
+    PT_KIND_CV = 5,      /* y = f(a, b), a a constant */
+    PT_KIND_GUARD = 6    /* a comparison recorded while tracing */
 };
+
+enum pt_cmp { PT_LT = 0, PT_LE = 1, PT_GT = 2, PT_GE = 3, PT_EQ = 4, PT_NE = 5 };
 
 typedef struct pt_tape pt_tape;
 
@@ -109,6 +113,15 @@ int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64
  * Jacobians, Jacobian-vector products. */
 int pt_tangent_block(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
                      const double *seeds, int64_t nout, const int64_t *outs, double *result);
+
+/* trace: record that (v[a] CMP rhs) came out `outcome`; rhs is v[b] for
+ * b >= 0, else the constant c.  Returns the guard's slot. */
+int64_t pt_guard(pt_tape *t, int64_t a, int64_t b, double c, int cmp, int outcome);
+/* replay (the forward sweep): new values for LEAF slots, then every
+ * instruction recomputed from the value rules.  A guard whose outcome changes
+ * stops it with PT_E_GUARD and *where = the guard's slot; the values are then
+ * partly new, so replay again before reading them. */
+int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *values, int64_t *where);
 
 /* forward-over-reverse: Hessian-vector products of out for p directions in
  * one tangent pass and one reverse pass, from the second-derivative columns

@@ -145,7 +145,10 @@ int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64
     for (int64_t j = 0; j < nout; ++j)
         for (int64_t k = 0; k < q; ++k)
             adj[outs[j] * q + k] += seeds[j * q + k];
-    sweep_reverse_block(t, top, adj, q);
+    if (q == 1)
+        pt_sweep_reverse(t, top, adj);  /* one lane: the tight scalar loop */
+    else
+        sweep_reverse_block(t, top, adj, q);
     for (int64_t i = 0; i < nin; ++i)
         for (int64_t k = 0; k < q; ++k)
             result[i * q + k] = ins[i] <= top ? adj[ins[i] * q + k] : 0.0;

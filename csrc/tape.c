@@ -9,7 +9,7 @@
 /* ---- the op table ------------------------------------------------------ */
 
 static const char *const op_names[PT_NUM_OPS] = {
-    "nop", "leaf",
+    "nop", "leaf", "guard",
 #define PT_OP1(N, S, V, DA, DAA) S,
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) S, S "_vc", S "_cv",
 #include "ops.def"
@@ -18,7 +18,7 @@ static const char *const op_names[PT_NUM_OPS] = {
 };
 
 static const unsigned char op_kinds[PT_NUM_OPS] = {
-    PT_KIND_NONE, PT_KIND_LEAF,
+    PT_KIND_NONE, PT_KIND_LEAF, PT_KIND_GUARD,
 #define PT_OP1(N, S, V, DA, DAA) PT_KIND_UNARY,
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) PT_KIND_VV, PT_KIND_VC, PT_KIND_CV,
 #include "ops.def"
@@ -29,7 +29,7 @@ static const unsigned char op_kinds[PT_NUM_OPS] = {
 /* the text of each row's first-derivative columns, for Python to record
  * derivatives as instructions (create_graph); "" for LEAF and NOP */
 static const char *const op_rules[PT_NUM_OPS][2] = {
-    {"", ""}, {"", ""},
+    {"", ""}, {"", ""}, {"", ""},
 #define PT_OP1(N, S, V, DA, DAA) {#DA, ""},
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) {#DA, #DB}, {#DA, #DB}, {#DA, #DB},
 #include "ops.def"
@@ -422,4 +422,22 @@ int64_t pt_tape_reach(const pt_tape *t, int64_t out, uint8_t *mark)
         }
     }
     return count;
+}
+
+/* ---- guards (trace) ---------------------------------------------------- */
+
+int64_t pt_guard(pt_tape *t, int64_t a, int64_t b, double c, int cmp, int outcome)
+{
+    int64_t s = check_recording(t, 1);
+    if (s < 0)
+        return s;
+    if (!IN_TAPE(t, a) || (b >= 0 && !IN_TAPE(t, b)) || cmp < PT_LT || cmp > PT_NE)
+        return PT_E_SLOT;
+    if (b < 0) {
+        const int64_t k = add_const(t, c);
+        if (k < 0)
+            return k;
+        b = -1 - k;
+    }
+    return emit(t, PT_GUARD, a, b, (double)(2 * cmp + (outcome != 0)), 0);
 }

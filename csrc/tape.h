@@ -48,6 +48,7 @@
 enum pt_opcode {
     PT_NOP = 0,
     PT_LEAF = 1,
+    PT_GUARD = 2,   /* a recorded comparison, re-checked by replay (trace) */
 #define PT_OP1(N, S, V, DA, DAA) PT_##N,
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) PT_##N, PT_##N##_VC, PT_##N##_CV,
 #include "ops.def"

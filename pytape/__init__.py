@@ -19,6 +19,7 @@ from .anomaly import detect_anomaly, is_anomaly_enabled
 from .functional import (GradcheckError, grad, gradcheck, gradgradcheck, hessian, hvp, jacfwd,
                          jacobian, jacrev, jvp, value_and_grad, vjp)
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
+from .replay import BranchChangedError, CompiledFunction, trace
 from .var import Var
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
 from . import autograd  # noqa: E402  PyTorch-style autograd.grad
@@ -33,4 +34,5 @@ __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
     "TapeConsumedError", "TapeThreadError", "nn", "autograd", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
+    "trace", "CompiledFunction", "BranchChangedError",
 ] + _ops_all

@@ -94,8 +94,8 @@ def adjoints(tape, outs, seeds, in_slots):
             continue
         code = int(op[i])
         kind = OP_KINDS[code]
-        if kind == lib.PT_KIND_LEAF:
-            continue
+        if kind not in (lib.PT_KIND_UNARY, lib.PT_KIND_VV, lib.PT_KIND_VC, lib.PT_KIND_CV):
+            continue  # LEAF, GUARD
         da, db = _RULES[code]
         y = _handle(tape, i)
         if kind == lib.PT_KIND_UNARY:

@@ -124,6 +124,8 @@ def _operands(p, op, a, b):
     kind = OP_KINDS[op]
     if kind == _LEAF:
         return f"x{a}"
+    if kind == lib.PT_KIND_GUARD:  # a comparison recorded by pytape.trace
+        return f"v{a}, {f'v{b}' if b >= 0 else _num(lib.pt_tape_const(p, -1 - b))}"
     if kind == _UNARY:
         return f"v{a}"
     if kind == _VV:

@@ -33,7 +33,7 @@ _BLOCK = 64  # rows or columns per block sweep
 class _Recording:
     """f recorded once: its tape, input leaves and output slots."""
 
-    def __init__(self, f, args, argnums, has_aux=False):
+    def __init__(self, f, args, argnums, has_aux=False, guards=False):
         self.single = isinstance(argnums, int)
         self.argnums = (argnums,) if self.single else tuple(argnums)
         for k in self.argnums:
@@ -53,7 +53,11 @@ class _Recording:
                 self.scalar_in.append(np.ndim(args[k]) == 0 and not isinstance(args[k], np.ndarray))
                 self.leaves.append(flat)
                 args[k] = flat[0] if self.scalar_in[-1] else leaves
-            out = f(*args)
+            self.tape._guards = guards  # pytape.trace: comparisons become guards
+            try:
+                out = f(*args)
+            finally:
+                self.tape._guards = False
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
                     raise TypeError("with has_aux=True, f must return a pair (output, aux)")
@@ -91,9 +95,22 @@ class _Recording:
         return value, arr.shape, slots
 
     def in_slots(self, j):
-        """Slots of the leaves of argument j on the tape (-1: f did not use it)."""
-        serial = self.tape._serial
-        return [leaf._home[1] if leaf._home[0] == serial else -1 for leaf in self.leaves[j]]
+        """Slots of the leaves of argument j on the tape (-1: f did not use it).
+
+        Cached: the leaves are this recording's own, and a leaf keeps its slot
+        (pytape.trace registers unused ones before the first call)."""
+        cache = self.__dict__.setdefault("_in_slots_cache", {})
+        if j not in cache:
+            serial = self.tape._serial
+            cache[j] = [leaf._home[1] if leaf._home[0] == serial else -1 for leaf in self.leaves[j]]
+        return cache[j]
+
+    def all_in_slots(self):
+        """in_slots of every argument, concatenated (cached)."""
+        if "_all_in" not in self.__dict__:
+            self._all_in = np.concatenate([np.array(self.in_slots(j), dtype=np.int64)
+                                           for j in range(len(self.leaves))])
+        return self._all_in
 
     def rows(self, seeds):
         """seeds (q, nout) -> [(q, nin_j) per argument]: reverse sweeps, 64 per pass."""
@@ -101,7 +118,7 @@ class _Recording:
         results = [np.zeros((q, len(leaves))) for leaves in self.leaves]
         outs = np.array(self.out_slots, dtype=np.int64)
         has = outs >= 0
-        ins = np.concatenate([np.array(self.in_slots(j), dtype=np.int64) for j in range(len(self.leaves))])
+        ins = self.all_in_slots()
         used = ins >= 0
         if not has.any() or not used.any():
             return results
@@ -148,7 +165,7 @@ class _Recording:
         n, p = seeds.shape
         result = np.zeros((n, p))
         out = self.out_slots[0]
-        ins = np.concatenate([np.array(self.in_slots(j), dtype=np.int64) for j in range(len(self.leaves))])
+        ins = self.all_in_slots()
         used = ins >= 0
         if out < 0 or not used.any():
             return result

@@ -33,7 +33,7 @@ class Tape:
     6.0
     """
 
-    __slots__ = ("_p", "_cells", "_serial", "_consumed", "_where", "__weakref__")
+    __slots__ = ("_p", "_cells", "_serial", "_consumed", "_where", "_guards", "__weakref__")
 
     def __init__(self):
         p = lib.pt_tape_new()
@@ -44,6 +44,7 @@ class Tape:
         self._serial = next(_serials)
         self._consumed = False  # mirrors the C flag; set by Var.backward
         self._where = None  # slot -> (file, line, function), in anomaly mode only
+        self._guards = False  # pytape.trace: record comparisons as guards
 
     def __enter__(self):
         st = _state

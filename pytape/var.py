@@ -164,46 +164,78 @@ class Var:
 
     # ---- conversions and comparisons (on values) ---------------------------
 
+    # While pytape.trace records a function, every comparison and conversion
+    # that could steer control flow is recorded as a guard that replays re-check
+    # (exact equality for float()/int()/round(): any change of value re-traces).
+
     def __float__(self):
-        return float(self.value)
+        v = float(self.value)
+        if _tracing[0]:
+            _guard(self, v, lib.PT_EQ, True)
+        return v
 
     def __int__(self):
-        return int(self.value)
+        return int(self.__float__())
 
     def __bool__(self):
-        return self.value != 0.0
+        r = self.value != 0.0
+        if _tracing[0]:
+            _guard(self, 0.0, lib.PT_NE, r)
+        return r
 
     def __round__(self, ndigits=None):  # on the value, like float: not recorded
-        return round(self.value, ndigits)
+        return round(self.__float__(), ndigits)
 
     def __trunc__(self):
-        return math.trunc(self.value)
+        return math.trunc(self.__float__())
 
     def __floor__(self):
-        return math.floor(self.value)
+        return math.floor(self.__float__())
 
     def __ceil__(self):
-        return math.ceil(self.value)
+        return math.ceil(self.__float__())
 
     def __lt__(self, other):
-        return self.value < _num(other)
+        r = self.value < _num(other)
+        if _tracing[0]:
+            _guard(self, other, lib.PT_LT, r)
+        return r
 
     def __le__(self, other):
-        return self.value <= _num(other)
+        r = self.value <= _num(other)
+        if _tracing[0]:
+            _guard(self, other, lib.PT_LE, r)
+        return r
 
     def __gt__(self, other):
-        return self.value > _num(other)
+        r = self.value > _num(other)
+        if _tracing[0]:
+            _guard(self, other, lib.PT_GT, r)
+        return r
 
     def __ge__(self, other):
-        return self.value >= _num(other)
+        r = self.value >= _num(other)
+        if _tracing[0]:
+            _guard(self, other, lib.PT_GE, r)
+        return r
 
     def __eq__(self, other):
         o = _num_or_none(other)
-        return NotImplemented if o is None else self.value == o
+        if o is None:
+            return NotImplemented
+        r = self.value == o
+        if _tracing[0]:
+            _guard(self, other, lib.PT_EQ, r)
+        return r
 
     def __ne__(self, other):
         o = _num_or_none(other)
-        return NotImplemented if o is None else self.value != o
+        if o is None:
+            return NotImplemented
+        r = self.value != o
+        if _tracing[0]:
+            _guard(self, other, lib.PT_NE, r)
+        return r
 
     __hash__ = object.__hash__  # by identity: Vars live in sets and dicts
 
@@ -318,6 +350,30 @@ class Leaf(Var):
 
     def __reduce__(self):
         return (_unpickle_leaf, (self._v, self.grad))
+
+
+_tracing = [0]  # > 0 while pytape.trace records a function (in any thread)
+
+
+def _guard(x, other, cmp, outcome):
+    """Record the comparison (x CMP other) -> outcome on a tracing tape."""
+    t = x._t if type(x) is Var else current_tape()
+    if not getattr(t, "_guards", False) or (type(x) is Leaf and x._g is None):
+        return
+    j = _slot(x, t)
+    if isinstance(other, Var) and not (type(other) is Leaf and other._g is None):
+        if type(other) is Var and other._t is not t:
+            return
+        k, c = _slot(other, t), 0.0
+    else:
+        k, c = -1, float(_num(other))
+    if j < 0 or (isinstance(other, Var) and k < 0):
+        return
+    i = lib.pt_guard(t._p, j, k, c, cmp, 1 if outcome else 0)
+    if i >= 0:
+        if t._where is None:
+            t._where = {}
+        t._where[i] = anomaly._caller()
 
 
 def _backward_into(y, seed, retain_graph, inputs):

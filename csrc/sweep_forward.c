@@ -1,0 +1,59 @@
+/* sweep_forward.c -- replay: one forward loop recomputing every value of the
+ * tape at new leaf values, from the value rules of ops.def, and re-checking
+ * the comparisons (guards) recorded while tracing. */
+#include <math.h>
+#include "tape.h"
+#include "rules.h"
+
+static int compare(int cmp, double x, double y)
+{
+    switch (cmp) {
+    case PT_LT: return x < y;
+    case PT_LE: return x <= y;
+    case PT_GT: return x > y;
+    case PT_GE: return x >= y;
+    case PT_EQ: return x == y;
+    default: return x != y;
+    }
+}
+
+int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *values, int64_t *where)
+{
+    if (!pt_tape_is_owner(t))
+        return PT_E_THREAD;
+    for (int64_t k = 0; k < nin; ++k)
+        if (slots[k] < 0 || slots[k] >= t->n || t->op[slots[k]] != PT_LEAF)
+            return PT_E_SLOT;
+    for (int64_t k = 0; k < nin; ++k)
+        t->val[slots[k]] = values[k];
+
+    const uint16_t *op = t->op;
+    const int32_t *A = t->a, *B = t->b;
+    double *v = t->val;
+    const double *K = t->consts;
+    const int64_t n = t->n;
+    for (int64_t i = 0; i < n; ++i) {
+        switch (op[i]) {
+#define PT_OP1(N, S, V, DA, DAA)                                              \
+        case PT_##N: { const double a = v[A[i]]; v[i] = (V); } break;
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+        case PT_##N: { const double a = v[A[i]], b = v[B[i]]; v[i] = (V); } break; \
+        case PT_##N##_VC: { const double a = v[A[i]], b = K[B[i]]; v[i] = (V); } break; \
+        case PT_##N##_CV: { const double a = K[A[i]], b = v[B[i]]; v[i] = (V); } break;
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+        case PT_GUARD: {
+            const int code = (int)v[i];
+            const double rhs = B[i] >= 0 ? v[B[i]] : K[-1 - B[i]];
+            if (compare(code / 2, v[A[i]], rhs) != (code & 1)) {
+                *where = i;
+                return PT_E_GUARD;
+            }
+        } break;
+        default: /* LEAF: its new value */
+            break;
+        }
+    }
+    return PT_OK;
+}
