@@ -23,6 +23,8 @@ from .replay import BranchChangedError, CompiledFunction, trace
 from .var import Var
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
 from . import autograd  # noqa: E402  PyTorch-style autograd.grad
+from . import optimize  # noqa: E402  scipy.optimize.minimize with tape derivatives
+from . import optim  # noqa: E402  SGD, Adam
 from .display import render, to_dot  # noqa: E402  the tape as a table and a graph
 
 #: micrograd's name for a scalar that tracks its gradient
@@ -32,7 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
-    "TapeConsumedError", "TapeThreadError", "nn", "autograd", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
+    "TapeConsumedError", "TapeThreadError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
     "trace", "CompiledFunction", "BranchChangedError",
 ] + _ops_all

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = [
-    "pytape", "pytape.var", "pytape.ops", "pytape.tape", "pytape.nn", "pytape.reference", "pytape.bench", "pytape.anomaly", "pytape.functional", "pytape.autograd", "pytape.create_graph", "pytape.replay",
+    "pytape", "pytape.var", "pytape.ops", "pytape.tape", "pytape.nn", "pytape.reference", "pytape.bench", "pytape.anomaly", "pytape.functional", "pytape.autograd", "pytape.create_graph", "pytape.replay", "pytape.optimize", "pytape.optim",
     "pytape.display",
 ]
 

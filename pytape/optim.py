@@ -1,0 +1,83 @@
+"""Optimizers for ``Var`` parameters in the style of ``torch.optim``:
+``SGD`` (with momentum) and ``Adam``; ``step()`` and ``zero_grad()``.
+
+>>> import random, pytape
+>>> from pytape.nn import MLP
+>>> random.seed(0)
+>>> model = MLP(1, [4, 1])
+>>> opt = pytape.optim.Adam(model.parameters(), lr=0.05)
+>>> for _ in range(200):
+...     loss = sum((model([x]) - 2.0 * x) ** 2 for x in (-1.0, 0.5, 1.0))
+...     opt.zero_grad(); loss.backward(); opt.step()
+>>> loss.value < 1e-3
+True
+"""
+import math
+
+__all__ = ["SGD", "Adam"]
+
+
+class _Optimizer:
+    def __init__(self, params):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("the optimizer got an empty parameter list")
+        for p in self.params:
+            if not getattr(p, "is_leaf", False) or not p.requires_grad:
+                raise TypeError("optimizers take leaves that require grad (model.parameters())")
+
+    def zero_grad(self):
+        """Set every parameter's grad to 0."""
+        for p in self.params:
+            p.grad = 0.0
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent, torch.optim.SGD's update:
+    ``v = momentum * v + g (+ weight_decay * p)``; ``p -= lr * v``.
+
+    >>> import pytape
+    >>> p = pytape.Var(1.0); opt = pytape.optim.SGD([p], lr=0.1)
+    >>> (p * p).backward(); opt.step(); p.value
+    0.8
+    """
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params)
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self._v = [0.0] * len(self.params)
+
+    def step(self):
+        """One update from the parameters' current grad."""
+        for k, p in enumerate(self.params):
+            g = p.grad + self.weight_decay * p.data
+            v = self._v[k] = self.momentum * self._v[k] + g if self.momentum else g
+            p.data = p.data - self.lr * v
+
+
+class Adam(_Optimizer):
+    """Adam (Kingma and Ba), torch.optim.Adam's update with bias correction.
+
+    >>> import pytape
+    >>> p = pytape.Var(1.0); opt = pytape.optim.Adam([p], lr=0.1)
+    >>> (p * p).backward(); opt.step(); round(p.value, 6)
+    0.9
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self._m = [0.0] * len(self.params)
+        self._s = [0.0] * len(self.params)
+        self._t = 0
+
+    def step(self):
+        """One update from the parameters' current grad."""
+        self._t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1.0 - b1 ** self._t, 1.0 - b2 ** self._t
+        for k, p in enumerate(self.params):
+            g = p.grad + self.weight_decay * p.data
+            m = self._m[k] = b1 * self._m[k] + (1.0 - b1) * g
+            s = self._s[k] = b2 * self._s[k] + (1.0 - b2) * g * g
+            p.data = p.data - self.lr * (m / c1) / (math.sqrt(s / c2) + self.eps)
