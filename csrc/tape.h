@@ -20,6 +20,10 @@
  *    topological order and the reverse sweep is one backward loop.
  *  - op[i] != 0: opcode 0 is reserved so that zeroed memory is never valid.
  *  - For LEAF, a[i] is the leaf's index k in leaf_slot/leaf_grad.
+ *  - GUARD (recorded only by pytape.trace) is a comparison, not a value:
+ *    a[i] the left slot, b[i] the right slot or -1 - k for constant k, and
+ *    val[i] = 2 * cmp + outcome.  Replay re-checks it; every other sweep
+ *    skips it.
  *  - n <= cap; every array holds at least cap entries (consts: ccap, leaves:
  *    lcap).  Growth doubles; a failed allocation leaves n and every array
  *    as they were (PT_E_NOMEM), so the tape is never half-written.

@@ -35,7 +35,7 @@ __all__ = ["table", "stats", "to_dot", "render"]
 _KINDS = np.array(OP_KINDS, dtype=np.uint8)
 _LEAF, _UNARY, _VV, _VC, _CV = (lib.PT_KIND_LEAF, lib.PT_KIND_UNARY, lib.PT_KIND_VV,
                                 lib.PT_KIND_VC, lib.PT_KIND_CV)
-_READS_A = np.isin(_KINDS, (_UNARY, _VV, _VC))  # by opcode: operand a is a slot
+_READS_A = np.isin(_KINDS, (_UNARY, _VV, _VC, lib.PT_KIND_GUARD))  # by opcode: operand a is a slot
 _READS_B = np.isin(_KINDS, (_VV, _CV))          # by opcode: operand b is a slot
 _CHUNK = 1 << 20                                # rows per copy in whole-tape scans
 _COLUMNS = (("op", np.uint16, "uint16_t[]"), ("a", np.int32, "int32_t[]"),
@@ -79,7 +79,10 @@ def _scan(tape):
         r = _copy(p, start, min(n, start + _CHUNK), ("op", "a", "b", "adj"))
         read[r["a"][_READS_A[r["op"]]]] = True
         read[r["b"][_READS_B[r["op"]]]] = True
-        leaf[start:start + len(r["op"])] = _KINDS[r["op"]] == _LEAF
+        guard = _KINDS[r["op"]] == lib.PT_KIND_GUARD
+        read[r["b"][guard & (r["b"] >= 0)]] = True  # a guard's right side, when a slot
+        # leaves and guards (comparisons recorded by pytape.trace) are no outputs
+        leaf[start:start + len(r["op"])] = (_KINDS[r["op"]] == _LEAF) | guard
         swept = swept or bool(r["adj"].any())
     return ~read & ~leaf, swept
 
