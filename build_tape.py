@@ -12,7 +12,8 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
-SOURCES = ["tape.c", "sweep_forward.c", "sweep_reverse.c", "sweep_tangent.c", "sweep_block.c", "sweep_hessian.c"]
+SOURCES = ["tape.c", "tape_compile.c", "tape_load.c", "sweep_forward.c", "sweep_reverse.c",
+           "sweep_tangent.c", "sweep_block.c", "sweep_hessian.c", "sweep_batch.c"]
 DEPENDS = ["pytape.h", "tape.h", "rules.h", "ops.def", "sweep_reverse.inc"]
 
 
@@ -39,9 +40,10 @@ def _cdef():
 # cffi wraps every C call in Py_BEGIN/END_ALLOW_THREADS.  Releasing and
 # retaking the GIL costs ~35 ns of a ~135 ns call (measured in one run; the
 # floor for a whole recorded operation is ~170 ns), so every call keeps the GIL
-# except pt_backward, whose sweep may run long and lets other threads go on.
-# The test is on the wrapper's name (_cffi_f_pt_backward), a constant that the
-# compiler folds.  Should cffi ever stop using these macros, calls simply
+# except the long sweeps whose names start with pt_b (pt_backward,
+# pt_backward_block, pt_batch_values, pt_batch_gradients), which let other
+# threads go on.  The test is on the wrapper's name (_cffi_f_pt_backward), a
+# constant that the compiler folds.  Should cffi ever stop using these macros, calls simply
 # release the GIL again: slower, never wrong (tapes check their thread in C).
 PREAMBLE = r"""
 #include "tape.h"  /* pytape.h and the per-op entry points */
@@ -63,7 +65,8 @@ ffibuilder.set_source(
     sources=[os.path.join(CSRC, s) for s in SOURCES],
     depends=[os.path.join(CSRC, d) for d in DEPENDS],
     include_dirs=[CSRC],
-    extra_compile_args=["-std=c99", "-O3"],
+    extra_compile_args=["-std=c99", "-O3", "-pthread"],
+    extra_link_args=["-pthread"],
     libraries=["m"],
 )
 

@@ -73,6 +73,8 @@ int pt_set_adjoint(pt_tape *t, int64_t i, double g);
 int64_t pt_tape_copy(const pt_tape *t, int64_t start, int64_t stop, uint16_t *op,
                      int32_t *a, int32_t *b, double *val, double *adj);
 double pt_tape_const(const pt_tape *t, int64_t k);
+/* all pt_tape_nconsts(t) constants into out; returns how many */
+int64_t pt_tape_copy_consts(const pt_tape *t, double *out);
 /* counts[op] += number of instructions with that opcode (pt_num_ops entries) */
 void pt_tape_op_counts(const pt_tape *t, int64_t *counts);
 /* mark[i] = 1 for every slot <= out that out depends on (out included);
@@ -122,6 +124,33 @@ int64_t pt_guard(pt_tape *t, int64_t a, int64_t b, double c, int cmp, int outcom
  * stops it with PT_E_GUARD and *where = the guard's slot; the values are then
  * partly new, so replay again before reading them. */
 int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *values, int64_t *where);
+
+/* record once, replay many (pytape.trace) -------------------------------- */
+
+/* the trace-time optimisation pass (tape_compile.c): *out gets a new tape
+ * computing the roots from the inputs ins (LEAF slots of src): inputs first
+ * (slot k for ins[k]), constants folded, dead code dropped.  map[i] (src->n
+ * entries) gets the new slot of src's slot i, -1 if it was dropped, -2 if it
+ * became a constant (its value on src).  Guards that depend on an input are
+ * roots too. */
+int pt_tape_compile(const pt_tape *src, int64_t nin, const int64_t *ins, int64_t nroot,
+                    const int64_t *roots, int64_t *map, pt_tape **out);
+/* the register plan of value-only replays (a compiled tape; outs keep their
+ * registers); then pt_tape_nregs(t) doubles hold a replay */
+int pt_tape_plan_registers(pt_tape *t, int64_t nout, const int64_t *outs);
+int64_t pt_tape_nregs(const pt_tape *t);
+/* a new tape from arrays (tape_load.c), every instruction checked first:
+ * PT_E_OP for arrays that break the tape's invariants */
+int pt_tape_load(int64_t n, const uint16_t *op, const int32_t *a, const int32_t *b, const double *val,
+                 int64_t nconst, const double *consts, pt_tape **out);
+/* batches (sweep_batch.c): row r of X (nrows x nleaves) gives the leaves'
+ * values; Y (nrows x nout) the outputs' values, G (nrows x nleaves) the
+ * gradient of out; fail[r] the slot of the guard that row r failed, else -1
+ * (its Y and G are then nan).  Up to nthreads threads. */
+int pt_batch_values(pt_tape *t, int64_t nrows, const double *X, int64_t nout, const int64_t *outs,
+                    double *Y, int64_t *fail, int nthreads);
+int pt_batch_gradients(pt_tape *t, int64_t nrows, const double *X, int64_t out, double *Y, double *G,
+                       int64_t *fail, int nthreads);
 
 /* forward-over-reverse: Hessian-vector products of out for p directions in
  * one tangent pass and one reverse pass, from the second-derivative columns

@@ -13,9 +13,12 @@
 #include "tape.h"
 #include "rules.h"
 
-/* lanes of g (the instruction's) into the lanes of slot s, times d */
+/* lanes of g (the instruction's) into the lanes of slot s, times d; a zero
+ * factor passes nothing (pt_chain) */
 static inline void lanes_acc(double *restrict dst, const double *restrict g, double d, int64_t q)
 {
+    if (d == 0.0)
+        return;
     for (int64_t k = 0; k < q; ++k)
         if (g[k] != 0.0)
             dst[k] += d * g[k];

@@ -17,6 +17,50 @@ static int compare(int cmp, double x, double y)
     }
 }
 
+/* The loop: instruction i reads v[A[i]], v[B[i]] (or constants) and writes
+ * v[R[i]], or v[i] when R is NULL.  Both callers below pass R as a constant,
+ * so the compiler makes one specialised loop for each. */
+static inline int64_t forward_loop(const pt_tape *t, const int32_t *A, const int32_t *B,
+                                   const int32_t *R, double *v)
+{
+    const uint16_t *op = t->op;
+    const double *K = t->consts;
+    const int64_t n = t->n;
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t y = R ? R[i] : i;
+        switch (op[i]) {
+#define PT_OP1(N, S, V, DA, DAA)                                              \
+        case PT_##N: { const double a = v[A[i]]; v[y] = (V); } break;
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+        case PT_##N: { const double a = v[A[i]], b = v[B[i]]; v[y] = (V); } break; \
+        case PT_##N##_VC: { const double a = v[A[i]], b = K[B[i]]; v[y] = (V); } break; \
+        case PT_##N##_CV: { const double a = K[A[i]], b = v[B[i]]; v[y] = (V); } break;
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+        case PT_GUARD: {
+            const int code = (int)t->val[i];
+            const double rhs = B[i] >= 0 ? v[B[i]] : K[-1 - B[i]];
+            if (compare(code / 2, v[A[i]], rhs) != (code & 1))
+                return i;
+        } break;
+        default: /* LEAF: its value is set */
+            break;
+        }
+    }
+    return -1;
+}
+
+int64_t pt_sweep_forward(const pt_tape *t, double *v)
+{
+    return forward_loop(t, t->a, t->b, NULL, v);
+}
+
+int64_t pt_sweep_forward_registers(const pt_tape *t, double *v)
+{
+    return forward_loop(t, t->ra, t->rb, t->rr, v);
+}
+
 int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *values, int64_t *where)
 {
     if (!pt_tape_is_owner(t))
@@ -26,34 +70,10 @@ int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *value
             return PT_E_SLOT;
     for (int64_t k = 0; k < nin; ++k)
         t->val[slots[k]] = values[k];
-
-    const uint16_t *op = t->op;
-    const int32_t *A = t->a, *B = t->b;
-    double *v = t->val;
-    const double *K = t->consts;
-    const int64_t n = t->n;
-    for (int64_t i = 0; i < n; ++i) {
-        switch (op[i]) {
-#define PT_OP1(N, S, V, DA, DAA)                                              \
-        case PT_##N: { const double a = v[A[i]]; v[i] = (V); } break;
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
-        case PT_##N: { const double a = v[A[i]], b = v[B[i]]; v[i] = (V); } break; \
-        case PT_##N##_VC: { const double a = v[A[i]], b = K[B[i]]; v[i] = (V); } break; \
-        case PT_##N##_CV: { const double a = K[A[i]], b = v[B[i]]; v[i] = (V); } break;
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
-        case PT_GUARD: {
-            const int code = (int)v[i];
-            const double rhs = B[i] >= 0 ? v[B[i]] : K[-1 - B[i]];
-            if (compare(code / 2, v[A[i]], rhs) != (code & 1)) {
-                *where = i;
-                return PT_E_GUARD;
-            }
-        } break;
-        default: /* LEAF: its new value */
-            break;
-        }
+    const int64_t bad = pt_sweep_forward(t, t->val);
+    if (bad >= 0) {
+        *where = bad;
+        return PT_E_GUARD;
     }
     return PT_OK;
 }

@@ -16,19 +16,18 @@
 #include "tape.h"
 #include "rules.h"
 
-/* dst[k] += f * gd[k] + (f1 * t1[k] + f2 * t2[k]) * g, skipping zero factors */
+/* dst[k] += f * gd[k] + (f1 * t1[k] + f2 * t2[k]) * g, a zero factor passing nothing */
 static inline void hv_lanes(double *dst, const double *gd, double f, double g,
                             const double *t1, double f1, const double *t2, double f2, int64_t p)
 {
     for (int64_t k = 0; k < p; ++k) {
         double d = 0.0;
-        if (gd[k] != 0.0)
-            d += f * gd[k];
+        d += pt_chain(f, gd[k]);
         if (g != 0.0) {
-            if (t1 && t1[k] != 0.0)
-                d += f1 * t1[k] * g;
-            if (t2 && t2[k] != 0.0)
-                d += f2 * t2[k] * g;
+            if (t1)
+                d += pt_chain(pt_chain(f1, t1[k]), g);
+            if (t2)
+                d += pt_chain(pt_chain(f2, t2[k]), g);
         }
         dst[k] += d;
     }
@@ -53,7 +52,7 @@ static void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, doub
             (void)a; (void)y;                                                 \
             const double fa = (DA), faa = (DAA);                              \
             if (g != 0.0)                                                     \
-                adj[A[i]] += fa * g;                                          \
+                adj[A[i]] += pt_chain(fa, g);                                          \
             hv_lanes(adjd + (int64_t)A[i] * p, gd, fa, g,                     \
                      tan + (int64_t)A[i] * p, faa, NULL, 0.0, p);             \
         } break;
@@ -65,8 +64,8 @@ static void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, doub
             const double faa = (DAA), fab = (DAB), fbb = (DBB);               \
             const double *ta = tan + (int64_t)A[i] * p, *tb = tan + (int64_t)B[i] * p; \
             if (g != 0.0) {                                                   \
-                adj[A[i]] += fa * g;                                          \
-                adj[B[i]] += fb * g;                                          \
+                adj[A[i]] += pt_chain(fa, g);                                          \
+                adj[B[i]] += pt_chain(fb, g);                                          \
             }                                                                 \
             hv_lanes(adjd + (int64_t)A[i] * p, gd, fa, g, ta, faa, tb, fab, p); \
             hv_lanes(adjd + (int64_t)B[i] * p, gd, fb, g, ta, fab, tb, fbb, p); \
@@ -76,7 +75,7 @@ static void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, doub
             (void)a; (void)b; (void)y;                                        \
             const double fa = (DA), faa = (DAA);                              \
             if (g != 0.0)                                                     \
-                adj[A[i]] += fa * g;                                          \
+                adj[A[i]] += pt_chain(fa, g);                                          \
             hv_lanes(adjd + (int64_t)A[i] * p, gd, fa, g,                     \
                      tan + (int64_t)A[i] * p, faa, NULL, 0.0, p);             \
         } break;                                                              \
@@ -85,7 +84,7 @@ static void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, doub
             (void)a; (void)b; (void)y;                                        \
             const double fb = (DB), fbb = (DBB);                              \
             if (g != 0.0)                                                     \
-                adj[B[i]] += fb * g;                                          \
+                adj[B[i]] += pt_chain(fb, g);                                          \
             hv_lanes(adjd + (int64_t)B[i] * p, gd, fb, g,                     \
                      tan + (int64_t)B[i] * p, fbb, NULL, 0.0, p);             \
         } break;

@@ -7,8 +7,9 @@
 #include "tape.h"
 #include "rules.h"
 
-/* A zero tangent contributes nothing, even through an infinite derivative:
- * the forward twin of the reverse sweep's zero-adjoint rule. */
+/* A zero tangent contributes nothing, even through an infinite derivative,
+ * and a zero derivative passes nothing on, even an infinite tangent
+ * (pt_chain): the forward twins of the reverse sweep's rules. */
 void pt_sweep_tangent(const pt_tape *t, double *tan)
 {
     const uint16_t *op = t->op;
@@ -23,7 +24,7 @@ void pt_sweep_tangent(const pt_tape *t, double *tan)
             const double ta = tan[A[i]];                                      \
             const double a = v[A[i]], y = v[i];                               \
             (void)a; (void)y;                                                 \
-            tan[i] = ta != 0.0 ? (DA) * ta : 0.0;                             \
+            tan[i] = ta != 0.0 ? pt_chain((DA), ta) : 0.0;                             \
         } break;
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
         case PT_##N: {                                                        \
@@ -32,22 +33,22 @@ void pt_sweep_tangent(const pt_tape *t, double *tan)
             (void)a; (void)b; (void)y;                                        \
             double d = 0.0;                                                   \
             if (ta != 0.0)                                                    \
-                d += (DA) * ta;                                               \
+                d += pt_chain((DA), ta);                                               \
             if (tb != 0.0)                                                    \
-                d += (DB) * tb;                                               \
+                d += pt_chain((DB), tb);                                               \
             tan[i] = d;                                                       \
         } break;                                                              \
         case PT_##N##_VC: {                                                   \
             const double ta = tan[A[i]];                                      \
             const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
             (void)a; (void)b; (void)y;                                        \
-            tan[i] = ta != 0.0 ? (DA) * ta : 0.0;                             \
+            tan[i] = ta != 0.0 ? pt_chain((DA), ta) : 0.0;                             \
         } break;                                                              \
         case PT_##N##_CV: {                                                   \
             const double tb = tan[B[i]];                                      \
             const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
             (void)a; (void)b; (void)y;                                        \
-            tan[i] = tb != 0.0 ? (DB) * tb : 0.0;                             \
+            tan[i] = tb != 0.0 ? pt_chain((DB), tb) : 0.0;                             \
         } break;
 #include "ops.def"
 #undef PT_OP1

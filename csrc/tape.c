@@ -135,6 +135,9 @@ void pt_tape_free(pt_tape *t)
     free(t->leaf_grad);
     free(t->adj);
     free(t->tan);
+    free(t->ra);
+    free(t->rb);
+    free(t->rr);
     free(t);
 }
 
@@ -229,11 +232,9 @@ static inline int64_t emit(pt_tape *t, int op, int64_t a, int64_t b, double v, i
 
 #define IN_TAPE(t, i) ((uint64_t)(i) < (uint64_t)(t)->n)
 
-int64_t pt_leaf(pt_tape *t, double value, double *grad)
+/* append a LEAF instruction (capacity for it already there) */
+static int64_t record_leaf(pt_tape *t, double value, double *grad)
 {
-    int64_t s = check_recording(t, 1);
-    if (s < 0)
-        return s;
     if (t->nleaf == t->lcap) {
         int64_t newcap = t->lcap ? 2 * t->lcap : 64;
         if (grow_array((void **)&t->leaf_slot, newcap, sizeof *t->leaf_slot) ||
@@ -245,6 +246,14 @@ int64_t pt_leaf(pt_tape *t, double value, double *grad)
     t->leaf_slot[k] = (int32_t)t->n;
     t->leaf_grad[k] = grad;
     return emit(t, PT_LEAF, k, 0, value, 0);
+}
+
+int64_t pt_leaf(pt_tape *t, double value, double *grad)
+{
+    int64_t s = check_recording(t, 1);
+    if (s < 0)
+        return s;
+    return record_leaf(t, value, grad);
 }
 
 /* One entry point per op and operand kind, generated from ops.def:
@@ -306,6 +315,30 @@ int64_t pt_rec_##N##_CV(pt_tape *t, double a, int64_t ib)                     \
 #undef PT_OP1
 #undef PT_OP2
 
+/* ---- appending for tapes built in C (no mode, thread or consumed checks) */
+
+int64_t pt_append(pt_tape *t, int op, int64_t a, int64_t b, double v)
+{
+    if (t->n == t->cap) {
+        int s = grow_instructions(t);
+        if (s)
+            return s;
+    }
+    return emit(t, op, a, b, v, 0);
+}
+
+int64_t pt_append_const(pt_tape *t, double c) { return add_const(t, c); }
+
+int64_t pt_append_leaf(pt_tape *t, double value)
+{
+    if (t->n == t->cap) {
+        int s = grow_instructions(t);
+        if (s)
+            return s;
+    }
+    return record_leaf(t, value, NULL);
+}
+
 /* ---- inspection -------------------------------------------------------- */
 
 int64_t pt_tape_len(const pt_tape *t) { return t->n; }
@@ -328,11 +361,12 @@ size_t pt_tape_nbytes(const pt_tape *t, int used)
 {
     const size_t per_instruction = sizeof *t->op + sizeof *t->a + sizeof *t->b + sizeof *t->val;
     const size_t per_leaf = sizeof *t->leaf_slot + sizeof *t->leaf_grad;
+    const size_t plan = t->nregs ? (size_t)t->n * 3 * sizeof *t->rr : 0;
     if (used)
         return sizeof *t + (size_t)t->n * per_instruction + (size_t)t->nconst * sizeof *t->consts
-            + (size_t)t->nleaf * per_leaf + (size_t)(t->adj_n + t->tan_n) * sizeof(double);
+            + (size_t)t->nleaf * per_leaf + (size_t)(t->adj_n + t->tan_n) * sizeof(double) + plan;
     return sizeof *t + (size_t)t->cap * per_instruction + (size_t)t->ccap * sizeof *t->consts
-        + (size_t)t->lcap * per_leaf + (size_t)(t->adj_cap + t->tan_cap) * sizeof(double);
+        + (size_t)t->lcap * per_leaf + (size_t)(t->adj_cap + t->tan_cap) * sizeof(double) + plan;
 }
 
 int pt_tape_op_at(const pt_tape *t, int64_t i)
@@ -385,6 +419,13 @@ int64_t pt_tape_copy(const pt_tape *t, int64_t start, int64_t stop, uint16_t *op
 double pt_tape_const(const pt_tape *t, int64_t k)
 {
     return (k >= 0 && k < t->nconst) ? t->consts[k] : NAN;
+}
+
+int64_t pt_tape_copy_consts(const pt_tape *t, double *out)
+{
+    if (t->nconst)
+        memcpy(out, t->consts, (size_t)t->nconst * sizeof *out);
+    return t->nconst;
 }
 
 void pt_tape_op_counts(const pt_tape *t, int64_t *counts)

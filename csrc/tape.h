@@ -32,6 +32,12 @@
  *  - The adjoint array is allocated by the first reverse sweep; adj_n is the
  *    number of slots the last sweep covered (0: no sweep yet).  Likewise the
  *    tangent array and the forward tangent sweep (tan, tan_n).
+ *  - A register plan (ra, rb, rr, nregs; compiled tapes only) maps slots to
+ *    registers for value-only replays: instruction i reads registers ra[i],
+ *    rb[i] (constant indices stay as they are) and writes register rr[i];
+ *    a register is reused once its slot is read for the last time, so a
+ *    replay needs nregs doubles (the live set) rather than n.  Outputs
+ *    keep their registers to the end.
  *  - Only the owner thread records or sweeps; a consumed tape records nothing
  *    and sweeps no more, but its values and adjoints stay readable.
  *
@@ -80,6 +86,9 @@ struct pt_tape {
     double *tan;               /* tangents, from the forward tangent sweep */
     int64_t tan_n, tan_cap;
 
+    int32_t *ra, *rb, *rr;     /* register plan (compiled tapes, tape_compile.c) */
+    int64_t nregs;             /* registers; 0: no plan */
+
     int consumed;
     int64_t bad;               /* the instruction a checked sweep stopped at, or -1 */
     pthread_t owner;           /* the thread that records on this tape */
@@ -95,6 +104,19 @@ struct pt_tape {
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
+
+/* appending without the recording checks, for tapes built in C (compiled
+ * and loaded ones, tape_compile.c): a slot or constant index, or PT_E_* */
+int64_t pt_append(pt_tape *t, int op, int64_t a, int64_t b, double v);
+int64_t pt_append_const(pt_tape *t, double c);
+int64_t pt_append_leaf(pt_tape *t, double value);   /* no grad cell */
+
+/* the forward sweep proper (sweep_forward.c): every non-LEAF slot of the tape
+ * recomputed into v from the LEAF values already in v; the first guard whose
+ * outcome changed stops it (its slot is returned), else -1.  The register
+ * form runs the register plan: v holds nregs registers instead of n slots. */
+int64_t pt_sweep_forward(const pt_tape *t, double *v);
+int64_t pt_sweep_forward_registers(const pt_tape *t, double *v);
 
 /* the reverse sweep proper (sweep_reverse.c): adj must be zeroed on [0, out]
  * except for the seed */

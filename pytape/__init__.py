@@ -19,7 +19,7 @@ from .anomaly import detect_anomaly, is_anomaly_enabled
 from .functional import (GradcheckError, grad, gradcheck, gradgradcheck, hessian, hvp, jacfwd,
                          jacobian, jacrev, jvp, value_and_grad, vjp)
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
-from .replay import BranchChangedError, CompiledFunction, trace
+from .replay import BranchChangedError, CompiledFunction, TapeFormatError, trace
 from .var import Var
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
 from . import autograd  # noqa: E402  PyTorch-style autograd.grad
@@ -36,5 +36,5 @@ __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
     "TapeConsumedError", "TapeThreadError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
-    "trace", "CompiledFunction", "BranchChangedError",
+    "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError",
 ] + _ops_all

@@ -30,92 +30,32 @@ __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian
 _BLOCK = 64  # rows or columns per block sweep
 
 
-class _Recording:
-    """f recorded once: its tape, input leaves and output slots."""
+class _Program:
+    """A tape with its inputs and outputs: what the sweeps below need.
 
-    def __init__(self, f, args, argnums, has_aux=False, guards=False):
-        self.single = isinstance(argnums, int)
-        self.argnums = (argnums,) if self.single else tuple(argnums)
-        for k in self.argnums:
-            if not -len(args) <= k < len(args):
-                raise ValueError(f"argnums {k} is out of range for {len(args)} positional arguments")
-        args = list(args)
-        self.shapes, self.scalar_in, self.leaves = [], [], []
-        self.tape = Tape()
-        with self.tape:
-            for k in self.argnums:
-                arr = _as_float_array(args[k], f"argument {k}")
-                leaves = np.empty(arr.shape, dtype=object)
-                flat = [Var(v) for v in arr.ravel()]
-                for idx, leaf in zip(np.ndindex(arr.shape), flat):
-                    leaves[idx] = leaf
-                self.shapes.append(arr.shape)
-                self.scalar_in.append(np.ndim(args[k]) == 0 and not isinstance(args[k], np.ndarray))
-                self.leaves.append(flat)
-                args[k] = flat[0] if self.scalar_in[-1] else leaves
-            self.tape._guards = guards  # pytape.trace: comparisons become guards
-            try:
-                out = f(*args)
-            finally:
-                self.tape._guards = False
-            if has_aux:
-                if not (isinstance(out, tuple) and len(out) == 2):
-                    raise TypeError("with has_aux=True, f must return a pair (output, aux)")
-                out, self.aux = out
-            self.value, self.out_shape, self.out_slots = self._outputs(out)
-
-    def _outputs(self, out):
-        """(numeric value, shape, slot of each output element or -1 for a constant)."""
-        if isinstance(out, (list, tuple)) or isinstance(out, np.ndarray):
-            arr = np.asarray(out, dtype=object)
-        else:
-            arr = np.empty((), dtype=object)
-            arr[()] = out
-        values = np.empty(arr.shape)
-        slots = []
-        for idx in np.ndindex(arr.shape):
-            y = arr[idx]
-            if isinstance(y, Var):
-                values[idx] = y.value
-                if type(y) is Var:
-                    if y._t is not self.tape:
-                        raise ValueError("f returned a Var recorded outside its own call; "
-                                         "compute the output from f's arguments")
-                    slots.append(y._i)
-                elif y.requires_grad:  # f returned an input (a leaf) itself
-                    slots.append(_slot(y, self.tape))
-                else:
-                    slots.append(-1)
-            elif isinstance(y, numbers.Real):
-                values[idx] = float(y)
-                slots.append(-1)  # a constant: zero derivative
-            else:
-                raise TypeError(f"f must return Vars or real numbers (or arrays of them), not {type(y).__name__}")
-        value = float(values) if values.ndim == 0 else values
-        return value, arr.shape, slots
+    ``tape``; ``sizes``, ``shapes``, ``scalar_in`` of each argument;
+    ``in_slots(j)`` the slots of argument j's elements (-1: not on the tape);
+    ``out_shape`` and ``out_slots`` (-1: a constant output); ``single``: one
+    argument rather than a tuple.  ``_Recording`` records f to make one;
+    ``pytape.trace`` makes them from compiled tapes.
+    """
 
     def in_slots(self, j):
-        """Slots of the leaves of argument j on the tape (-1: f did not use it).
-
-        Cached: the leaves are this recording's own, and a leaf keeps its slot
-        (pytape.trace registers unused ones before the first call)."""
-        cache = self.__dict__.setdefault("_in_slots_cache", {})
-        if j not in cache:
-            serial = self.tape._serial
-            cache[j] = [leaf._home[1] if leaf._home[0] == serial else -1 for leaf in self.leaves[j]]
-        return cache[j]
+        """Slots of the elements of argument j on the tape (-1: not on it)."""
+        return self._in_slots[j]
 
     def all_in_slots(self):
         """in_slots of every argument, concatenated (cached)."""
         if "_all_in" not in self.__dict__:
             self._all_in = np.concatenate([np.array(self.in_slots(j), dtype=np.int64)
-                                           for j in range(len(self.leaves))])
+                                           for j in range(len(self.sizes))])
         return self._all_in
+
 
     def rows(self, seeds):
         """seeds (q, nout) -> [(q, nin_j) per argument]: reverse sweeps, 64 per pass."""
         q = seeds.shape[0]
-        results = [np.zeros((q, len(leaves))) for leaves in self.leaves]
+        results = [np.zeros((q, size)) for size in self.sizes]
         outs = np.array(self.out_slots, dtype=np.int64)
         has = outs >= 0
         ins = self.all_in_slots()
@@ -133,8 +73,8 @@ class _Recording:
             if st:
                 raise_status(st, "backward", self.tape)
             flat[start:start + qb, used] = res.T
-        bounds = np.cumsum([0] + [len(leaves) for leaves in self.leaves])
-        return [flat[:, bounds[j]:bounds[j + 1]] for j in range(len(self.leaves))]
+        bounds = np.cumsum([0] + self.sizes)
+        return [flat[:, bounds[j]:bounds[j + 1]] for j in range(len(self.sizes))]
 
     def columns(self, j, seeds):
         """seeds (nin_j, p) for argument j -> (nout, p): tangent sweeps."""
@@ -183,8 +123,8 @@ class _Recording:
 
     def split(self, flat):
         """Rows of a flat (n_total, ...) array per argument."""
-        bounds = np.cumsum([0] + [len(leaves) for leaves in self.leaves])
-        return [flat[bounds[j]:bounds[j + 1]] for j in range(len(self.leaves))]
+        bounds = np.cumsum([0] + self.sizes)
+        return [flat[bounds[j]:bounds[j + 1]] for j in range(len(self.sizes))]
 
     def shaped_in(self, j, flat):
         """A flat derivative w.r.t. argument j in the argument's shape (float for a scalar)."""
@@ -192,6 +132,82 @@ class _Recording:
 
     def pack(self, per_arg):
         return per_arg[0] if self.single else tuple(per_arg)
+
+
+class _Recording(_Program):
+    """f recorded once: its tape, input leaves and output slots."""
+
+    def __init__(self, f, args, argnums, has_aux=False, guards=False):
+        self.single = isinstance(argnums, int)
+        self.argnums = (argnums,) if self.single else tuple(argnums)
+        for k in self.argnums:
+            if not -len(args) <= k < len(args):
+                raise ValueError(f"argnums {k} is out of range for {len(args)} positional arguments")
+        args = list(args)
+        self.shapes, self.scalar_in, self.leaves = [], [], []
+        self.tape = Tape()
+        with self.tape:
+            for k in self.argnums:
+                arr = _as_float_array(args[k], f"argument {k}")
+                leaves = np.empty(arr.shape, dtype=object)
+                flat = [Var(v) for v in arr.ravel()]
+                for idx, leaf in zip(np.ndindex(arr.shape), flat):
+                    leaves[idx] = leaf
+                self.shapes.append(arr.shape)
+                self.scalar_in.append(np.ndim(args[k]) == 0 and not isinstance(args[k], np.ndarray))
+                self.leaves.append(flat)
+                args[k] = flat[0] if self.scalar_in[-1] else leaves
+            self.sizes = [len(flat) for flat in self.leaves]
+            self.tape._guards = guards  # pytape.trace: comparisons become guards
+            try:
+                out = f(*args)
+            finally:
+                self.tape._guards = False
+            if has_aux:
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise TypeError("with has_aux=True, f must return a pair (output, aux)")
+                out, self.aux = out
+            self.value, self.out_shape, self.out_slots = self._outputs(out)
+
+    def _outputs(self, out):
+        """(numeric value, shape, slot of each output element or -1 for a constant)."""
+        if isinstance(out, (list, tuple)) or isinstance(out, np.ndarray):
+            arr = np.asarray(out, dtype=object)
+        else:
+            arr = np.empty((), dtype=object)
+            arr[()] = out
+        values = np.empty(arr.shape)
+        slots = []
+        for idx in np.ndindex(arr.shape):
+            y = arr[idx]
+            if isinstance(y, Var):
+                values[idx] = y.value
+                if type(y) is Var:
+                    if y._t is not self.tape:
+                        raise ValueError("f returned a Var recorded outside its own call; "
+                                         "compute the output from f's arguments")
+                    slots.append(y._i)
+                elif y.requires_grad:  # f returned an input (a leaf) itself
+                    slots.append(_slot(y, self.tape))
+                else:
+                    slots.append(-1)
+            elif isinstance(y, numbers.Real):
+                values[idx] = float(y)
+                slots.append(-1)  # a constant: zero derivative
+            else:
+                raise TypeError(f"f must return Vars or real numbers (or arrays of them), not {type(y).__name__}")
+        value = float(values) if values.ndim == 0 else values
+        return value, arr.shape, slots
+
+    def in_slots(self, j):
+        """Slots of the leaves of argument j on the tape (-1: f did not use it).
+
+        Cached: the leaves are this recording's own, and a leaf keeps its slot."""
+        cache = self.__dict__.setdefault("_in_slots_cache", {})
+        if j not in cache:
+            serial = self.tape._serial
+            cache[j] = [leaf._home[1] if leaf._home[0] == serial else -1 for leaf in self.leaves[j]]
+        return cache[j]
 
 
 def _as_float_array(x, what):
@@ -315,12 +331,12 @@ def _jacobian(f, argnums, mode):
     def wrapper(*args):
         rec = _Recording(f, args, argnums)
         m = len(rec.out_slots)
-        n = sum(len(leaves) for leaves in rec.leaves)
+        n = sum(rec.sizes)
         use = mode if mode != "auto" else ("fwd" if n < m else "rev")
         if use == "rev":
             per_arg = rec.rows(np.eye(m))  # (m, n_j) each
         else:
-            per_arg = [rec.columns(j, np.eye(len(leaves))) for j, leaves in enumerate(rec.leaves)]
+            per_arg = [rec.columns(j, np.eye(size)) for j, size in enumerate(rec.sizes)]
         jacs = [np.asarray(J).reshape(rec.out_shape + rec.shapes[j]) for j, J in enumerate(per_arg)]
         jacs = [float(J) if J.ndim == 0 else J for J in jacs]
         return rec.pack(jacs)
@@ -398,7 +414,7 @@ def hessian(f, argnums=0):
 
     def wrapper(*args):
         rec = _Recording(f, args, argnums)
-        n = sum(len(leaves) for leaves in rec.leaves)
+        n = sum(rec.sizes)
         H = rec.hvps(np.eye(n))  # column k = H e_k; H is symmetric
         rows = rec.split(H)
         blocks = [[np.asarray(c).reshape(rec.shapes[j] + rec.shapes[k]) for k, c in enumerate(rec.split(r.T))]
@@ -473,7 +489,7 @@ def gradgradcheck(f, *args, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
 
     argnums = tuple(range(len(args)))
     rec = _Recording(s, args, argnums)
-    n = sum(len(leaves) for leaves in rec.leaves)
+    n = sum(rec.sizes)
     analytic = rec.hvps(np.eye(n))
     base = np.concatenate([_as_float_array(a, f"argument {k}").ravel() for k, a in enumerate(args)])
     shapes = [np.shape(a) for a in args]

@@ -14,7 +14,9 @@ True
 >>> pytape.sqrt(4.0)
 2.0
 """
-from .var import FUNCTIONS, Var
+import numpy as np
+
+from .var import FUNCTIONS, Var, _map, _objects
 
 # (formula of the value, derivative) for each primitive's docstring
 _DOCS = {
@@ -57,6 +59,12 @@ _DOCS = {
     "maximum": ("the larger of a and b", "1 to the larger, 0.5 each on a tie"),
     "clamp_min": ("max(a, b) with b a lower bound", "(1 if a >= b, 1 if a < b)"),
     "clamp_max": ("min(a, b) with b an upper bound", "(1 if a <= b, 1 if a > b)"),
+    "less": ("1.0 if a < b else 0.0, a condition for pytape.where", "(0, 0)"),
+    "less_equal": ("1.0 if a <= b else 0.0, a condition for pytape.where", "(0, 0)"),
+    "equal": ("1.0 if a == b else 0.0, a condition for pytape.where", "(0, 0)"),
+    "not_equal": ("1.0 if a != b else 0.0, a condition for pytape.where", "(0, 0)"),
+    "where_t": ("b if a != 0 else -0.0, half of pytape.where", "(0, 1 if a != 0 else 0)"),
+    "where_f": ("-0.0 if a != 0 else b, half of pytape.where", "(0, 1 if a == 0 else 0)"),
 }
 
 for _name, _f in FUNCTIONS.items():
@@ -65,7 +73,7 @@ for _name, _f in FUNCTIONS.items():
     _f.__doc__ = (
         f"{_name}({_args}): {_value}.\n\n"
         f"Derivative: {_deriv}.  Takes Vars or real numbers (then returns a float).\n\n"
-        f">>> import pytape\n>>> isinstance(pytape.{_name}(pytape.Var(0.5){', 2.0' if _args != 'x' else ''}), pytape.Var)\nTrue\n"
+        f">>> import pytape\n>>> isinstance(pytape.{'ops.' if _name.startswith('where_') else ''}{_name}(pytape.Var(0.5){', 2.0' if _args != 'x' else ''}), pytape.Var)\nTrue\n"
     )
     _f.__module__ = __name__
     globals()[_name] = _f
@@ -97,7 +105,81 @@ def clip(x, lo=None, hi=None):
     return x
 
 
+def greater(a, b):
+    """greater(a, b): 1.0 if a > b else 0.0, a condition for ``pytape.where``
+    (recorded as ``less(b, a)``; derivative 0).
+
+    >>> import pytape
+    >>> pytape.greater(pytape.Var(2.0), 1.0).value
+    1.0
+    """
+    return less(b, a)  # noqa: F821
+
+
+def greater_equal(a, b):
+    """greater_equal(a, b): 1.0 if a >= b else 0.0, a condition for ``pytape.where``
+    (recorded as ``less_equal(b, a)``; derivative 0).
+
+    >>> import pytape
+    >>> pytape.greater_equal(pytape.Var(1.0), 1.0).value
+    1.0
+    """
+    return less_equal(b, a)  # noqa: F821
+
+
+def where(cond, a, b):
+    """where(cond, a, b): ``a`` where ``cond`` holds (is nonzero), else ``b``,
+    recorded as instructions, without a Python branch.
+
+    Build ``cond`` with ``pytape.less``, ``less_equal``, ``greater``,
+    ``greater_equal``, ``equal``, ``not_equal`` (Vars holding 1.0 or 0.0), not
+    with ``<``: Python's comparisons give a bool, which picks a branch now and,
+    under ``pytape.trace``, becomes a guard.  A tape with ``where`` stays valid at
+    every input: a replay recomputes the condition.  The gradient sends exactly 0
+    to the branch not taken, even where that branch's own derivative is inf or
+    nan (``where(greater(x, 0), sqrt(x), 0.0)`` has gradient 0 at x <= 0, where
+    JAX, PyTorch, CppAD's CondExp and CasADi's if_else give nan).  With a bool
+    or a number as ``cond``, nothing is recorded for the choice.  Arrays work
+    elementwise, with numpy broadcasting.
+
+    >>> import pytape
+    >>> x = pytape.Var(0.0)
+    >>> y = pytape.where(pytape.greater(x, 0.0), pytape.sqrt(x), 0.0)
+    >>> y.backward(); y.value, x.grad
+    (0.0, 0.0)
+    """
+    if any(isinstance(z, np.ndarray) and z.ndim > 0 for z in (cond, a, b)):
+        return _map(where, _objects(cond), _objects(a), _objects(b))
+    if isinstance(cond, Var) and (cond.requires_grad or not cond.is_leaf):
+        return where_t(cond, a) + where_f(cond, b)  # noqa: F821
+    return a if float(cond) != 0.0 else b
+
+
+_COMPARISONS = {"<": less, "<=": less_equal, ">": greater, ">=": greater_equal,  # noqa: F821
+                "==": equal, "!=": not_equal}  # noqa: F821
+
+
+def cond_select(left, cmp, right, if_true, if_false):
+    """cond_select(left, cmp, right, if_true, if_false): ``where(left cmp right,
+    if_true, if_false)``, cmp one of ``"<" "<=" ">" ">=" "==" "!="`` (CppAD's
+    CondExp, CasADi's if_else): branch-free, with exactly zero gradient to the
+    branch not taken.
+
+    >>> import pytape
+    >>> fn = pytape.trace(lambda x: pytape.cond_select(x, ">", 0.0, pytape.sqrt(x), 0.0), 4.0)
+    >>> fn(9.0), fn.gradient(-1.0), fn.retraces
+    (3.0, 0.0, 0)
+    """
+    try:
+        compare = _COMPARISONS[cmp]
+    except (KeyError, TypeError):
+        raise ValueError(f"cmp must be one of {sorted(_COMPARISONS)}, not {cmp!r}") from None
+    return where(compare(left, right), if_true, if_false)
+
+
 # `from pytape import *` must not shadow the builtins abs and pow: reach those
-# as pytape.abs and pytape.pow (or pytape.power)
-__all__ = sorted(set(FUNCTIONS) - {"abs", "pow"}) + [
-    "power", "clip", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh"]
+# as pytape.abs and pytape.pow (or pytape.power); where_t and where_f are
+# where's halves
+__all__ = sorted(set(FUNCTIONS) - {"abs", "pow", "where_t", "where_f"}) + [
+    "power", "clip", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
+    "greater", "greater_equal", "where", "cond_select"]

@@ -18,7 +18,8 @@ Conventions (pytape's, following PyTorch and IEEE-754/numpy):
   raises: ``log(0) == -inf``, ``sqrt(-1)`` is nan, ``1/Value(0.0)`` is inf,
   ``exp(1000) == inf``.  Gradients are propagated with plain IEEE arithmetic
   (a nan adjoint propagates), except that a node whose gradient is exactly
-  zero is skipped, so ``0 * inf`` never turns into a nan gradient.
+  zero is skipped and a zero local derivative passes nothing on, so
+  ``0 * inf`` never turns into a nan gradient.
 * At kinks: ``relu'(0) == 0``, ``abs'(0) == 0``, ties of ``maximum``/``minimum``
   split the gradient 0.5/0.5, ``clip`` passes gradient 1 to ``x`` on its closed
   interval ``[lo, hi]``, ``hypot'`` is 0 at the origin, and for ``y = a**b``
@@ -50,6 +51,7 @@ __all__ = [
     'sinh', 'cosh', 'tanh', 'asinh', 'acosh', 'atanh',
     'sigmoid', 'relu', 'softplus', 'erf', 'erfc', 'abs',
     'hypot', 'minimum', 'maximum', 'clip',
+    'less', 'less_equal', 'greater', 'greater_equal', 'equal', 'not_equal', 'where',
 ]
 
 _INF, _NAN = math.inf, math.nan
@@ -83,6 +85,13 @@ def _data(x):
     if isinstance(x, Value):
         return x.data
     return float(x) if isinstance(x, numbers.Real) else NotImplemented
+
+
+def _chain(d, g):
+    """One chain-rule term d * g, but 0 when either factor is 0: a zero local
+    derivative passes nothing on, even an infinite or nan adjoint (so the
+    branch where() did not take gets exactly 0), as in pytape's C sweeps."""
+    return 0.0 if d == 0.0 or g == 0.0 else d * g
 
 
 def _noop():
@@ -186,8 +195,8 @@ class Value:
         out = Value(self.data * other.data, (self, other), '*')
 
         def _backward():
-            self.grad += other.data * out.grad
-            other.grad += self.data * out.grad
+            self.grad += _chain(other.data, out.grad)
+            other.grad += _chain(self.data, out.grad)
         out._backward = _backward
         return out
 
@@ -199,8 +208,8 @@ class Value:
 
         def _backward():
             a, b = self.data, other.data
-            self.grad += _div(1.0, b) * out.grad
-            other.grad += _div(-a, b * b) * out.grad
+            self.grad += _chain(_div(1.0, b), out.grad)
+            other.grad += _chain(_div(-a, b * b), out.grad)
         out._backward = _backward
         return out
 
@@ -212,8 +221,8 @@ class Value:
 
         def _backward():
             a, b = self.data, other.data
-            self.grad += (0.0 if b == 0 else b * _pow(a, b - 1.0)) * out.grad
-            other.grad += (0.0 if a == 0 and b >= 0 else out.data * log(a)) * out.grad
+            self.grad += _chain((0.0 if b == 0 else b * _pow(a, b - 1.0)), out.grad)
+            other.grad += _chain((0.0 if a == 0 and b >= 0 else out.data * log(a)), out.grad)
         out._backward = _backward
         return out
 
@@ -358,7 +367,7 @@ def _unary(derivative):
             out = Value(rule(self.data), (self,), name)
 
             def _backward():
-                self.grad += derivative(self.data, out.data) * out.grad
+                self.grad += _chain(derivative(self.data, out.data), out.grad)
             out._backward = _backward
             return out
 
@@ -387,8 +396,8 @@ def _binary(derivative):
 
             def _backward():
                 da, db = derivative(self.data, other.data, out.data)
-                self.grad += da * out.grad
-                other.grad += db * out.grad
+                self.grad += _chain(da, out.grad)
+                other.grad += _chain(db, out.grad)
             out._backward = _backward
             return out
 
@@ -760,6 +769,74 @@ def _clamp_min(x, lo):
 def _clamp_max(x, hi):
     """min(x, hi); d/dx = 1 if x <= hi else 0, d/dhi = 1 if x > hi else 0."""
     return _NAN if x != x or hi != hi else (x if x <= hi else hi)
+
+
+# ---------------------------------------------------------------- conditions and where
+# Comparisons as values (1.0 / 0.0, no gradient) and the branch-free choice.
+
+@_binary(lambda a, b, y: (0.0, 0.0))
+def less(a, b):
+    """1.0 if a < b else 0.0, a condition for where; no gradient."""
+    return float(a < b)
+
+
+@_binary(lambda a, b, y: (0.0, 0.0))
+def less_equal(a, b):
+    """1.0 if a <= b else 0.0, a condition for where; no gradient."""
+    return float(a <= b)
+
+
+@_binary(lambda a, b, y: (0.0, 0.0))
+def equal(a, b):
+    """1.0 if a == b else 0.0, a condition for where; no gradient."""
+    return float(a == b)
+
+
+@_binary(lambda a, b, y: (0.0, 0.0))
+def not_equal(a, b):
+    """1.0 if a != b else 0.0, a condition for where; no gradient."""
+    return float(a != b)
+
+
+def greater(a, b):
+    """1.0 if a > b else 0.0: less(b, a)."""
+    return less(b, a)
+
+
+def greater_equal(a, b):
+    """1.0 if a >= b else 0.0: less_equal(b, a)."""
+    return less_equal(b, a)
+
+
+def where(cond, a, b):
+    """a where cond is nonzero, else b: one node whose gradient goes to the
+    chosen operand only (the other gets exactly 0, whatever its derivative).
+
+    >>> x = Value(-1.0); y = where(greater(x, 0.0), sqrt(x), 2.0 * x); y.backward(); x.grad
+    2.0
+    """
+    if not any(isinstance(v, Value) for v in (cond, a, b)):
+        return _real(a) if _real(cond) != 0.0 else _real(b)
+    cond, a, b = _as_value(cond), _as_value(a), _as_value(b)
+    chosen = a if cond.data != 0.0 else b
+    out = Value(chosen.data, (cond, a, b), 'where')
+
+    def _backward():
+        chosen.grad += out.grad
+    out._backward = _backward
+    return out
+
+
+@_binary(lambda c, v, y: (0.0, 1.0 if c != 0.0 else 0.0))
+def where_t(c, v):
+    """v where c is nonzero, else -0.0: where(c, t, f) == where_t(c, t) + where_f(c, f) (pytape's form)."""
+    return v if c != 0.0 else -0.0
+
+
+@_binary(lambda c, v, y: (0.0, 0.0 if c != 0.0 else 1.0))
+def where_f(c, v):
+    """-0.0 where c is nonzero, else v (see where_t)."""
+    return -0.0 if c != 0.0 else v
 
 
 def clip(x, lo=None, hi=None):

@@ -46,6 +46,16 @@ class Tape:
         self._where = None  # slot -> (file, line, function), in anomaly mode only
         self._guards = False  # pytape.trace: record comparisons as guards
 
+    @classmethod
+    def _adopt(cls, p):
+        """A Tape for a tape made in C (compiled or loaded by pytape.trace)."""
+        if p == ffi.NULL:
+            raise MemoryError("pytape: could not allocate a tape")
+        t = object.__new__(cls)
+        t._p = ffi.gc(p, lib.pt_tape_free)
+        t._cells, t._serial, t._consumed, t._where, t._guards = [], next(_serials), False, None, False
+        return t
+
     def __enter__(self):
         st = _state
         st.stack.append(self)

@@ -510,7 +510,7 @@ def _binary_slow(op, a, b):
     if ca is _BAD or cb is _BAD:
         other = a if ca is _BAD else b
         if isinstance(other, np.ndarray):  # elementwise, into an object array
-            return np.frompyfunc(lambda u, v: _binary_slow(op, u, v), 2, 1)(_objects(a), _objects(b))
+            return _map(lambda u, v: _binary_slow(op, u, v), _objects(a), _objects(b))
         raise TypeError(
             f"unsupported operand for pytape.{op.name}: {type(other).__name__!r}; "
             f"a Var combines with Vars and real numbers (int, float, numpy scalars)"
@@ -568,8 +568,16 @@ def _objects(x):
     return x
 
 
+def _map(f, *arrays):
+    """f elementwise over numpy arrays (broadcast), into an object array.  The
+    IEEE flags pytape's C raises on the way (sqrt(-1.0) is nan, as documented)
+    are not turned into numpy warnings."""
+    with np.errstate(all="ignore"):
+        return np.frompyfunc(f, len(arrays), 1)(*arrays)
+
+
 def _elementwise(f, arr, other=None):
-    out = np.frompyfunc(f, 1 if other is None else 2, 1)(*((arr,) if other is None else (arr, other)))
+    out = _map(f, arr) if other is None else _map(f, arr, other)
     return out if arr.dtype == object else out.astype(float)
 
 
@@ -694,7 +702,7 @@ def _binary(name):
 
     def function(a, b):
         if isinstance(a, np.ndarray) and a.ndim > 0 or isinstance(b, np.ndarray) and b.ndim > 0:
-            return np.frompyfunc(function, 2, 1)(_objects(a), _objects(b))
+            return _map(function, _objects(a), _objects(b))
         ta = type(a)
         if ta is V:
             return forward(a, b)

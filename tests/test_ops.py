@@ -186,6 +186,24 @@ def _hypot_skip(a, b, ha, hb):
     return s, s
 
 
+def _step_skip(a, b, ha, hb):
+    """comparisons: steps where a == b"""
+    s = abs(a - b) < FD_MARGIN * max(ha, hb)
+    return s, s
+
+
+def _cond_skip(c, v, hc, hv):
+    """where's halves: a step in the condition c at 0"""
+    return _near(c, hc, 0.0), False
+
+
+def _cond_points(rng):
+    return 0.0 if rng.random() < 0.4 else rng.uniform(-3, 3)
+
+
+COMPARISON_POINTS = [(1.0, 1.0), (0.0, -0.0), (1.0, 2.0), (2.0, 1.0), (-1e300, 1e300), (-3.5, -3.5)]
+CONDITION_POINTS = [(0.0, 2.5), (1.0, 2.5), (-0.0, 3.0), (1.0, -0.0), (0.0, -0.0), (-2.0, 1e300), (1.0, -7.0)]
+
 ORACLES = {
     # ---- unary: value, exact derivative, points, fd skip, derivative atol
     "neg": U(lambda x: -x, lambda x: -1.0,
@@ -307,6 +325,19 @@ ORACLES = {
                    pts2([(1.0, 1.0), (0.0, 0.0), (-1.0, 0.0), (2.0, 0.0), (1e300, -1e300)],
                         uni(-10, 10), uni(-10, 10)),
                    _kink_ab),
+    # comparisons as values and where's halves: piecewise constant in the condition
+    "less": B(lambda a, b: float(a < b), lambda a, b: 0.0, lambda a, b: 0.0,
+              pts2(COMPARISON_POINTS, uni(-3, 3), uni(-3, 3)), _step_skip),
+    "less_equal": B(lambda a, b: float(a <= b), lambda a, b: 0.0, lambda a, b: 0.0,
+                    pts2(COMPARISON_POINTS, uni(-3, 3), uni(-3, 3)), _step_skip),
+    "equal": B(lambda a, b: float(a == b), lambda a, b: 0.0, lambda a, b: 0.0,
+               pts2(COMPARISON_POINTS, uni(-3, 3), uni(-3, 3)), _step_skip),
+    "not_equal": B(lambda a, b: float(a != b), lambda a, b: 0.0, lambda a, b: 0.0,
+                   pts2(COMPARISON_POINTS, uni(-3, 3), uni(-3, 3)), _step_skip),
+    "where_t": B(lambda c, v: v if c != 0 else -0.0, lambda c, v: 0.0, lambda c, v: 1.0 if c != 0 else 0.0,
+                 pts2(CONDITION_POINTS, _cond_points, uni(-10, 10)), _cond_skip),
+    "where_f": B(lambda c, v: -0.0 if c != 0 else v, lambda c, v: 0.0, lambda c, v: 0.0 if c != 0 else 1.0,
+                 pts2(CONDITION_POINTS, _cond_points, uni(-10, 10)), _cond_skip),
 }
 
 OPERATORS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
@@ -416,7 +447,9 @@ def test_op_tables_are_consistent():
     assert not set(UNARY) & set(BINARY)
     assert set(FUNCTIONS) == set(UNARY) | set(BINARY)
     for name in FUNCTIONS:
-        assert getattr(pytape, name) is FUNCTIONS[name], name
+        # where's halves live in pytape.ops only; pytape.where combines them
+        home = pytape.ops if name in ("where_t", "where_f") else pytape
+        assert getattr(home, name) is FUNCTIONS[name], name
 
 
 def test_points_are_in_domain_and_many():

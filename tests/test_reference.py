@@ -132,10 +132,12 @@ def test_imports_only_standard_library():
 
 
 def test_public_names_exist():
-    names = set(UNARY) | {"atan2", "hypot", "minimum", "maximum", "clip"}
-    assert set(R.__all__) == names | {"Value"}
-    for name in names:
+    names = set(UNARY) | {"atan2", "hypot", "minimum", "maximum", "clip", "less", "less_equal", "equal", "not_equal"}
+    functions_only = {"greater", "greater_equal", "where"}
+    assert set(R.__all__) == names | functions_only | {"Value"}
+    for name in names | functions_only:
         assert callable(getattr(R, name)), name
+    for name in names:
         assert callable(getattr(Value, name)), name
 
 

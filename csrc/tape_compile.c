@@ -1,0 +1,262 @@
+/* tape_compile.c -- the trace-time optimisation pass (pytape.trace) and the
+ * register plan of value-only replays.
+ *
+ * pt_tape_compile copies a recorded tape into a new one that computes the
+ * same outputs from the same inputs with less:
+ *
+ *   constant folding   a slot that depends on no input (a leaf that is not
+ *                      an input, and everything computed only from such
+ *                      leaves) becomes a constant: its value at trace time.
+ *                      An instruction with one constant operand becomes its
+ *                      *_VC / *_CV form; a guard comparing constants goes.
+ *   dead code          only instructions that reach an output or a guard
+ *                      that depends on an input are kept.
+ *   layout             the inputs' LEAF instructions come first, slot k for
+ *                      input k, then the kept instructions in their order.
+ *
+ * pt_tape_plan_registers then maps slots to registers (tape.h): a linear scan
+ * that hands a register back once its slot has been read for the last time.
+ * It needs the compiled layout (leaves first), and inputs keep distinct
+ * registers, as replays load them all before the loop.
+ */
+#include <stdlib.h>
+#include "tape.h"
+
+/* the comparison with its sides swapped: a < b  <=>  b > a */
+static int mirror(int cmp)
+{
+    switch (cmp) {
+    case PT_LT: return PT_GT;
+    case PT_LE: return PT_GE;
+    case PT_GT: return PT_LT;
+    case PT_GE: return PT_LE;
+    default: return cmp;  /* EQ, NE */
+    }
+}
+
+/* does instruction i of s read slot a (resp. b)? */
+static int reads_a(int kind) { return kind == PT_KIND_UNARY || kind == PT_KIND_VV || kind == PT_KIND_VC || kind == PT_KIND_GUARD; }
+static int reads_b(int kind) { return kind == PT_KIND_VV || kind == PT_KIND_CV; }
+
+/* the body of pt_tape_compile, with its scratch arrays allocated */
+static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nroot,
+                   const int64_t *roots, int64_t *map, uint8_t *var, uint8_t *live, pt_tape *d)
+{
+    const int64_t n = s->n;
+    const uint16_t *op = s->op;
+    const int32_t *A = s->a, *B = s->b;
+
+    /* which slots vary with the inputs (a forward pass; var, live zeroed) */
+    for (int64_t k = 0; k < nin; ++k) {
+        if (ins[k] < 0 || ins[k] >= n || op[ins[k]] != PT_LEAF || var[ins[k]])
+            return PT_E_SLOT;  /* not a leaf, or an input listed twice */
+        var[ins[k]] = 1;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        const int kind = pt_op_kind(op[i]);
+        if (kind == PT_KIND_LEAF)
+            continue;
+        const int guard_b = kind == PT_KIND_GUARD && B[i] >= 0;
+        var[i] = (reads_a(kind) && var[A[i]]) || ((reads_b(kind) || guard_b) && var[B[i]]);
+    }
+
+    /* which instructions are needed (a backward pass from the roots) */
+    for (int64_t j = 0; j < nroot; ++j) {
+        if (roots[j] < 0 || roots[j] >= n)
+            return PT_E_SLOT;
+        live[roots[j]] = var[roots[j]];
+    }
+    for (int64_t i = n - 1; i >= 0; --i) {
+        const int kind = pt_op_kind(op[i]);
+        if (kind == PT_KIND_GUARD && var[i])
+            live[i] = 1;
+        if (!live[i])
+            continue;
+        if (reads_a(kind))
+            live[A[i]] |= var[A[i]];
+        if (reads_b(kind) || (kind == PT_KIND_GUARD && B[i] >= 0))
+            live[B[i]] |= var[B[i]];
+    }
+
+    /* the new tape: inputs first, then the live instructions */
+    for (int64_t i = 0; i < n; ++i)
+        map[i] = var[i] ? -1 : -2;  /* dropped; -2: a constant */
+    for (int64_t k = 0; k < nin; ++k) {
+        const int64_t j = pt_append_leaf(d, s->val[ins[k]]);
+        if (j < 0)
+            return (int)j;
+        map[ins[k]] = j;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        if (!live[i] || op[i] == PT_LEAF)
+            continue;
+        const int kind = pt_op_kind(op[i]);
+        int code = op[i];
+        int64_t a = A[i], b = B[i], c;
+        double v = s->val[i];
+        switch (kind) {
+        case PT_KIND_UNARY:
+            a = map[a];
+            break;
+        case PT_KIND_VV:
+            if (var[a] && var[b]) {
+                a = map[a];
+                b = map[b];
+            } else if (var[a]) {  /* b folds into a constant: the VC form */
+                code += 1;
+                if ((c = pt_append_const(d, s->val[b])) < 0)
+                    return (int)c;
+                a = map[a];
+                b = c;
+            } else {              /* a folds: the CV form */
+                code += 2;
+                if ((c = pt_append_const(d, s->val[a])) < 0)
+                    return (int)c;
+                a = c;
+                b = map[b];
+            }
+            break;
+        case PT_KIND_VC:
+            if ((c = pt_append_const(d, s->consts[b])) < 0)
+                return (int)c;
+            a = map[a];
+            b = c;
+            break;
+        case PT_KIND_CV:
+            if ((c = pt_append_const(d, s->consts[a])) < 0)
+                return (int)c;
+            a = c;
+            b = map[b];
+            break;
+        default: { /* GUARD: a the left slot, b the right slot or -1 - constant */
+            const int cmp = (int)v / 2, outcome = (int)v & 1;
+            const int b_var = b >= 0 && var[b];
+            const double rhs = b >= 0 ? s->val[b] : s->consts[-1 - b];
+            if (!var[a]) {  /* only the right side varies: swap the sides */
+                if ((c = pt_append_const(d, s->val[a])) < 0)
+                    return (int)c;
+                a = map[b];
+                b = -1 - c;
+                v = (double)(2 * mirror(cmp) + outcome);
+            } else if (b_var) {
+                a = map[a];
+                b = map[b];
+            } else {
+                if ((c = pt_append_const(d, rhs)) < 0)
+                    return (int)c;
+                a = map[a];
+                b = -1 - c;
+            }
+        } break;
+        }
+        const int64_t j = pt_append(d, code, a, b, v);
+        if (j < 0)
+            return (int)j;
+        map[i] = j;
+    }
+    return PT_OK;
+}
+
+int pt_tape_compile(const pt_tape *src, int64_t nin, const int64_t *ins, int64_t nroot,
+                    const int64_t *roots, int64_t *map, pt_tape **out)
+{
+    *out = NULL;
+    const int64_t n = src->n;
+    uint8_t *var = calloc((size_t)n + 1, 1), *live = calloc((size_t)n + 1, 1);
+    pt_tape *d = pt_tape_new();
+    int st = (var && live && d) ? compile(src, nin, ins, nroot, roots, map, var, live, d) : PT_E_NOMEM;
+    free(var);
+    free(live);
+    if (st) {
+        pt_tape_free(d);
+        return st;
+    }
+    *out = d;
+    return PT_OK;
+}
+
+/* ---- the register plan ------------------------------------------------- */
+
+static int plan(pt_tape *t, int64_t nout, const int64_t *outs, int64_t *last, int32_t *reg,
+                int32_t *freelist)
+{
+    const int64_t n = t->n;
+    const uint16_t *op = t->op;
+    const int32_t *A = t->a, *B = t->b;
+
+    /* leaves first (the layout of compiled tapes): replays load every input
+     * into its register before the loop, so inputs need distinct registers */
+    for (int64_t k = 0; k < t->nleaf; ++k)
+        if (t->leaf_slot[k] != k)
+            return PT_E_OP;
+
+    /* the last instruction reading each slot; outputs are read "at n" */
+    for (int64_t i = 0; i < n; ++i)
+        last[i] = -1;
+    for (int64_t i = 0; i < n; ++i) {
+        const int kind = pt_op_kind(op[i]);
+        if (reads_a(kind))
+            last[A[i]] = i;
+        if (reads_b(kind) || (kind == PT_KIND_GUARD && B[i] >= 0))
+            last[B[i]] = i;
+    }
+    for (int64_t j = 0; j < nout; ++j) {
+        if (outs[j] < 0 || outs[j] >= n)
+            return PT_E_SLOT;
+        last[outs[j]] = n;
+    }
+
+    int64_t nfree = 0, nregs = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int kind = pt_op_kind(op[i]);
+        const int ra = reads_a(kind), rb = reads_b(kind) || (kind == PT_KIND_GUARD && B[i] >= 0);
+        t->ra[i] = ra ? reg[A[i]] : A[i];  /* constant and leaf indices stay */
+        t->rb[i] = rb ? reg[B[i]] : B[i];
+        /* operands read for the last time give their registers back first:
+         * the op reads them before it writes its result */
+        if (ra && last[A[i]] == i)
+            freelist[nfree++] = reg[A[i]];
+        if (rb && last[B[i]] == i && !(ra && A[i] == B[i]))
+            freelist[nfree++] = reg[B[i]];
+        if (kind == PT_KIND_GUARD) {
+            t->rr[i] = reg[i] = -1;
+            continue;
+        }
+        const int32_t r = nfree ? freelist[--nfree] : (int32_t)nregs++;
+        t->rr[i] = reg[i] = r;
+        if (last[i] < 0 && kind != PT_KIND_LEAF)  /* never read: free again at once */
+            freelist[nfree++] = r;
+    }
+    t->nregs = nregs > 0 ? nregs : 1;
+    return PT_OK;
+}
+
+int pt_tape_plan_registers(pt_tape *t, int64_t nout, const int64_t *outs)
+{
+    const size_t n = (size_t)t->n + 1;
+    int64_t *last = malloc(n * sizeof *last);
+    int32_t *reg = malloc(n * sizeof *reg), *freelist = malloc(n * sizeof *freelist);
+    int32_t *ra = malloc(n * sizeof *ra), *rb = malloc(n * sizeof *rb), *rr = malloc(n * sizeof *rr);
+    int st = PT_E_NOMEM;
+    if (last && reg && freelist && ra && rb && rr) {
+        free(t->ra);
+        free(t->rb);
+        free(t->rr);
+        t->ra = ra;
+        t->rb = rb;
+        t->rr = rr;
+        ra = rb = rr = NULL;
+        st = plan(t, nout, outs, last, reg, freelist);
+        if (st)
+            t->nregs = 0;
+    }
+    free(last);
+    free(reg);
+    free(freelist);
+    free(ra);
+    free(rb);
+    free(rr);
+    return st;
+}
+
+int64_t pt_tape_nregs(const pt_tape *t) { return t->nregs; }
