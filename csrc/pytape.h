@@ -107,13 +107,16 @@ int pt_backward(pt_tape *t, int64_t out, double seed, int retain);
 
 /* q reverse sweeps in one pass: sweep k seeds d(outs[j]) = seeds[j*q + k];
  * result[i*q + k] = d(sweep k)/d(ins[i]).  Reads the tape only (no grad cell,
- * no consumption).  Rows of Jacobians, vector-Jacobian products. */
-int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
+ * no consumption), except in anomaly mode, where it sweeps lane by lane in
+ * the tape's adjoint array and stops at a nan or inf (PT_E_NONFINITE,
+ * pt_tape_bad).  Rows of Jacobians, vector-Jacobian products. */
+int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
                       const double *seeds, int64_t nin, const int64_t *ins, double *result);
 /* p tangent sweeps in one pass: sweep k seeds d(ins[i]) = seeds[i*p + k] for
  * LEAF slots ins; result[j*p + k] = tangent k of outs[j].  Columns of
- * Jacobians, Jacobian-vector products. */
-int pt_tangent_block(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
+ * Jacobians, Jacobian-vector products.  In anomaly mode a nan or inf tangent
+ * gives PT_E_NONFINITE, pt_tape_bad the first slot that has one. */
+int pt_tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
                      const double *seeds, int64_t nout, const int64_t *outs, double *result);
 
 /* trace: record that (v[a] CMP rhs) came out `outcome`; rhs is v[b] for

@@ -131,7 +131,37 @@ static int check_slots(const pt_tape *t, int64_t m, const int64_t *slots)
     return PT_OK;
 }
 
-int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
+int64_t pt_first_nonfinite(const double *lanes, int64_t n, int64_t p)
+{
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < p; ++k)
+            if (!isfinite(lanes[i * p + k]))
+                return i;
+    return -1;
+}
+
+/* anomaly mode: lane by lane through the checked reverse sweep, in the tape's
+ * own adjoint array, so the first nan or inf stops at its instruction
+ * (pt_tape_bad) and Python names it, as for backward() */
+static int backward_block_checked(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
+                                  const double *seeds, int64_t nin, const int64_t *ins,
+                                  double *result, int64_t top)
+{
+    for (int64_t k = 0; k < q; ++k) {
+        if (pt_tape_adjoints(t, top + 1))
+            return PT_E_NOMEM;
+        for (int64_t j = 0; j < nout; ++j)
+            t->adj[outs[j]] += seeds[j * q + k];
+        t->bad = pt_sweep_reverse_checked(t, top, t->adj);
+        if (t->bad >= 0)
+            return PT_E_NONFINITE;
+        for (int64_t i = 0; i < nin; ++i)
+            result[i * q + k] = ins[i] <= top ? t->adj[ins[i]] : 0.0;
+    }
+    return PT_OK;
+}
+
+int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
                       const double *seeds, int64_t nin, const int64_t *ins, double *result)
 {
     if (!pt_tape_is_owner(t))
@@ -142,6 +172,8 @@ int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64
     for (int64_t j = 0; j < nout; ++j)
         if (outs[j] > top)
             top = outs[j];
+    if (pt_anomaly_active())
+        return backward_block_checked(t, nout, outs, q, seeds, nin, ins, result, top);
     double *adj = calloc((size_t)(top + 1) * (size_t)q, sizeof *adj);
     if (!adj)
         return PT_E_NOMEM;
@@ -159,7 +191,7 @@ int pt_backward_block(const pt_tape *t, int64_t nout, const int64_t *outs, int64
     return PT_OK;
 }
 
-int pt_tangent_block(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
+int pt_tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
                      const double *seeds, int64_t nout, const int64_t *outs, double *result)
 {
     if (!pt_tape_is_owner(t))
@@ -176,6 +208,10 @@ int pt_tangent_block(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t 
         for (int64_t k = 0; k < p; ++k)
             tan[ins[i] * p + k] += seeds[i * p + k];
     pt_sweep_tangent_block(t, t->n, tan, p);
+    if (pt_anomaly_active() && (t->bad = pt_first_nonfinite(tan, t->n, p)) >= 0) {
+        free(tan);  /* anomaly mode: the first slot whose tangent is nan or inf */
+        return PT_E_NONFINITE;
+    }
     for (int64_t j = 0; j < nout; ++j)
         for (int64_t k = 0; k < p; ++k)
             result[j * p + k] = tan[outs[j] * p + k];

@@ -34,16 +34,8 @@ int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj)
 /* grad cells may be shared by tapes that sweep in different threads */
 static pthread_mutex_t grad_cells_lock = PTHREAD_MUTEX_INITIALIZER;
 
-int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
+int pt_tape_adjoints(pt_tape *t, int64_t m)
 {
-    if (t->consumed)
-        return PT_E_CONSUMED;
-    if (!pt_tape_is_owner(t))
-        return PT_E_THREAD;
-    if (out < 0 || out >= t->n)
-        return PT_E_SLOT;
-
-    const int64_t m = out + 1;
     if (t->adj_cap < m) {
         double *adj = calloc((size_t)t->n, sizeof *adj);
         if (!adj)
@@ -55,6 +47,21 @@ int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
         memset(t->adj, 0, (size_t)m * sizeof *t->adj);
     }
     t->adj_n = m;
+    return PT_OK;
+}
+
+int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
+{
+    if (t->consumed)
+        return PT_E_CONSUMED;
+    if (!pt_tape_is_owner(t))
+        return PT_E_THREAD;
+    if (out < 0 || out >= t->n)
+        return PT_E_SLOT;
+
+    const int64_t m = out + 1;
+    if (pt_tape_adjoints(t, m))
+        return PT_E_NOMEM;
     t->adj[out] = seed;
 
     if (pt_anomaly_active()) {

@@ -80,6 +80,8 @@ int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const d
         t->tan[slots[k]] += seeds[k];
     pt_sweep_tangent(t, t->tan);
     t->tan_n = t->n;
+    if (pt_anomaly_active() && (t->bad = pt_first_nonfinite(t->tan, t->n, 1)) >= 0)
+        return PT_E_NONFINITE;  /* anomaly mode: the first nan or inf tangent */
     return PT_OK;
 }
 

@@ -126,6 +126,10 @@ void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj);
 int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj);
 /* anomaly mode is on in this thread: sweeps check every adjoint */
 int pt_anomaly_active(void);
+/* the tape's own adjoint array, zeroed on [0, m) (adj_n = m): PT_E_NOMEM or 0 */
+int pt_tape_adjoints(pt_tape *t, int64_t m);
+/* the first slot with a non-finite lane among p lanes of [0, n), or -1 */
+int64_t pt_first_nonfinite(const double *lanes, int64_t n, int64_t p);
 
 /* are all p lanes of a slot zero? (the block and Hessian sweeps skip them) */
 static inline int pt_lanes_zero(const double *g, int64_t p)

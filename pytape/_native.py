@@ -76,6 +76,9 @@ def raise_status(status, what="record", tape=None):
         )
     if status == lib.PT_E_SLOT:
         raise IndexError("pytape: slot outside the tape (internal error, please report)")
+    if status == lib.PT_E_NONFINITE and tape is not None and what in ("backward", "tangent"):
+        from . import anomaly  # anomaly mode stopped a sweep: name the operation and line
+        raise (anomaly.backward_error(tape) if what == "backward" else anomaly.tangent_error(tape))
     if status in (lib.PT_E_ANOMALY, lib.PT_E_NONFINITE):
         raise FloatingPointError("pytape: a value is nan or inf (anomaly mode)")
     if status == lib.PT_E_OP:

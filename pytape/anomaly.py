@@ -2,8 +2,11 @@
 and the line of your code, where a nan or inf first appears.
 
 In this mode every operation is recorded with its Python source location, and
-C checks every value at recording and every adjoint in ``backward()``; the
-first one that is not finite raises ``FloatingPointError``.  Outside the mode
+C checks every value at recording, every adjoint of the reverse sweeps
+(``backward()``, ``autograd.grad``, ``grad``, ``jacrev``, ``vjp``) and every
+tangent of the forward sweeps (``tangent_sweep``, ``jvp``, ``jacfwd``); the
+first one that is not finite raises ``FloatingPointError``.  The second-order
+sweeps (``hessian``, ``hvp``) are not checked.  Outside the mode
 nothing of this happens: operations take their usual path and no location is
 kept.
 
@@ -114,9 +117,8 @@ def record(tape, name, rec, args, inputs):
 OPCODES_BY_NAME = {n: i for i, n in enumerate(OP_NAMES)}
 
 
-def backward_error(tape):
-    """The FloatingPointError for a checked backward() that stopped on a nan/inf."""
-    i = lib.pt_tape_bad(tape._p)
+def _instruction(tape, i):
+    """(op name, operand kind, a, b, operand values) of instruction i."""
     op = ffi.new("uint16_t[1]")
     a = ffi.new("int32_t[1]")
     b = ffi.new("int32_t[1]")
@@ -129,11 +131,28 @@ def backward_error(tape):
         inputs = [lib.pt_value(tape._p, a[0]), lib.pt_value(tape._p, b[0])]
     elif kind == lib.PT_KIND_VC:
         inputs = [lib.pt_value(tape._p, a[0]), lib.pt_tape_const(tape._p, b[0])]
-    else:
+    elif kind == lib.PT_KIND_CV:
         inputs = [lib.pt_tape_const(tape._p, a[0]), lib.pt_value(tape._p, b[0])]
-    adjoints = [lib.pt_adjoint(tape._p, a[0])] if kind != lib.PT_KIND_CV else []
+    else:  # a leaf
+        inputs = [lib.pt_value(tape._p, i)]
+    return name, kind, a[0], b[0], inputs
+
+
+def tangent_error(tape):
+    """The FloatingPointError for a checked tangent sweep (forward mode) that met a nan/inf."""
+    i = lib.pt_tape_bad(tape._p)
+    name, _, _, _, inputs = _instruction(tape, i)
+    loc = tape._where.get(i) if tape._where else None
+    return FloatingPointError(f"the tangent (forward mode) of {name} is not finite {_where(loc)} {_inputs(inputs)}")
+
+
+def backward_error(tape):
+    """The FloatingPointError for a checked backward() that stopped on a nan/inf."""
+    i = lib.pt_tape_bad(tape._p)
+    name, kind, a, b, inputs = _instruction(tape, i)
+    adjoints = [lib.pt_adjoint(tape._p, a)] if kind != lib.PT_KIND_CV else []
     if kind == lib.PT_KIND_VV or kind == lib.PT_KIND_CV:
-        adjoints.append(lib.pt_adjoint(tape._p, b[0]))
+        adjoints.append(lib.pt_adjoint(tape._p, b))
     bad = next((g for g in adjoints if g != g or g in (float("inf"), float("-inf"))), float("nan"))
     loc = tape._where.get(i) if tape._where else None
     return FloatingPointError(f"backward through {name} produced {bad!r} {_where(loc)} {_inputs(inputs)}")

@@ -113,10 +113,10 @@ def _slot_on(x, tape):
     return h[1] if h[0] == tape._serial else -1
 
 
-def _sweep(tape, outs, seeds, ins, results, used):
-    out_slots = [(y._i, s) for y, s in zip(outs, seeds) if type(y) is Var]
-    if not out_slots:
-        return
+def _reached(tape, out_slots, ins):
+    """(slots of ins on the tape, which of them the outputs depend on): from
+    the tape's reachability in C, not from adjoint values (a zero adjoint, as
+    behind relu at a negative input, still means "used")."""
     top = max(i for i, _ in out_slots)
     mark = np.zeros(top + 1, dtype=np.uint8)
     one = np.empty(top + 1, dtype=np.uint8)
@@ -124,7 +124,14 @@ def _sweep(tape, outs, seeds, ins, results, used):
         lib.pt_tape_reach(tape._p, i, ffi.from_buffer("uint8_t[]", one))
         mark[:i + 1] |= one[:i + 1]
     slots = [_slot_on(x, tape) for x in ins]
-    reached = [0 <= s <= top and bool(mark[s]) for s in slots]
+    return slots, [0 <= s <= top and bool(mark[s]) for s in slots]
+
+
+def _sweep(tape, outs, seeds, ins, results, used):
+    out_slots = [(y._i, s) for y, s in zip(outs, seeds) if type(y) is Var]
+    if not out_slots:
+        return
+    slots, reached = _reached(tape, out_slots, ins)
     want = np.array([s for s, r in zip(slots, reached) if r], dtype=np.int64)
     if len(want) == 0:
         return
@@ -149,8 +156,10 @@ def _sweep_recorded(tape, outs, seeds, ins, results, used):
     out_slots = [(y._i, s) for y, s in zip(outs, seeds) if type(y) is Var]
     if not out_slots:
         return
-    slots = [_slot_on(x, tape) for x in ins]
+    slots, reached = _reached(tape, out_slots, ins)
     for k, g in enumerate(adjoints(tape, [i for i, _ in out_slots], [s for _, s in out_slots], slots)):
+        if g is None and reached[k]:
+            g = 0.0  # reached, but every path multiplies its adjoint away
         if g is not None:
             results[k] = g if not used[k] else results[k] + g
             used[k] = True

@@ -17,6 +17,7 @@ graph); the plain ``backward()`` stays one C loop.
 True
 """
 import math
+import os
 import re
 
 import numpy as np
@@ -56,7 +57,10 @@ def _compile(text):
     if not text:
         return None
     src = re.sub(r"\(double\)", "_float", text)
-    return eval(f"lambda a, b, y: {src}", dict(_NAMESPACE))  # text of our own op table
+    # compiled under a file name inside the package, so that anomaly mode names
+    # the user's line, not this rule, as where an operation was written
+    code = compile(f"lambda a, b, y: {src}", os.path.join(os.path.dirname(__file__), "ops.def"), "eval")
+    return eval(code, dict(_NAMESPACE))  # text of our own op table
 
 
 _RULES = [(_compile(ffi.string(lib.pt_op_rule(op, 0)).decode()),
@@ -96,16 +100,34 @@ def adjoints(tape, outs, seeds, in_slots):
         kind = OP_KINDS[code]
         if kind not in (lib.PT_KIND_UNARY, lib.PT_KIND_VV, lib.PT_KIND_VC, lib.PT_KIND_CV):
             continue  # LEAF, GUARD
-        da, db = _RULES[code]
-        y = _handle(tape, i)
-        if kind == lib.PT_KIND_UNARY:
-            _add(acc, int(a[i]), da(_handle(tape, int(a[i])), None, y) * g)
-        elif kind == lib.PT_KIND_VV:
-            A, B = _handle(tape, int(a[i])), _handle(tape, int(b[i]))
-            _add(acc, int(a[i]), da(A, B, y) * g)
-            _add(acc, int(b[i]), db(A, B, y) * g)
-        elif kind == lib.PT_KIND_VC:
-            _add(acc, int(a[i]), da(_handle(tape, int(a[i])), lib.pt_tape_const(tape._p, int(b[i])), y) * g)
-        else:  # CV
-            _add(acc, int(b[i]), db(lib.pt_tape_const(tape._p, int(a[i])), _handle(tape, int(b[i])), y) * g)
+        try:
+            _apply(tape, acc, i, code, kind, a, b, g)
+        except FloatingPointError as exc:  # anomaly mode, in a recorded derivative rule
+            from .anomaly import _where
+            loc = tape._where.get(i) if tape._where else None
+            raise FloatingPointError(f"backward through {OP_NAMES[code]} (create_graph=True), recorded "
+                                     f"{_where(loc)}: its derivative rule: {exc}") from None
     return [acc.get(s) if s >= 0 else None for s in in_slots]
+
+
+def _apply(tape, acc, i, code, kind, a, b, g):
+    """The derivative rules of instruction i, recorded, added into acc."""
+    da, db = _RULES[code]
+    y = _handle(tape, i)
+    if kind == lib.PT_KIND_UNARY:
+        _chain(acc, int(a[i]), da(_handle(tape, int(a[i])), None, y), g)
+    elif kind == lib.PT_KIND_VV:
+        A, B = _handle(tape, int(a[i])), _handle(tape, int(b[i]))
+        _chain(acc, int(a[i]), da(A, B, y), g)
+        _chain(acc, int(b[i]), db(A, B, y), g)
+    elif kind == lib.PT_KIND_VC:
+        _chain(acc, int(a[i]), da(_handle(tape, int(a[i])), lib.pt_tape_const(tape._p, int(b[i])), y), g)
+    else:  # CV
+        _chain(acc, int(b[i]), db(lib.pt_tape_const(tape._p, int(a[i])), _handle(tape, int(b[i])), y), g)
+
+
+def _chain(acc, slot, d, g):
+    """acc[slot] += d * g; a derivative that is the number 0 passes nothing on
+    (like pt_chain in the C sweeps: where's branch not taken gets exactly 0)."""
+    if isinstance(d, Var) or d != 0.0:
+        _add(acc, slot, d * g)

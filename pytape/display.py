@@ -293,6 +293,9 @@ def to_dot(x, max_nodes=200):
     tangents = lib.pt_tape_tangent_n(p) > 0
     lines = [
         "digraph pytape {",
+        # bounded layout effort: a leaf read by every step of a long chain (an
+        # RNN's weight) otherwise keeps dot's crossing minimisation busy for minutes
+        "  graph [nslimit=2, nslimit1=2, mclimit=0.5];",
         '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=10];',
         '  edge [arrowsize=0.7];',
     ]

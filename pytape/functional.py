@@ -95,7 +95,7 @@ class _Program:
             st = lib.pt_tangent_block(self.tape._p, len(ins), _i64(ins), pb, _f64(block),
                                       len(out_slots), _i64(out_slots), _f64(res))
             if st:
-                raise_status(st, "record", self.tape)
+                raise_status(st, "tangent", self.tape)
             result[has, start:start + pb] = res
         return result
 
@@ -458,12 +458,14 @@ def gradcheck(f, *args, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
             excess = np.max(err - bound) if np.size(err) else -1.0
             if worst is None or excess > worst[0]:
                 k = int(np.argmax(err - bound)) if np.size(err) > 1 else 0
-                worst = (excess, j, idx, np.ravel(ana)[k], np.ravel(num)[k], np.ravel(err)[k])
+                out_idx = np.unravel_index(k, out_shape) if out_shape else ()
+                worst = (excess, j, idx, out_idx, np.ravel(ana)[k], np.ravel(num)[k], np.ravel(err)[k])
     if worst is None or worst[0] <= 0:
         return True
-    _, j, idx, ana, num, err = worst
+    _, j, idx, out_idx, ana, num, err = worst
     ana, num = float(ana), float(num)
-    msg = (f"gradcheck failed: d f / d argument {j}{list(idx) if idx else ''}: "
+    out = f"f{[int(i) for i in out_idx]}" if out_idx else "f"
+    msg = (f"gradcheck failed: d {out} / d argument {j}{list(idx) if idx else ''}: "
            f"analytic {ana!r}, numeric {num!r}, error {err:.3g} (atol {atol}, rtol {rtol})")
     if raise_exception:
         raise GradcheckError(msg)

@@ -116,7 +116,7 @@ class Tape:
             values.append(float(seed))
         status = lib.pt_forward_tangent(self._p, len(slots), ffi.new("int64_t[]", slots), ffi.new("double[]", values))
         if status:
-            raise_status(status, "record", self)
+            raise_status(status, "tangent", self)
 
     # ---- seeing the tape (pytape/display.py) ----------------------------------
 

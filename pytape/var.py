@@ -245,6 +245,8 @@ class Var:
         Ufuncs on object arrays of Vars call the Vars' methods without coming
         here (np.sin(a) calls a[i].sin()); this handles a Var as an operand.
         """
+        if method == "reduce" and len(inputs) == 1 and inputs[0] is self and ufunc in _REDUCE_SELF:
+            return self  # np.sum(x), np.prod(x), np.max(x) of a scalar: x itself
         fn = _UFUNCS.get(ufunc)
         if method != "__call__" or kwargs or fn is None:
             return NotImplemented
@@ -749,6 +751,9 @@ for _np_name, _name in {
 }.items():
     setattr(Var, _np_name, FUNCTIONS[_name])
 Var.arctan2 = FUNCTIONS["atan2"]
+Var.fabs = FUNCTIONS["abs"]
+Var.deg2rad = Var.radians = lambda a: a * (math.pi / 180.0)
+Var.rad2deg = Var.degrees = lambda a: a * (180.0 / math.pi)
 Var.fmax = FUNCTIONS["maximum"]
 Var.fmin = FUNCTIONS["minimum"]
 
@@ -761,6 +766,12 @@ _UFUNCS = {
     np.greater_equal: lambda a, b: a >= b, np.equal: lambda a, b: a == b, np.not_equal: lambda a, b: a != b,
     np.fmax: FUNCTIONS["maximum"], np.fmin: FUNCTIONS["minimum"],
 }
+#: reductions of one scalar that give the scalar itself (np.sum(x) and friends)
+_REDUCE_SELF = {np.add, np.multiply, np.maximum, np.minimum, np.fmax, np.fmin}
+_UFUNCS[np.fabs] = FUNCTIONS["abs"]
+_UFUNCS[np.deg2rad] = _UFUNCS[np.radians] = Var.deg2rad
+_UFUNCS[np.rad2deg] = _UFUNCS[np.degrees] = Var.rad2deg
+
 for _name in list(UNARY) + list(BINARY):
     _uf = getattr(np, {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "asinh": "arcsinh",
                        "acosh": "arccosh", "atanh": "arctanh", "atan2": "arctan2",

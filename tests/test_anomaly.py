@@ -72,12 +72,70 @@ def test_reverse_inf_names_the_op_whose_derivative_blew_up():
     assert x.grad == math.inf
 
 
-def test_reverse_nan_from_log_of_negative_and_acos_at_one():
+def reverse_pow():
+    x, b = Var(-2.0), Var(2.0)
+    y = x ** b  # MARK-pow: d/db = y * log(x) is nan at a negative base
+    return y
+
+
+def test_reverse_nan_names_its_line():
+    with pytape.detect_anomaly():
+        y = reverse_pow()
+        with pytest.raises(FloatingPointError) as err:
+            y.backward()
+    msg = str(err.value)
+    assert msg.startswith("backward through pow produced nan at test_anomaly.py:")
+    assert f":{line_of('MARK-pow', reverse_pow)} in reverse_pow()" in msg and "(inputs -2.0, 2.0)" in msg
+
+
+def test_reverse_minus_inf_from_acos_at_one():
     with pytape.detect_anomaly():
         a = Var(1.0)
         y = pytape.acos(a) + a
         with pytest.raises(FloatingPointError, match="backward through acos produced -inf"):
             y.backward()
+
+
+def zero_over_zero(x):
+    d = x - 1.0
+    return d / d  # MARK-0/0
+
+
+def test_forward_zero_over_zero_names_its_line():
+    with pytape.detect_anomaly():
+        with pytest.raises(FloatingPointError) as err:
+            zero_over_zero(Var(1.0))
+    assert f"div produced nan at test_anomaly.py:{line_of('MARK-0/0', zero_over_zero)} in zero_over_zero()" \
+        in str(err.value)
+
+
+def sqrt_times_three(x):
+    return pytape.sqrt(x) * 3.0  # MARK-sqrt3
+
+
+def test_every_first_order_sweep_is_checked():
+    where = f"test_anomaly.py:{line_of('MARK-sqrt3', sqrt_times_three)} in sqrt_times_three()"
+    with pytape.detect_anomaly():
+        x = Var(0.0)
+        with pytest.raises(FloatingPointError, match=f"backward through sqrt produced inf at {where}"):
+            pytape.autograd.grad(sqrt_times_three(x), x)
+        with pytest.raises(FloatingPointError, match=f"backward through sqrt produced inf at {where}"):
+            pytape.grad(sqrt_times_three)(0.0)
+        with pytest.raises(FloatingPointError, match=f"backward through sqrt produced inf at {where}"):
+            pytape.jacrev(lambda v: [sqrt_times_three(v[0]), v[1]])([0.0, 1.0])
+        with pytest.raises(FloatingPointError, match=rf"tangent \(forward mode\) of sqrt is not finite at {where}"):
+            pytape.jvp(sqrt_times_three, (0.0,), (1.0,))
+        with pytape.Tape() as t:
+            x = Var(0.0)
+            sqrt_times_three(x)
+        with pytest.raises(FloatingPointError, match="tangent"):
+            t.tangent_sweep({x: 1.0})
+        x = Var(0.0)
+        y = pytape.sqrt(x + 1.0) * sqrt_times_three(x)
+        with pytest.raises(FloatingPointError, match=rf"backward through sqrt \(create_graph=True\).* at {where}"):
+            pytape.autograd.grad(y, x, create_graph=True)
+    # outside the mode the same calls give inf, as IEEE arithmetic does
+    assert pytape.grad(sqrt_times_three)(0.0) == math.inf
 
 
 def test_tape_recorded_outside_checked_when_backward_runs_inside():

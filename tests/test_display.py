@@ -315,3 +315,16 @@ def test_committed_picture_shows_the_current_labels():
     v["y"].backward()
     nodes, _ = parse_dot(pytape.to_dot(v["y"]))
     assert drawn == sorted(line for a in nodes.values() for line in a["label"].split("\\n"))
+
+
+def test_dot_lays_out_a_leaf_shared_by_a_long_chain():
+    # an RNN-like loop reads one weight at every step: without bounded layout
+    # effort dot spent minutes on the 200 nodes nearest the output
+    if not shutil.which("dot"):
+        pytest.skip("Graphviz's dot program is not installed")
+    w, h = pytape.Var(0.9), pytape.Var(0.1)
+    for _ in range(500):
+        h = pytape.tanh(w * h + 0.1)
+    text = pytape.to_dot(h)
+    done = subprocess.run(["dot", "-Tsvg"], input=text.encode(), capture_output=True, timeout=120)
+    assert done.returncode == 0 and b"</svg>" in done.stdout

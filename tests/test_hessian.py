@@ -1,5 +1,6 @@
-"""Second order (forward over reverse) and forward-mode rules of every op,
-against finite differences of the oracles' exact first derivatives."""
+"""Second order (forward over reverse) and forward-mode rules of every op:
+second derivatives against finite differences of the oracles' exact first
+derivatives, tangents against those exact first derivatives."""
 import math
 
 import numpy as np
@@ -63,6 +64,12 @@ def test_binary_second_derivatives(name):
             for j in range(2):
                 assert agree(H[i, j], want[i, j], scale), (name, a, b, i, j, H, want)
         assert H[0, 1] == pytest.approx(H[1, 0], rel=1e-12, abs=1e-14)
+        # the tangent rules, in every operand form: (var, var), (var, constant), (constant, var)
+        da, db = o.da(a, b), o.db(a, b)
+        J = pytape.jacfwd(lambda x: f(x[0], x[1]))(np.array([a, b]))
+        assert J.tolist() == pytest.approx([da, db], rel=1e-12, abs=1e-14), (name, a, b)
+        assert pytape.jvp(lambda u: f(u, b), (a,), (1.0,))[1] == pytest.approx(da, rel=1e-12, abs=1e-14)
+        assert pytape.jvp(lambda u: f(a, u), (b,), (1.0,))[1] == pytest.approx(db, rel=1e-12, abs=1e-14)
         checked += 1
     assert checked >= 5, f"only {checked} usable points for {name}"
 
