@@ -63,13 +63,15 @@ int pt_tape_is_owner(const pt_tape *t);
 unsigned long pt_tape_owner(const pt_tape *t);
 int pt_tape_op_at(const pt_tape *t, int64_t i);
 double pt_value(const pt_tape *t, int64_t i);
+/* adjoints (and tangents, below) only for the owner thread: NAN for others,
+ * whose reads could meet an adjoint array that backward() is replacing */
 double pt_adjoint(const pt_tape *t, int64_t i);
 int pt_set_adjoint(pt_tape *t, int64_t i, double g);
 
 /* copies of instructions [start, stop) into caller arrays (each may be NULL):
  * opcode, operands (slots, or constant indices on the constant side of *_VC
- * and *_CV; the leaf index for LEAF), value, adjoint (0 where not swept);
- * returns the number copied */
+ * and *_CV; the leaf index for LEAF), value, adjoint (0 where not swept;
+ * the owner thread only, else PT_E_THREAD); returns the number copied */
 int64_t pt_tape_copy(const pt_tape *t, int64_t start, int64_t stop, uint16_t *op,
                      int32_t *a, int32_t *b, double *val, double *adj);
 double pt_tape_const(const pt_tape *t, int64_t k);
@@ -159,8 +161,8 @@ int pt_batch_gradients(pt_tape *t, int64_t nrows, const double *X, int64_t out, 
  * one tangent pass and one reverse pass, from the second-derivative columns
  * of ops.def.  Direction k seeds d(ins[i]) = seeds[i*p + k] (LEAF slots);
  * result[i*p + k] = (H v_k)[i]; grad (if not NULL) gets d(out)/d(ins[i]).
- * Reads the tape only. */
-int pt_hvp_block(const pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
+ * Reads the tape only (its scratch memory aside). */
+int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
                  const double *seeds, double *grad, double *result);
 
 /* the forward (tangent) sweep: with d(slots[k]) = seeds[k] for LEAF slots

@@ -15,7 +15,7 @@
 
 /* lanes of g (the instruction's) into the lanes of slot s, times d; a zero
  * factor passes nothing (pt_chain) */
-static inline void lanes_acc(double *restrict dst, const double *restrict g, double d, int64_t q)
+static inline __attribute__((always_inline)) void lanes_acc(double *restrict dst, const double *restrict g, double d, int64_t q)
 {
     if (d == 0.0)
         return;
@@ -67,7 +67,10 @@ static void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int6
     }
 }
 
-void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
+/* the loop; inlined into one function per lane count below, so that p = 1
+ * compiles to scalar code */
+static inline __attribute__((always_inline)) void
+sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -123,6 +126,14 @@ void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
     }
 }
 
+void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
+{
+    if (p == 1)
+        sweep_tangent_block(t, n, tan, 1);
+    else
+        sweep_tangent_block(t, n, tan, p);
+}
+
 static int check_slots(const pt_tape *t, int64_t m, const int64_t *slots)
 {
     for (int64_t j = 0; j < m; ++j)
@@ -174,7 +185,7 @@ int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
             top = outs[j];
     if (pt_anomaly_active())
         return backward_block_checked(t, nout, outs, q, seeds, nin, ins, result, top);
-    double *adj = calloc((size_t)(top + 1) * (size_t)q, sizeof *adj);
+    double *adj = pt_tape_scratch(t, (top + 1) * q);
     if (!adj)
         return PT_E_NOMEM;
     for (int64_t j = 0; j < nout; ++j)
@@ -187,7 +198,6 @@ int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
     for (int64_t i = 0; i < nin; ++i)
         for (int64_t k = 0; k < q; ++k)
             result[i * q + k] = ins[i] <= top ? adj[ins[i] * q + k] : 0.0;
-    free(adj);
     return PT_OK;
 }
 
@@ -201,20 +211,17 @@ int pt_tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
     for (int64_t i = 0; i < nin; ++i)
         if (t->op[ins[i]] != PT_LEAF)
             return PT_E_SLOT;
-    double *tan = calloc((size_t)t->n * (size_t)p, sizeof *tan);
+    double *tan = pt_tape_scratch(t, t->n * p);
     if (!tan)
         return PT_E_NOMEM;
     for (int64_t i = 0; i < nin; ++i)
         for (int64_t k = 0; k < p; ++k)
             tan[ins[i] * p + k] += seeds[i * p + k];
     pt_sweep_tangent_block(t, t->n, tan, p);
-    if (pt_anomaly_active() && (t->bad = pt_first_nonfinite(tan, t->n, p)) >= 0) {
-        free(tan);  /* anomaly mode: the first slot whose tangent is nan or inf */
-        return PT_E_NONFINITE;
-    }
+    if (pt_anomaly_active() && (t->bad = pt_first_nonfinite(tan, t->n, p)) >= 0)
+        return PT_E_NONFINITE;  /* anomaly mode: the first slot whose tangent is nan or inf */
     for (int64_t j = 0; j < nout; ++j)
         for (int64_t k = 0; k < p; ++k)
             result[j * p + k] = tan[outs[j] * p + k];
-    free(tan);
     return PT_OK;
 }

@@ -17,7 +17,7 @@
 #include "rules.h"
 
 /* dst[k] += f * gd[k] + (f1 * t1[k] + f2 * t2[k]) * g, a zero factor passing nothing */
-static inline void hv_lanes(double *dst, const double *gd, double f, double g,
+static inline __attribute__((always_inline)) void hv_lanes(double *dst, const double *gd, double f, double g,
                             const double *t1, double f1, const double *t2, double f2, int64_t p)
 {
     for (int64_t k = 0; k < p; ++k) {
@@ -33,8 +33,10 @@ static inline void hv_lanes(double *dst, const double *gd, double f, double g,
     }
 }
 
-static void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj,
-                          double *adjd, int64_t p)
+/* the loop; inlined into one function per lane count below, so that p = 1
+ * (one Hessian-vector product, the common case) compiles to scalar code */
+static inline __attribute__((always_inline)) void
+sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd, int64_t p)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -97,7 +99,18 @@ static void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, doub
     }
 }
 
-int pt_hvp_block(const pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
+static void sweep_hessian_1(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd)
+{
+    sweep_hessian(t, out, tan, adj, adjd, 1);
+}
+
+static void sweep_hessian_p(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd,
+                            int64_t p)
+{
+    sweep_hessian(t, out, tan, adj, adjd, p);
+}
+
+int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
                  const double *seeds, double *grad, double *result)
 {
     if (!pt_tape_is_owner(t))
@@ -108,22 +121,20 @@ int pt_hvp_block(const pt_tape *t, int64_t out, int64_t nin, const int64_t *ins,
         if (ins[i] < 0 || ins[i] >= t->n || t->op[ins[i]] != PT_LEAF)
             return PT_E_SLOT;
     const int64_t m = out + 1;
-    double *tan = calloc((size_t)m * (size_t)p, sizeof *tan);
-    double *adjd = calloc((size_t)m * (size_t)p, sizeof *adjd);
-    double *adj = calloc((size_t)m, sizeof *adj);
-    if (!tan || !adjd || !adj) {
-        free(tan);
-        free(adjd);
-        free(adj);
+    double *tan = pt_tape_scratch(t, (2 * p + 1) * m);
+    if (!tan)
         return PT_E_NOMEM;
-    }
+    double *adjd = tan + m * p, *adj = adjd + m * p;
     for (int64_t i = 0; i < nin; ++i)
         if (ins[i] < m)
             for (int64_t k = 0; k < p; ++k)
                 tan[ins[i] * p + k] += seeds[i * p + k];
     pt_sweep_tangent_block(t, m, tan, p);
     adj[out] = 1.0;
-    sweep_hessian(t, out, tan, adj, adjd, p);
+    if (p == 1)
+        sweep_hessian_1(t, out, tan, adj, adjd);
+    else
+        sweep_hessian_p(t, out, tan, adj, adjd, p);
     for (int64_t i = 0; i < nin; ++i) {
         const int inside = ins[i] < m;
         if (grad)
@@ -131,8 +142,5 @@ int pt_hvp_block(const pt_tape *t, int64_t out, int64_t nin, const int64_t *ins,
         for (int64_t k = 0; k < p; ++k)
             result[i * p + k] = inside ? adjd[ins[i] * p + k] : 0.0;
     }
-    free(tan);
-    free(adjd);
-    free(adj);
     return PT_OK;
 }

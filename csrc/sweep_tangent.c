@@ -87,6 +87,8 @@ int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const d
 
 double pt_tangent(const pt_tape *t, int64_t i)
 {
+    if (!pt_tape_is_owner(t))
+        return NAN;  /* see pt_adjoint */
     return (i >= 0 && i < t->tan_n) ? t->tan[i] : 0.0;
 }
 

@@ -135,6 +135,7 @@ void pt_tape_free(pt_tape *t)
     free(t->leaf_grad);
     free(t->adj);
     free(t->tan);
+    free(t->scratch);
     free(t->ra);
     free(t->rb);
     free(t->rr);
@@ -173,7 +174,8 @@ static int grow_instructions(pt_tape *t)
     return PT_OK;
 }
 
-static int64_t add_const(pt_tape *t, double c)
+/* append constant c to the pool, unconditionally */
+static int64_t append_const(pt_tape *t, double c)
 {
     if (t->nconst == t->ccap) {
         if (t->ccap >= PT_MAX_SLOTS)
@@ -185,6 +187,26 @@ static int64_t add_const(pt_tape *t, double c)
     }
     t->consts[t->nconst] = c;
     return t->nconst++;
+}
+
+/* the pool index of constant c: a recent equal constant (same bits) is
+ * shared through a 16-entry cache, so x * 2.0 in a loop stores 2.0 once and
+ * the instruction costs 18 bytes, not 26 */
+static int64_t add_const(pt_tape *t, double c)
+{
+    uint64_t bits, old;
+    memcpy(&bits, &c, sizeof bits);
+    const unsigned h = (unsigned)((bits * 0x9E3779B97F4A7C15u) >> 60);
+    const int64_t k = (int64_t)t->ccache[h] - 1;
+    if (k >= 0) {
+        memcpy(&old, &t->consts[k], sizeof old);
+        if (old == bits)
+            return k;
+    }
+    const int64_t j = append_const(t, c);
+    if (j >= 0)
+        t->ccache[h] = (uint32_t)(j + 1);
+    return j;
 }
 
 /* ---- recording --------------------------------------------------------- */
@@ -315,6 +337,20 @@ int64_t pt_rec_##N##_CV(pt_tape *t, double a, int64_t ib)                     \
 #undef PT_OP1
 #undef PT_OP2
 
+double *pt_tape_scratch(pt_tape *t, int64_t count)
+{
+    if (count > t->scratch_cap) {
+        double *s = malloc((size_t)count * sizeof *s);
+        if (!s)
+            return NULL;
+        free(t->scratch);
+        t->scratch = s;
+        t->scratch_cap = count;
+    }
+    memset(t->scratch, 0, (size_t)count * sizeof *t->scratch);
+    return t->scratch;
+}
+
 /* ---- appending for tapes built in C (no mode, thread or consumed checks) */
 
 int64_t pt_append(pt_tape *t, int op, int64_t a, int64_t b, double v)
@@ -328,6 +364,8 @@ int64_t pt_append(pt_tape *t, int op, int64_t a, int64_t b, double v)
 }
 
 int64_t pt_append_const(pt_tape *t, double c) { return add_const(t, c); }
+
+int64_t pt_append_const_at(pt_tape *t, double c) { return append_const(t, c); }
 
 int64_t pt_append_leaf(pt_tape *t, double value)
 {
@@ -361,7 +399,7 @@ size_t pt_tape_nbytes(const pt_tape *t, int used)
 {
     const size_t per_instruction = sizeof *t->op + sizeof *t->a + sizeof *t->b + sizeof *t->val;
     const size_t per_leaf = sizeof *t->leaf_slot + sizeof *t->leaf_grad;
-    const size_t plan = t->nregs ? (size_t)t->n * 3 * sizeof *t->rr : 0;
+    const size_t plan = (t->nregs ? (size_t)t->n * 3 * sizeof *t->rr : 0) + (size_t)t->scratch_cap * sizeof(double);
     if (used)
         return sizeof *t + (size_t)t->n * per_instruction + (size_t)t->nconst * sizeof *t->consts
             + (size_t)t->nleaf * per_leaf + (size_t)(t->adj_n + t->tan_n) * sizeof(double) + plan;
@@ -379,13 +417,19 @@ double pt_value(const pt_tape *t, int64_t i)
     return IN_TAPE(t, i) ? t->val[i] : NAN;
 }
 
+/* Adjoints and tangents are read by the owner thread only: its backward()
+ * runs without the GIL and may reallocate them meanwhile (nan: not yours) */
 double pt_adjoint(const pt_tape *t, int64_t i)
 {
+    if (!pt_tape_is_owner(t))
+        return NAN;
     return (i >= 0 && i < t->adj_n) ? t->adj[i] : 0.0;
 }
 
 int pt_set_adjoint(pt_tape *t, int64_t i, double g)
 {
+    if (!pt_tape_is_owner(t))
+        return PT_E_THREAD;
     if (i < 0 || i >= t->adj_n)
         return PT_E_SLOT;
     t->adj[i] = g;
@@ -395,6 +439,8 @@ int pt_set_adjoint(pt_tape *t, int64_t i, double g)
 int64_t pt_tape_copy(const pt_tape *t, int64_t start, int64_t stop, uint16_t *op,
                      int32_t *a, int32_t *b, double *val, double *adj)
 {
+    if (adj && !pt_tape_is_owner(t))
+        return PT_E_THREAD;  /* see pt_adjoint */
     if (start < 0)
         start = 0;
     if (stop > t->n)

@@ -10,7 +10,8 @@
  *   5       | SIN   |  2   |  0   | -0.959   | | -1.0   |  v5 = sin(v2)
  *   6       | SUB   |  4   |  5   |  11.652  | | 1.0    |  v6 = v4 - v5   (output)
  *           +-------+------+------+----------+ +--------+
- *   consts[]: immediates of *_VC / *_CV instructions, indexed by a or b
+ *   consts[]: immediates of *_VC / *_CV instructions, indexed by a or b;
+ *             equal recent constants share one entry
  *   leaf_slot[k], leaf_grad[k]: where leaf k sits and the grad cell (owned by
  *                               Python) that the sweep adds its adjoint to
  *
@@ -46,7 +47,7 @@
  * table of array operands, in a new op kind.
  *
  * Bytes per scalar instruction: op 2 + a 4 + b 4 + val 8 = 18, plus 8 per
- * constant and 8 for the adjoint once swept.
+ * distinct constant and 8 for the adjoint once swept.
  */
 #ifndef PT_TAPE_H
 #define PT_TAPE_H
@@ -75,6 +76,7 @@ struct pt_tape {
 
     double *consts;            /* immediates */
     int64_t nconst, ccap;
+    uint32_t ccache[16];       /* recent constants: index + 1 (0: empty) */
 
     int32_t *leaf_slot;        /* leaves: slot and grad cell */
     double **leaf_grad;
@@ -85,6 +87,9 @@ struct pt_tape {
 
     double *tan;               /* tangents, from the forward tangent sweep */
     int64_t tan_n, tan_cap;
+
+    double *scratch;           /* working memory of the block and Hessian sweeps */
+    int64_t scratch_cap;       /* (doubles), kept between sweeps: no page faults */
 
     int32_t *ra, *rb, *rr;     /* register plan (compiled tapes, tape_compile.c) */
     int64_t nregs;             /* registers; 0: no plan */
@@ -108,7 +113,8 @@ struct pt_tape {
 /* appending without the recording checks, for tapes built in C (compiled
  * and loaded ones, tape_compile.c): a slot or constant index, or PT_E_* */
 int64_t pt_append(pt_tape *t, int op, int64_t a, int64_t b, double v);
-int64_t pt_append_const(pt_tape *t, double c);
+int64_t pt_append_const(pt_tape *t, double c);      /* shares an equal recent one */
+int64_t pt_append_const_at(pt_tape *t, double c);   /* always at index nconst */
 int64_t pt_append_leaf(pt_tape *t, double value);   /* no grad cell */
 
 /* the forward sweep proper (sweep_forward.c): every non-LEAF slot of the tape
@@ -128,11 +134,16 @@ int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj);
 int pt_anomaly_active(void);
 /* the tape's own adjoint array, zeroed on [0, m) (adj_n = m): PT_E_NOMEM or 0 */
 int pt_tape_adjoints(pt_tape *t, int64_t m);
+/* the tape's scratch memory, at least count doubles, zeroed; NULL if that
+ * cannot be allocated.  Sweeps of the owner thread use it instead of a fresh
+ * allocation per call, whose first touch of every page costs a fault (a
+ * third of a Hessian-vector product's time, measured). */
+double *pt_tape_scratch(pt_tape *t, int64_t count);
 /* the first slot with a non-finite lane among p lanes of [0, n), or -1 */
 int64_t pt_first_nonfinite(const double *lanes, int64_t n, int64_t p);
 
 /* are all p lanes of a slot zero? (the block and Hessian sweeps skip them) */
-static inline int pt_lanes_zero(const double *g, int64_t p)
+static inline __attribute__((always_inline)) int pt_lanes_zero(const double *g, int64_t p)
 {
     for (int64_t k = 0; k < p; ++k)
         if (g[k] != 0.0)

@@ -52,7 +52,7 @@ int pt_tape_load(int64_t n, const uint16_t *op, const int32_t *a, const int32_t 
     if (!t)
         return PT_E_NOMEM;
     for (int64_t k = 0; k < nconst && !st; ++k)
-        if (pt_append_const(t, consts[k]) < 0)
+        if (pt_append_const_at(t, consts[k]) < 0)  /* indices as given */
             st = PT_E_NOMEM;
     for (int64_t i = 0; i < n && !st; ++i) {
         const int64_t j = op[i] == PT_LEAF ? pt_append_leaf(t, val[i]) : pt_append(t, op[i], a[i], b[i], val[i]);

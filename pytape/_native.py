@@ -16,7 +16,7 @@ except ImportError as exc:  # a source checkout that was never built
         f"pytape. ({exc})"
     ) from None
 
-__all__ = ["ffi", "lib", "OPCODES", "OP_NAMES", "OP_KINDS", "raise_status"]
+__all__ = ["ffi", "lib", "OPCODES", "OP_NAMES", "OP_KINDS", "raise_status", "check_owner"]
 
 OP_NAMES = tuple(ffi.string(lib.pt_op_name(i)).decode() for i in range(lib.pt_num_ops()))
 OP_KINDS = tuple(lib.pt_op_kind(i) for i in range(lib.pt_num_ops()))
@@ -51,6 +51,12 @@ _CONSUMED_HINTS = {
         "(a constant) or pytape.Var(x.value) (a new leaf)."
     ),
 }
+
+
+def check_owner(tape):
+    """Raise TapeThreadError unless this thread records on ``tape``."""
+    if not lib.pt_tape_is_owner(tape._p):
+        raise_status(lib.PT_E_THREAD, "record", tape)
 
 
 def raise_status(status, what="record", tape=None):

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from ._native import OP_KINDS, OP_NAMES, ffi, lib
+from ._native import OP_KINDS, OP_NAMES, ffi, lib, raise_status
 from .tape import Tape
 from .var import Var
 
@@ -64,9 +64,11 @@ def _copy(p, start, stop, columns=("op", "a", "b", "val", "adj")):
     m = max(0, stop - start)
     rows = {name: np.empty(m, dtype) for name, dtype, _ in _COLUMNS if name in columns}
     if m:
-        lib.pt_tape_copy(p, start, stop, *[
+        st = lib.pt_tape_copy(p, start, stop, *[
             ffi.from_buffer(ctype, rows[name]) if name in rows else ffi.NULL for name, _, ctype in _COLUMNS
         ])
+        if st < 0:  # adjoints are the owner thread's to read
+            raise_status(st, "record")
     return rows
 
 

@@ -22,7 +22,7 @@ import numbers
 import numpy as np
 
 from . import anomaly
-from ._native import BINARY, OPCODES, OP_NAMES, UNARY, ffi, lib, raise_status
+from ._native import BINARY, OPCODES, OP_NAMES, UNARY, check_owner, ffi, lib, raise_status
 from .tape import current_tape
 
 __all__ = ["Var", "Leaf", "FUNCTIONS"]
@@ -79,18 +79,27 @@ class Var:
         micrograd) until ``zero_grad()`` or ``x.grad = 0``; intermediate
         results report the adjoint of the last sweep, 0.0 before any.
         """
-        return lib.pt_adjoint(self._t._p, self._i)
+        g = lib.pt_adjoint(self._t._p, self._i)
+        if g != g:  # nan: also what another thread gets
+            check_owner(self._t)
+        return g
 
     @grad.setter
     def grad(self, g):
         g = _real(g, "grad")
-        if lib.pt_set_adjoint(self._t._p, self._i, g) and g != 0.0:
+        st = lib.pt_set_adjoint(self._t._p, self._i, g)
+        if st == lib.PT_E_THREAD:
+            raise_status(st, "record", self._t)
+        if st and g != 0.0:
             raise AttributeError("this intermediate result has no adjoint yet; run backward() first")
 
     @property
     def tangent(self):
         """d(self) along the seeds of the last ``tape.tangent_sweep`` (0.0 before any)."""
-        return lib.pt_tangent(self._t._p, self._i)
+        d = lib.pt_tangent(self._t._p, self._i)
+        if d != d:
+            check_owner(self._t)
+        return d
 
     def zero_grad(self):
         """Set ``grad`` to 0.

@@ -227,6 +227,23 @@ def test_chain_of_a_million_operations():
     assert t.used_nbytes / len(t) <= 32  # 18 per instruction + constants + adjoint
 
 
+def test_a_constant_on_every_operation_stays_within_32_bytes():
+    with pytape.Tape() as t:
+        x = Var(0.5)
+        y = x
+        for k in range(100_000):  # a few constants, used over and over
+            y = (y * 0.999 + 0.25) if k % 2 else (1.0 - y) * 0.5
+    y.backward()
+    assert t.stats()["constants"] <= 10
+    assert t.used_nbytes / len(t) <= 18 + 8 + 0.1  # instruction + adjoint; constants shared
+    # distinct constants each take their 8 bytes, and stay correct
+    with pytape.Tape() as t2:
+        x = Var(2.0)
+        z = sum(x * float(k) for k in range(1000))
+    z.backward()
+    assert x.grad == sum(range(1000)) and t2.stats()["constants"] >= 999
+
+
 def test_recording_keeps_no_python_object_per_operation():
     x = Var(1.0)
     chain(x, 100)  # warm up caches
@@ -472,3 +489,41 @@ def test_numpy_ufuncs_on_a_single_var():
     assert isinstance(np.float64(3.0) - x, Var) and (np.float64(3.0) - x).value == 2.5
     assert (np.array([1.0, 2.0]) * x)[1].value == 1.0
     assert np.less(x, 1.0) and not np.greater(x, 1.0)
+
+
+def test_reading_adjoints_from_another_thread_is_refused_not_a_crash():
+    # the owner's backward() runs without the GIL and may replace the adjoint
+    # array; another thread reading .grad of a result meanwhile once read freed
+    # memory (a segfault).  Now C refuses: TapeThreadError, every time.
+    box, done, seen = {}, threading.Event(), {"refused": 0, "other": []}
+
+    def owner():
+        try:
+            for _ in range(15):
+                y = pytape.Var(0.5)
+                for _ in range(20_000):
+                    y = y * 0.999 + 0.0001
+                box["v"] = y
+                y.backward(retain_graph=True)
+        finally:
+            done.set()
+
+    def reader():
+        while not done.is_set():
+            v = box.get("v")
+            if v is None:
+                continue
+            for attempt in (lambda: v.grad, lambda: v.tangent, lambda: setattr(v, "grad", 1.0), v.tape.table):
+                try:
+                    attempt()
+                except pytape.TapeThreadError:
+                    seen["refused"] += 1
+                except Exception as exc:  # noqa: BLE001
+                    seen["other"].append(repr(exc))
+
+    threads = [threading.Thread(target=owner), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["refused"] > 0 and not seen["other"]
