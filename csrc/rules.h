@@ -3,8 +3,9 @@
  * Each helper is a pure function of its arguments.  The conventions at
  * non-differentiable points follow PyTorch and are listed in README.md:
  * relu'(0) = 0, abs'(0) = 0, ties of minimum/maximum split the gradient
- * 0.5/0.5, clamp passes the gradient at its bounds, hypot'(0, 0) = 0,
+ * 0.5/0.5, clamp passes the gradient at its bounds, atan2'(0, 0) = 0,
  * d(a**b)/da = 0 when b == 0 and d(a**b)/db = 0 when a == 0 and b >= 0.
+ * One deliberate difference: hypot'(0, 0) = 0 (a subgradient; PyTorch: nan).
  */
 #ifndef PT_RULES_H
 #define PT_RULES_H
@@ -108,17 +109,18 @@ static inline double pt_pow_dbb(double a, double b, double y)
     return y * l * l;
 }
 
-/* atan2(a, b): d2/da2 = -2ab / r^4, d2/dadb = (a^2 - b^2) / r^4, d2/db2 = 2ab / r^4 */
+/* atan2(a, b): d2/da2 = -2ab / r^4, d2/dadb = (a^2 - b^2) / r^4, d2/db2 = 2ab / r^4;
+ * 0 at the origin, like the first derivatives there */
 static inline double pt_atan2_daa(double a, double b)
 {
     const double r2 = a * a + b * b;
-    return -2.0 * a * b / (r2 * r2);
+    return pt_safe_div(-2.0 * a * b, r2 * r2);
 }
 
 static inline double pt_atan2_dab(double a, double b)
 {
     const double r2 = a * a + b * b;
-    return (a * a - b * b) / (r2 * r2);
+    return pt_safe_div(a * a - b * b, r2 * r2);
 }
 
 #endif

@@ -764,6 +764,32 @@ def _machine():
     return f"{platform.platform()}, {platform.machine() or '?'}, {impl}, {os.cpu_count()} CPUs"
 
 
+def _in_deep_thread(fn):
+    """Run fn in a thread with a 1 GB stack and a recursion limit of 10**6 (``--deep``)."""
+    import threading
+
+    old_limit, old_size = sys.getrecursionlimit(), threading.stack_size()
+    failure = []
+
+    def target():
+        try:
+            fn()
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+
+    sys.setrecursionlimit(10 ** 6)
+    threading.stack_size(1 << 30)
+    try:
+        t = threading.Thread(target=target)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old_size)
+        sys.setrecursionlimit(old_limit)
+    if failure:
+        raise failure[0]
+
+
 def main(argv=None):
     """``python -m pytape bench [options]``; returns the exit status."""
     p = argparse.ArgumentParser(
@@ -776,7 +802,7 @@ def main(argv=None):
     size.add_argument("--full", action="store_true", help="largest sizes on every engine (minutes, GBs)")
     p.add_argument("--repeat", type=int, default=5, metavar="N", help="repeats per case; medians are reported (default 5)")
     p.add_argument("--engine", action="append", default=[], metavar="MODULE:CLASS",
-                   help="also benchmark your own micrograd-style Value class (chain and rosenbrock); repeatable")
+                   help="also benchmark your own micrograd-style Value class (every workload); repeatable")
     p.add_argument("--engines", default=",".join(ENGINES), metavar="LIST",
                    help=f"built-in engines to compare (default: {','.join(ENGINES)}; missing optional ones are skipped)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), metavar="LIST",
@@ -784,6 +810,10 @@ def main(argv=None):
     p.add_argument("--no-gc", action="store_true",
                    help="disable the cyclic garbage collector inside the timings (as timeit does); "
                    "by default it runs, as in real programs, and costs graph-of-objects engines a lot")
+    p.add_argument("--deep", action="store_true",
+                   help="run in a thread with a 1 GB stack and a recursion limit of 10**6, so that "
+                   "engines with a recursive backward (micrograd) sweep the deep graphs instead of "
+                   "raising RecursionError at Python's default limit")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
@@ -809,19 +839,28 @@ def main(argv=None):
     for name, why in missing.items():
         log(f"skipping {name}: {why}")
     rows = []
-    for wl in workloads:
-        for n in SIZES[mode][wl]:
-            es = [e for e in engines + (custom if wl != "mlp" else [])
-                  if mode != "default" or (wl, n) not in BIG or e.big]
-            if es:
-                log(f"{wl} {WORKLOADS[wl].label}{n}: {', '.join(e.name for e in es)} x {args.repeat} repeats ...")
-                rows += run_case(wl, n, es, args.repeat, log, gc_on=not args.no_gc)
+
+    def run_all():
+        for wl in workloads:
+            for n in SIZES[mode][wl]:
+                es = [e for e in engines + custom
+                      if mode != "default" or (wl, n) not in BIG or e.big]
+                if es:
+                    log(f"{wl} {WORKLOADS[wl].label}{n}: {', '.join(e.name for e in es)} x {args.repeat} repeats ...")
+                    rows.extend(run_case(wl, n, es, args.repeat, log, gc_on=not args.no_gc))
+
+    if args.deep:
+        _in_deep_thread(run_all)
+    else:
+        run_all()
 
     print(f"pytape bench ({mode}), {started}")
     print(f"machine: {_machine()}")
     print("engines: " + ", ".join(f"{e.name} {e.version}".rstrip() for e in engines + custom)
           + "".join(f"; {n}: not installed" for n in missing))
     gc_note = "gc disabled in the timings" if args.no_gc else "gc enabled (as in real programs; --no-gc to disable)"
+    if args.deep:
+        gc_note += "; --deep: 1 GB stack, recursion limit 10**6"
     print(f"times: ns per scalar op (pytape's op count), median of {args.repeat} repeat(s), engines interleaved; {gc_note}")
     print("pytape× = the other engine's median / pytape's, measured in the same run (> 1: pytape is faster); "
           "floor = float wrapper, record only")

@@ -22,7 +22,7 @@ Conventions (pytape's, following PyTorch and IEEE-754/numpy):
   ``0 * inf`` never turns into a nan gradient.
 * At kinks: ``relu'(0) == 0``, ``abs'(0) == 0``, ties of ``maximum``/``minimum``
   split the gradient 0.5/0.5, ``clip`` passes gradient 1 to ``x`` on its closed
-  interval ``[lo, hi]``, ``hypot'`` is 0 at the origin, and for ``y = a**b``
+  interval ``[lo, hi]``, ``atan2'`` and ``hypot'`` are 0 at the origin, and for ``y = a**b``
   ``dy/da == 0`` when ``b == 0`` and ``dy/db == 0`` when ``a == 0 and b >= 0``.
 
 Example, y = ln(x1) + x1*x2 - sin(x2) at (2, 5):
@@ -716,9 +716,9 @@ def abs(x):  # noqa: A001 - shadows the builtin on purpose; use builtins.abs ins
 # ---------------------------------------------------------------- binary ops
 # Each op: @_binary(derivative rule d(a, b, y) -> (d/da, d/db)) over its IEEE value rule.
 
-@_binary(lambda a, b, y: (_div(b, a * a + b * b), _div(-a, a * a + b * b)))
+@_binary(lambda a, b, y: (0.0, 0.0) if a == 0 and b == 0 else (_div(b, a * a + b * b), _div(-a, a * a + b * b)))
 def atan2(a, b):
-    """Angle of the point (b, a); d/da = b/(a*a+b*b), d/db = -a/(a*a+b*b).
+    """Angle of the point (b, a); d/da = b/(a*a+b*b), d/db = -a/(a*a+b*b), (0, 0) at the origin (PyTorch).
 
     >>> atan2(1.0, 1.0) == math.pi / 4, atan2(0.0, -1.0) == math.pi
     (True, True)

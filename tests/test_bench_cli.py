@@ -60,13 +60,12 @@ def test_micrograd_recursion_error_is_reported(quick):
 
 def test_custom_engine_is_compared_with_pytape():
     r = run("bench", "--quick", "--repeat", "1", "--engines", "pytape",
-            "--workloads", "chain,rosenbrock", "--engine", "pytape.reference:Value")
+            "--workloads", "chain,rosenbrock,mlp", "--engine", "pytape.reference:Value")
     assert r.returncode == 0, r.stderr
     rows = table_rows(r.stdout)
-    for key in (("chain", "D=100"), ("chain", "D=1000"), ("rosenbrock", "n=100")):
+    for key in (("chain", "D=100"), ("chain", "D=1000"), ("rosenbrock", "n=100"), ("mlp", "N=10")):
         cells = rows[key + ("pytape.reference:Value",)]
         assert cells[-1].endswith("x"), cells
-    assert not any(k[0] == "mlp" for k in rows)
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -86,3 +85,12 @@ def test_usage_without_a_command():
     for args in ((), ("frobnicate",)):
         r = run(*args)
         assert r.returncode == 2 and "usage: python -m pytape" in r.stderr
+
+
+def test_deep_lets_recursive_engines_finish():
+    pytest.importorskip("micrograd.engine")
+    r = run("bench", "--quick", "--repeat", "1", "--engines", "pytape,micrograd", "--workloads", "chain", "--deep")
+    assert r.returncode == 0, r.stderr
+    row = table_rows(r.stdout)[("chain", "D=1000", "micrograd")]
+    assert "RecursionError" not in " ".join(row) and row[-1].endswith("x"), row
+    assert "recursion limit 10**6" in r.stdout

@@ -721,6 +721,15 @@ def test_hypot_at_origin(kind):
 
 
 @pytest.mark.parametrize("kind", ["leaf", "inter"])
+def test_atan2_at_origin_like_torch(kind):
+    assert grad_of(pytape.atan2, 0.0, 0.0, kind=kind) == (0.0, (0.0, 0.0))
+    assert grad_of(lambda x: pytape.atan2(x, x), 0.0, kind=kind) == (0.0, (0.0,))
+    assert pytape.hessian(lambda v: pytape.atan2(v[0], v[1]))(np.zeros(2)).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    # next to the origin the usual formula
+    assert grad_of(pytape.atan2, 0.0, 2.0, kind=kind)[1] == (0.5, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["leaf", "inter"])
 def test_pow_conventions(kind):
     p = pytape.pow
     assert grad_of(p, 0.0, 0.0, kind=kind) == (1.0, (0.0, 0.0))    # 0 ** 0
