@@ -34,9 +34,17 @@ static int mirror(int cmp)
     }
 }
 
-/* does instruction i of s read slot a (resp. b)? */
-static int reads_a(int kind) { return kind == PT_KIND_UNARY || kind == PT_KIND_VV || kind == PT_KIND_VC || kind == PT_KIND_GUARD; }
-static int reads_b(int kind) { return kind == PT_KIND_VV || kind == PT_KIND_CV; }
+/* does an instruction of this kind read a slot through operand a (resp. b)?
+ * (a guard's b is a slot when b >= 0, else a constant) */
+static int reads_a(int kind)
+{
+    return kind == PT_KIND_UNARY || kind == PT_KIND_VV || kind == PT_KIND_VC || kind == PT_KIND_GUARD;
+}
+
+static int reads_b(int kind, int64_t b)
+{
+    return kind == PT_KIND_VV || kind == PT_KIND_CV || (kind == PT_KIND_GUARD && b >= 0);
+}
 
 /* the body of pt_tape_compile, with its scratch arrays allocated */
 static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nroot,
@@ -56,8 +64,7 @@ static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nr
         const int kind = pt_op_kind(op[i]);
         if (kind == PT_KIND_LEAF)
             continue;
-        const int guard_b = kind == PT_KIND_GUARD && B[i] >= 0;
-        var[i] = (reads_a(kind) && var[A[i]]) || ((reads_b(kind) || guard_b) && var[B[i]]);
+        var[i] = (reads_a(kind) && var[A[i]]) || (reads_b(kind, B[i]) && var[B[i]]);
     }
 
     /* which instructions are needed (a backward pass from the roots) */
@@ -74,7 +81,7 @@ static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nr
             continue;
         if (reads_a(kind))
             live[A[i]] |= var[A[i]];
-        if (reads_b(kind) || (kind == PT_KIND_GUARD && B[i] >= 0))
+        if (reads_b(kind, B[i]))
             live[B[i]] |= var[B[i]];
     }
 
@@ -197,7 +204,7 @@ static int plan(pt_tape *t, int64_t nout, const int64_t *outs, int64_t *last, in
         const int kind = pt_op_kind(op[i]);
         if (reads_a(kind))
             last[A[i]] = i;
-        if (reads_b(kind) || (kind == PT_KIND_GUARD && B[i] >= 0))
+        if (reads_b(kind, B[i]))
             last[B[i]] = i;
     }
     for (int64_t j = 0; j < nout; ++j) {
@@ -209,7 +216,7 @@ static int plan(pt_tape *t, int64_t nout, const int64_t *outs, int64_t *last, in
     int64_t nfree = 0, nregs = 0;
     for (int64_t i = 0; i < n; ++i) {
         const int kind = pt_op_kind(op[i]);
-        const int ra = reads_a(kind), rb = reads_b(kind) || (kind == PT_KIND_GUARD && B[i] >= 0);
+        const int ra = reads_a(kind), rb = reads_b(kind, B[i]);
         t->ra[i] = ra ? reg[A[i]] : A[i];  /* constant and leaf indices stay */
         t->rb[i] = rb ? reg[B[i]] : B[i];
         /* operands read for the last time give their registers back first:

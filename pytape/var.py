@@ -23,7 +23,7 @@ import numpy as np
 
 from . import anomaly
 from ._native import BINARY, OPCODES, OP_NAMES, UNARY, check_owner, ffi, lib, raise_status
-from .tape import current_tape
+from .tape import _state, current_tape
 
 __all__ = ["Var", "Leaf", "FUNCTIONS"]
 
@@ -599,7 +599,7 @@ def _unary(name):
     rec = op.rec
     new = _new
     V, L = Var, Leaf
-    slot, current = _slot, current_tape
+    slot, current, state = _slot, current_tape, _state
 
     def f(a):
         ta = type(a)
@@ -607,7 +607,9 @@ def _unary(name):
             t = a._t
             i = rec(t._p, a._i)
         elif ta is L and a._g is not None:  # a leaf, on the current tape
-            t = current()
+            t = state.current()  # current_tape(), its common case inlined
+            if t is None or t._consumed:
+                t = current()
             h = a._home
             i = h[1] if h[0] == t._serial else slot(a, t)
             if i >= 0:
@@ -631,7 +633,7 @@ def _binary(name):
     rec_vv, rec_vc, rec_cv = op.rec, op.rec_vc, op.rec_cv
     new = _new
     V, L = Var, Leaf
-    slow, slot, current = _binary_slow, _slot, current_tape
+    slow, slot, current, state = _binary_slow, _slot, current_tape, _state
 
     def forward(a, b):  # a is an intermediate result
         tb = type(b)
@@ -643,12 +645,13 @@ def _binary(name):
             if b._t is not t:
                 return slow(op, a, b)
             i = rec_vv(t._p, a._i, b._i)
-        elif tb is L:  # a leaf already recorded on this tape
+        elif tb is L and b._g is not None:  # a leaf: its slot on this tape, made on first use
             t = a._t
             h = b._home
-            if h[0] != t._serial:
+            j = h[1] if h[0] == t._serial else slot(b, t)
+            if j < 0:
                 return slow(op, a, b)
-            i = rec_vv(t._p, a._i, h[1])
+            i = rec_vv(t._p, a._i, j)
         elif isinstance(b, float):  # numpy.float64 and other float subclasses
             t = a._t
             i = rec_vc(t._p, a._i, b)
@@ -663,14 +666,17 @@ def _binary(name):
 
     def leaf_forward(a, b):  # a is a leaf
         tb = type(b)
-        if tb is V:  # fast when a is on b's tape already
+        if tb is V and a._g is not None:  # on b's tape: a's slot there, made on first use
             t = b._t
             h = a._home
-            if h[0] != t._serial:
+            j = h[1] if h[0] == t._serial else slot(a, t)
+            if j < 0:
                 return slow(op, a, b)
-            i = rec_vv(t._p, h[1], b._i)
+            i = rec_vv(t._p, j, b._i)
         elif (tb is float or tb is int) and a._g is not None:  # on the current tape
-            t = current()
+            t = state.current()  # current_tape(), its common case inlined
+            if t is None or t._consumed:
+                t = current()
             h = a._home
             i = h[1] if h[0] == t._serial else slot(a, t)
             if i >= 0:
@@ -687,7 +693,9 @@ def _binary(name):
     def leaf_reflected(a, b):  # b op a, a a leaf, b not a Var
         tb = type(b)
         if (tb is float or tb is int) and a._g is not None:
-            t = current()
+            t = state.current()  # current_tape(), its common case inlined
+            if t is None or t._consumed:
+                t = current()
             h = a._home
             i = h[1] if h[0] == t._serial else slot(a, t)
             if i >= 0:
