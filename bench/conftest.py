@@ -24,6 +24,17 @@ ROUNDS = int(os.environ.get("PYTAPE_BENCH_ROUNDS", "5"))
 _OPTIONAL = {"micrograd": "micrograd.engine", "torch": "torch"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def torch_on_one_thread():
+    """torch runs on one thread, as pytape's sweeps do (on a shared 2-core
+    machine its thread pool otherwise makes its times swing 10-50x)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def engine(request):
     """The engine named by the (indirect) parameter; skips one that is not installed."""
