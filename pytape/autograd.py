@@ -29,24 +29,30 @@ def _as_tuple(xs, what):
     return xs, False
 
 
-def _seeds(outputs, grad_outputs):
-    """Flat outputs and their seeds; an array of outputs needs grad_outputs."""
+def _seeds(outputs, grad_outputs, keep_vars=False):
+    """Flat outputs and their seeds; an array of outputs needs grad_outputs.
+    With ``keep_vars`` (create_graph) a Var seed stays a Var, so the gradients
+    depend on it as in PyTorch; otherwise seeds are numbers."""
     if isinstance(outputs, np.ndarray) and outputs.ndim > 0:
         if grad_outputs is None:
             raise RuntimeError(
                 f"grad can be implicitly created only for scalar outputs; these outputs have shape "
                 f"{outputs.shape}: pass grad_outputs (d loss / d output) of that shape")
-        g = np.asarray(grad_outputs, dtype=float)
+        g = np.asarray(grad_outputs, dtype=object if keep_vars else float)
         if g.shape != outputs.shape:
             raise ValueError(f"grad_outputs has shape {g.shape}, outputs {outputs.shape}")
-        return list(outputs.ravel()), list(g.ravel())
+        return list(outputs.ravel()), [_seed(v, keep_vars) for v in g.ravel()]
     outs, single = _as_tuple(outputs, "outputs")
     if grad_outputs is None:
         return list(outs), [1.0] * len(outs)
     gs = [grad_outputs] if single or isinstance(grad_outputs, (int, float, Var)) else list(grad_outputs)
     if len(gs) != len(outs):
         raise ValueError(f"grad_outputs has {len(gs)} entries for {len(outs)} outputs")
-    return list(outs), [1.0 if g is None else _real(g, "grad_outputs") for g in gs]
+    return list(outs), [1.0 if g is None else _seed(g, keep_vars) for g in gs]
+
+
+def _seed(g, keep_vars):
+    return g if keep_vars and isinstance(g, Var) else _real(g, "grad_outputs")
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -69,7 +75,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     """
     if retain_graph is None:
         retain_graph = create_graph
-    outs, seeds = _seeds(outputs, grad_outputs)
+    outs, seeds = _seeds(outputs, grad_outputs, keep_vars=create_graph)
     ins, _ = _as_tuple(inputs, "inputs")
     tapes = {id(y._t): y._t for y in outs if type(y) is Var}
     if len(tapes) > 1:

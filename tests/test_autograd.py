@@ -151,3 +151,16 @@ def test_create_graph_agrees_with_the_second_derivative_columns(name):
         if checked == 5:
             break
     assert checked >= 1
+
+
+def test_grad_outputs_as_vars_with_create_graph_stay_in_the_graph():
+    # PyTorch: with create_graph=True the gradient depends on grad_outputs too
+    x, v = pytape.Var(2.0), pytape.Var(3.0)
+    y = x ** 2
+    (g,) = pytape.autograd.grad(y, x, grad_outputs=v, create_graph=True)
+    assert g.value == 12.0  # 2 x v
+    dv, dx = pytape.autograd.grad(g, [v, x])
+    assert (dv, dx) == (4.0, 6.0)  # d(2xv)/dv = 2x, d/dx = 2v
+    # without create_graph a Var seed counts by its value
+    z = x ** 2
+    assert pytape.autograd.grad(z, x, grad_outputs=v) == (12.0,)
