@@ -101,7 +101,8 @@ class _Compiled(_Program):
         if st:
             raise_status(st, "record", src)
         tape = Tape._adopt(out[0])
-        out_slots = [int(slot_map[s]) if s >= 0 else -1 for s in rec.out_slots]
+        # an output that depends on no input was folded (-2): a constant output (-1)
+        out_slots = [max(-1, int(slot_map[s])) if s >= 0 else -1 for s in rec.out_slots]
         out_values = np.ravel(rec.value).astype(float)
         where = {int(slot_map[i]): loc for i, loc in (src._where or {}).items() if slot_map[i] >= 0}
         return cls(tape, rec.shapes, rec.scalar_in, rec.single, rec.out_shape, out_slots, out_values, where)
@@ -220,8 +221,8 @@ class CompiledFunction:
             if lead:
                 batch = lead
         rows = int(np.prod(batch)) if batch is not None else 1
-        X = np.concatenate([np.broadcast_to(x, (batch or ()) + tuple(s)).reshape(rows, -1)
-                            for x, s in zip(flat, c.shapes)], axis=1) if flat else np.zeros((rows, 0))
+        X = np.concatenate([np.broadcast_to(x, (batch or ()) + tuple(s)).reshape(rows, size)
+                            for x, s, size in zip(flat, c.shapes, c.sizes)], axis=1) if flat else np.zeros((rows, 0))
         return np.ascontiguousarray(X, dtype=float), batch
 
     def _args_of(self, x):
@@ -234,8 +235,9 @@ class CompiledFunction:
     def _run(self, X, grad):
         """Replay every row of X on a tape of f whose guards hold there, tracing
         f again where none does (or raising, by the policy)."""
-        rows = X.shape[0]
-        Y = G = None
+        rows, c = X.shape[0], self._tapes[0]
+        Y = np.empty((rows, len(c.out_slots)))
+        G = np.empty((rows, c.nin)) if grad else None
         pending = np.arange(rows)
         k = 0
         while len(pending):
@@ -253,9 +255,6 @@ class CompiledFunction:
                 c = self._trace(self._args_of(X[pending[0]]))
                 k = len(self._tapes)
             y, g, fail = c.run(X[pending], grad, self.threads)
-            if Y is None:
-                Y = np.empty((rows, y.shape[1]))
-                G = np.empty((rows, g.shape[1])) if g is not None else None
             ok = fail < 0
             if traced and not ok[0]:
                 raise RuntimeError("pytape: a tape traced at a point fails its own guards there (please report)")

@@ -208,6 +208,7 @@ def test_batch_values_and_gradients_equal_fresh_recordings():
     np.testing.assert_array_equal(gp, X[:, 0])
     with pytest.raises(ValueError, match="batch"):
         fv(np.zeros((3, 2)), np.zeros(4))  # two different batch shapes
+    assert fn(np.zeros((0, 6))).shape == (0,) and fn.gradient(np.zeros((0, 6))).shape == (0, 6)
 
 
 def test_batch_rows_on_different_branches():

@@ -3,6 +3,7 @@ another process), and every truncation, byte flip or hand-made payload raises
 TapeFormatError -- never a crash, never a wrong derivative."""
 import hashlib
 import json
+import math
 import multiprocessing
 import pickle
 import struct
@@ -38,6 +39,15 @@ def test_round_trip_bytes_and_pickle():
         np.testing.assert_array_equal(g.gradient(X), fn.gradient(X))
         np.testing.assert_array_equal(g.hessian(X[0]), fn.hessian(X[0]))
         assert g.num_ops == fn.num_ops and g.to_bytes() == data
+
+
+def test_outputs_that_fold_to_constants_round_trip():
+    w = pytape.Var(1.5)  # a closed-over parameter: the second output depends on no input
+    fn = pytape.trace(lambda x: [x * 2.0, pytape.exp(w) * 2.0, 4.0], 1.0)
+    g = pytape.CompiledFunction.from_bytes(fn.to_bytes())
+    want = [6.0, math.exp(1.5) * 2.0, 4.0]
+    assert fn(3.0).tolist() == pytest.approx(want) and g(3.0).tolist() == pytest.approx(want)
+    assert g.jacobian(3.0).tolist() == [2.0, 0.0, 0.0]
 
 
 def test_loaded_copy_and_branches():
