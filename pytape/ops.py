@@ -139,7 +139,7 @@ def where(cond, a, b):
     every input: a replay recomputes the condition.  The gradient sends exactly 0
     to the branch not taken, even where that branch's own derivative is inf or
     nan (``where(greater(x, 0), sqrt(x), 0.0)`` has gradient 0 at x <= 0, where
-    JAX, PyTorch, CppAD's CondExp and CasADi's if_else give nan).  With a bool
+    ``torch.where`` gives nan).  With a bool
     or a number as ``cond``, nothing is recorded for the choice.  Arrays work
     elementwise, with numpy broadcasting.
 
