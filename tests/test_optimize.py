@@ -72,6 +72,13 @@ def test_progress_and_user_callback(capsys):
     assert res.success and "pytape.optimize: iteration 1: f = " in err and len(calls) == res.nit
 
 
+def test_without_scipy_the_error_names_the_extra(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy fails
+    with pytest.raises(ImportError, match=r"pip install \"pytape\[optimize\]\""):
+        pytape.optimize.minimize(rosen, start(2))
+
+
 def test_bad_x0():
     with pytest.raises(ValueError, match="1-d"):
         pytape.optimize.minimize(rosen, np.zeros((2, 2)))

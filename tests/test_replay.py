@@ -74,6 +74,26 @@ def test_branches_retrace_to_the_right_derivative(f, points):
     assert fn.retraces >= 1
 
 
+@pytest.mark.parametrize("f, points", [
+    (branchy_abs, [-3.0, -0.5, 0.25, 2.0, -7.0]),
+    (piecewise, [-3.0, -0.5, 1.5, 3.0, -1.5, 2.5]),
+    (loop, [0.5, 3.0, 10.0, 0.9, 40.0]),
+])
+def test_raise_policy_is_right_or_raises_never_wrong(f, points):
+    fn = pytape.trace(f, points[0], on_branch_change="raise")
+    raised = 0
+    for x in points:
+        try:
+            g = fn.gradient(x)
+        except pytape.BranchChangedError as exc:
+            raised += 1
+            assert f"in {f.__name__}()" in str(exc)
+            continue
+        assert g == pytest.approx(pytape.grad(f)(x), rel=1e-14)
+    assert raised >= 1 and fn.retraces == 0
+    assert fn.gradient(points[0]) == pytest.approx(pytape.grad(f)(points[0]), rel=1e-14)
+
+
 def test_raise_policy_names_the_comparison_line():
     fn = pytape.trace(branchy_abs, 2.0, on_branch_change="raise")
     assert fn.gradient(5.0) == 1.0  # same branch: fine
