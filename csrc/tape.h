@@ -42,9 +42,9 @@
  *  - Only the owner thread records or sweeps; a consumed tape records nothing
  *    and sweeps no more, but its values and adjoints stay readable.
  *
- * Later additions (not rewrites): a tangent column per row in ops.def and a
- * tangent sweep beside sweep_reverse.c; array instructions whose a/b index a
- * table of array operands, in a new op kind.
+ * Later additions (not rewrites): array instructions whose a/b index a
+ * table of array operands, in a new op kind (as the tangent, second-order,
+ * batch and compiled-tape sweeps were added beside the reverse sweep).
  *
  * Bytes per scalar instruction: op 2 + a 4 + b 4 + val 8 = 18, plus 8 per
  * distinct constant and 8 for the adjoint once swept.
