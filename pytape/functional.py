@@ -51,7 +51,6 @@ class _Program:
                                            for j in range(len(self.sizes))])
         return self._all_in
 
-
     def rows(self, seeds):
         """seeds (q, nout) -> [(q, nin_j) per argument]: reverse sweeps, 64 per pass."""
         q = seeds.shape[0]
