@@ -25,8 +25,17 @@ enum pt_status {
     PT_E_FULL = -7,      /* the tape reached its maximum number of slots */
     PT_E_ANOMALY = -8,   /* anomaly mode: record again in checked mode */
     PT_E_NONFINITE = -9, /* checked mode: a value or adjoint is nan or inf */
-    PT_E_GUARD = -10     /* replay: a recorded comparison came out otherwise */
+    PT_E_GUARD = -10,    /* replay: a recorded comparison came out otherwise */
+    PT_E_HANDLE = -11,   /* a handle names no registered tape: take pt_record */
+    PT_E_TAPES = -12     /* the operands were recorded on different tapes */
 };
+
+/* Handles: how Python names a slot when it records.  handle = slot <<
+ * PT_ID_BITS | id, where id is the tape's index in a registry of the tapes
+ * Python records on (pt_tape_register; 0: not registered).  So a recording
+ * entry point takes one small integer per operand and no tape pointer: a
+ * unary op is a one-argument call, the cheapest kind cffi makes. */
+enum pt_handles { PT_ID_BITS = 6 };
 
 enum pt_op_kind {
     PT_KIND_NONE = 0,    /* reserved opcode 0: never a valid instruction */
@@ -52,7 +61,12 @@ const char *pt_op_rule(int op, int operand);
 
 /* tape lifetime and inspection */
 pt_tape *pt_tape_new(void);
-void pt_tape_free(pt_tape *t);
+void pt_tape_free(pt_tape *t);            /* also unregisters it */
+/* give t an id in the registry of tapes recorded on through handles; returns
+ * the id, or 0 when all 2**PT_ID_BITS - 1 ids are taken (then t records
+ * through pt_record only).  Ids return to the registry when tapes are freed. */
+int pt_tape_register(pt_tape *t);
+int pt_tape_id(const pt_tape *t);
 int64_t pt_tape_len(const pt_tape *t);
 int64_t pt_tape_nleaves(const pt_tape *t);
 int64_t pt_tape_nconsts(const pt_tape *t);
@@ -83,11 +97,23 @@ void pt_tape_op_counts(const pt_tape *t, int64_t *counts);
  * returns how many */
 int64_t pt_tape_reach(const pt_tape *t, int64_t out, uint8_t *mark);
 
-/* recording (the hot path): append one instruction, return its slot.
- * Besides pt_leaf, each op has its own entry points pt_rec_NAME,
- * pt_rec_NAME_VC and pt_rec_NAME_CV (tape.c); build_tape.py declares them
- * to cffi from the rows of ops.def, so this header stays op-agnostic. */
+/* recording: append one instruction, return its handle (or a PT_E_*).
+ * The hot path: each op has its own entry points taking handles,
+ *     pt_rec_NAME(ha)  pt_rec_NAME(ha, hb)  pt_rec_NAME_VC(ha, double b)
+ *     pt_rec_NAME_CV(double a, hb)
+ * (tape.c; build_tape.py declares them to cffi from the rows of ops.def, so
+ * this header stays op-agnostic).  They answer PT_E_HANDLE for a tape that is
+ * not registered and PT_E_TAPES for operands of two tapes.  pt_record is the
+ * explicit path for everything else: any opcode, slots (not handles) of
+ * tape t, c the constant of a *_VC / *_CV form. */
 int64_t pt_leaf(pt_tape *t, double value, double *grad);
+int64_t pt_record(pt_tape *t, int op, int64_t a, int64_t b, double c);
+/* a slot's value, adjoint and tangent by handle (Var.value, .grad, .tangent):
+ * NAN where the handle's tape is not registered, or for the adjoint and
+ * tangent where this thread does not own it (then ask with the tape) */
+double pt_value_h(int64_t h);
+double pt_adjoint_h(int64_t h);
+double pt_tangent_h(int64_t h);
 
 /* an op's value without recording (no_grad, plain numbers) */
 double pt_eval1(int op, double a);

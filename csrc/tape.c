@@ -109,7 +109,7 @@ void pt_set_anomaly(int enabled) { set_mode(MODE_ANOMALY, enabled); }
 int pt_anomaly_enabled(void) { return (mode & MODE_ANOMALY) != 0; }
 void pt_set_checked(int enabled) { set_mode(MODE_CHECKED, enabled); }
 
-/* ---- lifetime ---------------------------------------------------------- */
+/* ---- lifetime and the registry of handles ---------------------------- */
 
 pt_tape *pt_tape_new(void)
 {
@@ -122,10 +122,48 @@ pt_tape *pt_tape_new(void)
     return t;
 }
 
+/* Registered tapes by id (pytape.h: handles).  Ids are taken and given back
+ * under the lock; the recording entry points read an entry without it, for a
+ * tape that cannot go away meanwhile: a Var of it holds it (tape.h). */
+enum { PT_IDS = 1 << PT_ID_BITS };
+#define PT_ID_MASK ((int64_t)PT_IDS - 1)
+static pt_tape *registry[PT_IDS];
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int pt_tape_register(pt_tape *t)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (int k = 1; k < PT_IDS && !t->id; ++k)
+        if (!registry[k]) {
+            t->id = k;
+            __atomic_store_n(&registry[k], t, __ATOMIC_RELEASE);
+        }
+    pthread_mutex_unlock(&registry_lock);
+    return t->id;
+}
+
+int pt_tape_id(const pt_tape *t) { return t->id; }
+
+static inline pt_tape *handle_tape(int64_t h)
+{
+    return __atomic_load_n(&registry[h & PT_ID_MASK], __ATOMIC_ACQUIRE);
+}
+
+/* the handle of slot i of t, or i itself if it is a negative status */
+static inline int64_t handle_of(const pt_tape *t, int64_t i)
+{
+    return i < 0 ? i : (i << PT_ID_BITS) | t->id;
+}
+
 void pt_tape_free(pt_tape *t)
 {
     if (!t)
         return;
+    if (t->id) {
+        pthread_mutex_lock(&registry_lock);
+        __atomic_store_n(&registry[t->id], NULL, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&registry_lock);
+    }
     free(t->op);
     free(t->a);
     free(t->b);
@@ -275,67 +313,149 @@ int64_t pt_leaf(pt_tape *t, double value, double *grad)
     int64_t s = check_recording(t, 1);
     if (s < 0)
         return s;
-    return record_leaf(t, value, grad);
+    return handle_of(t, record_leaf(t, value, grad));
 }
 
-/* One entry point per op and operand kind, generated from ops.def:
- *   pt_rec_NAME(t, a)                     unary:   y = f(v[a])
- *   pt_rec_NAME(t, a, b)                  binary:  y = f(v[a], v[b])
- *   pt_rec_NAME_VC(t, a, double b)        binary with a constant b
- *   pt_rec_NAME_CV(t, double a, b)        binary with a constant a
+/* One entry point per op and operand form, generated from ops.def, taking
+ * and returning handles (pytape.h):
+ *   pt_rec_NAME(ha)                 unary:   y = f(v[a])
+ *   pt_rec_NAME(ha, hb)             binary:  y = f(v[a], v[b])
+ *   pt_rec_NAME_VC(ha, double b)    binary with a constant b
+ *   pt_rec_NAME_CV(double a, hb)    binary with a constant a
  * Separate functions rather than one taking an opcode: measured ~10 ns less
- * per recorded op (no opcode argument to convert, no switch to dispatch). */
-#define PT_OP1(N, S, V, DA, DAA)                                                   \
-int64_t pt_rec_##N(pt_tape *t, int64_t ia)                                    \
+ * per recorded op (no opcode argument to convert, no switch to dispatch).
+ * Handles rather than a tape pointer and slots: one argument fewer per call
+ * (cffi packs the arguments of a call with two or more into a tuple, and a
+ * pointer argument is type-checked on every call). */
+
+/* the tape of handle h if this thread may append to it now, else NULL and
+ * the status in *s (see check_recording) */
+static inline pt_tape *recording_tape(int64_t h, int64_t *s)
+{
+    pt_tape *t = handle_tape(h);
+    if (!t) {
+        *s = PT_E_HANDLE;
+        return NULL;
+    }
+    *s = check_recording(t, 0);
+    return *s < 0 ? NULL : t;
+}
+
+#define PT_OP1(N, S, V, DA, DAA)                                              \
+int64_t pt_rec_##N(int64_t ha)                                                \
 {                                                                             \
-    int64_t s = check_recording(t, 0);                                        \
-    if (s < 0)                                                                \
+    int64_t s;                                                                \
+    pt_tape *t = recording_tape(ha, &s);                                      \
+    if (!t)                                                                   \
         return s;                                                             \
+    const int64_t ia = ha >> PT_ID_BITS;                                      \
     if (!IN_TAPE(t, ia))                                                      \
         return PT_E_SLOT;                                                     \
     const double a = t->val[ia];                                              \
-    return emit(t, PT_##N, ia, 0, (V), s);                                    \
+    return handle_of(t, emit(t, PT_##N, ia, 0, (V), s));                      \
 }
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
-int64_t pt_rec_##N(pt_tape *t, int64_t ia, int64_t ib)                        \
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+int64_t pt_rec_##N(int64_t ha, int64_t hb)                                    \
 {                                                                             \
-    int64_t s = check_recording(t, 0);                                        \
-    if (s < 0)                                                                \
+    int64_t s;                                                                \
+    pt_tape *t = recording_tape(ha, &s);                                      \
+    if (!t)                                                                   \
         return s;                                                             \
+    if ((ha ^ hb) & PT_ID_MASK)                                               \
+        return PT_E_TAPES;                                                    \
+    const int64_t ia = ha >> PT_ID_BITS, ib = hb >> PT_ID_BITS;               \
     if (!IN_TAPE(t, ia) || !IN_TAPE(t, ib))                                   \
         return PT_E_SLOT;                                                     \
     const double a = t->val[ia], b = t->val[ib];                              \
-    return emit(t, PT_##N, ia, ib, (V), s);                                   \
+    return handle_of(t, emit(t, PT_##N, ia, ib, (V), s));                     \
 }                                                                             \
-int64_t pt_rec_##N##_VC(pt_tape *t, int64_t ia, double b)                     \
+int64_t pt_rec_##N##_VC(int64_t ha, double b)                                 \
 {                                                                             \
-    int64_t s = check_recording(t, 0);                                        \
-    if (s < 0)                                                                \
+    int64_t s;                                                                \
+    pt_tape *t = recording_tape(ha, &s);                                      \
+    if (!t)                                                                   \
         return s;                                                             \
+    const int64_t ia = ha >> PT_ID_BITS;                                      \
     if (!IN_TAPE(t, ia))                                                      \
         return PT_E_SLOT;                                                     \
     const int64_t k = add_const(t, b);                                        \
     if (k < 0)                                                                \
         return k;                                                             \
     const double a = t->val[ia];                                              \
-    return emit(t, PT_##N##_VC, ia, k, (V), s);                               \
+    return handle_of(t, emit(t, PT_##N##_VC, ia, k, (V), s));                 \
 }                                                                             \
-int64_t pt_rec_##N##_CV(pt_tape *t, double a, int64_t ib)                     \
+int64_t pt_rec_##N##_CV(double a, int64_t hb)                                 \
 {                                                                             \
-    int64_t s = check_recording(t, 0);                                        \
-    if (s < 0)                                                                \
+    int64_t s;                                                                \
+    pt_tape *t = recording_tape(hb, &s);                                      \
+    if (!t)                                                                   \
         return s;                                                             \
+    const int64_t ib = hb >> PT_ID_BITS;                                      \
     if (!IN_TAPE(t, ib))                                                      \
         return PT_E_SLOT;                                                     \
     const int64_t k = add_const(t, a);                                        \
     if (k < 0)                                                                \
         return k;                                                             \
     const double b = t->val[ib];                                              \
-    return emit(t, PT_##N##_CV, k, ib, (V), s);                               \
+    return handle_of(t, emit(t, PT_##N##_CV, k, ib, (V), s));                 \
 }
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
+
+/* the explicit path: any op of any tape, slots a and b, constant c */
+int64_t pt_record(pt_tape *t, int op, int64_t a, int64_t b, double c)
+{
+    const int kind = pt_op_kind(op);
+    if (kind < PT_KIND_UNARY || kind > PT_KIND_CV)
+        return PT_E_OP;
+    int64_t s = check_recording(t, 0);
+    if (s < 0)
+        return s;
+    if (((kind == PT_KIND_UNARY || kind == PT_KIND_VV || kind == PT_KIND_VC) && !IN_TAPE(t, a)) ||
+        ((kind == PT_KIND_VV || kind == PT_KIND_CV) && !IN_TAPE(t, b)))
+        return PT_E_SLOT;
+    double v;
+    switch (kind) {
+    case PT_KIND_UNARY:
+        v = value1(op, t->val[a]);
+        b = 0;
+        break;
+    case PT_KIND_VV:
+        v = value2(op, t->val[a], t->val[b]);
+        break;
+    case PT_KIND_VC:
+        if ((b = add_const(t, c)) < 0)
+            return b;
+        v = value2(op - 1, t->val[a], c);  /* NAME_VC follows NAME */
+        break;
+    default: /* CV */
+        if ((a = add_const(t, c)) < 0)
+            return a;
+        v = value2(op - 2, c, t->val[b]);  /* NAME_CV follows NAME_VC */
+        break;
+    }
+    return handle_of(t, emit(t, op, a, b, v, s));
+}
+
+double pt_value_h(int64_t h)
+{
+    const pt_tape *t = handle_tape(h);
+    const int64_t i = h >> PT_ID_BITS;
+    return (t && IN_TAPE(t, i)) ? t->val[i] : NAN;
+}
+
+double pt_adjoint_h(int64_t h)
+{
+    const pt_tape *t = handle_tape(h);
+    return t ? pt_adjoint(t, h >> PT_ID_BITS) : NAN;
+}
+
+double pt_tangent_h(int64_t h)
+{
+    const pt_tape *t = handle_tape(h);
+    return t ? pt_tangent(t, h >> PT_ID_BITS) : NAN;
+}
 
 double *pt_tape_scratch(pt_tape *t, int64_t count)
 {

@@ -41,6 +41,10 @@
  *    keep their registers to the end.
  *  - Only the owner thread records or sweeps; a consumed tape records nothing
  *    and sweeps no more, but its values and adjoints stay readable.
+ *  - Python names slots by handles, slot << PT_ID_BITS | id, id the tape's
+ *    index in the registry (tape.c).  A tape keeps its id until it is freed,
+ *    and Python frees a tape only once no Var refers to it, so a handle
+ *    Python holds always names the tape it was made on.
  *
  * Later additions (not rewrites): array instructions whose a/b index a
  * table of array operands, in a new op kind (as the tangent, second-order,
@@ -94,18 +98,20 @@ struct pt_tape {
     int32_t *ra, *rb, *rr;     /* register plan (compiled tapes, tape_compile.c) */
     int64_t nregs;             /* registers; 0: no plan */
 
+    int32_t id;                /* index in the registry of handles (pytape.h), 0: none */
     int consumed;
     int64_t bad;               /* the instruction a checked sweep stopped at, or -1 */
     pthread_t owner;           /* the thread that records on this tape */
     const void *owner_key;     /* the address of a thread-local of that thread */
 };
 
-/* the per-op recording entry points (tape.c), generated from ops.def */
-#define PT_OP1(N, S, V, DA, DAA) int64_t pt_rec_##N(pt_tape *t, int64_t ia);
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
-    int64_t pt_rec_##N(pt_tape *t, int64_t ia, int64_t ib);                   \
-    int64_t pt_rec_##N##_VC(pt_tape *t, int64_t ia, double b);                \
-    int64_t pt_rec_##N##_CV(pt_tape *t, double a, int64_t ib);
+/* the per-op recording entry points (tape.c), generated from ops.def: they
+ * take and return handles (pytape.h) */
+#define PT_OP1(N, S, V, DA, DAA) int64_t pt_rec_##N(int64_t ha);
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+    int64_t pt_rec_##N(int64_t ha, int64_t hb);                               \
+    int64_t pt_rec_##N##_VC(int64_t ha, double b);                            \
+    int64_t pt_rec_##N##_CV(double a, int64_t hb);
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2

@@ -10,17 +10,30 @@ as one C loop.
 >>> y.backward()
 >>> round(y.value, 3), round(x1.grad, 3), round(x2.grad, 3)
 (11.652, 5.5, 1.716)
+
+The package in layers, each importing only those above it:
+
+* the boundary: ``_native`` (the only module touching the C library), ``errors``;
+* recording: ``tape`` (Tape, the current tape, no_grad), ``anomaly``, ``var``
+  (the Var types), ``recording`` (operators built from the op table), ``ops``
+  (the namespace's functions, numpy's names);
+* derivatives: ``program`` (the sweep driver), ``functional`` (grad, jacobian,
+  hessian, ...), ``checks`` (gradcheck), ``higher_order`` (create_graph),
+  ``autograd`` (PyTorch's autograd.grad);
+* record once, replay many: ``tracing`` (trace, CompiledFunction), ``saved``
+  (its file format), ``optimize``, ``optim``;
+* inspection: ``display``; and ``nn``, ``reference``, ``bench``.
 """
-from ._native import TapeConsumedError, TapeThreadError
+from .errors import BranchChangedError, GradcheckError, TapeConsumedError, TapeFormatError, TapeThreadError
+from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
+from .anomaly import detect_anomaly, is_anomaly_enabled
+from .var import Var
 from .ops import *  # noqa: F401,F403  the primitive functions
 from .ops import __all__ as _ops_all
 from .ops import abs, pow  # noqa: F401  pytape.abs, pytape.pow: not in __all__, they would shadow builtins
-from .anomaly import detect_anomaly, is_anomaly_enabled
-from .functional import (GradcheckError, grad, gradcheck, gradgradcheck, hessian, hvp, jacfwd,
-                         jacobian, jacrev, jvp, value_and_grad, vjp)
-from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
-from .replay import BranchChangedError, CompiledFunction, TapeFormatError, trace
-from .var import Var
+from .functional import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
+from .checks import gradcheck, gradgradcheck
+from .tracing import CompiledFunction, trace
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
 from . import autograd  # noqa: E402  PyTorch-style autograd.grad
 from . import optimize  # noqa: E402  scipy.optimize.minimize with tape derivatives

@@ -1,10 +1,40 @@
-"""The binding layer: the only module that imports the compiled C tape.
+"""The boundary between pytape's Python and its C tape: the only module that
+touches the compiled library (``lib``) and cffi (``ffi``).
 
-It reads the op table from the library (names, kinds, opcodes) and turns C
-status codes into Python exceptions.  ``cdata`` objects never leave pytape's
-internals.
+What crosses it:
+
+* the op table, read from C at import: ``OP_NAMES``, ``OP_KINDS``, the base
+  ``OPCODES`` of the primitives, ``UNARY`` and ``BINARY``, ``OPERAND_A`` /
+  ``OPERAND_B`` (which operands of an opcode are slots, constants or a leaf
+  index), and ``RULES`` (the text of each first-derivative column);
+* :class:`CTape`: one C tape, with numpy arrays in and out: rows, constants,
+  reachability, the reverse, tangent, block and Hessian sweeps, replays,
+  batches, compiling and loading;
+* :func:`check`: every C status turned into its Python exception, here and
+  nowhere else;
+* the modes of the calling thread (grad, anomaly, checked recording);
+* the recording fast path's entry points and handle accessors
+  (:func:`entry_points`, ``handle_value``, ``handle_adjoint``,
+  ``handle_tangent``) and grad cells, handed to ``pytape/recording.py`` and
+  ``pytape/var.py``, which call them directly: one C call per recorded
+  operation, nothing in between.
+
+Slots and handles: C names the entries of a tape by slot (0, 1, 2, ...).
+Python's ``Var`` s hold *handles*, ``slot << ID_BITS | id``, where ``id`` is
+the tape's index in C's registry of recording tapes (0 for tapes that are not
+registered: compiled ones, or all ids taken).  Every :class:`CTape` method
+takes and returns slots; :func:`slot_of_handle` and :meth:`CTape.handle`
+convert.
+
+>>> t = CTape(register=True)
+>>> h = t.leaf(2.0, new_grad_cell())
+>>> slot_of_handle(h), t.value(0), len(t)
+(0, 2.0, 1)
 """
+import contextlib
 import os
+
+import numpy as np
 
 try:
     from ._tape_cffi import ffi, lib
@@ -16,26 +46,74 @@ except ImportError as exc:  # a source checkout that was never built
         f"pytape. ({exc})"
     ) from None
 
-__all__ = ["ffi", "lib", "OPCODES", "OP_NAMES", "OP_KINDS", "raise_status", "check_owner"]
+from .errors import TapeConsumedError, TapeFormatError, TapeThreadError
 
-OP_NAMES = tuple(ffi.string(lib.pt_op_name(i)).decode() for i in range(lib.pt_num_ops()))
-OP_KINDS = tuple(lib.pt_op_kind(i) for i in range(lib.pt_num_ops()))
+# ---- the op table ---------------------------------------------------------------
+
+NUM_OPS = lib.pt_num_ops()
+OP_NAMES = tuple(ffi.string(lib.pt_op_name(i)).decode() for i in range(NUM_OPS))
+OP_KINDS = tuple(lib.pt_op_kind(i) for i in range(NUM_OPS))
+KIND_LEAF, KIND_UNARY, KIND_VV, KIND_VC, KIND_CV, KIND_GUARD = (
+    lib.PT_KIND_LEAF, lib.PT_KIND_UNARY, lib.PT_KIND_VV, lib.PT_KIND_VC, lib.PT_KIND_CV, lib.PT_KIND_GUARD)
 #: base opcode of each primitive: unary ops and the (var, var) form of binary ops
-OPCODES = {
-    name: i
-    for i, (name, kind) in enumerate(zip(OP_NAMES, OP_KINDS))
-    if kind in (lib.PT_KIND_UNARY, lib.PT_KIND_VV)
-}
-UNARY = tuple(n for n, i in OPCODES.items() if OP_KINDS[i] == lib.PT_KIND_UNARY)
-BINARY = tuple(n for n, i in OPCODES.items() if OP_KINDS[i] == lib.PT_KIND_VV)
+OPCODES = {name: i for i, (name, kind) in enumerate(zip(OP_NAMES, OP_KINDS)) if kind in (KIND_UNARY, KIND_VV)}
+UNARY = tuple(n for n, i in OPCODES.items() if OP_KINDS[i] == KIND_UNARY)
+BINARY = tuple(n for n, i in OPCODES.items() if OP_KINDS[i] == KIND_VV)
+#: the comparisons of guards (pytape.trace), as C numbers them
+CMP_LT, CMP_LE, CMP_GT, CMP_GE, CMP_EQ, CMP_NE = lib.PT_LT, lib.PT_LE, lib.PT_GT, lib.PT_GE, lib.PT_EQ, lib.PT_NE
+#: the text of d(op)/d(a) and d(op)/d(b) of every opcode ("" where none), in
+#: terms of a, b, y: pytape/higher_order.py records them as instructions
+RULES = tuple((ffi.string(lib.pt_op_rule(op, 0)).decode(), ffi.string(lib.pt_op_rule(op, 1)).decode())
+              for op in range(NUM_OPS))
 
 
-class TapeConsumedError(RuntimeError):
-    """A tape was used after ``backward()`` consumed it (no ``retain_graph``)."""
+def _operand_table():
+    """Kinds of operand a and b of every opcode (numpy uint8 by opcode)."""
+    kinds = np.array(OP_KINDS)
+    a = np.select([kinds == KIND_LEAF, np.isin(kinds, (KIND_UNARY, KIND_VV, KIND_VC, KIND_GUARD)), kinds == KIND_CV],
+                  [OPERAND_LEAF, OPERAND_SLOT, OPERAND_CONST], OPERAND_NONE)
+    b = np.select([np.isin(kinds, (KIND_VV, KIND_CV)), kinds == KIND_VC, kinds == KIND_GUARD],
+                  [OPERAND_SLOT, OPERAND_CONST, OPERAND_SLOT_OR_CONST], OPERAND_NONE)
+    return a.astype(np.uint8), b.astype(np.uint8)
 
 
-class TapeThreadError(RuntimeError):
-    """A tape was used from a thread other than the one that records on it."""
+#: what an operand of an instruction is: nothing, a slot, a constant index,
+#: a leaf index (LEAF), or a slot if >= 0 else constant -1 - b (a guard's b)
+OPERAND_NONE, OPERAND_SLOT, OPERAND_CONST, OPERAND_LEAF, OPERAND_SLOT_OR_CONST = range(5)
+OPERAND_A, OPERAND_B = _operand_table()
+
+
+def operand_is_slot(kinds, values):
+    """Which operands (their kinds and values, numpy arrays) are slots."""
+    return (kinds == OPERAND_SLOT) | ((kinds == OPERAND_SLOT_OR_CONST) & (values >= 0))
+
+
+def evaluate(code, *operands):
+    """The value rule of opcode ``code`` (a base opcode) at plain numbers, nothing recorded."""
+    return lib.pt_eval1(code, *operands) if len(operands) == 1 else lib.pt_eval2(code, *operands)
+
+
+# ---- handles ------------------------------------------------------------------------
+
+ID_BITS = lib.PT_ID_BITS
+
+
+def slot_of_handle(h):
+    """The slot a handle names."""
+    return h >> ID_BITS
+
+
+# ---- C status -> Python exception, in one place ------------------------------------
+
+class NonFiniteError(FloatingPointError):
+    """Anomaly mode stopped a sweep at a nan or inf: ``instruction`` is where.
+    The callers (who know the source lines) turn it into a FloatingPointError
+    naming the operation and line: ``pytape.anomaly.explain``."""
+
+    def __init__(self, instruction, sweep):
+        super().__init__(f"pytape: a{'n adjoint' if sweep == 'backward' else ' tangent'} is nan or inf "
+                         f"at instruction {instruction} (anomaly mode)")
+        self.instruction, self.sweep = instruction, sweep
 
 
 _CONSUMED_HINTS = {
@@ -51,42 +129,400 @@ _CONSUMED_HINTS = {
         "(a constant) or pytape.Var(x.value) (a new leaf)."
     ),
 }
+_DIFFERENT_TAPES = (
+    "these two Vars were recorded on different tapes and cannot be "
+    "combined; compute them on one tape, or pass a value across with "
+    "x.detach() / pytape.Var(x.value)"
+)
 
 
-def check_owner(tape):
-    """Raise TapeThreadError unless this thread records on ``tape``."""
-    if not lib.pt_tape_is_owner(tape._p):
-        raise_status(lib.PT_E_THREAD, "record", tape)
+def check(status, what="record", tape=None):
+    """Raise the exception for a negative C status; return a non-negative one.
 
+    ``what`` is the kind of call, for the message: ``"record"``,
+    ``"backward"`` (a reverse sweep), ``"tangent"`` (a forward sweep),
+    ``"load"`` (a tape from arrays); ``tape`` the :class:`CTape` it concerned.
 
-def raise_status(status, what="record", tape=None):
-    """Raise the exception for a negative C status ``status``."""
+    >>> check(0)
+    0
+    >>> check(lib.PT_E_CONSUMED, "backward")
+    Traceback (most recent call last):
+    pytape.errors.TapeConsumedError: backward() has already run through this tape and released it. ...
+    """
+    if status >= 0:
+        return status
     if status == lib.PT_E_NOMEM:
         if what == "backward":
-            raise MemoryError(
-                "pytape: out of memory allocating the adjoints for backward(); "
-                "the tape is unchanged and backward() can be retried"
-            )
+            raise MemoryError("pytape: out of memory allocating the adjoints for backward(); "
+                              "the tape is unchanged and backward() can be retried")
         raise MemoryError("pytape: out of memory while growing the tape; the tape is unchanged")
     if status == lib.PT_E_FULL:
         raise MemoryError("pytape: the tape reached its maximum of 2**31 - 1 slots")
     if status == lib.PT_E_CONSUMED:
-        raise TapeConsumedError(_CONSUMED_HINTS[what])
+        raise TapeConsumedError(_CONSUMED_HINTS["backward" if what == "backward" else "record"])
     if status == lib.PT_E_THREAD:
-        owner = lib.pt_tape_owner(tape._p) if tape is not None else "another thread"
+        owner = tape.owner if tape is not None else "another thread"
         raise TapeThreadError(
             f"this tape is recorded by thread {owner}; pytape records each "
             f"thread on its own tape and never shares one between threads. "
             f"Pass numbers (x.value) or detached copies (x.detach()) between "
             f"threads, and call backward() in the thread that recorded."
         )
+    if status == lib.PT_E_TAPES:
+        raise ValueError(_DIFFERENT_TAPES)
+    if status == lib.PT_E_NONFINITE:
+        if tape is not None and what in ("backward", "tangent"):
+            raise NonFiniteError(tape.bad, what)
+        raise FloatingPointError("pytape: a value is nan or inf (anomaly mode)")
+    if status == lib.PT_E_ANOMALY:
+        raise FloatingPointError("pytape: a value is nan or inf (anomaly mode)")
+    if status == lib.PT_E_OP and what == "load":
+        raise TapeFormatError("not a pytape compiled function: its instructions break the tape's invariants")
     if status == lib.PT_E_SLOT:
         raise IndexError("pytape: slot outside the tape (internal error, please report)")
-    if status == lib.PT_E_NONFINITE and tape is not None and what in ("backward", "tangent"):
-        from . import anomaly  # anomaly mode stopped a sweep: name the operation and line
-        raise (anomaly.backward_error(tape) if what == "backward" else anomaly.tangent_error(tape))
-    if status in (lib.PT_E_ANOMALY, lib.PT_E_NONFINITE):
-        raise FloatingPointError("pytape: a value is nan or inf (anomaly mode)")
     if status == lib.PT_E_OP:
         raise ValueError("pytape: opcode of the wrong kind (internal error, please report)")
+    if status in (lib.PT_E_NOGRAD, lib.PT_E_HANDLE, lib.PT_E_GUARD):
+        raise RuntimeError(f"pytape: status {status} reached check() (internal error, please report)")
     raise RuntimeError(f"pytape: unexpected status {status}")
+
+
+#: statuses the recording layer looks at before calling check()
+NOGRAD, ANOMALY, HANDLE, TAPES, NONFINITE, THREAD = (lib.PT_E_NOGRAD, lib.PT_E_ANOMALY, lib.PT_E_HANDLE,
+                                                    lib.PT_E_TAPES, lib.PT_E_NONFINITE, lib.PT_E_THREAD)
+
+# ---- modes of the calling thread ------------------------------------------------------
+
+set_grad_enabled = lib.pt_set_grad_enabled   # pytape.no_grad
+set_anomaly = lib.pt_set_anomaly             # pytape.detect_anomaly
+
+
+def grad_enabled():
+    """True unless recording is off in this thread (``pytape.no_grad``)."""
+    return bool(lib.pt_grad_enabled())
+
+
+def anomaly_enabled():
+    """True in anomaly mode in this thread."""
+    return bool(lib.pt_anomaly_enabled())
+
+
+@contextlib.contextmanager
+def checked():
+    """Record in checked mode: a value that is not finite answers NONFINITE."""
+    lib.pt_set_checked(1)
+    try:
+        yield
+    finally:
+        lib.pt_set_checked(0)
+
+
+# ---- the recording fast path's tools ---------------------------------------------------
+
+_CELL = ffi.typeof("double[1]")
+
+
+def new_grad_cell():
+    """A leaf's grad cell: one double the reverse sweep adds the leaf's adjoint to."""
+    return ffi.new(_CELL)
+
+
+def entry_points(name):
+    """The C recording entry points of primitive ``name``: (rec, rec_vc,
+    rec_cv), the last two None for a unary op.  They take and return handles."""
+    entry = f"pt_rec_{name.upper()}"
+    return getattr(lib, entry), getattr(lib, entry + "_VC", None), getattr(lib, entry + "_CV", None)
+
+
+#: a slot's value, adjoint and tangent by handle; nan where a tape must be asked
+handle_value = lib.pt_value_h
+handle_adjoint = lib.pt_adjoint_h
+handle_tangent = lib.pt_tangent_h
+
+
+# ---- one C tape --------------------------------------------------------------------------
+
+def _i64(a):
+    return ffi.from_buffer("int64_t[]", a)
+
+
+def _f64(a):
+    return ffi.from_buffer("double[]", a)
+
+
+def _slots(xs):
+    return np.ascontiguousarray(xs, dtype=np.int64)
+
+
+def _doubles(xs):
+    return np.ascontiguousarray(xs, dtype=np.float64)
+
+
+_COLUMNS = (("op", np.uint16, "uint16_t[]"), ("a", np.int32, "int32_t[]"), ("b", np.int32, "int32_t[]"),
+            ("val", np.float64, "double[]"), ("adj", np.float64, "double[]"))
+
+
+class CTape:
+    """One C tape (``pt_tape``), freed with this object; numpy arrays in and out.
+
+    Methods take and return slots.  A tape made with ``register=True`` gets an
+    id for handles (:meth:`handle`); recording tapes do, compiled and loaded
+    ones do not need one.
+
+    >>> t = CTape(register=True)
+    >>> x = slot_of_handle(t.leaf(3.0, new_grad_cell()))
+    >>> y = slot_of_handle(t.record(OPCODES["mul"] + 1, x, 0, 2.0))   # mul_vc: v0 * 2.0
+    >>> t.value(y), [OP_NAMES[op] for op in t.rows(0, 2)["op"]]
+    (6.0, ['leaf', 'mul_vc'])
+    >>> t.backward_block([y], [[1.0]], [x]).tolist()
+    [[2.0]]
+    """
+
+    __slots__ = ("_p", "id")
+
+    def __init__(self, register=False, _pointer=None):
+        p = lib.pt_tape_new() if _pointer is None else _pointer
+        if p == ffi.NULL:
+            raise MemoryError("pytape: could not allocate a tape")
+        self._p = ffi.gc(p, lib.pt_tape_free)
+        self.id = lib.pt_tape_register(p) if register else 0
+
+    def handle(self, slot):
+        """The handle naming ``slot`` of this tape."""
+        return slot << ID_BITS | self.id
+
+    # ---- sizes and state ----------------------------------------------------------
+
+    def __len__(self):
+        return lib.pt_tape_len(self._p)
+
+    @property
+    def nleaves(self):
+        return lib.pt_tape_nleaves(self._p)
+
+    @property
+    def nconsts(self):
+        return lib.pt_tape_nconsts(self._p)
+
+    def nbytes(self, used=False):
+        """Bytes of C memory allocated (or, ``used``, holding data)."""
+        return lib.pt_tape_nbytes(self._p, 1 if used else 0)
+
+    @property
+    def consumed(self):
+        return bool(lib.pt_tape_consumed(self._p))
+
+    def consume(self):
+        """Mark the tape consumed, as ``backward()`` without ``retain_graph`` does."""
+        lib.pt_tape_consume(self._p)
+
+    def is_owner(self):
+        """True in the thread that records on this tape."""
+        return bool(lib.pt_tape_is_owner(self._p))
+
+    @property
+    def owner(self):
+        """The id of the thread that records on this tape (``threading.get_ident()``)."""
+        return lib.pt_tape_owner(self._p)
+
+    @property
+    def bad(self):
+        """The instruction where the last checked sweep stopped (-1: none)."""
+        return lib.pt_tape_bad(self._p)
+
+    @property
+    def tangent_n(self):
+        """Slots the last tangent sweep covered (0: none yet)."""
+        return lib.pt_tape_tangent_n(self._p)
+
+    @property
+    def nregs(self):
+        """Registers of the register plan (0: no plan)."""
+        return lib.pt_tape_nregs(self._p)
+
+    # ---- single entries ------------------------------------------------------------
+
+    def value(self, slot):
+        return lib.pt_value(self._p, slot)
+
+    def adjoint(self, slot):
+        """The adjoint of the last reverse sweep (nan from a thread that does not own the tape)."""
+        return lib.pt_adjoint(self._p, slot)
+
+    def set_adjoint(self, slot, g):
+        """Set an adjoint; a negative status if the slot has none yet (or another thread asks)."""
+        return lib.pt_set_adjoint(self._p, slot, g)
+
+    def tangent(self, slot):
+        return lib.pt_tangent(self._p, slot)
+
+    def op_at(self, slot):
+        return lib.pt_tape_op_at(self._p, slot)
+
+    def const(self, k):
+        return lib.pt_tape_const(self._p, k)
+
+    # ---- recording (the explicit path; the fast path uses entry_points) -----------
+
+    def leaf(self, value, cell):
+        """Append a LEAF with its grad cell (None: no cell); its handle or a negative status."""
+        return lib.pt_leaf(self._p, value, ffi.NULL if cell is None else cell)
+
+    def record(self, code, a, b, c):
+        """Append opcode ``code`` on slots a, b (c: the constant of a *_vc / *_cv
+        form); its handle or a negative status."""
+        return lib.pt_record(self._p, code, a, b, c)
+
+    def guard(self, a, b, c, cmp, outcome):
+        """Record that (v[a] CMP rhs) came out ``outcome`` (rhs: slot b if b >= 0,
+        else the constant c); its slot or a negative status."""
+        return lib.pt_guard(self._p, a, b, c, cmp, 1 if outcome else 0)
+
+    # ---- copies ---------------------------------------------------------------------
+
+    def rows(self, start, stop, columns=("op", "a", "b", "val", "adj")):
+        """Instructions [start, stop) as numpy arrays by column (op, a, b, val,
+        adj); one C copy.  Adjoints are the owner thread's to read."""
+        start, stop = max(0, start), min(len(self), stop)
+        m = max(0, stop - start)
+        rows = {name: np.empty(m, dtype) for name, dtype, _ in _COLUMNS if name in columns}
+        if m:
+            check(lib.pt_tape_copy(self._p, start, stop, *[
+                ffi.from_buffer(ctype, rows[name]) if name in rows else ffi.NULL for name, _, ctype in _COLUMNS
+            ]), "record", self)
+        return rows
+
+    def consts(self):
+        """The constant pool."""
+        out = np.empty(self.nconsts)
+        if len(out):
+            lib.pt_tape_copy_consts(self._p, _f64(out))
+        return out
+
+    def op_counts(self):
+        """Instructions per opcode (numpy, NUM_OPS entries)."""
+        counts = np.zeros(NUM_OPS, dtype=np.int64)
+        lib.pt_tape_op_counts(self._p, _i64(counts))
+        return counts
+
+    def reach(self, outs):
+        """Which slots the slots ``outs`` depend on (themselves included): a
+        bool array over [0, max(outs)]."""
+        outs = [int(o) for o in outs]
+        if not outs:
+            return np.zeros(0, dtype=bool)
+        top = max(outs)
+        mark = np.zeros(top + 1, dtype=np.uint8)
+        one = np.empty(top + 1, dtype=np.uint8)
+        for o in outs:
+            lib.pt_tape_reach(self._p, o, ffi.from_buffer("uint8_t[]", one))
+            mark[:o + 1] |= one[:o + 1]
+        return mark.astype(bool)
+
+    # ---- sweeps ---------------------------------------------------------------------------
+
+    def backward(self, out, seed, retain):
+        """The reverse sweep from slot ``out``: leaves' grad cells get their adjoints."""
+        check(lib.pt_backward(self._p, out, seed, 1 if retain else 0), "backward", self)
+
+    def backward_block(self, outs, seeds, ins):
+        """q reverse sweeps in one pass: seeds (len(outs), q) on the output
+        slots; returns (len(ins), q) adjoints of the slots ``ins``."""
+        outs, ins, seeds = _slots(outs), _slots(ins), _doubles(seeds)
+        q = seeds.shape[1]
+        res = np.empty((len(ins), q))
+        check(lib.pt_backward_block(self._p, len(outs), _i64(outs), q, _f64(seeds), len(ins), _i64(ins),
+                                    _f64(res)), "backward", self)
+        return res
+
+    def tangent_block(self, ins, seeds, outs):
+        """p tangent sweeps in one pass: seeds (len(ins), p) on LEAF slots;
+        returns (len(outs), p) tangents of the slots ``outs``."""
+        outs, ins, seeds = _slots(outs), _slots(ins), _doubles(seeds)
+        p = seeds.shape[1]
+        res = np.empty((len(outs), p))
+        check(lib.pt_tangent_block(self._p, len(ins), _i64(ins), p, _f64(seeds), len(outs), _i64(outs),
+                                   _f64(res)), "tangent", self)
+        return res
+
+    def hvp_block(self, out, ins, seeds):
+        """Hessian-vector products of slot ``out`` for directions seeds
+        (len(ins), p) over LEAF slots: returns (len(ins), p)."""
+        ins, seeds = _slots(ins), _doubles(seeds)
+        p = seeds.shape[1]
+        res = np.empty((len(ins), p))
+        check(lib.pt_hvp_block(self._p, out, len(ins), _i64(ins), p, _f64(seeds), ffi.NULL, _f64(res)),
+              "backward", self)
+        return res
+
+    def tangent_sweep(self, slots, seeds):
+        """The tangent of every slot for seeds on LEAF slots (read them with tangent())."""
+        slots, seeds = _slots(slots), _doubles(seeds)
+        check(lib.pt_forward_tangent(self._p, len(slots), _i64(slots), _f64(seeds)), "tangent", self)
+
+    # ---- replays (pytape.trace) ---------------------------------------------------------
+
+    def compile(self, ins, roots):
+        """The optimised copy computing slots ``roots`` from LEAF slots ``ins``
+        (csrc/tape_compile.c): (new CTape, map of old slot -> new slot, -1
+        dropped, -2 folded into a constant)."""
+        ins, roots = _slots(ins), _slots(roots)
+        slot_map = np.empty(len(self), dtype=np.int64)
+        out = ffi.new("pt_tape **")
+        check(lib.pt_tape_compile(self._p, len(ins), _i64(ins), len(roots), _i64(roots), _i64(slot_map), out),
+              "record", self)
+        return CTape(_pointer=out[0]), slot_map
+
+    def plan_registers(self, outs):
+        """The register plan of value-only replays, the slots ``outs`` kept to
+        the end (csrc/tape_compile.c); False if the tape's inputs are not its
+        first instructions (a plan needs that layout), else True."""
+        outs = _slots(outs)
+        st = lib.pt_tape_plan_registers(self._p, len(outs), _i64(outs))
+        if st == lib.PT_E_OP:
+            return False
+        check(st, "record", self)
+        return True
+
+    def replay(self, slots, values):
+        """New values for LEAF slots, then every instruction recomputed: -1, or
+        the slot of the first guard whose outcome changed."""
+        slots, values = _slots(slots), _doubles(values)
+        where = ffi.new("int64_t[1]")
+        st = lib.pt_replay(self._p, len(slots), _i64(slots), _f64(values), where)
+        if st == lib.PT_E_GUARD:
+            return int(where[0])
+        check(st, "record", self)
+        return -1
+
+    def batch_values(self, X, outs, threads):
+        """Rows of leaf values X (rows, nleaves) -> (values (rows, len(outs)),
+        fail (rows,): the failing guard's slot, or -1)."""
+        X, outs = _doubles(X), _slots(outs)
+        fail = np.empty(X.shape[0], dtype=np.int64)
+        Y = np.empty((X.shape[0], len(outs)))
+        check(lib.pt_batch_values(self._p, X.shape[0], _f64(X), len(outs), _i64(outs), _f64(Y), _i64(fail),
+                                  threads), "backward", self)
+        return Y, fail
+
+    def batch_gradients(self, X, out, threads):
+        """Rows of leaf values X -> (values (rows, 1), gradients (rows, nleaves), fail)."""
+        X = _doubles(X)
+        rows = X.shape[0]
+        fail = np.empty(rows, dtype=np.int64)
+        Y, G = np.empty((rows, 1)), np.empty((rows, X.shape[1]))
+        check(lib.pt_batch_gradients(self._p, rows, _f64(X), out, _f64(Y), _f64(G), _i64(fail), threads),
+              "backward", self)
+        return Y, G, fail
+
+    @staticmethod
+    def load(op, a, b, val, consts):
+        """A tape from arrays, every instruction checked in C first
+        (csrc/tape_load.c); TapeFormatError for arrays that break its invariants."""
+        op = np.ascontiguousarray(op, dtype=np.uint16)
+        a, b = np.ascontiguousarray(a, dtype=np.int32), np.ascontiguousarray(b, dtype=np.int32)
+        val, consts = _doubles(val), _doubles(consts)
+        out = ffi.new("pt_tape **")
+        check(lib.pt_tape_load(len(op), ffi.from_buffer("uint16_t[]", op), ffi.from_buffer("int32_t[]", a),
+                               ffi.from_buffer("int32_t[]", b), _f64(val), len(consts), _f64(consts), out), "load")
+        return CTape(_pointer=out[0])

@@ -10,6 +10,9 @@ sweeps (``hessian``, ``hvp``) are not checked.  Outside the mode
 nothing of this happens: operations take their usual path and no location is
 kept.
 
+The errors are built here, by the callers of the C sweeps (``explain``), from
+the instruction C stopped at and the source lines noted while recording.
+
 >>> import pytape
 >>> x = pytape.Var(-3.0)
 >>> with pytape.detect_anomaly():
@@ -17,11 +20,13 @@ kept.
 Traceback (most recent call last):
 FloatingPointError: log produced nan at ...:2 in <module>() (input -3.0)
 """
+import contextlib
 import functools
 import os
 import sys
 
-from ._native import OP_KINDS, OP_NAMES, ffi, lib
+from . import _native
+from ._native import OP_KINDS, OP_NAMES, OPERAND_A, OPERAND_B, OPERAND_CONST, OPERAND_SLOT, NonFiniteError
 
 __all__ = ["detect_anomaly", "is_anomaly_enabled"]
 
@@ -41,12 +46,12 @@ class detect_anomaly:
     """
 
     def __enter__(self):
-        self._prev = lib.pt_anomaly_enabled()
-        lib.pt_set_anomaly(1)
+        self._prev = _native.anomaly_enabled()
+        _native.set_anomaly(1)
         return self
 
     def __exit__(self, *exc):
-        lib.pt_set_anomaly(self._prev)
+        _native.set_anomaly(self._prev)
         return False
 
     def __call__(self, fn):
@@ -65,10 +70,10 @@ def is_anomaly_enabled():
     >>> pytape.is_anomaly_enabled()
     False
     """
-    return bool(lib.pt_anomaly_enabled())
+    return _native.anomaly_enabled()
 
 
-def _caller():
+def caller():
     """(file, line, function) of the innermost frame outside pytape."""
     f = sys._getframe(1)
     while f is not None and f.f_code.co_filename.startswith(_HERE):
@@ -78,7 +83,8 @@ def _caller():
     return (f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
 
 
-def _where(loc):
+def where(loc):
+    """``loc`` (from caller()) as words: 'at file.py:12 in f()'."""
     if loc is None:
         return "at an operation recorded outside detect_anomaly()"
     file, line, func = loc
@@ -90,69 +96,66 @@ def _inputs(values):
     return f"(input{'s' if len(values) > 1 else ''} {vals})"
 
 
-def record(tape, name, rec, args, inputs):
+def note(tape, slot, loc):
+    """Remember that ``slot`` of ``tape`` was recorded at ``loc``."""
+    if tape._where is None:
+        tape._where = {}
+    tape._where[slot] = loc
+
+
+def record(tape, code, a, b, c, inputs):
     """Record one operation in checked mode and note where it was written.
 
-    Called by the slow paths of pytape/var.py when C answered PT_E_ANOMALY;
-    ``rec(*args)`` is the C entry point and its arguments, ``inputs`` the
-    operand values for the message.  Returns the new slot or a status.
+    Called by the recording slow path when C answered ANOMALY: ``code`` the
+    opcode, ``a``, ``b``, ``c`` its slots and constant (``Tape._c.record``),
+    ``inputs`` the operand values for the message.  Returns the new handle or
+    a status.
     """
-    loc = _caller()
-    lib.pt_set_checked(1)
-    try:
-        i = rec(*args)
-    finally:
-        lib.pt_set_checked(0)
-    if i == lib.PT_E_NONFINITE:
-        code = OPCODES_BY_NAME[name]
-        value = lib.pt_eval1(code, *inputs) if len(inputs) == 1 else lib.pt_eval2(code, *inputs)
-        raise FloatingPointError(f"{name} produced {value!r} {_where(loc)} {_inputs(inputs)}")
-    if i >= 0:
-        if tape._where is None:
-            tape._where = {}
-        tape._where[i] = loc
-    return i
-
-
-OPCODES_BY_NAME = {n: i for i, n in enumerate(OP_NAMES)}
+    loc = caller()
+    with _native.checked():
+        h = tape._c.record(code, a, b, c)
+    if h == _native.NONFINITE:
+        base = code - {_native.KIND_VC: 1, _native.KIND_CV: 2}.get(OP_KINDS[code], 0)  # NAME_VC = NAME + 1
+        value = _native.evaluate(base, *inputs)
+        raise FloatingPointError(f"{OP_NAMES[base]} produced {value!r} {where(loc)} {_inputs(inputs)}")
+    if h >= 0:
+        note(tape, _native.slot_of_handle(h), loc)
+    return h
 
 
 def _instruction(tape, i):
-    """(op name, operand kind, a, b, operand values) of instruction i."""
-    op = ffi.new("uint16_t[1]")
-    a = ffi.new("int32_t[1]")
-    b = ffi.new("int32_t[1]")
-    lib.pt_tape_copy(tape._p, i, i + 1, op, a, b, ffi.NULL, ffi.NULL)
-    kind = OP_KINDS[op[0]]
-    name = OP_NAMES[op[0]].rsplit("_", 1)[0] if kind in (lib.PT_KIND_VC, lib.PT_KIND_CV) else OP_NAMES[op[0]]
-    if kind == lib.PT_KIND_UNARY:
-        inputs = [lib.pt_value(tape._p, a[0])]
-    elif kind == lib.PT_KIND_VV:
-        inputs = [lib.pt_value(tape._p, a[0]), lib.pt_value(tape._p, b[0])]
-    elif kind == lib.PT_KIND_VC:
-        inputs = [lib.pt_value(tape._p, a[0]), lib.pt_tape_const(tape._p, b[0])]
-    elif kind == lib.PT_KIND_CV:
-        inputs = [lib.pt_tape_const(tape._p, a[0]), lib.pt_value(tape._p, b[0])]
-    else:  # a leaf
-        inputs = [lib.pt_value(tape._p, i)]
-    return name, kind, a[0], b[0], inputs
+    """(op name, operand kinds, a, b, operand values) of instruction i."""
+    c = tape._c
+    r = c.rows(i, i + 1, ("op", "a", "b"))
+    op, a, b = int(r["op"][0]), int(r["a"][0]), int(r["b"][0])
+    kinds = (OPERAND_A[op], OPERAND_B[op])
+    name = OP_NAMES[op].rsplit("_", 1)[0] if OP_KINDS[op] in (_native.KIND_VC, _native.KIND_CV) else OP_NAMES[op]
+    if OP_KINDS[op] == _native.KIND_LEAF:
+        inputs = [c.value(i)]
+    else:
+        inputs = [c.value(x) if k == OPERAND_SLOT else c.const(x) for x, k in zip((a, b), kinds)
+                  if k in (OPERAND_SLOT, OPERAND_CONST)]
+    return name, kinds, a, b, inputs
 
 
-def tangent_error(tape):
-    """The FloatingPointError for a checked tangent sweep (forward mode) that met a nan/inf."""
-    i = lib.pt_tape_bad(tape._p)
-    name, _, _, _, inputs = _instruction(tape, i)
+def sweep_error(tape, exc):
+    """The FloatingPointError for a checked sweep that met a nan/inf (a
+    ``NonFiniteError`` from the boundary), naming the operation and line."""
+    i = exc.instruction
+    name, kinds, a, b, inputs = _instruction(tape, i)
     loc = tape._where.get(i) if tape._where else None
-    return FloatingPointError(f"the tangent (forward mode) of {name} is not finite {_where(loc)} {_inputs(inputs)}")
-
-
-def backward_error(tape):
-    """The FloatingPointError for a checked backward() that stopped on a nan/inf."""
-    i = lib.pt_tape_bad(tape._p)
-    name, kind, a, b, inputs = _instruction(tape, i)
-    adjoints = [lib.pt_adjoint(tape._p, a)] if kind != lib.PT_KIND_CV else []
-    if kind == lib.PT_KIND_VV or kind == lib.PT_KIND_CV:
-        adjoints.append(lib.pt_adjoint(tape._p, b))
+    if exc.sweep == "tangent":
+        return FloatingPointError(f"the tangent (forward mode) of {name} is not finite {where(loc)} {_inputs(inputs)}")
+    adjoints = [tape._c.adjoint(x) for x, k in zip((a, b), kinds) if k == OPERAND_SLOT]
     bad = next((g for g in adjoints if g != g or g in (float("inf"), float("-inf"))), float("nan"))
-    loc = tape._where.get(i) if tape._where else None
-    return FloatingPointError(f"backward through {name} produced {bad!r} {_where(loc)} {_inputs(inputs)}")
+    return FloatingPointError(f"backward through {name} produced {bad!r} {where(loc)} {_inputs(inputs)}")
+
+
+@contextlib.contextmanager
+def explain(tape):
+    """Around a C sweep of ``tape``: a nan or inf that anomaly mode stopped it
+    at raises FloatingPointError naming its operation and source line."""
+    try:
+        yield
+    except NonFiniteError as exc:
+        raise sweep_error(tape, exc) from None

@@ -8,8 +8,10 @@
 """
 import numpy as np
 
-from ._native import TapeConsumedError, ffi, lib, raise_status
-from .var import Leaf, Var, _real
+from .anomaly import explain
+from .higher_order import adjoints
+from .errors import TapeConsumedError
+from .var import Leaf, Result, Var, _real, slot_on
 
 __all__ = ["grad"]
 
@@ -77,7 +79,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         retain_graph = create_graph
     outs, seeds = _seeds(outputs, grad_outputs, keep_vars=create_graph)
     ins, _ = _as_tuple(inputs, "inputs")
-    tapes = {id(y._t): y._t for y in outs if type(y) is Var}
+    tapes = {id(y._t): y._t for y in outs if type(y) is Result}
     if len(tapes) > 1:
         raise ValueError("the outputs were recorded on different tapes")
     results = [0.0] * len(ins)
@@ -100,7 +102,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         else:
             _sweep(tape, outs, seeds, ins, results, used)
         if not retain_graph:
-            lib.pt_tape_consume(tape._p)
+            tape._c.consume()
             tape._consumed = True
     for k, x in enumerate(ins):
         if not used[k]:
@@ -112,44 +114,30 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(results)
 
 
-def _slot_on(x, tape):
-    if type(x) is Var:
-        return x._i if x._t is tape else -1
-    h = x._home
-    return h[1] if h[0] == tape._serial else -1
-
-
 def _reached(tape, out_slots, ins):
     """(slots of ins on the tape, which of them the outputs depend on): from
     the tape's reachability in C, not from adjoint values (a zero adjoint, as
     behind relu at a negative input, still means "used")."""
-    top = max(i for i, _ in out_slots)
-    mark = np.zeros(top + 1, dtype=np.uint8)
-    one = np.empty(top + 1, dtype=np.uint8)
-    for i, _ in out_slots:
-        lib.pt_tape_reach(tape._p, i, ffi.from_buffer("uint8_t[]", one))
-        mark[:i + 1] |= one[:i + 1]
-    slots = [_slot_on(x, tape) for x in ins]
-    return slots, [0 <= s <= top and bool(mark[s]) for s in slots]
+    mark = tape._c.reach([i for i, _ in out_slots])
+    slots = [slot_on(x, tape) for x in ins]
+    return slots, [0 <= s < len(mark) and bool(mark[s]) for s in slots]
+
+
+def _out_slots(tape, outs, seeds):
+    return [(slot_on(y, tape), s) for y, s in zip(outs, seeds) if type(y) is Result]
 
 
 def _sweep(tape, outs, seeds, ins, results, used):
-    out_slots = [(y._i, s) for y, s in zip(outs, seeds) if type(y) is Var]
+    out_slots = _out_slots(tape, outs, seeds)
     if not out_slots:
         return
     slots, reached = _reached(tape, out_slots, ins)
-    want = np.array([s for s, r in zip(slots, reached) if r], dtype=np.int64)
-    if len(want) == 0:
+    want = [s for s, r in zip(slots, reached) if r]
+    if not want:
         return
-    o = np.array([i for i, _ in out_slots], dtype=np.int64)
-    sd = np.array([s for _, s in out_slots], dtype=float)
-    res = np.empty(len(want))
-    st = lib.pt_backward_block(tape._p, len(o), ffi.from_buffer("int64_t[]", o), 1,
-                               ffi.from_buffer("double[]", sd), len(want),
-                               ffi.from_buffer("int64_t[]", want), ffi.from_buffer("double[]", res))
-    if st:
-        raise_status(st, "backward", tape)
-    it = iter(res)
+    with explain(tape):  # anomaly mode: a nan names its operation and line
+        res = tape._c.backward_block([i for i, _ in out_slots], [[s] for _, s in out_slots], want)
+    it = iter(res[:, 0])
     for k, r in enumerate(reached):
         if r:
             results[k] += float(next(it))
@@ -157,9 +145,7 @@ def _sweep(tape, outs, seeds, ins, results, used):
 
 
 def _sweep_recorded(tape, outs, seeds, ins, results, used):
-    from .create_graph import adjoints
-
-    out_slots = [(y._i, s) for y, s in zip(outs, seeds) if type(y) is Var]
+    out_slots = _out_slots(tape, outs, seeds)
     if not out_slots:
         return
     slots, reached = _reached(tape, out_slots, ins)

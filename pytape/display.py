@@ -8,9 +8,13 @@ instruction reads.
 
 Nothing here loops in Python over the entries of a tape: op counts and
 reachability come from C, which slots are read by later instructions from
-numpy over chunks copied with ``pt_tape_copy``, and only the rows shown (a
-table's head and tail, a graph's nodes nearest its output) are formatted one
-by one.
+numpy over chunks of rows copied from C (``CTape.rows``, with the operand
+table of pytape/_native.py), and only the rows shown (a table's head and
+tail, a graph's nodes nearest its output) are formatted one by one.
+
+This module also gives ``Tape`` its ``table()``, ``stats()``, ``to_dot()``,
+``render()``, ``print(tape)`` and Jupyter's pictures of tapes and Vars (at
+the end: the recording layer does not import inspection).
 
 >>> import pytape
 >>> with pytape.Tape() as t:
@@ -26,21 +30,17 @@ import os
 
 import numpy as np
 
-from ._native import OP_KINDS, OP_NAMES, ffi, lib, raise_status
+from . import _native
+from ._native import OP_KINDS, OP_NAMES, OPERAND_A, OPERAND_B, operand_is_slot
 from .tape import Tape
-from .var import Var
+from .var import Result, Var, slot_on
 
 __all__ = ["table", "stats", "to_dot", "render"]
 
 _KINDS = np.array(OP_KINDS, dtype=np.uint8)
-_LEAF, _UNARY, _VV, _VC, _CV = (lib.PT_KIND_LEAF, lib.PT_KIND_UNARY, lib.PT_KIND_VV,
-                                lib.PT_KIND_VC, lib.PT_KIND_CV)
-_READS_A = np.isin(_KINDS, (_UNARY, _VV, _VC, lib.PT_KIND_GUARD))  # by opcode: operand a is a slot
-_READS_B = np.isin(_KINDS, (_VV, _CV))          # by opcode: operand b is a slot
+_LEAF, _UNARY, _VV, _VC, _CV, _GUARD = (_native.KIND_LEAF, _native.KIND_UNARY, _native.KIND_VV,
+                                        _native.KIND_VC, _native.KIND_CV, _native.KIND_GUARD)
 _CHUNK = 1 << 20                                # rows per copy in whole-tape scans
-_COLUMNS = (("op", np.uint16, "uint16_t[]"), ("a", np.int32, "int32_t[]"),
-            ("b", np.int32, "int32_t[]"), ("val", np.float64, "double[]"),
-            ("adj", np.float64, "double[]"))
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
 
 _NEED_GRAPHVIZ = (
@@ -59,44 +59,29 @@ def _num(x):
     return f"{x:.6g}"
 
 
-def _copy(p, start, stop, columns=("op", "a", "b", "val", "adj")):
-    """Rows [start, stop) of a tape as numpy arrays: one C copy."""
-    m = max(0, stop - start)
-    rows = {name: np.empty(m, dtype) for name, dtype, _ in _COLUMNS if name in columns}
-    if m:
-        st = lib.pt_tape_copy(p, start, stop, *[
-            ffi.from_buffer(ctype, rows[name]) if name in rows else ffi.NULL for name, _, ctype in _COLUMNS
-        ])
-        if st < 0:  # adjoints are the owner thread's to read
-            raise_status(st, "record")
-    return rows
-
-
 def _scan(tape):
     """(outputs, swept) of a whole tape: a bool array marking its outputs, and
     whether some adjoint is nonzero.  numpy over chunks, no loop over entries."""
-    p, n = tape._p, len(tape)
+    c, n = tape._c, len(tape)
     read, leaf, swept = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), False
     for start in range(0, n, _CHUNK):
-        r = _copy(p, start, min(n, start + _CHUNK), ("op", "a", "b", "adj"))
-        read[r["a"][_READS_A[r["op"]]]] = True
-        read[r["b"][_READS_B[r["op"]]]] = True
-        guard = _KINDS[r["op"]] == lib.PT_KIND_GUARD
-        read[r["b"][guard & (r["b"] >= 0)]] = True  # a guard's right side, when a slot
+        r = c.rows(start, min(n, start + _CHUNK), ("op", "a", "b", "adj"))
+        op, a, b = r["op"], r["a"], r["b"]
+        read[a[operand_is_slot(OPERAND_A[op], a)]] = True
+        read[b[operand_is_slot(OPERAND_B[op], b)]] = True
         # leaves and guards (comparisons recorded by pytape.trace) are no outputs
-        leaf[start:start + len(r["op"])] = (_KINDS[r["op"]] == _LEAF) | guard
+        leaf[start:start + len(op)] = np.isin(_KINDS[op], (_LEAF, _GUARD))
         swept = swept or bool(r["adj"].any())
     return ~read & ~leaf, swept
 
 
 def _stats(tape, outputs):
-    counts = np.zeros(lib.pt_num_ops(), dtype=np.int64)
-    lib.pt_tape_op_counts(tape._p, ffi.from_buffer("int64_t[]", counts))
+    counts = tape._c.op_counts()
     return {
         "instructions": len(tape),
-        "leaves": lib.pt_tape_nleaves(tape._p),
+        "leaves": tape._c.nleaves,
         "outputs": int(outputs.sum()),
-        "constants": lib.pt_tape_nconsts(tape._p),
+        "constants": tape._c.nconsts,
         "ops": {OP_NAMES[k]: int(counts[k]) for k in np.argsort(-counts, kind="stable") if counts[k]},
         "nbytes": tape.nbytes,
         "used_nbytes": tape.used_nbytes,
@@ -124,20 +109,20 @@ def stats(tape):
     return _stats(tape, _scan(tape)[0])
 
 
-def _operands(p, op, a, b):
-    """The operand column of one instruction: slots as v{i}, constants as numbers."""
-    kind = OP_KINDS[op]
-    if kind == _LEAF:
-        return f"x{a}"
-    if kind == lib.PT_KIND_GUARD:  # a comparison recorded by pytape.trace
-        return f"v{a}, {f'v{b}' if b >= 0 else _num(lib.pt_tape_const(p, -1 - b))}"
-    if kind == _UNARY:
-        return f"v{a}"
-    if kind == _VV:
-        return f"v{a}, v{b}"
-    if kind == _VC:
-        return f"v{a}, {_num(lib.pt_tape_const(p, b))}"
-    return f"{_num(lib.pt_tape_const(p, a))}, v{b}"
+def _operands(c, op, a, b):
+    """The operand column of one instruction: slots as v{i}, constants as
+    numbers, a leaf as x{k} (the operand table of pytape/_native.py says which)."""
+    out = []
+    for x, kind in ((a, OPERAND_A[op]), (b, OPERAND_B[op])):
+        if kind == _native.OPERAND_LEAF:
+            out.append(f"x{x}")
+        elif kind == _native.OPERAND_SLOT or (kind == _native.OPERAND_SLOT_OR_CONST and x >= 0):
+            out.append(f"v{x}")
+        elif kind == _native.OPERAND_CONST:
+            out.append(_num(c.const(x)))
+        elif kind == _native.OPERAND_SLOT_OR_CONST:  # a guard's constant right side
+            out.append(_num(c.const(-1 - x)))
+    return ", ".join(out)
 
 
 def table(tape, max_rows=40):
@@ -161,9 +146,9 @@ def table(tape, max_rows=40):
       v1  mul     v0, v0        9        1
       v2  add_vc  v1, 1        10        1  output
     """
-    p, n = tape._p, len(tape)
+    c, n = tape._c, len(tape)
     outputs, swept = _scan(tape)
-    tangents = lib.pt_tape_tangent_n(p) > 0
+    tangents = c.tangent_n > 0
     if max_rows is None or n <= max_rows:
         spans = [(0, n)]
     else:
@@ -173,13 +158,13 @@ def table(tape, max_rows=40):
     for start, stop in spans:
         if start:
             lines.append(f"... {start - spans[0][1]:,} instructions not shown (table(max_rows=None) shows all) ...")
-        r = _copy(p, start, stop)
+        r = c.rows(start, stop)
         for j in range(stop - start):
             i, op, a, b = start + j, int(r["op"][j]), int(r["a"][j]), int(r["b"][j])
             lines.append(
-                [f"v{i}", OP_NAMES[op], _operands(p, op, a, b), _num(r["val"][j])]
+                [f"v{i}", OP_NAMES[op], _operands(c, op, a, b), _num(r["val"][j])]
                 + [_num(r["adj"][j])] * swept
-                + [_num(lib.pt_tangent(p, i))] * tangents
+                + [_num(c.tangent(i))] * tangents
                 + ["input" if OP_KINDS[op] == _LEAF else "output" if outputs[i] else ""]
             )
     rows = [line for line in lines if isinstance(line, list)]
@@ -204,27 +189,28 @@ def table(tape, max_rows=40):
 
 # ---- the graph ------------------------------------------------------------------
 
-def _row(p, i):
+def _row(c, i):
     """(op, a, b, value, adjoint) of slot i."""
-    r = _copy(p, i, i + 1)
+    r = c.rows(i, i + 1)
     return tuple(r[name][0].item() for name in ("op", "a", "b", "val", "adj"))
 
 
 def _reads(row):
+    """The slots an instruction reads (a guard's too: pytape.trace's comparisons)."""
     op, a, b = row[:3]
-    kind = OP_KINDS[op]
-    return [a] * (kind in (_UNARY, _VV, _VC)) + [b] * (kind in (_VV, _CV))
+    return [x for x, kind in ((a, OPERAND_A[op]), (b, OPERAND_B[op]))
+            if operand_is_slot(int(kind), int(x))]
 
 
-def _nearest(p, starts, limit):
+def _nearest(c, starts, limit):
     """{slot: row} of at most `limit` slots nearest `starts` (breadth first
     along the operands, higher slots first within a level)."""
-    rows = {i: _row(p, i) for i in starts[:limit]}
+    rows = {i: _row(c, i) for i in starts[:limit]}
     frontier = list(rows)
     while frontier and len(rows) < limit:
         level = sorted({j for i in frontier for j in _reads(rows[i]) if j not in rows}, reverse=True)
         level = level[:limit - len(rows)]
-        rows.update((j, _row(p, j)) for j in level)
+        rows.update((j, _row(c, j)) for j in level)
         frontier = level
     return rows
 
@@ -233,26 +219,26 @@ def _target(x):
     if isinstance(x, Tape):
         return x, None
     if isinstance(x, Var):
-        if x.tape is None:
+        if type(x) is not Result:
             raise ValueError(
                 "a leaf or a constant has no recorded graph; draw a result computed "
                 "from it (pytape.to_dot(y)) or its tape (pytape.to_dot(tape))"
             )
-        return x.tape, x._i
+        return x.tape, slot_on(x, x.tape)
     raise TypeError(f"expected a pytape.Var result or a pytape.Tape, not {type(x).__name__}")
 
 
-def _label(p, i, row, grads, tangents):
+def _label(c, i, row, grads, tangents):
     op, a, b, val, adj = row
     name, kind = OP_NAMES[op], OP_KINDS[op]
     if kind == _LEAF:
         expr = f"x{a}"
     else:
-        args = _operands(p, op, a, b).split(", ")
+        args = _operands(c, op, a, b).split(", ")
         base = name[:-3] if kind in (_VC, _CV) else name
         expr = f" {_INFIX[base]} ".join(args) if base in _INFIX else f"{base}({', '.join(args)})"
     lines = [f"v{i} = {expr}", f"value {_num(val)}"]
-    lines += [f"grad {_num(adj)}"] * grads + [f"tangent {_num(lib.pt_tangent(p, i))}"] * tangents
+    lines += [f"grad {_num(adj)}"] * grads + [f"tangent {_num(c.tangent(i))}"] * tangents
     return "\\n".join(lines)
 
 
@@ -282,17 +268,16 @@ def to_dot(x, max_nodes=200):
     }
     """
     tape, out = _target(x)
-    p = tape._p
+    c = tape._c
     if out is None:
         outputs = _scan(tape)[0]
         starts, total = np.flatnonzero(outputs)[::-1][:max_nodes].tolist(), len(tape)
     else:
-        mark = np.empty(out + 1, dtype=np.uint8)
-        total = lib.pt_tape_reach(p, out, ffi.from_buffer("uint8_t[]", mark))
+        total = int(c.reach([out]).sum())
         starts, outputs = [out], {out}
-    rows = _nearest(p, starts, max_nodes)
+    rows = _nearest(c, starts, max_nodes)
     grads = any(row[4] != 0.0 for row in rows.values())
-    tangents = lib.pt_tape_tangent_n(p) > 0
+    tangents = c.tangent_n > 0
     lines = [
         "digraph pytape {",
         # bounded layout effort: a leaf read by every step of a long chain (an
@@ -307,7 +292,7 @@ def to_dot(x, max_nodes=200):
             style = ', style="rounded,filled", fillcolor="#d6e6f5"'
         elif outputs[i] if out is None else i in outputs:
             style = ', style="rounded,filled", fillcolor="#fdd9b5"'
-        lines.append(f'  v{i} [label="{_label(p, i, rows[i], grads, tangents)}"{style}];')
+        lines.append(f'  v{i} [label="{_label(c, i, rows[i], grads, tangents)}"{style}];')
     cut = set()
     for i in sorted(rows):
         for j in _reads(rows[i]):
@@ -371,9 +356,84 @@ def repr_svg(x):
     >>> pytape.display.repr_svg(pytape.Var(1.0)) is None   # a leaf has no graph
     True
     """
-    if len(x) == 0 if isinstance(x, Tape) else x.tape is None:
+    if len(x) == 0 if isinstance(x, Tape) else type(x) is not Result:
         return None
     try:
         return _pipe(to_dot(x), "svg").decode()
     except (ImportError, RuntimeError):
         return None
+
+
+# ---- the tape's and the Var's own views (installed on the classes) -----------------
+
+def _tape_table(self, max_rows=40):
+    """The evaluation trace: one row per instruction (slot ``v{i}``, op,
+    operands, value; adjoint and tangent once swept); a summary with the
+    head and tail rows beyond ``max_rows`` instructions (None: all rows).
+    ``print(tape)`` prints it.
+
+    >>> import pytape
+    >>> with pytape.Tape() as t:
+    ...     x = pytape.Var(3.0)
+    ...     y = pytape.sin(x) * 2.0
+    >>> print(t.table())
+    slot  op      operands    value
+      v0  leaf    x0              3  input
+      v1  sin     v0        0.14112
+      v2  mul_vc  v1, 2     0.28224  output
+    """
+    return table(self, max_rows)
+
+
+def _tape_stats(self):
+    """A dict: ``instructions``, ``leaves``, ``outputs``, ``constants``,
+    ``ops`` (op name -> count), ``nbytes``, ``used_nbytes`` (see
+    ``pytape.display.stats``).
+
+    >>> import pytape
+    >>> with pytape.Tape() as t:
+    ...     x = pytape.Var(3.0)
+    ...     y = pytape.sin(x) * 2.0
+    >>> t.stats()["ops"]
+    {'leaf': 1, 'sin': 1, 'mul_vc': 1}
+    """
+    return stats(self)
+
+
+def _own_output(tape, output):
+    if output is not None and getattr(output, "tape", None) is not tape:
+        raise ValueError("output must be a result recorded on this tape")
+    return tape if output is None else output
+
+
+def _tape_to_dot(self, output=None, max_nodes=200):
+    """Graphviz DOT text of the graph computing ``output`` (a result recorded
+    on this tape), or of the whole tape (see ``pytape.to_dot``).
+
+    >>> import pytape
+    >>> with pytape.Tape() as t:
+    ...     x = pytape.Var(3.0)
+    ...     y = pytape.sin(x) * 2.0
+    >>> t.to_dot(y).splitlines()[0]
+    'digraph pytape {'
+    """
+    return to_dot(_own_output(self, output), max_nodes)
+
+
+def _tape_render(self, filename, output=None, max_nodes=200):
+    """Draw ``to_dot(output)`` to ``filename`` (.svg, .png, .pdf) with Graphviz
+    (see ``pytape.render``); returns the file name."""
+    return render(_own_output(self, output), filename, max_nodes)
+
+
+def _var_repr_svg(self):
+    """The graph computing this Var as SVG, for Jupyter (None for leaves or without Graphviz)."""
+    return repr_svg(self)
+
+
+Tape.table, Tape.stats, Tape.to_dot, Tape.render = _tape_table, _tape_stats, _tape_to_dot, _tape_render
+Tape.__str__ = _tape_table
+Tape._repr_svg_ = Var._repr_svg_ = _var_repr_svg
+for _f, _name in ((_tape_table, "table"), (_tape_stats, "stats"), (_tape_to_dot, "to_dot"), (_tape_render, "render")):
+    _f.__name__, _f.__qualname__ = _name, f"Tape.{_name}"
+

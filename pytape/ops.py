@@ -1,9 +1,15 @@
-"""The primitive functions of the ``pytape`` namespace, one per op-table row.
+"""The primitive functions of the ``pytape`` namespace, one per op-table row,
+and numpy's names for them.
 
 Each takes ``Var`` s or real numbers.  With a ``Var`` operand it records one
 instruction and returns a ``Var``; with plain numbers (Python or numpy
 scalars) it returns a plain float; with a numpy array it applies elementwise.
 Values outside a function's domain follow IEEE/numpy (``log(-1.0)`` is nan).
+
+numpy works on ``Var`` s through one table, ``NUMPY_NAMES``: numpy's name of
+each primitive is also a function here (``pytape.arcsin``), a ``Var`` method
+(numpy calls ``a[i].arcsin()`` on object arrays) and the ufunc a ``Var``
+answers (``np.arcsin(x)``).
 
 >>> import pytape
 >>> x = pytape.Var(0.5)
@@ -14,9 +20,13 @@ True
 >>> pytape.sqrt(4.0)
 2.0
 """
+import math
+import operator
+
 import numpy as np
 
-from .var import FUNCTIONS, Var, _map, _objects
+from .recording import FUNCTIONS, map_objects, objects
+from .var import Var
 
 # (formula of the value, derivative) for each primitive's docstring
 _DOCS = {
@@ -78,10 +88,6 @@ for _name, _f in FUNCTIONS.items():
     )
     _f.__module__ = __name__
     globals()[_name] = _f
-
-power = FUNCTIONS["pow"]
-arcsin, arccos, arctan, arctan2 = asin, acos, atan, atan2  # noqa: F821 (numpy names)
-arcsinh, arccosh, arctanh = asinh, acosh, atanh  # noqa: F821
 
 
 def clip(x, lo=None, hi=None):
@@ -150,7 +156,7 @@ def where(cond, a, b):
     (0.0, 0.0)
     """
     if any(isinstance(z, np.ndarray) and z.ndim > 0 for z in (cond, a, b)):
-        return _map(where, _objects(cond), _objects(a), _objects(b))
+        return map_objects(where, cond, a, b)
     if isinstance(cond, Var) and (cond.requires_grad or not cond.is_leaf):
         return where_t(cond, a) + where_f(cond, b)  # noqa: F821
     return a if float(cond) != 0.0 else b
@@ -177,6 +183,60 @@ def cond_select(left, cmp, right, if_true, if_false):
         raise ValueError(f"cmp must be one of {sorted(_COMPARISONS)}, not {cmp!r}") from None
     return where(compare(left, right), if_true, if_false)
 
+
+# ---- numpy's names -----------------------------------------------------------------
+
+#: numpy's name of each primitive whose name differs (pytape name -> numpy name)
+NUMPY_NAMES = {
+    "asin": "arcsin", "acos": "arccos", "atan": "arctan", "atan2": "arctan2", "asinh": "arcsinh",
+    "acosh": "arccosh", "atanh": "arctanh", "abs": "absolute", "neg": "negative", "pow": "power",
+    "sub": "subtract", "mul": "multiply", "div": "divide",
+}
+#: numpy functions that are not rows of the op table, built from rows
+NUMPY_EXTRA = {
+    "fabs": FUNCTIONS["abs"], "fmax": FUNCTIONS["maximum"], "fmin": FUNCTIONS["minimum"],
+    "deg2rad": lambda a: a * (math.pi / 180.0), "rad2deg": lambda a: a * (180.0 / math.pi),
+    "square": lambda a: a * a, "reciprocal": lambda a: 1.0 / a, "positive": lambda a: +a,
+}
+NUMPY_EXTRA["radians"], NUMPY_EXTRA["degrees"] = NUMPY_EXTRA["deg2rad"], NUMPY_EXTRA["rad2deg"]
+#: numpy's comparisons are Python's on Vars: a bool from the values (and a
+#: guard while pytape.trace records), not the op table's 1.0 / 0.0 conditions
+NUMPY_COMPARISONS = {"less": operator.lt, "less_equal": operator.le, "greater": operator.gt,
+                     "greater_equal": operator.ge, "equal": operator.eq, "not_equal": operator.ne}
+
+_BINARY_METHODS = {"add", "sub", "mul", "div", "pow"}  # these are operators, not methods
+_MODULE_ALIASES = {"arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh", "power"}
+_UFUNCS = {getattr(np, name): f for name, f in NUMPY_COMPARISONS.items()}
+for _name, _f in list(FUNCTIONS.items()) + list(NUMPY_EXTRA.items()):
+    _np_name = NUMPY_NAMES.get(_name, _name)
+    _uf = getattr(np, _np_name, None)
+    if isinstance(_uf, np.ufunc):
+        _UFUNCS.setdefault(_uf, _f)          # np.sin(x), np.maximum(x, y), ...
+    if _name not in _BINARY_METHODS:
+        setattr(Var, _np_name, _f)           # x.arcsin(), called by np.arcsin(object_array)
+    if _np_name in _MODULE_ALIASES:
+        globals()[_np_name] = _f             # pytape.arcsin, pytape.power, ...
+#: reductions of one scalar that give the scalar itself (np.sum(x) and friends)
+_REDUCE_SELF = {np.add, np.multiply, np.maximum, np.minimum, np.fmax, np.fmin}
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    """numpy ufuncs on Vars: np.exp(x), np.float64(2) * x, array * x.
+
+    Ufuncs on object arrays of Vars call the Vars' methods without coming
+    here (np.sin(a) calls a[i].sin()); this handles a Var as an operand.
+    """
+    if method == "reduce" and len(inputs) == 1 and inputs[0] is self and ufunc in _REDUCE_SELF:
+        return self  # np.sum(x), np.prod(x), np.max(x) of a scalar: x itself
+    fn = _UFUNCS.get(ufunc)
+    if method != "__call__" or kwargs or fn is None:
+        return NotImplemented
+    if any(isinstance(x, np.ndarray) for x in inputs):  # elementwise, into an object array
+        return ufunc(*[objects(x) for x in inputs])
+    return fn(*[float(x) if isinstance(x, np.generic) else x for x in inputs])
+
+
+Var.__array_ufunc__ = _array_ufunc
 
 # `from pytape import *` must not shadow the builtins abs and pow: reach those
 # as pytape.abs and pytape.pow (or pytape.power); where_t and where_f are

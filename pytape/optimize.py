@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .replay import trace
+from .tracing import trace
 
 __all__ = ["minimize"]
 

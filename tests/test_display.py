@@ -29,7 +29,7 @@ def textbook():
 
 
 def slot(x):
-    return x._home[1] if x.is_leaf else x._i
+    return x._home[1] >> pytape._native.ID_BITS if x.is_leaf else x.slot
 
 
 # the evaluation trace of AD tutorials: value, adjoint of y, tangent along x1
@@ -94,10 +94,10 @@ def test_table_prints_constants_as_numbers():
         a = x * 2.5
         b = 1.25 - a
     _, rows = parse_table(t.table())
-    assert rows[f"v{a._i}"][1:3] == ["mul_vc", f"v{slot(x)}, 2.5"]
-    assert rows[f"v{b._i}"][1:3] == ["sub_cv", f"1.25, v{a._i}"]
-    assert float(rows[f"v{b._i}"][3]) == 1.25 - 7.5
-    assert [r[0] for r in rows.values() if r[-1] == "output"] == [f"v{b._i}"]  # a is read, by b
+    assert rows[f"v{a.slot}"][1:3] == ["mul_vc", f"v{slot(x)}, 2.5"]
+    assert rows[f"v{b.slot}"][1:3] == ["sub_cv", f"1.25, v{a.slot}"]
+    assert float(rows[f"v{b.slot}"][3]) == 1.25 - 7.5
+    assert [r[0] for r in rows.values() if r[-1] == "output"] == [f"v{b.slot}"]  # a is read, by b
     assert t.stats()["outputs"] == 1 and t.stats()["constants"] == 2
 
 
@@ -139,12 +139,12 @@ def test_large_tape_summary(chain):
     assert f"{t.nbytes:,} bytes allocated" in text and f"{t.used_nbytes:,} used" in text
     _, rows = parse_table(text)
     assert len(rows) == 40
-    assert {"v0", "v1", f"v{y._i}", f"v{side._i}"} <= set(rows)
-    assert rows[f"v{y._i}"][-1] == rows[f"v{side._i}"][-1] == "output"
+    assert {"v0", "v1", f"v{y.slot}", f"v{side.slot}"} <= set(rows)
+    assert rows[f"v{y.slot}"][-1] == rows[f"v{side.slot}"][-1] == "output"
     assert f"{N + 2 - 40:,} instructions not shown" in text
-    assert float(rows[f"v{y._i}"][3]) == pytest.approx(y.value, rel=1e-5)
+    assert float(rows[f"v{y.slot}"][3]) == pytest.approx(y.value, rel=1e-5)
     _, few = parse_table(t.table(max_rows=4))
-    assert list(few) == ["v0", "v1", f"v{y._i}", f"v{side._i}"]
+    assert list(few) == ["v0", "v1", f"v{y.slot}", f"v{side.slot}"]
 
 
 def test_small_tape_table_has_no_summary():
@@ -213,13 +213,13 @@ def test_dot_holds_exactly_the_nodes_reaching_the_output():
         y = sq + 1.0
         unused.append(pytape.exp(y))             # reads y, later than y
     nodes, edges = parse_dot(pytape.to_dot(y))
-    assert set(nodes) == {f"v{slot(x)}", f"v{sq._i}", f"v{y._i}"}
-    assert sorted((a, b) for a, b, _ in edges) == [(f"v{slot(x)}", f"v{sq._i}")] * 2 + [(f"v{sq._i}", f"v{y._i}")]
+    assert set(nodes) == {f"v{slot(x)}", f"v{sq.slot}", f"v{y.slot}"}
+    assert sorted((a, b) for a, b, _ in edges) == [(f"v{slot(x)}", f"v{sq.slot}")] * 2 + [(f"v{sq.slot}", f"v{y.slot}")]
     # the whole tape: every instruction, the three unread ones filled as outputs
     nodes, _ = parse_dot(t.to_dot())
     assert set(nodes) == {f"v{i}" for i in range(len(t))}
     filled = {n for n, a in nodes.items() if "filled" in a.get("style", "") and a["fillcolor"] != "#d6e6f5"}
-    assert filled == {f"v{u._i}" for u in unused[1:]}
+    assert filled == {f"v{u.slot}" for u in unused[1:]}
     with pytest.raises(ValueError):
         pytape.Tape().to_dot(y)
     with pytest.raises(ValueError):
@@ -233,9 +233,9 @@ def test_dot_of_a_big_graph_is_cut_near_the_output(chain):
     assert time.perf_counter() - start < 1.0
     nodes, edges = parse_dot(text)
     dot_accepts(text)
-    assert set(nodes) - {"more"} == {f"v{i}" for i in range(y._i - 49, y._i + 1)}
-    assert nodes["more"]["label"] == f"{y._i + 1 - 50:,} more instructions not shown"
-    assert [(a, b) for a, b, _ in edges if a == "more"] == [("more", f"v{y._i - 49}")]
+    assert set(nodes) - {"more"} == {f"v{i}" for i in range(y.slot - 49, y.slot + 1)}
+    assert nodes["more"]["label"] == f"{y.slot + 1 - 50:,} more instructions not shown"
+    assert [(a, b) for a, b, _ in edges if a == "more"] == [("more", f"v{y.slot - 49}")]
     assert len(parse_dot(pytape.to_dot(y))[0]) == 201  # the default: 200 and the note
 
 
@@ -247,7 +247,7 @@ def test_cut_keeps_the_nearest_operands_not_the_latest_slots():
             a = pytape.sin(a)
         y = a * x  # x is one step from y, 300 slots before it
     nodes, _ = parse_dot(t.to_dot(y, max_nodes=5))
-    assert set(nodes) == {f"v{slot(x)}", f"v{y._i}", f"v{a._i}", f"v{a._i - 1}", f"v{a._i - 2}", "more"}
+    assert set(nodes) == {f"v{slot(x)}", f"v{y.slot}", f"v{a.slot}", f"v{a.slot - 1}", f"v{a.slot - 2}", "more"}
 
 
 # ---- rendering ------------------------------------------------------------------

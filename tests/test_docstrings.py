@@ -5,8 +5,10 @@ import importlib
 import pytest
 
 MODULES = [
-    "pytape", "pytape.var", "pytape.ops", "pytape.tape", "pytape.nn", "pytape.reference", "pytape.bench", "pytape.anomaly", "pytape.functional", "pytape.autograd", "pytape.create_graph", "pytape.replay", "pytape.optimize", "pytape.optim",
-    "pytape.display",
+    "pytape", "pytape._native", "pytape.errors", "pytape.tape", "pytape.anomaly", "pytape.var", "pytape.recording",
+    "pytape.ops", "pytape.program", "pytape.functional", "pytape.checks", "pytape.higher_order", "pytape.autograd",
+    "pytape.tracing", "pytape.saved", "pytape.optimize", "pytape.optim", "pytape.display", "pytape.nn",
+    "pytape.reference", "pytape.bench",
 ]
 
 

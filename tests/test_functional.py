@@ -1,11 +1,11 @@
-"""grad, value_and_grad, jvp, vjp, jacfwd, jacrev, jacobian, gradcheck."""
+"""grad, value_and_grad, jvp, vjp, jacfwd, jacrev, jacobian (pytape/functional.py) and the sweep driver (pytape/program.py)."""
 import math
 
 import numpy as np
 import pytest
 
 import pytape
-from pytape import functional
+from pytape import program
 
 
 def textbook(x1, x2):
@@ -87,9 +87,9 @@ def test_jvp_and_vjp_are_products_with_the_jacobian():
 
 def test_auto_mode_picks_the_cheaper_sweep(monkeypatch):
     calls = []
-    rows, columns = functional._Recording.rows, functional._Recording.columns
-    monkeypatch.setattr(functional._Recording, "rows", lambda self, s: calls.append("rev") or rows(self, s))
-    monkeypatch.setattr(functional._Recording, "columns", lambda self, j, s: calls.append("fwd") or columns(self, j, s))
+    rows, columns = program.Recording.rows, program.Recording.columns
+    monkeypatch.setattr(program.Recording, "rows", lambda self, s: calls.append("rev") or rows(self, s))
+    monkeypatch.setattr(program.Recording, "columns", lambda self, j, s: calls.append("fwd") or columns(self, j, s))
     wide, x = random_function(2, 9, seed=1)    # 2 inputs, 9 outputs: forward
     pytape.jacobian(wide)(x)
     tall, x = random_function(9, 2, seed=2)    # 9 inputs, 2 outputs: reverse
@@ -125,22 +125,3 @@ def test_errors_are_clear():
         pytape.grad(lambda x: x)("a")
     with pytest.raises(ValueError, match="mode"):
         pytape.jacobian(lambda x: x, mode="sideways")
-
-
-def test_gradcheck_passes_on_smooth_functions_and_names_the_worst_entry():
-    f, x = random_function(4, 3, seed=3)
-    assert pytape.gradcheck(f, x)
-    assert pytape.gradcheck(lambda a, b: pytape.atan2(a, b) * pytape.exp(b), 0.3, -1.2)
-    # relu at its kink: the tape says 0 (PyTorch's convention), differences say 0.5
-    with pytest.raises(pytape.GradcheckError, match=r"argument 1\[1\]: analytic 0.0, numeric 0.5"):
-        pytape.gradcheck(lambda a, b: a * pytape.relu(b[1]), 1.0, np.array([1.0, 0.0]))
-    assert pytape.gradcheck(lambda a: pytape.relu(a), 0.0, raise_exception=False) is False
-
-
-def test_gradgradcheck_passes_on_smooth_functions_and_fails_at_a_kink():
-    f, x = random_function(3, 2, seed=9)
-    assert pytape.gradgradcheck(f, x)
-    assert pytape.gradgradcheck(lambda a, b: pytape.sin(a) * b ** 3 + pytape.hypot(a, b), 0.3, 2.0)
-    # x * relu(x) at 0: the tape's second derivative is 0 (relu'(0) = 0), differences give 1
-    with pytest.raises(pytape.GradcheckError, match="analytic 0.0, numeric 1.0"):
-        pytape.gradgradcheck(lambda a: a * pytape.relu(a), 0.0)

@@ -36,7 +36,7 @@ def test_unary_second_derivative_and_tangent(name):
         want1 = o.d(x)
         if not (math.isfinite(want2) and math.isfinite(want1)) or abs(want2) > 1e8:
             continue
-        f = pytape.var.FUNCTIONS[name]
+        f = pytape.recording.FUNCTIONS[name]
         got2 = pytape.hessian(f)(x)
         got1 = pytape.jvp(f, (x,), (1.0,))[1]
         assert agree(got2, want2, abs(want1)), (name, x, got2, want2)
@@ -48,7 +48,7 @@ def test_unary_second_derivative_and_tangent(name):
 @pytest.mark.parametrize("name", BINARY)
 def test_binary_second_derivatives(name):
     o = ORACLES[name]
-    f = pytape.var.FUNCTIONS[name]
+    f = pytape.recording.FUNCTIONS[name]
     checked = 0
     for a, b in points(name):
         ha, hb = 1e-5 * max(1.0, abs(a)), 1e-5 * max(1.0, abs(b))

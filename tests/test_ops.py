@@ -30,7 +30,7 @@ import pytest
 import pytape
 from pytape import reference as R
 from pytape._native import BINARY, UNARY
-from pytape.var import FUNCTIONS
+from pytape.recording import FUNCTIONS
 
 inf, nan = math.inf, math.nan
 EPS = np.finfo(float).eps
@@ -393,7 +393,7 @@ def operand(x, kind):
     if kind == "leaf":
         return leaf, leaf
     u = leaf * 1.0
-    assert type(u) is pytape.Var and not u.is_leaf  # an intermediate: fast path
+    assert type(u) is pytape.var.Result and not u.is_leaf  # an intermediate: fast path
     return leaf, u
 
 

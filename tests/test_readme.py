@@ -23,3 +23,36 @@ def test_readme_python_blocks_run(code):
     if promised:
         assert len(promised) == len(prints), "state the output of every print of this block, or of none"
         assert out.getvalue().splitlines() == promised
+
+
+# the rows of the op table the README reaches otherwise than by name: through
+# an operator or a function built from them
+VIA = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "neg": "unary `-`",
+       "clamp_min": "clip", "clamp_max": "clip", "where_t": "where", "where_f": "where"}
+NOT_ROWS = {"clip", "greater", "greater_equal"}  # functions of the namespace built from rows
+
+
+def readme_functions():
+    """The names the API table lists as `pytape.a b c ...`."""
+    text = README.read_text()
+    names = set()
+    for row in re.findall(r"^\|.*$", text, re.M):
+        for group in re.findall(r"`pytape\.([a-z_0-9]+(?: [a-z_0-9]+)+)`", row):
+            names |= set(group.split())
+    return names, text
+
+
+def test_the_readme_lists_every_primitive_of_the_op_table():
+    import pytape
+    from pytape import _native
+
+    listed, text = readme_functions()
+    rows = set(_native.OPCODES)
+    missing = rows - listed - set(VIA)
+    assert not missing, f"rows of csrc/ops.def the README's API table does not list: {sorted(missing)}"
+    stale = listed - rows - NOT_ROWS
+    assert not stale, f"the README lists functions the op table does not have: {sorted(stale)}"
+    assert all(hasattr(pytape, name) for name in listed)
+    for name, how in VIA.items():
+        assert name in rows, f"{name} is no longer a row of the op table: update VIA"
+        assert how.split()[-1].strip("`") in text

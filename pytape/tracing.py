@@ -28,40 +28,30 @@ replay never returns the derivative of the wrong branch.  ``pytape.where``
 records a branch-free choice instead, valid at every input.
 
 Serialisation: ``fn.to_bytes()`` / ``CompiledFunction.from_bytes(data)`` and
-pickle, in a versioned format with a SHA-256 checksum; bad data raises
-``TapeFormatError``.
+pickle, in a versioned format with a SHA-256 checksum (pytape/saved.py); bad
+data raises ``TapeFormatError``.
 
 >>> import pytape
 >>> fn = pytape.trace(lambda x: x if x > 0 else -x, 2.0)
 >>> fn(3.0), fn.gradient(3.0), fn.gradient(-3.0), fn.retraces
 (3.0, 1.0, -1.0, 1)
 """
-import hashlib
-import json
 import os
 import pickle
-import struct
 
 import numpy as np
 
-from ._native import OP_KINDS, ffi, lib, raise_status
-from .functional import _f64, _i64, _Program, _Recording, _as_float_array
+from . import saved
+from ._native import ID_BITS
+from .errors import BranchChangedError, TapeFormatError
+from .program import Program, Recording, as_float_array
 from .tape import Tape
-from .var import _slot, _tracing
+from .var import TRACING, place
 
-__all__ = ["trace", "CompiledFunction", "BranchChangedError", "TapeFormatError"]
+__all__ = ["trace", "CompiledFunction"]
 
 #: tapes of one function kept for inputs on different branches
 MAX_TAPES = 8
-
-
-class BranchChangedError(RuntimeError):
-    """A replay reached a comparison whose outcome differs from the trace."""
-
-
-class TapeFormatError(ValueError):
-    """Bytes that are not a compiled function pytape can load (truncated,
-    corrupted, another format or a newer version)."""
 
 
 def _cores():
@@ -71,7 +61,7 @@ def _cores():
         return os.cpu_count() or 1
 
 
-class _Compiled(_Program):
+class _Compiled(Program):
     """One compiled tape of f: inputs in slots 0..n-1, a register plan, and
     the source lines of its guards."""
 
@@ -85,22 +75,16 @@ class _Compiled(_Program):
         self.out_values = np.asarray(out_values, dtype=float)  # the constant outputs' values
         self.tape._where = where  # guard slot -> (file, line, function)
         self._var_outs = np.array([s for s in self.out_slots if s >= 0], dtype=np.int64)
-        st = lib.pt_tape_plan_registers(tape._p, len(self._var_outs), _i64(self._var_outs))
-        if st:
-            raise_status(st, "record", tape)
+        self.tape._c.plan_registers(self._var_outs)
 
     @classmethod
     def from_recording(cls, rec):
         """Compile the tape of a recording (``pytape.trace``)."""
         src = rec.tape
-        ins = np.array([_slot(x, src) for leaves in rec.leaves for x in leaves], dtype=np.int64)
-        roots = np.array([s for s in rec.out_slots if s >= 0], dtype=np.int64)
-        slot_map = np.empty(len(src), dtype=np.int64)
-        out = ffi.new("pt_tape **")
-        st = lib.pt_tape_compile(src._p, len(ins), _i64(ins), len(roots), _i64(roots), _i64(slot_map), out)
-        if st:
-            raise_status(st, "record", src)
-        tape = Tape._adopt(out[0])
+        # every input gets its slot, also one f did not use: input k is slot k of the compiled tape
+        ins = [place(x, src) >> ID_BITS for leaves in rec.leaves for x in leaves]
+        ctape, slot_map = src._c.compile(ins, [s for s in rec.out_slots if s >= 0])
+        tape = Tape._adopt(ctape)
         # an output that depends on no input was folded (-2): a constant output (-1)
         out_slots = [max(-1, int(slot_map[s])) if s >= 0 else -1 for s in rec.out_slots]
         out_values = np.ravel(rec.value).astype(float)
@@ -114,34 +98,22 @@ class _Compiled(_Program):
     def run(self, X, grad, threads):
         """Replay rows X (rows, nin): (Y (rows, nout), G (rows, nin) or None, fail (rows,))."""
         rows = X.shape[0]
-        fail = np.empty(rows, dtype=np.int64)
         outs = self._var_outs
-        Yv = np.empty((rows, len(outs)))
         G = None
-        p = self.tape._p
+        c = self.tape._c
         if grad and len(outs) == 1:
-            G = np.empty((rows, self.nin))
-            st = lib.pt_batch_gradients(p, rows, _f64(X), int(outs[0]), _f64(Yv), _f64(G), _i64(fail), threads)
+            Yv, G, fail = c.batch_gradients(X, int(outs[0]), threads)
         else:
-            st = lib.pt_batch_values(p, rows, _f64(X), len(outs), _i64(outs), _f64(Yv), _i64(fail), threads)
+            Yv, fail = c.batch_values(X, outs, threads)
             if grad:  # a constant output: gradient 0
                 G = np.zeros((rows, self.nin))
-        if st:
-            raise_status(st, "backward", self.tape)
         Y = np.tile(self.out_values, (rows, 1))
         Y[:, np.array(self.out_slots) >= 0] = Yv
         return Y, G, fail
 
     def replay(self, x):
         """Bring the tape's own values to the point x (flat); the failing guard's slot or -1."""
-        where = ffi.new("int64_t[1]")
-        slots = np.arange(len(x), dtype=np.int64)
-        st = lib.pt_replay(self.tape._p, len(x), _i64(slots), _f64(x), where)
-        if st == lib.PT_E_GUARD:
-            return int(where[0])
-        if st:
-            raise_status(st, "record", self.tape)
-        return -1
+        return self.tape._c.replay(np.arange(len(x)), x)
 
     def branch_message(self, i):
         loc = (self.tape._where or {}).get(i)
@@ -182,12 +154,12 @@ class CompiledFunction:
         if self._f is None:
             raise BranchChangedError("this compiled function was loaded without f, so it cannot trace "
                                      "f again; pass f to CompiledFunction.from_bytes to allow it")
-        _tracing[0] += 1
+        TRACING[0] += 1
         try:
             argnums = 0 if len(args) == 1 else tuple(range(len(args)))
-            rec = _Recording(self._f, args, argnums, guards=True)
+            rec = Recording(self._f, args, argnums, guards=True)
         finally:
-            _tracing[0] -= 1
+            TRACING[0] -= 1
         if self._tapes:
             self.retraces += 1
         self._tapes.insert(0, _Compiled.from_recording(rec))
@@ -209,7 +181,7 @@ class CompiledFunction:
         c = self._tapes[0]
         if len(args) != len(c.shapes):
             raise TypeError(f"the traced function takes {len(c.shapes)} arguments, got {len(args)}")
-        flat = [_as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
+        flat = [as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
         batch = None
         for x, shape in zip(flat, c.shapes):
             lead = x.shape[:x.ndim - len(shape)]
@@ -327,12 +299,7 @@ class CompiledFunction:
 
     def jacobian(self, *args, mode="auto"):
         """The Jacobian at args, shape out.shape + in.shape (per argument)."""
-        c = self._at(args)
-        m, n = len(c.out_slots), sum(c.sizes)
-        use = mode if mode != "auto" else ("fwd" if n < m else "rev")
-        per_arg = c.rows(np.eye(m)) if use == "rev" else [c.columns(j, np.eye(s)) for j, s in enumerate(c.sizes)]
-        jacs = [np.asarray(J).reshape(c.out_shape + c.shapes[j]) for j, J in enumerate(per_arg)]
-        return c.pack([float(J) if J.ndim == 0 else J for J in jacs])
+        return self._at(args).jacobian(mode)
 
     def hessian(self, *args):
         """The Hessian of a scalar f of one argument at args."""
@@ -343,21 +310,20 @@ class CompiledFunction:
     def hvp(self, x, v):
         """H v of a scalar f of one argument at x: forward over reverse."""
         c = self._at((x,))
-        v = _as_float_array(v, "v")
+        v = as_float_array(v, "v")
         return c.shaped_in(0, c.hvps(v.reshape(-1, 1))[:, 0])
 
     def jvp(self, x, v):
         """(f(x), J v) for a function of one argument."""
         value = self(x)
         c = self._at((x,))
-        out = c.columns(0, _as_float_array(v, "v").reshape(-1, 1))[:, 0]
-        return value, float(out[0]) if c.out_shape == () else out.reshape(c.out_shape)
+        return value, c.shaped_out(c.columns(0, as_float_array(v, "v").reshape(-1, 1))[:, 0])
 
     def vjp(self, x, u):
         """(f(x), u J) for a function of one argument."""
         value = self(x)
         c = self._at((x,))
-        rows = c.rows(_as_float_array(u, "u").reshape(1, -1))
+        rows = c.rows(as_float_array(u, "u").reshape(1, -1))
         return value, c.shaped_in(0, rows[0][0])
 
     # ---- the tape ----------------------------------------------------------
@@ -375,7 +341,7 @@ class CompiledFunction:
     @property
     def num_registers(self):
         """Doubles a replay of values works in: the live set, at most ``num_ops``."""
-        return lib.pt_tape_nregs(self._main.tape._p)
+        return self._main.tape._c.nregs
 
     def stats(self):
         """The compiled tape's ``stats()`` (operations by type, bytes, leaves,
@@ -404,17 +370,28 @@ class CompiledFunction:
         >>> g(2.0) == fn(2.0), g.gradient(2.0) == fn.gradient(2.0)
         (True, True)
         """
-        return _dump(self._main, self._name, self._policy)
+        c = self._main
+        where = c.tape._where or {}
+        return saved.dump(c.tape._c, {
+            "name": self._name, "policy": self._policy, "shapes": [list(s) for s in c.shapes],
+            "scalar_in": c.scalar_in, "single": c.single, "out_shape": list(c.out_shape),
+            "out_slots": c.out_slots, "out_values": [float(v) for v in c.out_values],
+            "guards": [[i, *loc] for i, loc in sorted(where.items())]})
 
     @classmethod
     def from_bytes(cls, data, f=None, on_branch_change=None):
         """Load ``to_bytes()`` output.  Without f, a replay whose guards fail
         raises ``BranchChangedError``; with f, f is traced again there.
         Bytes that are not such output raise ``TapeFormatError``."""
-        c, name, policy = _load(data)
-        fn = cls(f, (), on_branch_change or policy)
+        ctape, d = saved.load(data)
+        try:
+            c = _Compiled(Tape._adopt(ctape), d["shapes"], d["scalar_in"], d["single"], d["out_shape"],
+                          d["out_slots"], d["out_values"], d["where"])
+        except IndexError:
+            raise TapeFormatError("not a pytape compiled function: its outputs are not on its tape") from None
+        fn = cls(f, (), on_branch_change or d["policy"])
         fn._tapes = [c]
-        fn._name = name
+        fn._name = d["name"]
         return fn
 
     def __reduce__(self):
@@ -428,111 +405,6 @@ class CompiledFunction:
 
 def _unpickle(data, f, policy):
     return CompiledFunction.from_bytes(data, f, policy)
-
-
-# ---- the serialised format ----------------------------------------------------
-#
-#   magic      b"PYTAPE-FN\n"                 10 bytes
-#   header     version, meta bytes, n, nconst  <IIqq (little-endian)
-#   meta       JSON: argument shapes, outputs, guard lines, name
-#   arrays     op <u2[n], a <i4[n], b <i4[n], val <f8[n] (guard codes; 0 for
-#              the rest), consts <f8[nconst]
-#   checksum   SHA-256 of everything before    32 bytes
-#
-# The C loader (csrc/tape_load.c) checks every instruction again, so bytes
-# with a valid checksum that were made by hand still cannot crash a sweep.
-
-MAGIC = b"PYTAPE-FN\n"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("<IIqq")
-_ARRAYS = (("op", "<u2"), ("a", "<i4"), ("b", "<i4"), ("val", "<f8"))
-_KINDS = np.array(OP_KINDS, dtype=np.uint8)
-
-
-def _dump(c, name, policy):
-    t = c.tape
-    n, nconst = len(t), lib.pt_tape_nconsts(t._p)
-    cols = {"op": np.empty(n, np.uint16), "a": np.empty(n, np.int32), "b": np.empty(n, np.int32),
-            "val": np.empty(n, np.float64)}
-    lib.pt_tape_copy(t._p, 0, n, ffi.from_buffer("uint16_t[]", cols["op"]), ffi.from_buffer("int32_t[]", cols["a"]),
-                     ffi.from_buffer("int32_t[]", cols["b"]), _f64(cols["val"]), ffi.NULL)
-    # values are not part of a compiled function (every use replays first),
-    # except the guards' comparison codes: the same f gives the same bytes
-    cols["val"][_KINDS[cols["op"]] != lib.PT_KIND_GUARD] = 0.0
-    consts = np.empty(nconst, np.float64)
-    lib.pt_tape_copy_consts(t._p, _f64(consts))
-    meta = {"name": name, "policy": policy, "shapes": [list(s) for s in c.shapes], "scalar_in": c.scalar_in,
-            "single": c.single, "out_shape": list(c.out_shape), "out_slots": c.out_slots,
-            "out_values": [float(v) for v in c.out_values],
-            "guards": [[i, *loc] for i, loc in sorted((t._where or {}).items())]}
-    meta_b = json.dumps(meta).encode()
-    body = b"".join([MAGIC, _HEADER.pack(FORMAT_VERSION, len(meta_b), n, nconst), meta_b]
-                    + [cols[k].astype(dt).tobytes() for k, dt in _ARRAYS] + [consts.astype("<f8").tobytes()])
-    return body + hashlib.sha256(body).digest()
-
-
-def _bad(why):
-    return TapeFormatError(f"not a pytape compiled function: {why}")
-
-
-def _load(data):
-    try:
-        data = bytes(data)
-    except TypeError:
-        raise TypeError(f"from_bytes takes bytes, not {type(data).__name__}") from None
-    head = len(MAGIC) + _HEADER.size
-    if len(data) < head + 32 or not data.startswith(MAGIC):
-        raise _bad("the data does not start with pytape's header (wrong file, or truncated)")
-    version, meta_len, n, nconst = _HEADER.unpack_from(data, len(MAGIC))
-    if version != FORMAT_VERSION:
-        raise _bad(f"format version {version}; this pytape reads version {FORMAT_VERSION}")
-    if not (0 <= meta_len and 0 <= n < 2 ** 31 and 0 <= nconst < 2 ** 31):
-        raise _bad("impossible sizes in the header (corrupted)")
-    size = head + meta_len + n * (2 + 4 + 4 + 8) + nconst * 8
-    if len(data) != size + 32:
-        raise _bad(f"{len(data)} bytes where the header announces {size + 32} (truncated or corrupted)")
-    if hashlib.sha256(data[:size]).digest() != data[size:]:
-        raise _bad("the SHA-256 checksum does not match (corrupted)")
-    try:
-        meta = json.loads(data[head:head + meta_len].decode())
-        shapes = [tuple(int(d) for d in s) for s in meta["shapes"]]
-        scalar_in = [bool(s) for s in meta["scalar_in"]]
-        out_shape = tuple(int(d) for d in meta["out_shape"])
-        out_slots = [int(s) for s in meta["out_slots"]]
-        out_values = [float(v) for v in meta["out_values"]]
-        where = {int(g[0]): (str(g[1]), int(g[2]), str(g[3])) for g in meta["guards"]}
-        name, policy, single = str(meta["name"]), str(meta["policy"]), bool(meta["single"])
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
-        raise _bad(f"its description does not parse ({exc})") from None
-    nin = sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
-    if (len(scalar_in) != len(shapes) or any(d < 0 for s in shapes for d in s)
-            or len(out_slots) != len(out_values) or len(out_slots) != int(np.prod(out_shape, dtype=np.int64))
-            or any(not -1 <= s < n for s in out_slots) or policy not in ("retrace", "raise")):
-        raise _bad("its description is inconsistent")
-    off = head + meta_len
-    cols = {}
-    for key, dt in _ARRAYS:
-        cols[key] = np.frombuffer(data, dtype=dt, count=n, offset=off).astype(dt[1:])
-        off += n * np.dtype(dt).itemsize
-    consts = np.frombuffer(data, dtype="<f8", count=nconst, offset=off).astype(np.float64)
-    out = ffi.new("pt_tape **")
-    st = lib.pt_tape_load(n, ffi.from_buffer("uint16_t[]", cols["op"]), ffi.from_buffer("int32_t[]", cols["a"]),
-                          ffi.from_buffer("int32_t[]", cols["b"]), _f64(cols["val"]), nconst, _f64(consts), out)
-    if st == lib.PT_E_OP:
-        raise _bad("its instructions break the tape's invariants")
-    if st:
-        raise_status(st, "record")
-    tape = Tape._adopt(out[0])
-    if lib.pt_tape_nleaves(tape._p) != nin or any(
-            s >= 0 and OP_KINDS[lib.pt_tape_op_at(tape._p, s)] == lib.PT_KIND_GUARD for s in out_slots):
-        raise _bad("its inputs or outputs do not match its instructions")
-    if lib.pt_tape_plan_registers(tape._p, 0, ffi.NULL) == lib.PT_E_OP:
-        raise _bad("its inputs are not the first instructions")
-    try:
-        c = _Compiled(tape, shapes, scalar_in, single, out_shape, out_slots, out_values, where)
-    except IndexError:
-        raise _bad("its outputs are not on its tape") from None
-    return c, name, policy
 
 
 def trace(f=None, *example_args, on_branch_change="retrace"):

@@ -97,7 +97,7 @@ def test_raise_policy_is_right_or_raises_never_wrong(f, points):
 def test_raise_policy_names_the_comparison_line():
     fn = pytape.trace(branchy_abs, 2.0, on_branch_change="raise")
     assert fn.gradient(5.0) == 1.0  # same branch: fine
-    with pytest.raises(pytape.BranchChangedError, match=r"test_replay.py:\d+ in branchy_abs\(\)"):
+    with pytest.raises(pytape.BranchChangedError, match=r"test_tracing.py:\d+ in branchy_abs\(\)"):
         fn(-1.0)
     assert fn.gradient(0.5) == 1.0  # the tape is still usable on its branch
 
@@ -243,7 +243,7 @@ def test_batch_rows_on_different_branches():
     fn.value_and_grad(X[::-1])
     assert fn.retraces == 2 and fn.stats()["tapes"] == 3
     strict = pytape.trace(piecewise, 0.5, on_branch_change="raise")
-    with pytest.raises(pytape.BranchChangedError, match=r"test_replay.py:\d+ in piecewise\(\)"):
+    with pytest.raises(pytape.BranchChangedError, match=r"test_tracing.py:\d+ in piecewise\(\)"):
         strict.gradient(X)
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import pytape
-from pytape._native import OP_KINDS, lib
-from pytape.replay import _HEADER, FORMAT_VERSION, MAGIC
+from pytape._native import KIND_GUARD, OP_KINDS
+from pytape.saved import _HEADER, FORMAT_VERSION, MAGIC
 
 
 def rosenbrock(x):
@@ -62,7 +62,7 @@ def test_loaded_copy_and_branches():
     h = pytape.CompiledFunction.from_bytes(fn.to_bytes())
     assert h.gradient(np.array([0.5, -1.0])).tolist() == pytest.approx(
         pytape.grad(branchy)(np.array([0.5, -1.0])).tolist(), rel=1e-15)
-    with pytest.raises(pytape.BranchChangedError, match=r"test_serialise.py:\d+ in branchy\(\).*without f"):
+    with pytest.raises(pytape.BranchChangedError, match=r"test_saved.py:\d+ in branchy\(\).*without f"):
         h(np.array([-0.5, 1.0]))
     # with f given at load time it traces again
     k = pytape.CompiledFunction.from_bytes(fn.to_bytes(), f=branchy)
@@ -145,7 +145,7 @@ def test_random_byte_flips_raise():
 
 def _guard_index():
     ops = _parts(_small())[2]["op"]
-    return int(np.flatnonzero(np.array(OP_KINDS)[ops] == lib.PT_KIND_GUARD)[0])
+    return int(np.flatnonzero(np.array(OP_KINDS)[ops] == KIND_GUARD)[0])
 
 
 def _edits():

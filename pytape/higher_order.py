@@ -1,12 +1,15 @@
-"""``create_graph=True``: the reverse sweep recorded as ordinary instructions.
+"""``create_graph=True``: the reverse sweep recorded as ordinary instructions,
+so that derivatives can be differentiated again, to any order.
 
 The first-derivative columns of the op table (read from the C library as text,
 e.g. ``cos(a)``, ``-y / b``, ``pt_pow_da(a, b)``) are turned once into Python
 functions of ``Var`` s; a reverse sweep in Python then applies them to the
 operands of every instruction that reaches the outputs, so each adjoint is a
-``Var`` on the same tape and can be differentiated again, to any order.  This
-path runs Python per instruction (like PyTorch's double backward runs its
-graph); the plain ``backward()`` stays one C loop.
+``Var`` on the same tape.  This path runs Python per instruction (like
+PyTorch's double backward runs its graph); the plain ``backward()`` stays one
+C loop.  The helpers of ``csrc/rules.h`` that the columns call have Python
+twins here (``HELPERS``); tests/test_higher_order.py checks every one against
+C, rule by rule, at many points.
 
 >>> import pytape
 >>> x = pytape.Var(0.7)
@@ -20,24 +23,21 @@ import math
 import os
 import re
 
-import numpy as np
+from . import _native
+from .anomaly import where
+from .recording import FUNCTIONS
+from .var import Var, result
 
-from ._native import OP_KINDS, OP_NAMES, ffi, lib
-from .var import FUNCTIONS, Var, _new
-
-__all__ = ["adjoints"]
+__all__ = ["adjoints", "HELPERS", "rule"]
 
 
 def _v(x):
     return x.value if isinstance(x, Var) else x
 
 
-def _float(x):  # C's (double)(a > b): a piecewise constant, no derivative
-    return float(x)
-
-
-# the helpers of csrc/rules.h that derivative columns call, on Vars
-_HELPERS = {
+#: the helpers of csrc/rules.h that derivative columns call, on Vars; C's
+#: (double)(a > b) becomes _float(a > b): a piecewise constant, no derivative
+HELPERS = {
     "pt_sign": lambda a: float((_v(a) > 0) - (_v(a) < 0)),
     "pt_sigmoid": FUNCTIONS["sigmoid"],
     "pt_tie": lambda w, l: 1.0 if _v(w) > _v(l) else (0.5 if _v(w) == _v(l) else 0.0),
@@ -47,13 +47,13 @@ _HELPERS = {
     "PT_LN2": math.log(2.0),
     "PT_LN10": math.log(10.0),
     "PT_2_SQRTPI": 2.0 / math.sqrt(math.pi),
-    "_float": _float,
+    "_float": float,
 }
-_NAMESPACE = dict(FUNCTIONS, pow=FUNCTIONS["pow"], fabs=FUNCTIONS["abs"], **_HELPERS)
+_NAMESPACE = dict(FUNCTIONS, pow=FUNCTIONS["pow"], fabs=FUNCTIONS["abs"], **HELPERS)
 
 
-def _compile(text):
-    """A C derivative column as a Python function of (a, b, y)."""
+def rule(text):
+    """A C derivative column as a Python function of (a, b, y); None for ""."""
     if not text:
         return None
     src = re.sub(r"\(double\)", "_float", text)
@@ -63,15 +63,7 @@ def _compile(text):
     return eval(code, dict(_NAMESPACE))  # text of our own op table
 
 
-_RULES = [(_compile(ffi.string(lib.pt_op_rule(op, 0)).decode()),
-           _compile(ffi.string(lib.pt_op_rule(op, 1)).decode())) for op in range(len(OP_NAMES))]
-
-
-def _handle(tape, slot):
-    v = _new(Var)
-    v._t = tape
-    v._i = slot
-    return v
+_RULES = [(rule(da), rule(db)) for da, db in _native.RULES]
 
 
 def _add(acc, slot, term):
@@ -83,12 +75,8 @@ def adjoints(tape, outs, seeds, in_slots):
     """Adjoints (Vars or floats) of ``in_slots`` for seeds on output slots,
     every step recorded on ``tape``.  None where an input is not reached."""
     top = max(outs)
-    m = top + 1
-    op = np.empty(m, dtype=np.uint16)
-    a = np.empty(m, dtype=np.int32)
-    b = np.empty(m, dtype=np.int32)
-    lib.pt_tape_copy(tape._p, 0, m, ffi.from_buffer("uint16_t[]", op), ffi.from_buffer("int32_t[]", a),
-                     ffi.from_buffer("int32_t[]", b), ffi.NULL, ffi.NULL)
+    rows = tape._c.rows(0, top + 1, ("op", "a", "b"))
+    op, a, b = rows["op"], rows["a"], rows["b"]
     acc = {}
     for s, g in zip(outs, seeds):
         _add(acc, s, g)
@@ -97,33 +85,32 @@ def adjoints(tape, outs, seeds, in_slots):
         if g is None or (not isinstance(g, Var) and g == 0.0):
             continue
         code = int(op[i])
-        kind = OP_KINDS[code]
-        if kind not in (lib.PT_KIND_UNARY, lib.PT_KIND_VV, lib.PT_KIND_VC, lib.PT_KIND_CV):
+        if _native.OP_KINDS[code] not in (_native.KIND_UNARY, _native.KIND_VV, _native.KIND_VC, _native.KIND_CV):
             continue  # LEAF, GUARD
         try:
-            _apply(tape, acc, i, code, kind, a, b, g)
+            _apply(tape, acc, i, code, int(a[i]), int(b[i]), g)
         except FloatingPointError as exc:  # anomaly mode, in a recorded derivative rule
-            from .anomaly import _where
             loc = tape._where.get(i) if tape._where else None
-            raise FloatingPointError(f"backward through {OP_NAMES[code]} (create_graph=True), recorded "
-                                     f"{_where(loc)}: its derivative rule: {exc}") from None
+            raise FloatingPointError(f"backward through {_native.OP_NAMES[code]} (create_graph=True), recorded "
+                                     f"{where(loc)}: its derivative rule: {exc}") from None
     return [acc.get(s) if s >= 0 else None for s in in_slots]
 
 
-def _apply(tape, acc, i, code, kind, a, b, g):
-    """The derivative rules of instruction i, recorded, added into acc."""
+def _apply(tape, acc, i, code, a, b, g):
+    """The derivative rules of instruction i (operands a, b), recorded, added into acc.
+
+    An operand that is a slot becomes a Var, a constant its number; the
+    operand table (pytape/_native.py) says which is which."""
     da, db = _RULES[code]
-    y = _handle(tape, i)
-    if kind == lib.PT_KIND_UNARY:
-        _chain(acc, int(a[i]), da(_handle(tape, int(a[i])), None, y), g)
-    elif kind == lib.PT_KIND_VV:
-        A, B = _handle(tape, int(a[i])), _handle(tape, int(b[i]))
-        _chain(acc, int(a[i]), da(A, B, y), g)
-        _chain(acc, int(b[i]), db(A, B, y), g)
-    elif kind == lib.PT_KIND_VC:
-        _chain(acc, int(a[i]), da(_handle(tape, int(a[i])), lib.pt_tape_const(tape._p, int(b[i])), y), g)
-    else:  # CV
-        _chain(acc, int(b[i]), db(lib.pt_tape_const(tape._p, int(a[i])), _handle(tape, int(b[i])), y), g)
+    kind_a, kind_b = _native.OPERAND_A[code], _native.OPERAND_B[code]
+    va = result(tape, a) if kind_a == _native.OPERAND_SLOT else tape._c.const(a)
+    vb = (result(tape, b) if kind_b == _native.OPERAND_SLOT else
+          tape._c.const(b) if kind_b == _native.OPERAND_CONST else None)
+    y = result(tape, i)
+    if kind_a == _native.OPERAND_SLOT:
+        _chain(acc, a, da(va, vb, y), g)
+    if kind_b == _native.OPERAND_SLOT:
+        _chain(acc, b, db(va, vb, y), g)
 
 
 def _chain(acc, slot, d, g):

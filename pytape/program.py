@@ -1,0 +1,227 @@
+"""A tape with its inputs and outputs, and the sweeps over it: the driver
+that ``pytape.functional`` (grad, jacobian, hessian, ...), ``pytape.checks``
+and ``pytape.trace`` share.
+
+:class:`Program` turns derivative questions into C sweeps: a reverse sweep
+gives a row of the Jacobian, a tangent sweep a column, a forward-over-reverse
+sweep a Hessian-vector product, each up to 64 at a time (one block sweep per
+64 seeds).  :class:`Recording` makes a program by recording ``f`` once on a
+fresh tape, its arguments' elements becoming leaves; ``pytape.trace`` makes
+them from compiled tapes.
+
+>>> import numpy as np
+>>> rec = Recording(lambda x: np.sum(x ** 2), (np.array([1.0, 2.0]),), 0)
+>>> rec.value, rec.rows(np.ones((1, 1)))[0].tolist()
+(5.0, [[2.0, 4.0]])
+"""
+import numbers
+
+import numpy as np
+
+from .anomaly import explain
+from .tape import Tape
+from .var import Result, Var, place, slot_on
+
+__all__ = ["Program", "Recording", "as_float_array", "scalar_output"]
+
+BLOCK = 64  # rows or columns per block sweep
+
+
+class Program:
+    """A tape with its inputs and outputs: what the sweeps below need.
+
+    ``tape``; ``sizes``, ``shapes``, ``scalar_in`` of each argument;
+    ``in_slots(j)`` the slots of argument j's elements (-1: not on the tape);
+    ``out_shape`` and ``out_slots`` (-1: a constant output); ``single``: one
+    argument rather than a tuple.
+    """
+
+    def in_slots(self, j):
+        """Slots of the elements of argument j on the tape (-1: not on it)."""
+        return self._in_slots[j]
+
+    def all_in_slots(self):
+        """in_slots of every argument, concatenated (cached)."""
+        if "_all_in" not in self.__dict__:
+            self._all_in = np.concatenate([np.array(self.in_slots(j), dtype=np.int64)
+                                           for j in range(len(self.sizes))])
+        return self._all_in
+
+    def rows(self, seeds):
+        """seeds (q, nout) -> [(q, nin_j) per argument]: reverse sweeps, 64 per pass."""
+        q = seeds.shape[0]
+        results = [np.zeros((q, size)) for size in self.sizes]
+        outs = np.array(self.out_slots, dtype=np.int64)
+        has = outs >= 0
+        ins = self.all_in_slots()
+        used = ins >= 0
+        if not has.any() or not used.any():
+            return results
+        out_slots, in_slots = outs[has], ins[used]
+        flat = np.zeros((q, len(ins)))
+        for start in range(0, q, BLOCK):
+            block = seeds[start:start + BLOCK, has].T  # (nout, qb)
+            with explain(self.tape):
+                res = self.tape._c.backward_block(out_slots, block, in_slots)
+            flat[start:start + block.shape[1], used] = res.T
+        bounds = np.cumsum([0] + self.sizes)
+        return [flat[:, bounds[j]:bounds[j + 1]] for j in range(len(self.sizes))]
+
+    def columns(self, j, seeds):
+        """seeds (nin_j, p) for argument j -> (nout, p): tangent sweeps."""
+        p = seeds.shape[1]
+        result = np.zeros((len(self.out_slots), p))
+        slots = np.array(self.in_slots(j), dtype=np.int64)
+        used = slots >= 0
+        outs = np.array(self.out_slots, dtype=np.int64)
+        has = outs >= 0
+        if not used.any() or not has.any():
+            return result
+        for start in range(0, p, BLOCK):
+            block = seeds[used, start:start + BLOCK]
+            with explain(self.tape):
+                res = self.tape._c.tangent_block(slots[used], block, outs[has])
+            result[has, start:start + block.shape[1]] = res
+        return result
+
+    def hvps(self, seeds):
+        """seeds (nin, p) over all arguments' leaves -> (nin, p) of H v: forward over reverse."""
+        scalar_output(self, "hessian")
+        n, p = seeds.shape
+        result = np.zeros((n, p))
+        out = self.out_slots[0]
+        ins = self.all_in_slots()
+        used = ins >= 0
+        if out < 0 or not used.any():
+            return result
+        for start in range(0, p, BLOCK):
+            block = seeds[used, start:start + BLOCK]
+            result[used, start:start + block.shape[1]] = self.tape._c.hvp_block(out, ins[used], block)
+        return result
+
+    def split(self, flat):
+        """Rows of a flat (n_total, ...) array per argument."""
+        bounds = np.cumsum([0] + self.sizes)
+        return [flat[bounds[j]:bounds[j + 1]] for j in range(len(self.sizes))]
+
+    def shaped_in(self, j, flat):
+        """A flat derivative w.r.t. argument j in the argument's shape (float for a scalar)."""
+        return float(flat[0]) if self.scalar_in[j] else np.asarray(flat).reshape(self.shapes[j])
+
+    def shaped_out(self, flat):
+        """A flat array over the outputs in f's output shape (float for a scalar)."""
+        return float(flat[0]) if self.out_shape == () else np.asarray(flat).reshape(self.out_shape)
+
+    def pack(self, per_arg):
+        return per_arg[0] if self.single else tuple(per_arg)
+
+    def jacobian(self, mode):
+        """The Jacobian blocks per argument, shaped out.shape + in_j.shape,
+        by reverse sweeps (mode "rev"), tangent sweeps ("fwd") or whichever
+        needs fewer ("auto": a Jacobian of R^n -> R^m costs min(n, m) sweeps)."""
+        m, n = len(self.out_slots), sum(self.sizes)
+        use = mode if mode != "auto" else ("fwd" if n < m else "rev")
+        if use == "rev":
+            per_arg = self.rows(np.eye(m))  # (m, n_j) each
+        else:
+            per_arg = [self.columns(j, np.eye(size)) for j, size in enumerate(self.sizes)]
+        jacs = [np.asarray(J).reshape(self.out_shape + tuple(self.shapes[j])) for j, J in enumerate(per_arg)]
+        return self.pack([float(J) if J.ndim == 0 else J for J in jacs])
+
+
+class Recording(Program):
+    """f recorded once: its tape, input leaves and output slots.
+
+    With ``guards`` (pytape.trace), comparisons of Vars are recorded as guards.
+    """
+
+    def __init__(self, f, args, argnums, has_aux=False, guards=False):
+        self.single = isinstance(argnums, int)
+        self.argnums = (argnums,) if self.single else tuple(argnums)
+        for k in self.argnums:
+            if not -len(args) <= k < len(args):
+                raise ValueError(f"argnums {k} is out of range for {len(args)} positional arguments")
+        args = list(args)
+        self.shapes, self.scalar_in, self.leaves = [], [], []
+        self.tape = Tape()
+        with self.tape:
+            for k in self.argnums:
+                arr = as_float_array(args[k], f"argument {k}")
+                leaves = np.empty(arr.shape, dtype=object)
+                flat = [Var(v) for v in arr.ravel()]
+                for idx, leaf in zip(np.ndindex(arr.shape), flat):
+                    leaves[idx] = leaf
+                self.shapes.append(arr.shape)
+                self.scalar_in.append(np.ndim(args[k]) == 0 and not isinstance(args[k], np.ndarray))
+                self.leaves.append(flat)
+                args[k] = flat[0] if self.scalar_in[-1] else leaves
+            self.sizes = [len(flat) for flat in self.leaves]
+            self.tape._guards = guards
+            try:
+                out = f(*args)
+            finally:
+                self.tape._guards = False
+            if has_aux:
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise TypeError("with has_aux=True, f must return a pair (output, aux)")
+                out, self.aux = out
+            self.value, self.out_shape, self.out_slots = self._outputs(out)
+
+    def _outputs(self, out):
+        """(numeric value, shape, slot of each output element or -1 for a constant)."""
+        if isinstance(out, (list, tuple)) or isinstance(out, np.ndarray):
+            arr = np.asarray(out, dtype=object)
+        else:
+            arr = np.empty((), dtype=object)
+            arr[()] = out
+        values = np.empty(arr.shape)
+        slots = []
+        for idx in np.ndindex(arr.shape):
+            y = arr[idx]
+            if isinstance(y, Var):
+                values[idx] = y.value
+                if type(y) is Result:
+                    if y._t is not self.tape:
+                        raise ValueError("f returned a Var recorded outside its own call; "
+                                         "compute the output from f's arguments")
+                    slots.append(slot_on(y, self.tape))
+                elif y.requires_grad:  # f returned an input (a leaf) itself
+                    place(y, self.tape)
+                    slots.append(slot_on(y, self.tape))
+                else:
+                    slots.append(-1)
+            elif isinstance(y, numbers.Real):
+                values[idx] = float(y)
+                slots.append(-1)  # a constant: zero derivative
+            else:
+                raise TypeError(f"f must return Vars or real numbers (or arrays of them), not {type(y).__name__}")
+        value = float(values) if values.ndim == 0 else values
+        return value, arr.shape, slots
+
+    def in_slots(self, j):
+        """Slots of the leaves of argument j on the tape (-1: f did not use it).
+
+        Cached: the leaves are this recording's own, and a leaf keeps its slot."""
+        cache = self.__dict__.setdefault("_in_slots_cache", {})
+        if j not in cache:
+            cache[j] = [slot_on(leaf, self.tape) for leaf in self.leaves[j]]
+        return cache[j]
+
+
+def as_float_array(x, what):
+    """x as a float numpy array; TypeError naming ``what`` otherwise."""
+    if isinstance(x, Var):
+        raise TypeError(f"{what} is a Var: pass numbers (x.value) to pytape.grad and friends")
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a real number, a sequence or a numpy array of them, "
+                        f"not {type(x).__name__}") from None
+    return arr
+
+
+def scalar_output(program, name):
+    """TypeError unless the program has one output."""
+    if len(program.out_slots) != 1 or program.out_shape not in ((), (1,)):
+        raise TypeError(f"{name} needs f to return a scalar, got shape {program.out_shape}; "
+                        f"use pytape.jacobian or pytape.vjp for vector outputs")

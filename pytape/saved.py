@@ -1,0 +1,111 @@
+"""The file format of compiled functions (``CompiledFunction.to_bytes``,
+``from_bytes``, pickle).
+
+::
+
+    magic      b"PYTAPE-FN\\n"                 10 bytes
+    header     version, meta bytes, n, nconst  <IIqq (little-endian)
+    meta       JSON: argument shapes, outputs, guard lines, name, policy
+    arrays     op <u2[n], a <i4[n], b <i4[n], val <f8[n] (guard codes; 0 for
+               the rest), consts <f8[nconst]
+    checksum   SHA-256 of everything before    32 bytes
+
+The C loader (csrc/tape_load.c) checks every instruction again, so bytes with
+a valid checksum that were made by hand still cannot crash a sweep; what the
+description says is checked against the instructions here.
+
+>>> import pytape
+>>> data = pytape.trace(lambda x: x * x, 1.0).to_bytes()
+>>> data[:len(MAGIC)] == MAGIC, load(data)[1]["out_shape"]
+(True, ())
+"""
+import hashlib
+import json
+import struct
+
+import numpy as np
+
+from . import _native
+from ._native import CTape
+from .errors import TapeFormatError
+
+__all__ = ["MAGIC", "FORMAT_VERSION", "dump", "load"]
+
+MAGIC = b"PYTAPE-FN\n"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<IIqq")
+_ARRAYS = (("op", "<u2"), ("a", "<i4"), ("b", "<i4"), ("val", "<f8"))
+_KINDS = np.array(_native.OP_KINDS, dtype=np.uint8)
+
+
+def dump(ctape, meta):
+    """The bytes of a compiled tape and its description (a JSON-able dict)."""
+    cols = ctape.rows(0, len(ctape), ("op", "a", "b", "val"))
+    # values are not part of a compiled function (every use replays first),
+    # except the guards' comparison codes: the same f gives the same bytes
+    cols["val"][_KINDS[cols["op"]] != _native.KIND_GUARD] = 0.0
+    consts = ctape.consts()
+    meta_b = json.dumps(meta).encode()
+    body = b"".join([MAGIC, _HEADER.pack(FORMAT_VERSION, len(meta_b), len(ctape), len(consts)), meta_b]
+                    + [cols[k].astype(dt).tobytes() for k, dt in _ARRAYS] + [consts.astype("<f8").tobytes()])
+    return body + hashlib.sha256(body).digest()
+
+
+def _bad(why):
+    return TapeFormatError(f"not a pytape compiled function: {why}")
+
+
+def load(data):
+    """(CTape, description) from ``dump`` output; TapeFormatError for anything else.
+
+    The description's fields are checked and converted: ``shapes`` (tuples),
+    ``scalar_in``, ``single``, ``out_shape``, ``out_slots``, ``out_values``,
+    ``where`` (guard slot -> (file, line, function)), ``name``, ``policy``."""
+    try:
+        data = bytes(data)
+    except TypeError:
+        raise TypeError(f"from_bytes takes bytes, not {type(data).__name__}") from None
+    head = len(MAGIC) + _HEADER.size
+    if len(data) < head + 32 or not data.startswith(MAGIC):
+        raise _bad("the data does not start with pytape's header (wrong file, or truncated)")
+    version, meta_len, n, nconst = _HEADER.unpack_from(data, len(MAGIC))
+    if version != FORMAT_VERSION:
+        raise _bad(f"format version {version}; this pytape reads version {FORMAT_VERSION}")
+    if not (0 <= meta_len and 0 <= n < 2 ** 31 and 0 <= nconst < 2 ** 31):
+        raise _bad("impossible sizes in the header (corrupted)")
+    size = head + meta_len + n * (2 + 4 + 4 + 8) + nconst * 8
+    if len(data) != size + 32:
+        raise _bad(f"{len(data)} bytes where the header announces {size + 32} (truncated or corrupted)")
+    if hashlib.sha256(data[:size]).digest() != data[size:]:
+        raise _bad("the SHA-256 checksum does not match (corrupted)")
+    try:
+        meta = json.loads(data[head:head + meta_len].decode())
+        d = {
+            "shapes": [tuple(int(k) for k in s) for s in meta["shapes"]],
+            "scalar_in": [bool(s) for s in meta["scalar_in"]],
+            "out_shape": tuple(int(k) for k in meta["out_shape"]),
+            "out_slots": [int(s) for s in meta["out_slots"]],
+            "out_values": [float(v) for v in meta["out_values"]],
+            "where": {int(g[0]): (str(g[1]), int(g[2]), str(g[3])) for g in meta["guards"]},
+            "name": str(meta["name"]), "policy": str(meta["policy"]), "single": bool(meta["single"]),
+        }
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        raise _bad(f"its description does not parse ({exc})") from None
+    nin = sum(int(np.prod(s, dtype=np.int64)) for s in d["shapes"])
+    if (len(d["scalar_in"]) != len(d["shapes"]) or any(k < 0 for s in d["shapes"] for k in s)
+            or len(d["out_slots"]) != len(d["out_values"])
+            or len(d["out_slots"]) != int(np.prod(d["out_shape"], dtype=np.int64))
+            or any(not -1 <= s < n for s in d["out_slots"]) or d["policy"] not in ("retrace", "raise")):
+        raise _bad("its description is inconsistent")
+    off = head + meta_len
+    cols = {}
+    for key, dt in _ARRAYS:
+        cols[key] = np.frombuffer(data, dtype=dt, count=n, offset=off).astype(dt[1:])
+        off += n * np.dtype(dt).itemsize
+    consts = np.frombuffer(data, dtype="<f8", count=nconst, offset=off).astype(np.float64)
+    ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], consts)
+    if ctape.nleaves != nin or any(s >= 0 and _KINDS[ctape.op_at(s)] == _native.KIND_GUARD for s in d["out_slots"]):
+        raise _bad("its inputs or outputs do not match its instructions")
+    if not ctape.plan_registers([]):
+        raise _bad("its inputs are not the first instructions")
+    return ctape, d
