@@ -20,10 +20,10 @@ the instruction C stopped at and the source lines noted while recording.
 Traceback (most recent call last):
 FloatingPointError: log produced nan at ...:2 in <module>() (input -3.0)
 """
-import contextlib
 import functools
 import os
 import sys
+from contextlib import contextmanager
 
 from . import _native
 from ._native import OP_KINDS, OP_NAMES, OPERAND_A, OPERAND_B, OPERAND_CONST, OPERAND_SLOT, NonFiniteError
@@ -151,7 +151,7 @@ def sweep_error(tape, exc):
     return FloatingPointError(f"backward through {name} produced {bad!r} {where(loc)} {_inputs(inputs)}")
 
 
-@contextlib.contextmanager
+@contextmanager
 def explain(tape):
     """Around a C sweep of ``tape``: a nan or inf that anomaly mode stopped it
     at raises FloatingPointError naming its operation and source line."""

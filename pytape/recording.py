@@ -86,21 +86,23 @@ def _tape_for(a, b=None):
     return ta
 
 
-def _record(t, code, ha, hb, c, inputs):
+def _record(t, code, ha, hb, c, operands):
     """Record opcode ``code`` on tape t by the explicit path.  ``ha``, ``hb``:
     handles of its slot operands on t (None where the form has a constant or
     nothing there; a negative status if placing a leaf failed), ``c`` the
-    constant of a *_vc / *_cv form, ``inputs`` the operand values (for anomaly
-    mode's message).  Returns the result, or None when recording is off."""
-    bad = [h for h in (ha, hb) if h is not None and h < 0]
-    if bad:
-        h = bad[0]
+    constant of a *_vc / *_cv form, ``operands`` the operands (their values
+    name them in anomaly mode's message).  Returns the result, or None when
+    recording is off."""
+    if ha is not None and ha < 0:
+        h = ha
+    elif hb is not None and hb < 0:
+        h = hb
     else:
         sa = 0 if ha is None else ha >> _B
         sb = 0 if hb is None else hb >> _B
         h = t._c.record(code, sa, sb, c)
         if h == _native.ANOMALY:  # anomaly mode: again in checked mode, noting the source line
-            h = record_checked(t, code, sa, sb, c, inputs)
+            h = record_checked(t, code, sa, sb, c, [_value(x) for x in operands])
     if h >= 0:
         v = Result()
         v._t = t
@@ -127,12 +129,12 @@ def _binary_slow(op, a, b):
     if ca is None or cb is None:
         t = _tape_for(a, b)
         if ca is not None:    # constant a: the CV form
-            r = _record(t, op.code + 2, None, place(b, t), ca, (ca, _value(b)))
+            r = _record(t, op.code + 2, None, place(b, t), ca, (ca, b))
         elif cb is not None:  # constant b: the VC form
-            r = _record(t, op.code + 1, place(a, t), None, cb, (_value(a), cb))
+            r = _record(t, op.code + 1, place(a, t), None, cb, (a, cb))
         else:
             ha = place(a, t)
-            r = _record(t, op.code, ha, place(b, t) if ha >= 0 else ha, 0.0, (_value(a), _value(b)))
+            r = _record(t, op.code, ha, place(b, t) if ha >= 0 else ha, 0.0, (a, b))
         if r is not None:
             return r
     # constants only, or recording is off: a constant result
@@ -147,7 +149,7 @@ def _unary_slow(op, a):
         raise TypeError(f"pytape.{op.name}() takes a Var or a real number, not {type(a).__name__}")
     if c is None:
         t = _tape_for(a)
-        r = _record(t, op.code, place(a, t), None, 0.0, (_value(a),))
+        r = _record(t, op.code, place(a, t), None, 0.0, (a,))
         if r is not None:
             return r
     v = _native.evaluate(op.code, _value(a))

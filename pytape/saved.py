@@ -19,9 +19,9 @@ description says is checked against the instructions here.
 >>> data[:len(MAGIC)] == MAGIC, load(data)[1]["out_shape"]
 (True, ())
 """
-import hashlib
 import json
 import struct
+from hashlib import sha256
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def dump(ctape, meta):
     meta_b = json.dumps(meta).encode()
     body = b"".join([MAGIC, _HEADER.pack(FORMAT_VERSION, len(meta_b), len(ctape), len(consts)), meta_b]
                     + [cols[k].astype(dt).tobytes() for k, dt in _ARRAYS] + [consts.astype("<f8").tobytes()])
-    return body + hashlib.sha256(body).digest()
+    return body + sha256(body).digest()
 
 
 def _bad(why):
@@ -76,7 +76,7 @@ def load(data):
     size = head + meta_len + n * (2 + 4 + 4 + 8) + nconst * 8
     if len(data) != size + 32:
         raise _bad(f"{len(data)} bytes where the header announces {size + 32} (truncated or corrupted)")
-    if hashlib.sha256(data[:size]).digest() != data[size:]:
+    if sha256(data[:size]).digest() != data[size:]:
         raise _bad("the SHA-256 checksum does not match (corrupted)")
     try:
         meta = json.loads(data[head:head + meta_len].decode())
