@@ -1,7 +1,7 @@
 """``python -m pytape COMMAND``: pytape's command line.
 
 Commands:
-  bench    time pytape against other scalar autodiff engines (``pytape.bench``)
+  bench    time pytape against other scalar autodiff engines (``pytape.bench.cli``)
 """
 import sys
 
@@ -17,7 +17,7 @@ def main(argv=None):
     """Dispatch to a command; usage and status 2 for no or an unknown command."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":
-        from .bench import main as bench
+        from .bench.cli import main as bench
 
         return bench(argv[1:])
     if argv and argv[0] in ("-h", "--help", "help"):

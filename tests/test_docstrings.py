@@ -8,7 +8,8 @@ MODULES = [
     "pytape", "pytape._native", "pytape.errors", "pytape.tape", "pytape.anomaly", "pytape.var", "pytape.recording",
     "pytape.ops", "pytape.program", "pytape.functional", "pytape.checks", "pytape.higher_order", "pytape.autograd",
     "pytape.tracing", "pytape.saved", "pytape.optimize", "pytape.optim", "pytape.display", "pytape.nn",
-    "pytape.reference", "pytape.bench",
+    "pytape.reference", "pytape.bench", "pytape.bench.engines", "pytape.bench.workloads", "pytape.bench.runner",
+    "pytape.bench.cli",
 ]
 
 

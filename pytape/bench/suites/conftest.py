@@ -1,6 +1,7 @@
-"""Fixtures of the pytest-benchmark suite; the workloads themselves are in ``pytape/bench.py``.
+"""Fixtures of the pytest-benchmark suite; the workloads themselves are in ``pytape/bench/workloads.py``,
+the engines in ``pytape/bench/engines.py``.
 
-Run:  PYTHONPATH=. python -m pytest bench/ --benchmark-only -q
+Run:  python -m pytest pytape/bench/suites --benchmark-only -q
       PYTAPE_BENCH_FULL=1 ...    adds the large sizes (minutes)
       PYTAPE_BENCH_ROUNDS=N ...  rounds per benchmark (default 5)
 

@@ -7,7 +7,7 @@ times a gradient; auto picks the cheaper Jacobian mode)."""
 import numpy as np
 import pytest
 
-from pytape import functional as F
+from pytape.program import Recording
 
 
 def rosenbrock(x):
@@ -17,7 +17,7 @@ def rosenbrock(x):
 @pytest.fixture(scope="module")
 def rosen_tape():
     x = 1.0 + 0.1 * np.sin(np.arange(10_000))
-    return F._Recording(rosenbrock, (x,), 0), x
+    return Recording(rosenbrock, (x,), 0), x
 
 
 def test_gradient_sweep(benchmark, rosen_tape):
@@ -45,7 +45,7 @@ def dense(n, m):
 @pytest.mark.parametrize("mode", ["fwd", "rev"])
 def test_jacobian_mode(benchmark, n, m, mode):
     benchmark.group = f"Jacobian R^{n} -> R^{m} (sweeps only)"
-    rec = F._Recording(dense(n, m), (np.linspace(-1, 1, n),), 0)
+    rec = Recording(dense(n, m), (np.linspace(-1, 1, n),), 0)
     run = (lambda: rec.columns(0, np.eye(n))) if mode == "fwd" else (lambda: rec.rows(np.eye(m))[0])
     J = benchmark.pedantic(run, rounds=3)
     assert J.shape == (m, n)

@@ -1,0 +1,201 @@
+"""``python -m pytape bench``: the command line (``main``), its run modes and the report.
+
+``SIZES`` holds the sizes of each mode (``--quick``, default, ``--full``);
+``format_table`` prints the results of ``run_case``.
+"""
+import argparse
+import datetime
+import os
+import platform
+import sys
+
+from .engines import ENGINES, EngineError, available_engines, load_engine
+from .runner import _ns, run_case
+from .workloads import WORKLOADS
+
+__all__ = ["SIZES", "BIG", "format_table", "main"]
+
+
+#: sizes per mode; in the default mode, sizes in BIG run only on engines with ``big``
+SIZES = {
+    "quick": {"chain": [100, 1000], "rosenbrock": [100], "mlp": [10]},
+    "default": {"chain": [10**3, 10**4, 10**5, 10**6], "rosenbrock": [10**2, 10**3, 10**4], "mlp": [100]},
+    "full": {"chain": [10**3, 10**4, 10**5, 10**6], "rosenbrock": [10**2, 10**3, 10**4, 10**5], "mlp": [100]},
+}
+BIG = {("chain", 10**6)}
+
+
+def _ratio(a, b):
+    if a is None or b is None or b <= 0:
+        return "-"
+    r = a / b
+    return f"{r:.2f}x" if r < 10 else f"{r:.0f}x"
+
+
+def format_table(rows):
+    """The results as a text table; speed-ups are other engine / pytape, case by case.
+
+    >>> from pytape.bench.runner import Row
+    >>> print(format_table([
+    ...     Row("chain", "D=100", "pytape", 500, record=[5000], backward=[2500], total=[7500]),
+    ...     Row("chain", "D=100", "reference", 500, record=[40000], backward=[60000], total=[100000]),
+    ... ]))
+    workload  size   engine     ops  record  backward  update  total  pytape× rec  pytape× total  note
+    --------  -----  ---------  ---  ------  --------  ------  -----  -----------  -------------  ----
+    chain     D=100  pytape     500    10.0       5.0           15.0
+    chain     D=100  reference  500    80.0       120            200        8.00x            13x
+    """
+    head = ("workload", "size", "engine", "ops", "record", "backward", "update", "total",
+            "pytape× rec", "pytape× total", "note")
+    lines = []
+    for row in rows:
+        base = next((r for r in rows if r.engine == "pytape" and (r.workload, r.size) == (row.workload, row.size)), None)
+        mine = row is base or base is None
+        lines.append((
+            row.workload, row.size, row.engine, f"{row.nops:,}",
+            *(_ns(row.per_op(p)) if p != "update" or row.workload == "mlp" else "" for p in ("record", "backward", "update", "total")),
+            "" if mine else _ratio(row.per_op("record"), base.per_op("record")),
+            "" if mine else _ratio(row.per_op("total"), base.per_op("total")),
+            row.note,
+        ))
+    widths = [max(len(str(x[i])) for x in [head] + lines) for i in range(len(head))]
+    right = {3, 4, 5, 6, 7, 8, 9}
+
+    def fmt(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [fmt(head), fmt(["-" * w for w in widths])]
+    prev = None
+    for row, cells in zip(rows, lines):
+        if prev is not None and row.workload != prev:
+            out.append("")
+        prev = row.workload
+        out.append(fmt(cells))
+    return "\n".join(out)
+
+
+def _machine():
+    impl = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{platform.platform()}, {platform.machine() or '?'}, {impl}, {os.cpu_count()} CPUs"
+
+
+def _in_deep_thread(fn):
+    """Run fn in a thread with a 1 GB stack and a recursion limit of 10**6 (``--deep``)."""
+    import threading
+
+    old_limit, old_size = sys.getrecursionlimit(), threading.stack_size()
+    failure = []
+
+    def target():
+        try:
+            fn()
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+
+    sys.setrecursionlimit(10 ** 6)
+    threading.stack_size(1 << 30)
+    try:
+        t = threading.Thread(target=target)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old_size)
+        sys.setrecursionlimit(old_limit)
+    if failure:
+        raise failure[0]
+
+
+def main(argv=None):
+    """``python -m pytape bench [options]``; returns the exit status."""
+    p = argparse.ArgumentParser(
+        prog="python -m pytape bench",
+        description="Time pytape against other scalar autodiff engines (record and backward "
+        "separately, ns per scalar op, median of repeats with engines interleaved).",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes (a few seconds; for tests and CI)")
+    size.add_argument("--full", action="store_true", help="largest sizes on every engine (minutes, GBs)")
+    p.add_argument("--repeat", type=int, default=5, metavar="N", help="repeats per case; medians are reported (default 5)")
+    p.add_argument("--engine", action="append", default=[], metavar="MODULE:CLASS",
+                   help="also benchmark your own micrograd-style Value class (every workload); repeatable")
+    p.add_argument("--engines", default=",".join(ENGINES), metavar="LIST",
+                   help=f"built-in engines to compare (default: {','.join(ENGINES)}; missing optional ones are skipped)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), metavar="LIST",
+                   help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    p.add_argument("--no-gc", action="store_true",
+                   help="disable the cyclic garbage collector inside the timings (as timeit does); "
+                   "by default it runs, as in real programs, and costs graph-of-objects engines a lot")
+    p.add_argument("--deep", action="store_true",
+                   help="run in a thread with a 1 GB stack and a recursion limit of 10**6, so that "
+                   "engines with a recursive backward (micrograd) sweep the deep graphs instead of "
+                   "raising RecursionError at Python's default limit")
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    workloads = [w for w in args.workloads.split(",") if w]
+    bad = [w for w in workloads if w not in WORKLOADS]
+    if bad or not workloads:
+        p.error(f"--workloads: unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(WORKLOADS)}")
+    names = [n for n in args.engines.split(",") if n]
+    bad = [n for n in names if n not in ENGINES]
+    if bad:
+        p.error(f"--engines: unknown {', '.join(bad)}; choose from {', '.join(ENGINES)} (use --engine MODULE:CLASS for your own)")
+    try:
+        custom = [load_engine(spec) for spec in dict.fromkeys(args.engine)]
+    except EngineError as exc:
+        p.error(str(exc))
+    engines, missing = available_engines(names)
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    for name, why in missing.items():
+        log(f"skipping {name}: {why}")
+    rows = []
+
+    def run_all():
+        for wl in workloads:
+            for n in SIZES[mode][wl]:
+                es = [e for e in engines + custom
+                      if mode != "default" or (wl, n) not in BIG or e.big]
+                if es:
+                    log(f"{wl} {WORKLOADS[wl].label}{n}: {', '.join(e.name for e in es)} x {args.repeat} repeats ...")
+                    rows.extend(run_case(wl, n, es, args.repeat, log, gc_on=not args.no_gc))
+
+    if args.deep:
+        _in_deep_thread(run_all)
+    else:
+        run_all()
+
+    print(f"pytape bench ({mode}), {started}")
+    print(f"machine: {_machine()}")
+    print("engines: " + ", ".join(f"{e.name} {e.version}".rstrip() for e in engines + custom)
+          + "".join(f"; {n}: not installed" for n in missing))
+    gc_note = "gc disabled in the timings" if args.no_gc else "gc enabled (as in real programs; --no-gc to disable)"
+    if args.deep:
+        gc_note += "; --deep: 1 GB stack, recursion limit 10**6"
+    print(f"times: ns per scalar op (pytape's op count), median of {args.repeat} repeat(s), engines interleaved; {gc_note}")
+    print("pytape× = the other engine's median / pytape's, measured in the same run (> 1: pytape is faster); "
+          "floor = float wrapper, record only")
+    print()
+    print(format_table(rows))
+    mem = [r for r in rows if r.engine == "pytape" and r.workload == "chain" and r.bytes_per_op]
+    if mem:
+        print()
+        print("pytape tape memory after backward, bytes per op, used (allocated with the spare "
+              "capacity of doubling, not touched so not resident): "
+              + ", ".join(f"chain {r.size}: {r.bytes_per_op[0]:.1f} ({r.bytes_per_op[1]:.1f})" for r in mem))
+    notes = {}
+    for r in rows:
+        if r.note:
+            notes.setdefault((r.engine, r.note, r.detail), []).append(f"{r.workload} {r.size}")
+    for (engine, note, detail), cases in notes.items():
+        print(f"note: {engine}: {note} ({detail}) in {', '.join(cases)}")
+    failed = any(r.wrong or (r.engine == "pytape" and r.note) for r in rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
