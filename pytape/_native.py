@@ -32,6 +32,7 @@ convert.
 (0, 2.0, 1)
 """
 import contextlib
+import functools
 import os
 
 import numpy as np
@@ -219,12 +220,9 @@ def checked():
 
 # ---- the recording fast path's tools ---------------------------------------------------
 
-_CELL = ffi.typeof("double[1]")
-
-
-def new_grad_cell():
-    """A leaf's grad cell: one double the reverse sweep adds the leaf's adjoint to."""
-    return ffi.new(_CELL)
+#: new_grad_cell(): a leaf's grad cell, one double the reverse sweep adds
+#: the leaf's adjoint to (a partial: no Python frame for every leaf made)
+new_grad_cell = functools.partial(ffi.new, ffi.typeof("double[1]"))
 
 
 def entry_points(name):
@@ -278,7 +276,7 @@ class CTape:
     [[2.0]]
     """
 
-    __slots__ = ("_p", "id")
+    __slots__ = ("_p", "id", "leaf", "record")
 
     def __init__(self, register=False, _pointer=None):
         p = lib.pt_tape_new() if _pointer is None else _pointer
@@ -286,6 +284,14 @@ class CTape:
             raise MemoryError("pytape: could not allocate a tape")
         self._p = ffi.gc(p, lib.pt_tape_free)
         self.id = lib.pt_tape_register(p) if register else 0
+        # the recording slow path's two entry points, bound to this tape: no
+        # Python frame between the caller and C (a leaf's first use of a tape,
+        # an operation by the explicit path)
+        #   leaf(value, cell): a LEAF with its grad cell; its handle or a negative status
+        #   record(code, a, b, c): opcode code on slots a, b (c: the constant of
+        #       a *_vc / *_cv form); its handle or a negative status
+        self.leaf = functools.partial(lib.pt_leaf, self._p)
+        self.record = functools.partial(lib.pt_record, self._p)
 
     def handle(self, slot):
         """The handle naming ``slot`` of this tape."""
@@ -362,16 +368,7 @@ class CTape:
     def const(self, k):
         return lib.pt_tape_const(self._p, k)
 
-    # ---- recording (the explicit path; the fast path uses entry_points) -----------
-
-    def leaf(self, value, cell):
-        """Append a LEAF with its grad cell (None: no cell); its handle or a negative status."""
-        return lib.pt_leaf(self._p, value, ffi.NULL if cell is None else cell)
-
-    def record(self, code, a, b, c):
-        """Append opcode ``code`` on slots a, b (c: the constant of a *_vc / *_cv
-        form); its handle or a negative status."""
-        return lib.pt_record(self._p, code, a, b, c)
+    # ---- recording (leaf and record: see __init__; the fast path uses entry_points)
 
     def guard(self, a, b, c, cmp, outcome):
         """Record that (v[a] CMP rhs) came out ``outcome`` (rhs: slot b if b >= 0,

@@ -117,7 +117,7 @@ def c_derivatives(code, args):
     """(value, dy/da, dy/db) from C: the op recorded on a tape of its own and
     swept in reverse (pt_chain(d, 1) is d)."""
     t = _native.CTape()
-    slots = [_native.slot_of_handle(t.leaf(v, None)) for v in args]
+    slots = [_native.slot_of_handle(t.leaf(v, _native.new_grad_cell())) for v in args]
     h = t.record(code, slots[0], slots[-1], 0.0)
     assert h >= 0
     y = _native.slot_of_handle(h)

@@ -156,5 +156,5 @@ def test_handles_name_slot_and_tape():
     assert _native.slot_of_handle(h) == 0 and h == t.handle(0)
     assert _native.handle_value(h) == 1.0
     u = CTape()  # not registered: its handles carry id 0, and the handle accessors answer nan
-    hu = u.leaf(4.0, None)
+    hu = u.leaf(4.0, _native.new_grad_cell())
     assert u.id == 0 and hu == 0 and np.isnan(_native.handle_value(hu))
