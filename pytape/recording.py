@@ -15,6 +15,10 @@ functions that record it (``FUNCTIONS[name]``) and installs them on the
   without a handle id, and every error.  It records through the explicit
   entry point (``CTape.record``).
 
+The fast paths are written out in full in each operator (finding a leaf's
+handle on the current tape appears five times): a helper function would cost
+a Python frame, about a fifth of a recorded operation, on every call.
+
 >>> import pytape
 >>> x = pytape.Var(0.5)
 >>> y = x * 2.0 + pytape.sin(x)           # mul_vc, sin, add: three instructions
@@ -291,6 +295,21 @@ def _binary(name):
                 j = h[1] if h[0] == t._serial else place_(a, t)
                 if j >= 0:
                     i = rec_vc(j, b)
+                    if i >= 0:
+                        v = R()
+                        v._t = t
+                        v._i = i
+                        return v
+            elif tb is L and b._g is not None:  # two leaves (p * p), on the current tape
+                t = ref()()
+                if t is None or t._consumed:
+                    t = current()
+                h = a._home
+                j = h[1] if h[0] == t._serial else place_(a, t)
+                h = b._home
+                k = h[1] if h[0] == t._serial else place_(b, t)
+                if j >= 0 and k >= 0:
+                    i = rec_vv(j, k)
                     if i >= 0:
                         v = R()
                         v._t = t

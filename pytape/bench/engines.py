@@ -6,10 +6,10 @@ ones that are not installed.  :class:`F` is the float-wrapper floor, and
 :class:`GenericMLP` the micrograd-style MLP built from any engine's leaves
 (``Engine.mlp`` for engines without one of their own).
 """
-import contextlib
 import functools
-import importlib
 import random
+from contextlib import nullcontext
+from importlib import import_module
 
 import pytape
 import pytape.nn
@@ -55,7 +55,7 @@ class Engine:
 
     def recording(self):
         """Context manager around one recording; its value becomes ``Recording.tape``."""
-        return contextlib.nullcontext()
+        return nullcontext()
 
     def backward(self, y):
         y.backward()
@@ -204,8 +204,8 @@ def _reference_value():
 
 def _dist_version(dist):
     try:
-        from importlib.metadata import version
-        return version(dist)
+        from importlib import metadata
+        return metadata.version(dist)
     except Exception:
         return ""
 
@@ -238,7 +238,7 @@ def load_engine(spec):
     if not (sep and mod and attr):
         raise EngineError(f"--engine {spec}: expected MODULE:CLASS, e.g. pytape.reference:Value")
     try:
-        module = importlib.import_module(mod)
+        module = import_module(mod)
     except Exception as exc:
         raise EngineError(f"--engine {spec}: cannot import module {mod!r} ({exc})") from None
     try:
