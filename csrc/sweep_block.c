@@ -126,7 +126,7 @@ sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
     }
 }
 
-void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
+PT_SWEEP_ALIGNED void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
 {
     if (p == 1)
         sweep_tangent_block(t, n, tan, 1);
@@ -172,7 +172,7 @@ static int backward_block_checked(pt_tape *t, int64_t nout, const int64_t *outs,
     return PT_OK;
 }
 
-int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
+PT_SWEEP_ALIGNED int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
                       const double *seeds, int64_t nin, const int64_t *ins, double *result)
 {
     if (!pt_tape_is_owner(t))

@@ -20,7 +20,7 @@ static int compare(int cmp, double x, double y)
 /* The loop: instruction i reads v[A[i]], v[B[i]] (or constants) and writes
  * v[R[i]], or v[i] when R is NULL.  Both callers below pass R as a constant,
  * so the compiler makes one specialised loop for each. */
-static inline int64_t forward_loop(const pt_tape *t, const int32_t *A, const int32_t *B,
+PT_SWEEP_ALIGNED static inline int64_t forward_loop(const pt_tape *t, const int32_t *A, const int32_t *B,
                                    const int32_t *R, double *v)
 {
     const uint16_t *op = t->op;

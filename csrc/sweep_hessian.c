@@ -110,7 +110,7 @@ static void sweep_hessian_p(const pt_tape *t, int64_t out, const double *tan, do
     sweep_hessian(t, out, tan, adj, adjd, p);
 }
 
-int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
+PT_SWEEP_ALIGNED int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
                  const double *seeds, double *grad, double *result)
 {
     if (!pt_tape_is_owner(t))

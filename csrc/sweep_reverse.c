@@ -9,7 +9,7 @@
 
 /* The loop itself is in sweep_reverse.inc, included by both functions below
  * with their own PT_ACC (how one adjoint contribution is added). */
-void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
+PT_SWEEP_ALIGNED void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
 {
 #define PT_ACC(slot, contribution) adj[slot] += (contribution)
 #include "sweep_reverse.inc"
@@ -18,7 +18,7 @@ void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
 
 /* anomaly mode: the same loop, stopping at the first instruction whose
  * adjoint rule makes an adjoint nan or inf */
-int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj)
+PT_SWEEP_ALIGNED int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj)
 {
 #define PT_ACC(slot, contribution)                                            \
     do {                                                                      \

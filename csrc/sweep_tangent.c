@@ -10,7 +10,7 @@
 /* A zero tangent contributes nothing, even through an infinite derivative,
  * and a zero derivative passes nothing on, even an infinite tangent
  * (pt_chain): the forward twins of the reverse sweep's rules. */
-void pt_sweep_tangent(const pt_tape *t, double *tan)
+PT_SWEEP_ALIGNED void pt_sweep_tangent(const pt_tape *t, double *tan)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
