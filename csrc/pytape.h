@@ -47,6 +47,15 @@ enum pt_op_kind {
     PT_KIND_GUARD = 6    /* a comparison recorded while tracing */
 };
 
+/* what operand a (which = 0) or b (which = 1) of an instruction holds */
+enum pt_operand_kind {
+    PT_OPERAND_NONE = 0,          /* none (0 in the array); NOP and unknown opcodes */
+    PT_OPERAND_SLOT = 1,          /* a slot */
+    PT_OPERAND_CONST = 2,         /* a constant index (the constant side of *_VC, *_CV) */
+    PT_OPERAND_LEAF = 3,          /* LEAF's a: the leaf index k */
+    PT_OPERAND_SLOT_OR_CONST = 4  /* GUARD's b: a slot when >= 0, else constant -1 - b */
+};
+
 enum pt_cmp { PT_LT = 0, PT_LE = 1, PT_GT = 2, PT_GE = 3, PT_EQ = 4, PT_NE = 5 };
 
 typedef struct pt_tape pt_tape;
@@ -55,6 +64,7 @@ typedef struct pt_tape pt_tape;
 int pt_num_ops(void);
 const char *pt_op_name(int op);
 int pt_op_kind(int op);
+int pt_operand(int op, int which);   /* enum pt_operand_kind */
 /* the C text of d(op)/d(a) (operand 0) or d(op)/d(b) (operand 1), in terms of
  * a, b, y: Python records it as instructions for create_graph */
 const char *pt_op_rule(int op, int operand);

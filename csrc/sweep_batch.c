@@ -75,17 +75,10 @@ static void *run_rows(void *arg)
     int owned = 0;  /* buffers allocated here */
     if (j->own && !regs) {
         v = t->val;
-        if (j->G && t->adj_cap < t->n) {
-            double *a = calloc((size_t)t->n, sizeof *a);
-            if (!a) {
-                j->status = PT_E_NOMEM;
-                return NULL;
-            }
-            free(t->adj);
-            t->adj = a;
-            t->adj_cap = t->n;
+        if (j->G && !(adj = pt_buffer(&t->adj, &t->adj_cap, t->n, 0))) {
+            j->status = PT_E_NOMEM;
+            return NULL;
         }
-        adj = t->adj;
     } else {
         owned = 1;
         v = malloc((size_t)(regs ? t->nregs : t->n) * sizeof *v);

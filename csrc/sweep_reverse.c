@@ -1,7 +1,5 @@
 /* sweep_reverse.c -- the reverse (adjoint) sweep: one backward loop over the
  * tape, the adjoint rules generated from ops.def. */
-#include <stdlib.h>
-#include <string.h>
 #include <math.h>
 #include <pthread.h>
 #include "tape.h"
@@ -36,16 +34,8 @@ static pthread_mutex_t grad_cells_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int pt_tape_adjoints(pt_tape *t, int64_t m)
 {
-    if (t->adj_cap < m) {
-        double *adj = calloc((size_t)t->n, sizeof *adj);
-        if (!adj)
-            return PT_E_NOMEM;
-        free(t->adj);
-        t->adj = adj;
-        t->adj_cap = t->n;
-    } else {
-        memset(t->adj, 0, (size_t)m * sizeof *t->adj);
-    }
+    if (!pt_buffer(&t->adj, &t->adj_cap, m, 1))
+        return PT_E_NOMEM;
     t->adj_n = m;
     return PT_OK;
 }

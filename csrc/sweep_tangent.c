@@ -1,8 +1,6 @@
 /* sweep_tangent.c -- the forward (tangent) sweep: one forward loop over the
  * tape, ydot = dy/da * adot + dy/db * bdot, the rules generated from the
  * derivative columns of ops.def. */
-#include <stdlib.h>
-#include <string.h>
 #include <math.h>
 #include "tape.h"
 #include "rules.h"
@@ -66,16 +64,8 @@ int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const d
     for (int64_t k = 0; k < nseeds; ++k)
         if (slots[k] < 0 || slots[k] >= t->n || t->op[slots[k]] != PT_LEAF)
             return PT_E_SLOT;
-    if (t->tan_cap < t->n) {
-        double *tan = calloc((size_t)t->n, sizeof *tan);
-        if (!tan)
-            return PT_E_NOMEM;
-        free(t->tan);
-        t->tan = tan;
-        t->tan_cap = t->n;
-    } else {
-        memset(t->tan, 0, (size_t)t->n * sizeof *t->tan);
-    }
+    if (!pt_buffer(&t->tan, &t->tan_cap, t->n, 1))
+        return PT_E_NOMEM;
     for (int64_t k = 0; k < nseeds; ++k)
         t->tan[slots[k]] += seeds[k];
     pt_sweep_tangent(t, t->tan);

@@ -17,10 +17,17 @@ static const char *const op_names[PT_NUM_OPS] = {
 #undef PT_OP2
 };
 
-static const unsigned char op_kinds[PT_NUM_OPS] = {
-    PT_KIND_NONE, PT_KIND_LEAF, PT_KIND_GUARD,
-#define PT_OP1(N, S, V, DA, DAA) PT_KIND_UNARY,
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) PT_KIND_VV, PT_KIND_VC, PT_KIND_CV,
+/* each opcode's kind and what its operands a and b hold: the one table of
+ * which operands are slots (pt_reads_slot, and Python through pt_operand) */
+const struct pt_op_info pt_op_table[PT_NUM_OPS] = {
+    {PT_KIND_NONE, {PT_OPERAND_NONE, PT_OPERAND_NONE}},
+    {PT_KIND_LEAF, {PT_OPERAND_LEAF, PT_OPERAND_NONE}},
+    {PT_KIND_GUARD, {PT_OPERAND_SLOT, PT_OPERAND_SLOT_OR_CONST}},
+#define PT_OP1(N, S, V, DA, DAA) {PT_KIND_UNARY, {PT_OPERAND_SLOT, PT_OPERAND_NONE}},
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+    {PT_KIND_VV, {PT_OPERAND_SLOT, PT_OPERAND_SLOT}},                         \
+    {PT_KIND_VC, {PT_OPERAND_SLOT, PT_OPERAND_CONST}},                        \
+    {PT_KIND_CV, {PT_OPERAND_CONST, PT_OPERAND_SLOT}},
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
@@ -51,7 +58,13 @@ const char *pt_op_name(int op)
 
 int pt_op_kind(int op)
 {
-    return (op >= 0 && op < PT_NUM_OPS) ? op_kinds[op] : PT_KIND_NONE;
+    return (op >= 0 && op < PT_NUM_OPS) ? pt_op_table[op].kind : PT_KIND_NONE;
+}
+
+int pt_operand(int op, int which)
+{
+    return (op >= 0 && op < PT_NUM_OPS && (which == 0 || which == 1)) ? pt_op_table[op].operand[which]
+                                                                       : PT_OPERAND_NONE;
 }
 
 /* value rules: the text of each row's value column, for any operand kind */
@@ -457,18 +470,27 @@ double pt_tangent_h(int64_t h)
     return t ? pt_tangent(t, h >> PT_ID_BITS) : NAN;
 }
 
+/* ---- per-tape buffers of the sweeps ----------------------------------- */
+
+double *pt_buffer(double **buf, int64_t *cap, int64_t count, int zero)
+{
+    if (count > *cap || !*buf) {
+        const int64_t c = count > 0 ? count : 1;
+        double *p = zero ? calloc((size_t)c, sizeof *p) : malloc((size_t)c * sizeof *p);
+        if (!p)
+            return NULL;
+        free(*buf);
+        *buf = p;
+        *cap = c;
+    } else if (zero) {
+        memset(*buf, 0, (size_t)count * sizeof **buf);
+    }
+    return *buf;
+}
+
 double *pt_tape_scratch(pt_tape *t, int64_t count)
 {
-    if (count > t->scratch_cap) {
-        double *s = malloc((size_t)count * sizeof *s);
-        if (!s)
-            return NULL;
-        free(t->scratch);
-        t->scratch = s;
-        t->scratch_cap = count;
-    }
-    memset(t->scratch, 0, (size_t)count * sizeof *t->scratch);
-    return t->scratch;
+    return pt_buffer(&t->scratch, &t->scratch_cap, count, 1);
 }
 
 /* ---- appending for tapes built in C (no mode, thread or consumed checks) */
@@ -612,21 +634,10 @@ int64_t pt_tape_reach(const pt_tape *t, int64_t out, uint8_t *mark)
         if (!mark[i])
             continue;
         ++count;
-        switch (op_kinds[t->op[i]]) {
-        case PT_KIND_UNARY:
-        case PT_KIND_VC:
+        if (pt_reads_slot(t->op[i], 0, t->a[i]))
             mark[t->a[i]] = 1;
-            break;
-        case PT_KIND_VV:
-            mark[t->a[i]] = 1;
+        if (pt_reads_slot(t->op[i], 1, t->b[i]))
             mark[t->b[i]] = 1;
-            break;
-        case PT_KIND_CV:
-            mark[t->b[i]] = 1;
-            break;
-        default: /* LEAF reads no slot */
-            break;
-        }
     }
     return count;
 }

@@ -19,6 +19,9 @@
  *  - Instruction i produces slot i; its operands are slots < i (or constant
  *    indices for the constant side of *_VC / *_CV).  So the tape is in
  *    topological order and the reverse sweep is one backward loop.
+ *  - What a[i] and b[i] hold (a slot, a constant index, a leaf index, none)
+ *    is one table per opcode, pt_op_table (pt_operand for Python), and "is
+ *    this operand a slot" is pt_reads_slot.
  *  - op[i] != 0: opcode 0 is reserved so that zeroed memory is never valid.
  *  - For LEAF, a[i] is the leaf's index k in leaf_slot/leaf_grad.
  *  - GUARD (recorded only by pytape.trace) is a comparison, not a value:
@@ -71,6 +74,21 @@ enum pt_opcode {
 #undef PT_OP2
     PT_NUM_OPS
 };
+
+/* the op table (tape.c, generated from ops.def): each opcode's kind and what
+ * its operands a and b hold (enum pt_op_kind, enum pt_operand_kind) */
+struct pt_op_info {
+    unsigned char kind, operand[2];
+};
+extern const struct pt_op_info pt_op_table[PT_NUM_OPS];
+
+/* does operand `which` (0: a, 1: b), of value x, of an instruction with the
+ * valid opcode op name a slot?  (A GUARD's b does when x >= 0.) */
+static inline int pt_reads_slot(int op, int which, int64_t x)
+{
+    const int kind = pt_op_table[op].operand[which];
+    return kind == PT_OPERAND_SLOT || (kind == PT_OPERAND_SLOT_OR_CONST && x >= 0);
+}
 
 struct pt_tape {
     int64_t n, cap;            /* instructions recorded, capacity */
@@ -138,12 +156,16 @@ void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj);
 int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj);
 /* anomaly mode is on in this thread: sweeps check every adjoint */
 int pt_anomaly_active(void);
+/* a per-tape buffer of doubles (*buf, capacity *cap): grown to hold count,
+ * its first count zeroed if `zero`; NULL if it cannot grow (the old block
+ * stays).  Kept between sweeps: a fresh allocation per call costs a page
+ * fault at the first touch of every page (a third of a Hessian-vector
+ * product's time, measured). */
+double *pt_buffer(double **buf, int64_t *cap, int64_t count, int zero);
 /* the tape's own adjoint array, zeroed on [0, m) (adj_n = m): PT_E_NOMEM or 0 */
 int pt_tape_adjoints(pt_tape *t, int64_t m);
-/* the tape's scratch memory, at least count doubles, zeroed; NULL if that
- * cannot be allocated.  Sweeps of the owner thread use it instead of a fresh
- * allocation per call, whose first touch of every page costs a fault (a
- * third of a Hessian-vector product's time, measured). */
+/* the tape's scratch memory (of the block and Hessian sweeps), at least
+ * count doubles, zeroed; NULL if that cannot be allocated */
 double *pt_tape_scratch(pt_tape *t, int64_t count);
 /* the first slot with a non-finite lane among p lanes of [0, n), or -1 */
 int64_t pt_first_nonfinite(const double *lanes, int64_t n, int64_t p);

@@ -34,18 +34,6 @@ static int mirror(int cmp)
     }
 }
 
-/* does an instruction of this kind read a slot through operand a (resp. b)?
- * (a guard's b is a slot when b >= 0, else a constant) */
-static int reads_a(int kind)
-{
-    return kind == PT_KIND_UNARY || kind == PT_KIND_VV || kind == PT_KIND_VC || kind == PT_KIND_GUARD;
-}
-
-static int reads_b(int kind, int64_t b)
-{
-    return kind == PT_KIND_VV || kind == PT_KIND_CV || (kind == PT_KIND_GUARD && b >= 0);
-}
-
 /* the body of pt_tape_compile, with its scratch arrays allocated */
 static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nroot,
                    const int64_t *roots, int64_t *map, uint8_t *var, uint8_t *live, pt_tape *d)
@@ -60,12 +48,9 @@ static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nr
             return PT_E_SLOT;  /* not a leaf, or an input listed twice */
         var[ins[k]] = 1;
     }
-    for (int64_t i = 0; i < n; ++i) {
-        const int kind = pt_op_kind(op[i]);
-        if (kind == PT_KIND_LEAF)
-            continue;
-        var[i] = (reads_a(kind) && var[A[i]]) || (reads_b(kind, B[i]) && var[B[i]]);
-    }
+    for (int64_t i = 0; i < n; ++i)
+        if (op[i] != PT_LEAF)
+            var[i] = (pt_reads_slot(op[i], 0, A[i]) && var[A[i]]) || (pt_reads_slot(op[i], 1, B[i]) && var[B[i]]);
 
     /* which instructions are needed (a backward pass from the roots) */
     for (int64_t j = 0; j < nroot; ++j) {
@@ -74,14 +59,13 @@ static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nr
         live[roots[j]] = var[roots[j]];
     }
     for (int64_t i = n - 1; i >= 0; --i) {
-        const int kind = pt_op_kind(op[i]);
-        if (kind == PT_KIND_GUARD && var[i])
+        if (op[i] == PT_GUARD && var[i])
             live[i] = 1;
         if (!live[i])
             continue;
-        if (reads_a(kind))
+        if (pt_reads_slot(op[i], 0, A[i]))
             live[A[i]] |= var[A[i]];
-        if (reads_b(kind, B[i]))
+        if (pt_reads_slot(op[i], 1, B[i]))
             live[B[i]] |= var[B[i]];
     }
 
@@ -201,10 +185,9 @@ static int plan(pt_tape *t, int64_t nout, const int64_t *outs, int64_t *last, in
     for (int64_t i = 0; i < n; ++i)
         last[i] = -1;
     for (int64_t i = 0; i < n; ++i) {
-        const int kind = pt_op_kind(op[i]);
-        if (reads_a(kind))
+        if (pt_reads_slot(op[i], 0, A[i]))
             last[A[i]] = i;
-        if (reads_b(kind, B[i]))
+        if (pt_reads_slot(op[i], 1, B[i]))
             last[B[i]] = i;
     }
     for (int64_t j = 0; j < nout; ++j) {
@@ -216,7 +199,7 @@ static int plan(pt_tape *t, int64_t nout, const int64_t *outs, int64_t *last, in
     int64_t nfree = 0, nregs = 0;
     for (int64_t i = 0; i < n; ++i) {
         const int kind = pt_op_kind(op[i]);
-        const int ra = reads_a(kind), rb = reads_b(kind, B[i]);
+        const int ra = pt_reads_slot(op[i], 0, A[i]), rb = pt_reads_slot(op[i], 1, B[i]);
         t->ra[i] = ra ? reg[A[i]] : A[i];  /* constant and leaf indices stay */
         t->rb[i] = rb ? reg[B[i]] : B[i];
         /* operands read for the last time give their registers back first:

@@ -13,26 +13,35 @@ static int slot_ok(const uint16_t *op, int64_t s, int64_t i)
     return s >= 0 && s < i && op[s] != PT_GUARD;
 }
 
+/* operand `which` (0: a, 1: b) of instruction i, of value x, as the op table
+ * says it must be (pt_operand) */
+static int operand_ok(const uint16_t *op, int64_t i, int which, int64_t x, int64_t nconst, int64_t *nleaf)
+{
+    if (pt_reads_slot(op[i], which, x))
+        return slot_ok(op, x, i);
+    switch (pt_operand(op[i], which)) {
+    case PT_OPERAND_NONE:  return x == 0;
+    case PT_OPERAND_CONST: return x >= 0 && x < nconst;
+    case PT_OPERAND_LEAF:  return x == (*nleaf)++;
+    default:               return -1 - x < nconst;  /* a GUARD's b < 0: constant -1 - b */
+    }
+}
+
+/* a guard's value: 2 * cmp + outcome */
+static int guard_code_ok(double code)
+{
+    return code >= 0.0 && code <= 2.0 * PT_NE + 1.0 && code == (double)(int)code;
+}
+
 static int check(int64_t n, const uint16_t *op, const int32_t *a, const int32_t *b,
                  const double *val, int64_t nconst)
 {
     int64_t nleaf = 0;
     for (int64_t i = 0; i < n; ++i) {
-        const int64_t A = a[i], B = b[i];
-        int ok;
-        switch (pt_op_kind(op[i])) {
-        case PT_KIND_LEAF:  ok = A == nleaf++ && B == 0; break;
-        case PT_KIND_UNARY: ok = slot_ok(op, A, i) && B == 0; break;
-        case PT_KIND_VV:    ok = slot_ok(op, A, i) && slot_ok(op, B, i); break;
-        case PT_KIND_VC:    ok = slot_ok(op, A, i) && B >= 0 && B < nconst; break;
-        case PT_KIND_CV:    ok = A >= 0 && A < nconst && slot_ok(op, B, i); break;
-        case PT_KIND_GUARD: {
-            const double code = val[i];
-            ok = slot_ok(op, A, i) && (B >= 0 ? slot_ok(op, B, i) : -1 - B < nconst)
-                 && code >= 0.0 && code <= 2.0 * PT_NE + 1.0 && code == (double)(int)code;
-        } break;
-        default:            ok = 0; break;  /* NOP or an unknown opcode */
-        }
+        const int ok = pt_op_kind(op[i]) != PT_KIND_NONE  /* not NOP or an unknown opcode */
+                       && operand_ok(op, i, 0, a[i], nconst, &nleaf)
+                       && operand_ok(op, i, 1, b[i], nconst, &nleaf)
+                       && (op[i] != PT_GUARD || guard_code_ok(val[i]));
         if (!ok)
             return PT_E_OP;
     }
