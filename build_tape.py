@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
 SOURCES = ["tape.c", "tape_compile.c", "tape_load.c", "sweep_forward.c", "sweep_reverse.c",
            "sweep_tangent.c", "sweep_block.c", "sweep_hessian.c", "sweep_batch.c"]
-DEPENDS = ["pytape.h", "tape.h", "rules.h", "ops.def", "sweep_reverse.inc"]
+DEPENDS = ["pytape.h", "tape.h", "rules.h", "ops.def", "forms.h"]
 
 
 def _rows():

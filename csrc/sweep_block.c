@@ -7,24 +7,45 @@
  * lane contributes nothing to it, even through an infinite derivative, as in
  * the one-seed sweeps.  These sweeps read the tape only: they touch no grad
  * cell and do not consume the tape. */
-#include <stdlib.h>
-#include <string.h>
 #include <math.h>
 #include "tape.h"
 #include "rules.h"
 
-/* lanes of g (the instruction's) into the lanes of slot s, times d; a zero
- * factor passes nothing (pt_chain) */
-static inline __attribute__((always_inline)) void lanes_acc(double *restrict dst, const double *restrict g, double d, int64_t q)
+/* the lanes of src into the lanes of dst, times d; a zero factor or lane
+ * passes nothing (pt_chain) */
+PT_INLINE void lanes_acc(double *restrict dst, const double *restrict src, double d, int64_t q)
 {
     if (d == 0.0)
         return;
     for (int64_t k = 0; k < q; ++k)
-        if (g[k] != 0.0)
-            dst[k] += d * g[k];
+        if (src[k] != 0.0)
+            dst[k] += d * src[k];
 }
 
-static void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int64_t q)
+/* the lanes g of an instruction into both its operands at once, times da
+ * into sa and db into sb (NULL: not a slot), each lane of g read once: as
+ * it is not reloaded between the two (they might alias, for all the
+ * compiler knows), one lane compiles as tightly as the scalar sweep */
+PT_INLINE void lanes_to_operands(double *sa, double da, double *sb, double db, const double *g, int64_t q)
+{
+    if (da == 0.0)
+        sa = NULL;
+    if (db == 0.0)
+        sb = NULL;
+    for (int64_t k = 0; k < q; ++k) {
+        const double gk = g[k];
+        if (gk == 0.0)
+            continue;
+        if (sa)
+            sa[k] += da * gk;
+        if (sb)
+            sb[k] += db * gk;
+    }
+}
+
+/* The loops; each caller runs them with q (or p) = 1 as a constant too, so
+ * that one lane compiles to scalar code. */
+PT_INLINE void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int64_t q)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -35,42 +56,17 @@ static void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int6
         if (pt_lanes_zero(g, q))
             continue;
         switch (op[i]) {
-#define PT_OP1(N, S, V, DA, DAA)                                                   \
-        case PT_##N: {                                                        \
-            const double a = v[A[i]], y = v[i];                               \
-            (void)a; (void)y;                                                 \
-            lanes_acc(adj + (int64_t)A[i] * q, g, (DA), q);                   \
-        } break;
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
-        case PT_##N: {                                                        \
-            const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            lanes_acc(adj + (int64_t)A[i] * q, g, (DA), q);                   \
-            lanes_acc(adj + (int64_t)B[i] * q, g, (DB), q);                   \
-        } break;                                                              \
-        case PT_##N##_VC: {                                                   \
-            const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            lanes_acc(adj + (int64_t)A[i] * q, g, (DA), q);                   \
-        } break;                                                              \
-        case PT_##N##_CV: {                                                   \
-            const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            lanes_acc(adj + (int64_t)B[i] * q, g, (DB), q);                   \
-        } break;
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
+#define PT_CASE(HA, HB, V, DA, DB, DAA, DAB, DBB)                             \
+            lanes_to_operands(HA ? adj + ia * q : NULL, HA ? (DA) : 0.0,      \
+                              HB ? adj + ib * q : NULL, HB ? (DB) : 0.0, g, q);
+#include "forms.h"
         default: /* LEAF */
             break;
         }
     }
 }
 
-/* the loop; inlined into one function per lane count below, so that p = 1
- * compiles to scalar code */
-static inline __attribute__((always_inline)) void
-sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
+PT_INLINE void sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -79,47 +75,18 @@ sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
     for (int64_t i = 0; i < n; ++i) {
         double *d = tan + i * p;
         switch (op[i]) {
-#define PT_OP1(N, S, V, DA, DAA)                                                   \
-        case PT_##N: {                                                        \
-            const double *ta = tan + (int64_t)A[i] * p;                       \
-            if (pt_lanes_zero(ta, p))                                            \
-                break;                                                        \
-            const double a = v[A[i]], y = v[i];                               \
-            (void)a; (void)y;                                                 \
-            lanes_acc(d, ta, (DA), p);                                        \
-        } break;
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
-        case PT_##N: {                                                        \
-            const double *ta = tan + (int64_t)A[i] * p, *tb = tan + (int64_t)B[i] * p; \
-            const int za = pt_lanes_zero(ta, p), zb = pt_lanes_zero(tb, p);         \
+/* operands with zero lanes only: nothing to add, no value to read */
+#define PT_FORMS_FIRST(HA, HB)                                                \
+            const int za = !HA || pt_lanes_zero(tan + ia * p, p);             \
+            const int zb = !HB || pt_lanes_zero(tan + ib * p, p);             \
             if (za && zb)                                                     \
-                break;                                                        \
-            const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
+                break;
+#define PT_CASE(HA, HB, V, DA, DB, DAA, DAB, DBB)                             \
             if (!za)                                                          \
-                lanes_acc(d, ta, (DA), p);                                    \
+                lanes_acc(d, tan + ia * p, (DA), p);                          \
             if (!zb)                                                          \
-                lanes_acc(d, tb, (DB), p);                                    \
-        } break;                                                              \
-        case PT_##N##_VC: {                                                   \
-            const double *ta = tan + (int64_t)A[i] * p;                       \
-            if (pt_lanes_zero(ta, p))                                            \
-                break;                                                        \
-            const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            lanes_acc(d, ta, (DA), p);                                        \
-        } break;                                                              \
-        case PT_##N##_CV: {                                                   \
-            const double *tb = tan + (int64_t)B[i] * p;                       \
-            if (pt_lanes_zero(tb, p))                                            \
-                break;                                                        \
-            const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            lanes_acc(d, tb, (DB), p);                                        \
-        } break;
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
+                lanes_acc(d, tan + ib * p, (DB), p);
+#include "forms.h"
         default: /* LEAF: its seeds */
             break;
         }
@@ -192,7 +159,7 @@ PT_SWEEP_ALIGNED int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *
         for (int64_t k = 0; k < q; ++k)
             adj[outs[j] * q + k] += seeds[j * q + k];
     if (q == 1)
-        pt_sweep_reverse(t, top, adj);  /* one lane: the tight scalar loop */
+        sweep_reverse_block(t, top, adj, 1);
     else
         sweep_reverse_block(t, top, adj, q);
     for (int64_t i = 0; i < nin; ++i)

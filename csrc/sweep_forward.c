@@ -17,27 +17,22 @@ static int compare(int cmp, double x, double y)
     }
 }
 
-/* The loop: instruction i reads v[A[i]], v[B[i]] (or constants) and writes
- * v[R[i]], or v[i] when R is NULL.  Both callers below pass R as a constant,
- * so the compiler makes one specialised loop for each. */
-PT_SWEEP_ALIGNED static inline int64_t forward_loop(const pt_tape *t, const int32_t *A, const int32_t *B,
-                                   const int32_t *R, double *v)
+/* The loop: instruction i reads v[a[i]], v[b[i]] (or constants) and writes
+ * v[i]; with `registers` it runs the register plan instead (tape.h): it reads
+ * v[ra[i]], v[rb[i]] and writes v[rr[i]].  Each caller below passes the flag
+ * as a constant, so the compiler makes one specialised loop for each. */
+PT_INLINE int64_t forward_loop(const pt_tape *t, double *v, int registers)
 {
     const uint16_t *op = t->op;
+    const int32_t *A = registers ? t->ra : t->a, *B = registers ? t->rb : t->b, *R = t->rr;
     const double *K = t->consts;
     const int64_t n = t->n;
     for (int64_t i = 0; i < n; ++i) {
-        const int64_t y = R ? R[i] : i;
+        const int64_t r = registers ? R[i] : i;
         switch (op[i]) {
-#define PT_OP1(N, S, V, DA, DAA)                                              \
-        case PT_##N: { const double a = v[A[i]]; v[y] = (V); } break;
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
-        case PT_##N: { const double a = v[A[i]], b = v[B[i]]; v[y] = (V); } break; \
-        case PT_##N##_VC: { const double a = v[A[i]], b = K[B[i]]; v[y] = (V); } break; \
-        case PT_##N##_CV: { const double a = K[A[i]], b = v[B[i]]; v[y] = (V); } break;
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
+#define PT_FORMS_Y NAN  /* unread: y is what this loop computes */
+#define PT_CASE(HA, HB, V, DA, DB, DAA, DAB, DBB) v[r] = (V);
+#include "forms.h"
         case PT_GUARD: {
             const int code = (int)t->val[i];
             const double rhs = B[i] >= 0 ? v[B[i]] : K[-1 - B[i]];
@@ -51,14 +46,14 @@ PT_SWEEP_ALIGNED static inline int64_t forward_loop(const pt_tape *t, const int3
     return -1;
 }
 
-int64_t pt_sweep_forward(const pt_tape *t, double *v)
+PT_SWEEP_ALIGNED int64_t pt_sweep_forward(const pt_tape *t, double *v)
 {
-    return forward_loop(t, t->a, t->b, NULL, v);
+    return forward_loop(t, v, 0);
 }
 
-int64_t pt_sweep_forward_registers(const pt_tape *t, double *v)
+PT_SWEEP_ALIGNED int64_t pt_sweep_forward_registers(const pt_tape *t, double *v)
 {
-    return forward_loop(t, t->ra, t->rb, t->rr, v);
+    return forward_loop(t, v, 1);
 }
 
 int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *values, int64_t *where)

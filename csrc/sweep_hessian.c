@@ -10,15 +10,13 @@
  * so at the inputs abar' = H v: a Hessian-vector product for a small constant
  * times the cost of a gradient.  Second derivatives come from ops.def.  A zero
  * factor contributes nothing, as in the other sweeps. */
-#include <stdlib.h>
-#include <string.h>
 #include <math.h>
 #include "tape.h"
 #include "rules.h"
 
 /* dst[k] += f * gd[k] + (f1 * t1[k] + f2 * t2[k]) * g, a zero factor passing nothing */
-static inline __attribute__((always_inline)) void hv_lanes(double *dst, const double *gd, double f, double g,
-                            const double *t1, double f1, const double *t2, double f2, int64_t p)
+PT_INLINE void hv_lanes(double *dst, const double *gd, double f, double g,
+                        const double *t1, double f1, const double *t2, double f2, int64_t p)
 {
     for (int64_t k = 0; k < p; ++k) {
         double d = 0.0;
@@ -33,10 +31,11 @@ static inline __attribute__((always_inline)) void hv_lanes(double *dst, const do
     }
 }
 
-/* the loop; inlined into one function per lane count below, so that p = 1
- * (one Hessian-vector product, the common case) compiles to scalar code */
-static inline __attribute__((always_inline)) void
-sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd, int64_t p)
+/* the loop; the caller runs it with p = 1 as a constant too, so that one
+ * Hessian-vector product (the common case) compiles to scalar code.  Only
+ * the columns of operands that are slots are evaluated. */
+PT_INLINE void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd,
+                             int64_t p)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -48,66 +47,25 @@ sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj, dou
         if (g == 0.0 && pt_lanes_zero(gd, p))
             continue;
         switch (op[i]) {
-#define PT_OP1(N, S, V, DA, DAA)                                              \
-        case PT_##N: {                                                        \
-            const double a = v[A[i]], y = v[i];                               \
-            (void)a; (void)y;                                                 \
-            const double fa = (DA), faa = (DAA);                              \
-            if (g != 0.0)                                                     \
-                adj[A[i]] += pt_chain(fa, g);                                          \
-            hv_lanes(adjd + (int64_t)A[i] * p, gd, fa, g,                     \
-                     tan + (int64_t)A[i] * p, faa, NULL, 0.0, p);             \
-        } break;
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
-        case PT_##N: {                                                        \
-            const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            const double fa = (DA), fb = (DB);                                \
-            const double faa = (DAA), fab = (DAB), fbb = (DBB);               \
-            const double *ta = tan + (int64_t)A[i] * p, *tb = tan + (int64_t)B[i] * p; \
-            if (g != 0.0) {                                                   \
-                adj[A[i]] += pt_chain(fa, g);                                          \
-                adj[B[i]] += pt_chain(fb, g);                                          \
-            }                                                                 \
-            hv_lanes(adjd + (int64_t)A[i] * p, gd, fa, g, ta, faa, tb, fab, p); \
-            hv_lanes(adjd + (int64_t)B[i] * p, gd, fb, g, ta, fab, tb, fbb, p); \
-        } break;                                                              \
-        case PT_##N##_VC: {                                                   \
-            const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            const double fa = (DA), faa = (DAA);                              \
-            if (g != 0.0)                                                     \
-                adj[A[i]] += pt_chain(fa, g);                                          \
-            hv_lanes(adjd + (int64_t)A[i] * p, gd, fa, g,                     \
-                     tan + (int64_t)A[i] * p, faa, NULL, 0.0, p);             \
-        } break;                                                              \
-        case PT_##N##_CV: {                                                   \
-            const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            const double fb = (DB), fbb = (DBB);                              \
-            if (g != 0.0)                                                     \
-                adj[B[i]] += pt_chain(fb, g);                                          \
-            hv_lanes(adjd + (int64_t)B[i] * p, gd, fb, g,                     \
-                     tan + (int64_t)B[i] * p, fbb, NULL, 0.0, p);             \
-        } break;
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
+#define PT_CASE(HA, HB, V, DA, DB, DAA, DAB, DBB)                             \
+            const double fa = HA ? (DA) : 0.0, faa = HA ? (DAA) : 0.0;        \
+            const double fb = HB ? (DB) : 0.0, fbb = HB ? (DBB) : 0.0;        \
+            const double fab = HA && HB ? (DAB) : 0.0;                        \
+            const double *ta = HA ? tan + ia * p : NULL;                      \
+            const double *tb = HB ? tan + ib * p : NULL;                      \
+            if (HA && g != 0.0)                                               \
+                adj[ia] += pt_chain(fa, g);                                   \
+            if (HB && g != 0.0)                                               \
+                adj[ib] += pt_chain(fb, g);                                   \
+            if (HA)                                                           \
+                hv_lanes(adjd + ia * p, gd, fa, g, ta, faa, tb, fab, p);      \
+            if (HB)                                                           \
+                hv_lanes(adjd + ib * p, gd, fb, g, ta, fab, tb, fbb, p);
+#include "forms.h"
         default: /* LEAF */
             break;
         }
     }
-}
-
-static void sweep_hessian_1(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd)
-{
-    sweep_hessian(t, out, tan, adj, adjd, 1);
-}
-
-static void sweep_hessian_p(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd,
-                            int64_t p)
-{
-    sweep_hessian(t, out, tan, adj, adjd, p);
 }
 
 PT_SWEEP_ALIGNED int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
@@ -132,9 +90,9 @@ PT_SWEEP_ALIGNED int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const in
     pt_sweep_tangent_block(t, m, tan, p);
     adj[out] = 1.0;
     if (p == 1)
-        sweep_hessian_1(t, out, tan, adj, adjd);
+        sweep_hessian(t, out, tan, adj, adjd, 1);
     else
-        sweep_hessian_p(t, out, tan, adj, adjd, p);
+        sweep_hessian(t, out, tan, adj, adjd, p);
     for (int64_t i = 0; i < nin; ++i) {
         const int inside = ins[i] < m;
         if (grad)

@@ -1,32 +1,61 @@
 /* sweep_reverse.c -- the reverse (adjoint) sweep: one backward loop over the
- * tape, the adjoint rules generated from ops.def. */
+ * tape, adj[x] += d(y)/d(x) * adj[y] for every instruction y = f(...) from out
+ * down to 0, the adjoint rules generated from ops.def (forms.h).
+ *
+ * An instruction whose adjoint is exactly zero is skipped: it does not reach
+ * the output (it was recorded after a branch, or only feeds other outputs) or
+ * its influence is multiplied away.  So 0 * inf never turns into a nan
+ * gradient: d/dx of relu(-1) * sqrt(x) at x = 0 is 0, as in exact arithmetic
+ * (PyTorch gives nan there).  Likewise a zero local derivative passes nothing
+ * on (pt_chain), which is how where() sends exactly 0 to the branch it did
+ * not take.  A nan adjoint still propagates through nonzero derivatives. */
 #include <math.h>
 #include <pthread.h>
 #include "tape.h"
 #include "rules.h"
 
-/* The loop itself is in sweep_reverse.inc, included by both functions below
- * with their own PT_ACC (how one adjoint contribution is added). */
-PT_SWEEP_ALIGNED void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
+/* adj[s] += d; with `checked`, is the sum nan or inf? */
+PT_INLINE int acc(double *adj, int64_t s, double d, int checked)
 {
-#define PT_ACC(slot, contribution) adj[slot] += (contribution)
-#include "sweep_reverse.inc"
-#undef PT_ACC
+    adj[s] += d;
+    return checked && !isfinite(adj[s]);
 }
 
-/* anomaly mode: the same loop, stopping at the first instruction whose
- * adjoint rule makes an adjoint nan or inf */
+/* the loop; `checked` (a constant in each caller) stops it at the first
+ * instruction whose adjoint rule makes an adjoint nan or inf */
+PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int checked)
+{
+    const uint16_t *op = t->op;
+    const int32_t *A = t->a, *B = t->b;
+    const double *v = t->val, *K = t->consts;
+
+    for (int64_t i = out; i >= 0; --i) {
+        const double g = adj[i];
+        if (g == 0.0)
+            continue;
+        switch (op[i]) {
+#define PT_CASE(HA, HB, V, DA, DB, DAA, DAB, DBB)                             \
+            if (HA && acc(adj, ia, pt_chain((DA), g), checked))               \
+                return i;                                                     \
+            if (HB && acc(adj, ib, pt_chain((DB), g), checked))               \
+                return i;
+#include "forms.h"
+        default: /* LEAF: its adjoint is final */
+            break;
+        }
+    }
+    return -1;
+}
+
+PT_SWEEP_ALIGNED void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
+{
+    reverse_loop(t, out, adj, 0);
+}
+
+/* anomaly mode: the same loop, checking every adjoint it changes */
 PT_SWEEP_ALIGNED int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj)
 {
-#define PT_ACC(slot, contribution)                                            \
-    do {                                                                      \
-        adj[slot] += (contribution);                                          \
-        if (!isfinite(adj[slot]))                                             \
-            return i;                                                         \
-    } while (0)
-#include "sweep_reverse.inc"
-#undef PT_ACC
-    return -1;
+    return reverse_loop(t, out, adj, 1);
 }
 
 /* grad cells may be shared by tapes that sweep in different threads */

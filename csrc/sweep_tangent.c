@@ -1,6 +1,6 @@
 /* sweep_tangent.c -- the forward (tangent) sweep: one forward loop over the
  * tape, ydot = dy/da * adot + dy/db * bdot, the rules generated from the
- * derivative columns of ops.def. */
+ * derivative columns of ops.def (forms.h). */
 #include <math.h>
 #include "tape.h"
 #include "rules.h"
@@ -17,40 +17,14 @@ PT_SWEEP_ALIGNED void pt_sweep_tangent(const pt_tape *t, double *tan)
 
     for (int64_t i = 0; i < n; ++i) {
         switch (op[i]) {
-#define PT_OP1(N, S, V, DA, DAA)                                                   \
-        case PT_##N: {                                                        \
-            const double ta = tan[A[i]];                                      \
-            const double a = v[A[i]], y = v[i];                               \
-            (void)a; (void)y;                                                 \
-            tan[i] = ta != 0.0 ? pt_chain((DA), ta) : 0.0;                             \
-        } break;
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                               \
-        case PT_##N: {                                                        \
-            const double ta = tan[A[i]], tb = tan[B[i]];                      \
-            const double a = v[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
+#define PT_CASE(HA, HB, V, DA, DB, DAA, DAB, DBB)                             \
             double d = 0.0;                                                   \
-            if (ta != 0.0)                                                    \
-                d += pt_chain((DA), ta);                                               \
-            if (tb != 0.0)                                                    \
-                d += pt_chain((DB), tb);                                               \
-            tan[i] = d;                                                       \
-        } break;                                                              \
-        case PT_##N##_VC: {                                                   \
-            const double ta = tan[A[i]];                                      \
-            const double a = v[A[i]], b = K[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            tan[i] = ta != 0.0 ? pt_chain((DA), ta) : 0.0;                             \
-        } break;                                                              \
-        case PT_##N##_CV: {                                                   \
-            const double tb = tan[B[i]];                                      \
-            const double a = K[A[i]], b = v[B[i]], y = v[i];                  \
-            (void)a; (void)b; (void)y;                                        \
-            tan[i] = tb != 0.0 ? pt_chain((DB), tb) : 0.0;                             \
-        } break;
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
+            if (HA && tan[ia] != 0.0)                                         \
+                d += pt_chain((DA), tan[ia]);                                 \
+            if (HB && tan[ib] != 0.0)                                         \
+                d += pt_chain((DB), tan[ib]);                                 \
+            tan[i] = d;
+#include "forms.h"
         default: /* LEAF: its seed */
             break;
         }

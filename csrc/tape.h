@@ -21,7 +21,8 @@
  *    topological order and the reverse sweep is one backward loop.
  *  - What a[i] and b[i] hold (a slot, a constant index, a leaf index, none)
  *    is one table per opcode, pt_op_table (pt_operand for Python), and "is
- *    this operand a slot" is pt_reads_slot.
+ *    this operand a slot" is pt_reads_slot.  Sweeps spell the operand forms
+ *    of a row (unary, var-var, _VC, _CV) once, in forms.h.
  *  - op[i] != 0: opcode 0 is reserved so that zeroed memory is never valid.
  *  - For LEAF, a[i] is the leaf's index k in leaf_slot/leaf_grad.
  *  - GUARD (recorded only by pytape.trace) is a comparison, not a value:
@@ -89,6 +90,10 @@ static inline int pt_reads_slot(int op, int which, int64_t x)
     const int kind = pt_op_table[op].operand[which];
     return kind == PT_OPERAND_SLOT || (kind == PT_OPERAND_SLOT_OR_CONST && x >= 0);
 }
+
+/* for loops called with a constant argument (a lane count, a flag): inlined
+ * into every caller, so each constant compiles to its own specialised loop */
+#define PT_INLINE static inline __attribute__((always_inline))
 
 struct pt_tape {
     int64_t n, cap;            /* instructions recorded, capacity */
@@ -177,7 +182,7 @@ int64_t pt_first_nonfinite(const double *lanes, int64_t n, int64_t p);
 #define PT_SWEEP_ALIGNED __attribute__((aligned(64)))
 
 /* are all p lanes of a slot zero? (the block and Hessian sweeps skip them) */
-static inline __attribute__((always_inline)) int pt_lanes_zero(const double *g, int64_t p)
+PT_INLINE int pt_lanes_zero(const double *g, int64_t p)
 {
     for (int64_t k = 0; k < p; ++k)
         if (g[k] != 0.0)
