@@ -19,7 +19,7 @@
 static inline double pt_sign(double a) { return (double)((a > 0.0) - (a < 0.0)); }
 
 /* relu keeps nan (like torch.relu); relu(0) = 0 */
-static inline double pt_relu(double a) { return a < 0.0 ? 0.0 : a; }
+static inline double pt_relu(double a) { return a <= 0.0 ? 0.0 : a; }
 
 static inline double pt_sigmoid(double a)
 {

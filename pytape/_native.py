@@ -68,20 +68,14 @@ RULES = tuple((ffi.string(lib.pt_op_rule(op, 0)).decode(), ffi.string(lib.pt_op_
               for op in range(NUM_OPS))
 
 
-def _operand_table():
-    """Kinds of operand a and b of every opcode (numpy uint8 by opcode)."""
-    kinds = np.array(OP_KINDS)
-    a = np.select([kinds == KIND_LEAF, np.isin(kinds, (KIND_UNARY, KIND_VV, KIND_VC, KIND_GUARD)), kinds == KIND_CV],
-                  [OPERAND_LEAF, OPERAND_SLOT, OPERAND_CONST], OPERAND_NONE)
-    b = np.select([np.isin(kinds, (KIND_VV, KIND_CV)), kinds == KIND_VC, kinds == KIND_GUARD],
-                  [OPERAND_SLOT, OPERAND_CONST, OPERAND_SLOT_OR_CONST], OPERAND_NONE)
-    return a.astype(np.uint8), b.astype(np.uint8)
-
-
 #: what an operand of an instruction is: nothing, a slot, a constant index,
 #: a leaf index (LEAF), or a slot if >= 0 else constant -1 - b (a guard's b)
-OPERAND_NONE, OPERAND_SLOT, OPERAND_CONST, OPERAND_LEAF, OPERAND_SLOT_OR_CONST = range(5)
-OPERAND_A, OPERAND_B = _operand_table()
+OPERAND_NONE, OPERAND_SLOT, OPERAND_CONST, OPERAND_LEAF, OPERAND_SLOT_OR_CONST = (
+    lib.PT_OPERAND_NONE, lib.PT_OPERAND_SLOT, lib.PT_OPERAND_CONST, lib.PT_OPERAND_LEAF, lib.PT_OPERAND_SLOT_OR_CONST)
+#: the operand kinds of operands a and b of every opcode (numpy uint8, by
+#: opcode): C's own table (csrc/tape.c), which its sweeps, compiler and loader use
+OPERAND_A = np.array([lib.pt_operand(op, 0) for op in range(NUM_OPS)], dtype=np.uint8)
+OPERAND_B = np.array([lib.pt_operand(op, 1) for op in range(NUM_OPS)], dtype=np.uint8)
 
 
 def operand_is_slot(kinds, values):

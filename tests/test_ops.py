@@ -662,6 +662,11 @@ def grad_of(f, *xs, kind="leaf"):
 def test_unary_kink_conventions(kind):
     assert grad_of(pytape.relu, 0.0, kind=kind) == (0.0, (0.0,))
     assert grad_of(pytape.relu, -0.0, kind=kind)[1] == (0.0,)
+    # relu(-0.0) is +0.0, as in the reference engine: the sign of a zero
+    # reaches values later (atan2(relu(-0.0), -1) is pi, not -pi)
+    assert math.copysign(1.0, grad_of(pytape.relu, -0.0, kind=kind)[0]) == 1.0
+    assert math.copysign(1.0, pytape.relu(-0.0)) == 1.0
+    assert grad_of(lambda u: pytape.atan2(pytape.relu(u), -1.0), -0.0, kind=kind)[0] == math.pi
     assert grad_of(pytape.abs, 0.0, kind=kind) == (0.0, (0.0,))
     assert grad_of(pytape.abs, -0.0, kind=kind) == (0.0, (0.0,))
     assert grad_of(abs, 0.0, kind=kind) == (0.0, (0.0,))
