@@ -187,13 +187,6 @@ def hessian(f, argnums=0):
     """
 
     def wrapper(*args):
-        rec = Recording(f, args, argnums)
-        n = sum(rec.sizes)
-        H = rec.hvps(np.eye(n))  # column k = H e_k; H is symmetric
-        rows = rec.split(H)
-        blocks = [[np.asarray(c).reshape(rec.shapes[j] + rec.shapes[k]) for k, c in enumerate(rec.split(r.T))]
-                  for j, r in enumerate(rows)]
-        blocks = [[float(b) if b.ndim == 0 else b for b in row] for row in blocks]
-        return blocks[0][0] if rec.single else tuple(tuple(row) for row in blocks)
+        return Recording(f, args, argnums).hessian()
 
     return wrapper

@@ -115,6 +115,20 @@ class Program:
     def pack(self, per_arg):
         return per_arg[0] if self.single else tuple(per_arg)
 
+    def hessian(self):
+        """The Hessian blocks: H[j][k] = d2f / dx_j dx_k, shape in_j.shape +
+        in_k.shape (a float for two scalars), from Hessian-vector products
+        with the unit vectors.  Entry (i, k) is component i of H e_k, the
+        Jacobian of the gradient (as jax.hessian); symmetric up to rounding."""
+        n = sum(self.sizes)
+        H = self.hvps(np.eye(n))  # column k is H e_k
+        bounds = np.cumsum([0] + self.sizes)
+        blocks = [[H[bounds[j]:bounds[j + 1], bounds[k]:bounds[k + 1]].reshape(
+            tuple(self.shapes[j]) + tuple(self.shapes[k])) for k in range(len(self.sizes))]
+            for j in range(len(self.sizes))]
+        blocks = [[float(b) if b.ndim == 0 else b for b in row] for row in blocks]
+        return blocks[0][0] if self.single else tuple(tuple(row) for row in blocks)
+
     def jacobian(self, mode):
         """The Jacobian blocks per argument, shaped out.shape + in_j.shape,
         by reverse sweeps (mode "rev"), tangent sweeps ("fwd") or whichever

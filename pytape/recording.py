@@ -212,11 +212,10 @@ def _unary(name):
                 v._i = i
                 return v
         elif ta is L and a._g is not None:  # a leaf, on the current tape
-            t = ref()()
-            if t is None or t._consumed:
+            t = ref()()  # a consumed tape refuses in C: then the slow path takes current_tape()
+            if t is None:
                 t = current()
-            h = a._home
-            j = h[1] if h[0] == t._serial else place_(a, t)
+            j = a._hh if a._hs == t._serial else place_(a, t)
             if j >= 0:
                 i = rec(j)
                 if i >= 0:
@@ -246,8 +245,7 @@ def _binary(name):
             i = rec_vv(a._i, b._i)  # C answers TAPES for results of two tapes
         elif tb is L and b._g is not None:  # a leaf: its slot on a's tape, made on first use
             t = a._t
-            h = b._home
-            j = h[1] if h[0] == t._serial else place_(b, t)
+            j = b._hh if b._hs == t._serial else place_(b, t)
             if j < 0:
                 return slow(op, a, b)
             i = rec_vv(a._i, j)
@@ -278,8 +276,7 @@ def _binary(name):
             tb = type(b)
             if tb is R:  # on b's tape: a's slot there, made on first use
                 t = b._t
-                h = a._home
-                j = h[1] if h[0] == t._serial else place_(a, t)
+                j = a._hh if a._hs == t._serial else place_(a, t)
                 if j >= 0:
                     i = rec_vv(j, b._i)
                     if i >= 0:
@@ -288,11 +285,10 @@ def _binary(name):
                         v._i = i
                         return v
             elif tb is float or tb is int:  # on the current tape
-                t = ref()()
-                if t is None or t._consumed:
+                t = ref()()  # a consumed tape refuses in C: then the slow path takes current_tape()
+                if t is None:
                     t = current()
-                h = a._home
-                j = h[1] if h[0] == t._serial else place_(a, t)
+                j = a._hh if a._hs == t._serial else place_(a, t)
                 if j >= 0:
                     i = rec_vc(j, b)
                     if i >= 0:
@@ -301,13 +297,11 @@ def _binary(name):
                         v._i = i
                         return v
             elif tb is L and b._g is not None:  # two leaves (p * p), on the current tape
-                t = ref()()
-                if t is None or t._consumed:
+                t = ref()()  # a consumed tape refuses in C: then the slow path takes current_tape()
+                if t is None:
                     t = current()
-                h = a._home
-                j = h[1] if h[0] == t._serial else place_(a, t)
-                h = b._home
-                k = h[1] if h[0] == t._serial else place_(b, t)
+                j = a._hh if a._hs == t._serial else place_(a, t)
+                k = b._hh if b._hs == t._serial else place_(b, t)
                 if j >= 0 and k >= 0:
                     i = rec_vv(j, k)
                     if i >= 0:
@@ -320,11 +314,10 @@ def _binary(name):
     def leaf_reflected(a, b):  # b op a, a a leaf, b not a Var
         tb = type(b)
         if (tb is float or tb is int) and a._g is not None:
-            t = ref()()
-            if t is None or t._consumed:
+            t = ref()()  # a consumed tape refuses in C: then the slow path takes current_tape()
+            if t is None:
                 t = current()
-            h = a._home
-            j = h[1] if h[0] == t._serial else place_(a, t)
+            j = a._hh if a._hs == t._serial else place_(a, t)
             if j >= 0:
                 i = rec_cv(b, j)
                 if i >= 0:

@@ -114,10 +114,9 @@ class Tape:
         """
         slots, values = [], []
         for leaf, seed in seeds.items():
-            home = getattr(leaf, "_home", None)
-            if home is None or home[0] != self._serial:
+            if getattr(leaf, "_hs", None) != self._serial:
                 raise ValueError(f"{leaf!r} is not a leaf recorded on this tape; seed the leaves it was recorded with")
-            slots.append(_native.slot_of_handle(home[1]))
+            slots.append(_native.slot_of_handle(leaf._hh))
             values.append(float(seed))
         with explain(self):  # anomaly mode: a nan names its operation and line
             self._c.tangent_sweep(slots, values)

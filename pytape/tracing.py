@@ -302,10 +302,9 @@ class CompiledFunction:
         return self._at(args).jacobian(mode)
 
     def hessian(self, *args):
-        """The Hessian of a scalar f of one argument at args."""
-        c = self._at(args)
-        H = c.hvps(np.eye(c.sizes[0]))
-        return float(H[0, 0]) if c.shapes[0] == () else H.reshape(c.shapes[0] + c.shapes[0])
+        """The Hessian of a scalar f at args, as ``pytape.hessian``: for a tuple
+        of arguments, a nested tuple of blocks ``in_j.shape + in_k.shape``."""
+        return self._at(args).hessian()
 
     def hvp(self, x, v):
         """H v of a scalar f of one argument at x: forward over reverse."""

@@ -8,7 +8,7 @@ There are three kinds of ``Var``:
   pytape/_native.py);
 * leaves (class ``Leaf``), made by ``pytape.Var(2.0)``: they own their value
   ``_v`` and a grad cell ``_g``, and get a slot on whichever tape first uses
-  them (``_home``: that tape's serial and the handle there);
+  them (``_hs``, ``_hh``: that tape's serial and the handle there);
 * constants: a ``Leaf`` with no grad cell, from ``detach()`` and ``no_grad``.
 
 This module holds the types, what a ``Var`` is and does besides arithmetic
@@ -36,7 +36,6 @@ from .tape import current_tape
 __all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "result"]
 
 _new = object.__new__
-_NOWHERE = (0, -1)  # a leaf's home before it is on any tape (tape serials start at 1)
 _B = _native.ID_BITS
 handle_value, handle_adjoint, handle_tangent = _native.handle_value, _native.handle_adjoint, _native.handle_tangent
 new_grad_cell = _native.new_grad_cell
@@ -53,7 +52,7 @@ class _VarType(type):
         x = Leaf()
         x._v = value if type(value) is float else _real(value, "pytape.Var()")
         x._g = new_grad_cell() if requires_grad else None
-        x._home = _NOWHERE
+        x._hs = 0  # on no tape yet (tape serials start at 1)
         return x
 
 
@@ -316,19 +315,29 @@ class Leaf(Var, metaclass=_MadeByPytape):
     """A leaf (``pytape.Var(2.0)``) or a constant: owns its value and grad cell.
 
     ``_v`` is the value, ``_g`` a one-double C cell the reverse sweep adds the
-    leaf's adjoint to (None for a constant), ``_home`` (tape serial, handle)
-    where the leaf was last placed.  A leaf gets a LEAF instruction on each
-    tape that uses it, so the same parameters serve many recordings.
+    leaf's adjoint to (None for a constant), ``_hs`` the serial of the tape
+    where the leaf was last placed (0: none) and ``_hh`` its handle there.  A
+    leaf gets a LEAF instruction on each tape that uses it, so the same
+    parameters serve many recordings.
+
+    Two slots rather than one (serial, handle) tuple: a tuple per placement is
+    one more object for the cyclic garbage collector to walk (5% of
+    recording Rosenbrock, measured).  A thread reading the pair while another
+    re-places the leaf (shared parameters) could see a serial and a handle of
+    different tapes.  The recording fast path passes the handle to C, which
+    refuses a handle of another thread's tape, and the slow path takes over;
+    ``place`` writes serial 0, the handle, then the serial, and reads the
+    serial on both sides of the handle.  Either way, never a wrong slot.
     """
 
-    __slots__ = ("_v", "_g", "_home")
+    __slots__ = ("_v", "_g", "_hs", "_hh")
 
     @classmethod
     def _make(cls, value, requires_grad=True):
         x = cls()
         x._v = value
         x._g = new_grad_cell() if requires_grad else None
-        x._home = _NOWHERE
+        x._hs = 0  # on no tape yet (tape serials start at 1)
         return x
 
     @property
@@ -340,7 +349,7 @@ class Leaf(Var, metaclass=_MadeByPytape):
     def value(self, v):
         # tapes that recorded the old value keep it; the next use records the new one
         self._v = v if type(v) is float else _real(v, "value")
-        self._home = _NOWHERE
+        self._hs = 0
 
     data = value
 
@@ -412,13 +421,16 @@ def place(x, tape):
     for a leaf (made on its first use there), or a negative status."""
     if type(x) is not Leaf:
         return x._i
-    h = x._home
-    if h[0] == tape._serial:
-        return h[1]
+    s = x._hs
+    h = x._hh if s else -1
+    if s == tape._serial and x._hs == s:  # read twice: no other thread re-placed it meanwhile
+        return h
     i = tape._c.leaf(x._v, x._g)
     if i >= 0:
         tape._cells.append(x._g)  # keeps the grad cell alive as long as the tape
-        x._home = (tape._serial, i)
+        x._hs = 0                 # the order readers rely on: invalidate, handle, serial
+        x._hh = i
+        x._hs = tape._serial
     return i
 
 
@@ -426,8 +438,7 @@ def slot_on(x, tape):
     """The slot of Var x on ``tape``, -1 if x is not there."""
     if type(x) is Result:
         return x._i >> _B if x._t is tape else -1
-    h = getattr(x, "_home", _NOWHERE)
-    return h[1] >> _B if h[0] == tape._serial else -1
+    return x._hh >> _B if getattr(x, "_hs", 0) == tape._serial else -1
 
 
 def result(tape, slot):

@@ -29,7 +29,7 @@ def textbook():
 
 
 def slot(x):
-    return x._home[1] >> pytape._native.ID_BITS if x.is_leaf else x.slot
+    return x._hh >> pytape._native.ID_BITS if x.is_leaf else x.slot  # a leaf: its slot on the tape it was last placed on
 
 
 # the evaluation trace of AD tutorials: value, adjoint of y, tangent along x1

@@ -129,6 +129,24 @@ def test_hessian_of_several_arguments_and_shapes():
         pytape.hvp(rosenbrock, np.ones(3), np.ones(2))
 
 
+def test_hessian_cross_blocks_of_two_array_arguments():
+    # d2/dx dy of x A y is A (2 x 3), of y A^T x its transpose: a block must keep
+    # its rows and columns (it once came out reshaped from the transposed block)
+    A = np.arange(1.0, 7.0).reshape(2, 3)
+    f = lambda x, y: x @ A @ y + np.sum(x ** 3) + np.sum(np.sin(y))  # noqa: E731
+    x, y = np.array([1.0, 2.0]), np.array([0.5, -1.0, 2.0])
+    (Hxx, Hxy), (Hyx, Hyy) = pytape.hessian(f, argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(Hxy, A)
+    np.testing.assert_array_equal(Hyx, A.T)
+    np.testing.assert_array_equal(Hxx, np.diag(6.0 * x))
+    np.testing.assert_allclose(Hyy, np.diag(-np.sin(y)), rtol=1e-15)
+    # a compiled function's Hessian is the same assembly of the same sweeps
+    fn = pytape.trace(f, x, y)
+    (Cxx, Cxy), (Cyx, Cyy) = fn.hessian(x, y)
+    for got, want in zip([Cxx, Cxy, Cyx, Cyy], [Hxx, Hxy, Hyx, Hyy]):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_zero_direction_never_makes_nan():
     # sqrt''(0) is inf, but the direction does not move that input
     f = lambda x: x[0] ** 2 + pytape.sqrt(x[1])  # noqa: E731
