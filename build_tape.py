@@ -95,7 +95,10 @@ ffibuilder.set_source(
     sources=[os.path.join(CSRC, s) for s in SOURCES],
     depends=[os.path.join(CSRC, d) for d in DEPENDS],
     include_dirs=[CSRC],
-    extra_compile_args=["-std=c99", "-O3", "-pthread"],
+    # hidden: calls between our own functions (the cffi wrapper to pt_rec_*, a
+    # sweep to another) go direct instead of through the PLT; only the
+    # module's init function is exported
+    extra_compile_args=["-std=c99", "-O3", "-pthread", "-fvisibility=hidden"],
     extra_link_args=["-pthread"],
     libraries=["m"],
 )
