@@ -98,7 +98,7 @@ ffibuilder.set_source(
     # hidden: calls between our own functions (the cffi wrapper to pt_rec_*, a
     # sweep to another) go direct instead of through the PLT; only the
     # module's init function is exported
-    extra_compile_args=["-std=c99", "-O3", "-pthread", "-fvisibility=hidden"],
+    extra_compile_args=["-std=c99", "-O3", "-pthread", "-fvisibility=hidden", "-fno-plt"],
     extra_link_args=["-pthread"],
     libraries=["m"],
 )
