@@ -13,6 +13,7 @@ recording fast path reads it for every operation of a leaf with a number.
 import contextvars
 import functools
 import itertools
+import warnings
 import weakref
 
 from . import _native
@@ -51,6 +52,8 @@ class Tape:
     def __init__(self):
         self._c = CTape(register=True)
         self._cells, self._serial, self._consumed, self._where, self._guards = [], next(_serials), False, None, False
+        if not self._c.id:
+            _warn_no_id()
 
     @classmethod
     def _adopt(cls, ctape):
@@ -124,6 +127,20 @@ class Tape:
     def __repr__(self):
         state = "consumed" if self.consumed else "live"
         return f"<pytape.Tape #{self._serial}: {len(self)} instructions, {self.nbytes} bytes, {state}>"
+
+
+_warned = []
+
+
+def _warn_no_id():
+    """Once per process: a tape without a handle id records 3-5x slower."""
+    if not _warned:
+        _warned.append(True)
+        warnings.warn(
+            f"pytape: {2 ** _native.ID_BITS - 1} tapes are alive, so this one records through the slow "
+            f"path (3-5x slower per operation, still correct). A tape lives while a Var computed on it "
+            f"does: keep numbers (loss.item()) rather than results of past steps, or detach() them.",
+            RuntimeWarning, stacklevel=3)
 
 
 def _NO_TAPE():
