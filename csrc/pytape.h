@@ -76,7 +76,6 @@ void pt_tape_free(pt_tape *t);            /* also unregisters it */
  * the id, or 0 when all 2**PT_ID_BITS - 1 ids are taken (then t records
  * through pt_record only).  Ids return to the registry when tapes are freed. */
 int pt_tape_register(pt_tape *t);
-int pt_tape_id(const pt_tape *t);
 int64_t pt_tape_len(const pt_tape *t);
 int64_t pt_tape_nleaves(const pt_tape *t);
 int64_t pt_tape_nconsts(const pt_tape *t);

@@ -155,8 +155,6 @@ int pt_tape_register(pt_tape *t)
     return t->id;
 }
 
-int pt_tape_id(const pt_tape *t) { return t->id; }
-
 static inline pt_tape *handle_tape(int64_t h)
 {
     return __atomic_load_n(&registry[h & PT_ID_MASK], __ATOMIC_ACQUIRE);

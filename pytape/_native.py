@@ -183,8 +183,8 @@ def check(status, what="record", tape=None):
 
 
 #: statuses the recording layer looks at before calling check()
-NOGRAD, ANOMALY, HANDLE, TAPES, NONFINITE, THREAD = (lib.PT_E_NOGRAD, lib.PT_E_ANOMALY, lib.PT_E_HANDLE,
-                                                    lib.PT_E_TAPES, lib.PT_E_NONFINITE, lib.PT_E_THREAD)
+NOGRAD, ANOMALY, TAPES, NONFINITE, THREAD = (lib.PT_E_NOGRAD, lib.PT_E_ANOMALY, lib.PT_E_TAPES,
+                                            lib.PT_E_NONFINITE, lib.PT_E_THREAD)
 
 # ---- modes of the calling thread ------------------------------------------------------
 

@@ -99,11 +99,6 @@ class Program:
             result[used, start:start + block.shape[1]] = self.tape._c.hvp_block(out, ins[used], block)
         return result
 
-    def split(self, flat):
-        """Rows of a flat (n_total, ...) array per argument."""
-        bounds = np.cumsum([0] + self.sizes)
-        return [flat[bounds[j]:bounds[j + 1]] for j in range(len(self.sizes))]
-
     def shaped_in(self, j, flat):
         """A flat derivative w.r.t. argument j in the argument's shape (float for a scalar)."""
         return float(flat[0]) if self.scalar_in[j] else np.asarray(flat).reshape(self.shapes[j])
