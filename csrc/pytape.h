@@ -116,6 +116,10 @@ int64_t pt_tape_reach(const pt_tape *t, int64_t out, uint8_t *mark);
  * explicit path for everything else: any opcode, slots (not handles) of
  * tape t, c the constant of a *_VC / *_CV form. */
 int64_t pt_leaf(pt_tape *t, double value, double *grad);
+/* the writes to grad cells outside a sweep, under the sweep's lock:
+ * *cells[k] += g[k] for k < n; *cell = g */
+void pt_grad_add(int64_t n, double *const *cells, const double *g);
+void pt_grad_set(double *cell, double g);
 int64_t pt_record(pt_tape *t, int op, int64_t a, int64_t b, double c);
 /* a slot's value, adjoint and tangent by handle (Var.value, .grad, .tangent):
  * NAN where the handle's tape is not registered, or for the adjoint and

@@ -58,8 +58,34 @@ PT_SWEEP_ALIGNED int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out,
     return reverse_loop(t, out, adj, 1);
 }
 
-/* grad cells may be shared by tapes that sweep in different threads */
+/* Grad cells may be shared by tapes that sweep in different threads: every
+ * write to one (the sweep's, pt_grad_add's, pt_grad_set's) takes this lock.
+ * fork() takes it too (pthread_atfork), so the child never inherits it held
+ * by a thread that does not exist there. */
 static pthread_mutex_t grad_cells_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fork_prepare(void) { pthread_mutex_lock(&grad_cells_lock); }
+static void fork_done(void) { pthread_mutex_unlock(&grad_cells_lock); }
+
+__attribute__((constructor)) static void install_fork_handlers(void)
+{
+    pthread_atfork(fork_prepare, fork_done, fork_done);
+}
+
+void pt_grad_add(int64_t n, double *const *cells, const double *g)
+{
+    pthread_mutex_lock(&grad_cells_lock);
+    for (int64_t k = 0; k < n; ++k)
+        *cells[k] += g[k];
+    pthread_mutex_unlock(&grad_cells_lock);
+}
+
+void pt_grad_set(double *cell, double g)
+{
+    pthread_mutex_lock(&grad_cells_lock);
+    *cell = g;
+    pthread_mutex_unlock(&grad_cells_lock);
+}
 
 int pt_tape_adjoints(pt_tape *t, int64_t m)
 {

@@ -124,6 +124,34 @@ void pt_set_checked(int enabled) { set_mode(MODE_CHECKED, enabled); }
 
 /* ---- lifetime and the registry of handles ---------------------------- */
 
+/* Registered tapes by id (pytape.h: handles).  Ids are taken and given back
+ * under the lock; the recording entry points read an entry without it, for a
+ * tape that cannot go away meanwhile: a Var of it holds it (tape.h).  The
+ * same lock guards the list of every live tape (`tapes`). */
+enum { PT_IDS = 1 << PT_ID_BITS };
+#define PT_ID_MASK ((int64_t)PT_IDS - 1)
+static pt_tape *registry[PT_IDS];
+static pt_tape *tapes;
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* fork(): no thread holds the lock while the process is copied; in the
+ * child, which has only the forking thread, tapes of the other threads lose
+ * their owner (tape.h) */
+static void fork_prepare(void) { pthread_mutex_lock(&registry_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&registry_lock); }
+static void fork_child(void)
+{
+    for (pt_tape *t = tapes; t; t = t->next)
+        if (t->owner_key != &thread_marker)
+            t->owner_key = NULL;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+__attribute__((constructor)) static void install_fork_handlers(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 pt_tape *pt_tape_new(void)
 {
     pt_tape *t = calloc(1, sizeof *t);
@@ -132,16 +160,14 @@ pt_tape *pt_tape_new(void)
     t->owner = pthread_self();
     t->owner_key = &thread_marker;
     t->bad = -1;
+    pthread_mutex_lock(&registry_lock);
+    t->next = tapes;
+    if (tapes)
+        tapes->prev = t;
+    tapes = t;
+    pthread_mutex_unlock(&registry_lock);
     return t;
 }
-
-/* Registered tapes by id (pytape.h: handles).  Ids are taken and given back
- * under the lock; the recording entry points read an entry without it, for a
- * tape that cannot go away meanwhile: a Var of it holds it (tape.h). */
-enum { PT_IDS = 1 << PT_ID_BITS };
-#define PT_ID_MASK ((int64_t)PT_IDS - 1)
-static pt_tape *registry[PT_IDS];
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int pt_tape_register(pt_tape *t)
 {
@@ -170,11 +196,16 @@ void pt_tape_free(pt_tape *t)
 {
     if (!t)
         return;
-    if (t->id) {
-        pthread_mutex_lock(&registry_lock);
+    pthread_mutex_lock(&registry_lock);
+    if (t->id)
         __atomic_store_n(&registry[t->id], NULL, __ATOMIC_RELEASE);
-        pthread_mutex_unlock(&registry_lock);
-    }
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        tapes = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    pthread_mutex_unlock(&registry_lock);
     free(t->op);
     free(t->a);
     free(t->b);

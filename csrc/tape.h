@@ -45,6 +45,11 @@
  *    keep their registers to the end.
  *  - Only the owner thread records or sweeps; a consumed tape records nothing
  *    and sweeps no more, but its values and adjoints stay readable.
+ *  - fork(): the child has only the thread that forked.  The locks are taken
+ *    around fork (pthread_atfork), so none is held in the child, and the
+ *    child's tapes owned by other threads get no owner: they answer
+ *    PT_E_THREAD rather than being swept by a new thread that happens to
+ *    reuse a dead thread's thread-local address (tape.c).
  *  - Python names slots by handles, slot << PT_ID_BITS | id, id the tape's
  *    index in the registry (tape.c).  A tape keeps its id until it is freed,
  *    and Python frees a tape only once no Var refers to it, so a handle
@@ -126,6 +131,7 @@ struct pt_tape {
     int64_t bad;               /* the instruction a checked sweep stopped at, or -1 */
     pthread_t owner;           /* the thread that records on this tape */
     const void *owner_key;     /* the address of a thread-local of that thread */
+    pt_tape *prev, *next;      /* every live tape, for the fork handler (tape.c) */
 };
 
 /* the per-op recording entry points (tape.c), generated from ops.def: they

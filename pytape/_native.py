@@ -219,6 +219,22 @@ def checked():
 new_grad_cell = functools.partial(ffi.new, ffi.typeof("double[1]"))
 
 
+#: set_grad(cell, g): a grad cell's new value, under the lock of the sweeps
+#: that add to grad cells (another thread's backward() never loses it)
+set_grad = lib.pt_grad_set
+
+
+def add_grads(cells, g):
+    """cells[k][0] += g[k] for every grad cell, under the sweeps' lock: adds
+    to a leaf's gradient from any thread are never lost.
+
+    >>> c = new_grad_cell(); add_grads([c, c], [1.0, 2.0]); c[0]
+    3.0
+    """
+    n = len(cells)
+    lib.pt_grad_add(n, ffi.new("double *[]", cells), ffi.new("double[]", [float(x) for x in g]))
+
+
 def entry_points(name):
     """The C recording entry points of primitive ``name``: (rec, rec_vc,
     rec_cv), the last two None for a unary op.  They take and return handles."""

@@ -70,11 +70,16 @@ class Tape:
         return self
 
     def __exit__(self, *exc):
+        # Blocks may exit out of order (generators, coroutines sharing a
+        # thread): each exit removes its own block's entry wherever it is, and
+        # the innermost block still open is current again.
         stack = _STACK.get()
-        if stack and stack[-1] is self:
-            stack = stack[:-1]
-            _STACK.set(stack)
-            _CURRENT.set(weakref.ref(stack[-1]) if stack else _DEFAULT.get())
+        for k in range(len(stack) - 1, -1, -1):
+            if stack[k] is self:
+                stack = stack[:k] + stack[k + 1:]
+                _STACK.set(stack)
+                _CURRENT.set(weakref.ref(stack[-1]) if stack else _DEFAULT.get())
+                break
         return False
 
     def __len__(self):

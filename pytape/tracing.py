@@ -38,11 +38,12 @@ data raises ``TapeFormatError``.
 """
 import os
 import pickle
+import threading
 
 import numpy as np
 
 from . import saved
-from ._native import ID_BITS
+from ._native import ID_BITS, CTape
 from .errors import BranchChangedError, TapeFormatError
 from .program import Program, Recording, as_float_array
 from .tape import Tape
@@ -52,6 +53,10 @@ __all__ = ["trace", "CompiledFunction"]
 
 #: tapes of one function kept for inputs on different branches
 MAX_TAPES = 8
+
+
+def _alive():
+    return {t.ident for t in threading.enumerate()}
 
 
 def _cores():
@@ -76,6 +81,28 @@ class _Compiled(Program):
         self.tape._where = where  # guard slot -> (file, line, function)
         self._var_outs = np.array([s for s in self.out_slots if s >= 0], dtype=np.int64)
         self.tape._c.plan_registers(self._var_outs)
+        self._copies = {}  # thread id -> this tape's copy owned by that thread (local())
+
+    def local(self):
+        """This compiled tape, or a copy owned by the calling thread.
+
+        Batch replays read a tape from any thread, but the sweeps that replay
+        the tape itself (Jacobians, Hessians, hvp, jvp, vjp) write its values,
+        which only the thread that owns it may do: another thread works on its
+        own copy, made once."""
+        if self.tape._c.is_owner():
+            return self
+        me = threading.get_ident()
+        copy = self._copies.get(me)
+        if copy is None or not copy.tape._c.is_owner():  # (a thread id is reused once its thread ends)
+            c = self.tape._c
+            cols = c.rows(0, len(c), ("op", "a", "b", "val"))
+            ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], c.consts())
+            copy = _Compiled(Tape._adopt(ctape), self.shapes, self.scalar_in, self.single, self.out_shape,
+                             self.out_slots, self.out_values, dict(self.tape._where or {}))
+            self._copies = {t: cp for t, cp in self._copies.items() if t in _alive()}
+            self._copies[me] = copy
+        return copy
 
     @classmethod
     def from_recording(cls, rec):
@@ -115,6 +142,14 @@ class _Compiled(Program):
         """Bring the tape's own values to the point x (flat); the failing guard's slot or -1."""
         return self.tape._c.replay(np.arange(len(x)), x)
 
+    def replayed_at(self, x):
+        """This tape (or this thread's copy of it, ``local()``) with its values
+        replayed at the point x, or None if a guard fails there."""
+        if not self.tape._c.is_owner() and self.run(x[None], False, 1)[2][0] >= 0:
+            return None  # checked without copying the tape
+        mine = self.local()
+        return mine if mine.replay(x) < 0 else None
+
     def branch_message(self, i):
         loc = (self.tape._where or {}).get(i)
         where = f" at {loc[0]}:{loc[1]} in {loc[2]}()" if loc else ""
@@ -144,6 +179,7 @@ class CompiledFunction:
         self.retraces = 0
         self.threads = _cores()
         self._tapes = []  # compiled tapes of f, the most recently used first
+        self._lock = threading.Lock()  # threads share the list: reorder it under this
         self._name = getattr(f, "__name__", "f")
         if args:
             self._trace(args)
@@ -160,11 +196,20 @@ class CompiledFunction:
             rec = Recording(self._f, args, argnums, guards=True)
         finally:
             TRACING[0] -= 1
-        if self._tapes:
-            self.retraces += 1
-        self._tapes.insert(0, _Compiled.from_recording(rec))
-        del self._tapes[MAX_TAPES:]
-        return self._tapes[0]
+        c = _Compiled.from_recording(rec)
+        with self._lock:
+            if self._tapes:
+                self.retraces += 1
+            self._tapes.insert(0, c)
+            del self._tapes[MAX_TAPES:]
+        return c
+
+    def _first(self, c):
+        """Compiled tape c fits the latest inputs: it goes first next time."""
+        with self._lock:
+            if c in self._tapes:
+                self._tapes.remove(c)
+                self._tapes.insert(0, c)
 
     @property
     def _main(self):
@@ -207,25 +252,27 @@ class CompiledFunction:
     def _run(self, X, grad):
         """Replay every row of X on a tape of f whose guards hold there, tracing
         f again where none does (or raising, by the policy)."""
-        rows, c = X.shape[0], self._tapes[0]
+        tapes = list(self._tapes)  # this call's view: other threads may re-trace meanwhile
+        rows, c = X.shape[0], tapes[0]
         Y = np.empty((rows, len(c.out_slots)))
         G = np.empty((rows, c.nin)) if grad else None
         pending = np.arange(rows)
         k = 0
         while len(pending):
-            traced = k >= len(self._tapes)
+            traced = k >= len(tapes)
             if not traced:
-                c = self._tapes[k]
+                c = tapes[k]
                 k += 1
             else:  # no tape fits the first pending row: trace f there, or raise
-                first = self._tapes[0]
+                first = tapes[0]
                 if self._policy == "raise" or self._f is None:
                     bad = int(first.run(X[pending[:1]], False, 1)[2][0])
                     hint = "" if self._f is not None else (
                         "; this copy was loaded without f, so it cannot trace f again")
                     raise BranchChangedError(first.branch_message(bad) + hint)
                 c = self._trace(self._args_of(X[pending[0]]))
-                k = len(self._tapes)
+                tapes.append(c)
+                k = len(tapes)
             y, g, fail = c.run(X[pending], grad, self.threads)
             ok = fail < 0
             if traced and not ok[0]:
@@ -233,8 +280,8 @@ class CompiledFunction:
             Y[pending[ok]] = y[ok]
             if G is not None:
                 G[pending[ok]] = g[ok]
-            if ok.any() and not traced and k > 1:  # the tape that fits goes first next time
-                self._tapes.insert(0, self._tapes.pop(k - 1))
+            if ok.any() and not traced and k > 1:
+                self._first(c)
             pending = pending[~ok]
         return Y, G
 
@@ -245,14 +292,17 @@ class CompiledFunction:
         if batch is not None:
             raise ValueError("this derivative takes one point, not a batch; loop over the rows")
         x = X[0]
-        for k, c in enumerate(self._tapes):
-            if c.replay(x) < 0:
-                self._tapes.insert(0, self._tapes.pop(k))
-                return c
+        for c in list(self._tapes):
+            mine = c.replayed_at(x)
+            if mine is not None:
+                self._first(c)
+                return mine
         self._run(X, False)  # traces f at x, or raises by the policy
-        c = self._tapes[0]
-        c.replay(x)
-        return c
+        for c in list(self._tapes):
+            mine = c.replayed_at(x)
+            if mine is not None:
+                return mine
+        raise RuntimeError("pytape: a tape traced at a point fails its own guards there (please report)")
 
     # ---- values and derivatives -------------------------------------------
 

@@ -38,7 +38,7 @@ __all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "result"]
 _new = object.__new__
 _B = _native.ID_BITS
 handle_value, handle_adjoint, handle_tangent = _native.handle_value, _native.handle_adjoint, _native.handle_tangent
-new_grad_cell = _native.new_grad_cell
+new_grad_cell, set_grad, add_grads = _native.new_grad_cell, _native.set_grad, _native.add_grads
 
 
 class _VarType(type):
@@ -364,7 +364,7 @@ class Leaf(Var, metaclass=_MadeByPytape):
         cell = self._g
         if cell is None:
             raise AttributeError("a constant has no gradient (requires_grad is False)")
-        cell[0] = g if type(g) is float else _real(g, "grad")
+        set_grad(cell, g if type(g) is float else _real(g, "grad"))
 
     @property
     def requires_grad(self):
@@ -396,7 +396,7 @@ class Leaf(Var, metaclass=_MadeByPytape):
             return _backward_into(self, _real(gradient, "gradient"), retain_graph, inputs)
         if self._g is None:
             raise RuntimeError("backward() on a constant: it does not require grad")
-        self._g[0] += _real(gradient, "gradient")
+        add_grads([self._g], [_real(gradient, "gradient")])
 
     def __repr__(self):
         if self._g is None:
@@ -486,9 +486,7 @@ def _backward_into(y, seed, retain_graph, inputs):
         if type(x) is not Leaf or x._g is None:
             raise TypeError("backward(inputs=...) takes leaves that require grad")
     if type(y) is Leaf:  # d(leaf)/d(leaf) = 1
-        for x in leaves:
-            if x is y:
-                x._g[0] += seed
+        add_grads([x._g for x in leaves if x is y], [seed] * sum(x is y for x in leaves))
         return
     t = y._t
     if t._consumed:
@@ -501,8 +499,7 @@ def _backward_into(y, seed, retain_graph, inputs):
     if used:
         with explain(t):
             g = t._c.backward_block([out], [[seed]], [slots[k] for k in used])
-        for k, gk in zip(used, g[:, 0]):
-            leaves[k]._g[0] += float(gk)
+        add_grads([leaves[k]._g for k in used], g[:, 0])
     if not retain_graph:
         t._c.consume()
         t._consumed = True
