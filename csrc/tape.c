@@ -552,6 +552,18 @@ int64_t pt_append_leaf(pt_tape *t, double value)
 
 int64_t pt_tape_len(const pt_tape *t) { return t->n; }
 int64_t pt_tape_nleaves(const pt_tape *t) { return t->nleaf; }
+
+int64_t pt_leaf_slots(const pt_tape *t, const double *cell, int64_t *slots, int64_t cap)
+{
+    int64_t n = 0;
+    for (int64_t k = 0; k < t->nleaf; ++k)
+        if (t->leaf_grad[k] == cell) {
+            if (n < cap)
+                slots[n] = t->leaf_slot[k];
+            ++n;
+        }
+    return n;
+}
 int64_t pt_tape_nconsts(const pt_tape *t) { return t->nconst; }
 int pt_tape_consumed(const pt_tape *t) { return t->consumed; }
 void pt_tape_consume(pt_tape *t) { t->consumed = 1; }

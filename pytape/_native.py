@@ -320,6 +320,16 @@ class CTape:
     def nconsts(self):
         return lib.pt_tape_nconsts(self._p)
 
+    def leaf_slots(self, cell):
+        """Every LEAF slot of the leaf with grad cell ``cell``, ascending."""
+        cap = 4
+        while True:
+            out = np.empty(cap, dtype=np.int64)
+            n = lib.pt_leaf_slots(self._p, cell, _i64(out), cap)
+            if n <= cap:
+                return sorted(int(s) for s in out[:n])
+            cap = n
+
     def nbytes(self, used=False):
         """Bytes of C memory allocated (or, ``used``, holding data)."""
         return lib.pt_tape_nbytes(self._p, 1 if used else 0)

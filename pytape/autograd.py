@@ -11,7 +11,7 @@ import numpy as np
 from .anomaly import explain
 from .higher_order import adjoints
 from .errors import TapeConsumedError
-from .var import Leaf, Result, Var, _real, slot_on
+from .var import Leaf, Result, Var, _real, leaf_slots, slot_on
 
 __all__ = ["grad"]
 
@@ -115,12 +115,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 def _reached(tape, out_slots, ins):
-    """(slots of ins on the tape, which of them the outputs depend on): from
+    """(k, slot) for every slot of every input k that the outputs depend on
+    (a leaf may have several slots on a tape: its gradient sums them): from
     the tape's reachability in C, not from adjoint values (a zero adjoint, as
     behind relu at a negative input, still means "used")."""
     mark = tape._c.reach([i for i, _ in out_slots])
-    slots = [slot_on(x, tape) for x in ins]
-    return slots, [0 <= s < len(mark) and bool(mark[s]) for s in slots]
+    return [(k, s) for k, x in enumerate(ins) for s in leaf_slots(x, tape) if s < len(mark) and mark[s]]
 
 
 def _out_slots(tape, outs, seeds):
@@ -128,30 +128,28 @@ def _out_slots(tape, outs, seeds):
 
 
 def _sweep(tape, outs, seeds, ins, results, used):
+    tape._refuse_while_traced("autograd.grad() without create_graph")
     out_slots = _out_slots(tape, outs, seeds)
     if not out_slots:
         return
-    slots, reached = _reached(tape, out_slots, ins)
-    want = [s for s, r in zip(slots, reached) if r]
-    if not want:
+    pairs = _reached(tape, out_slots, ins)
+    if not pairs:
         return
     with explain(tape):  # anomaly mode: a nan names its operation and line
-        res = tape._c.backward_block([i for i, _ in out_slots], [[s] for _, s in out_slots], want)
-    it = iter(res[:, 0])
-    for k, r in enumerate(reached):
-        if r:
-            results[k] += float(next(it))
-            used[k] = True
+        res = tape._c.backward_block([i for i, _ in out_slots], [[s] for _, s in out_slots], [s for _, s in pairs])
+    for (k, _), g in zip(pairs, res[:, 0]):
+        results[k] += float(g)
+        used[k] = True
 
 
 def _sweep_recorded(tape, outs, seeds, ins, results, used):
     out_slots = _out_slots(tape, outs, seeds)
     if not out_slots:
         return
-    slots, reached = _reached(tape, out_slots, ins)
-    for k, g in enumerate(adjoints(tape, [i for i, _ in out_slots], [s for _, s in out_slots], slots)):
-        if g is None and reached[k]:
+    pairs = _reached(tape, out_slots, ins)
+    adj = adjoints(tape, [i for i, _ in out_slots], [s for _, s in out_slots], [s for _, s in pairs])
+    for (k, _), g in zip(pairs, adj):
+        if g is None:
             g = 0.0  # reached, but every path multiplies its adjoint away
-        if g is not None:
-            results[k] = g if not used[k] else results[k] + g
-            used[k] = True
+        results[k] = g if not used[k] else results[k] + g
+        used[k] = True

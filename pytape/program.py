@@ -20,7 +20,7 @@ import numpy as np
 
 from .anomaly import explain
 from .tape import Tape
-from .var import Result, Var, place, slot_on
+from .var import Result, Var, arguments, place, slot_on, value_of
 
 __all__ = ["Program", "Recording", "as_float_array", "scalar_output"]
 
@@ -165,11 +165,8 @@ class Recording(Program):
                 self.leaves.append(flat)
                 args[k] = flat[0] if self.scalar_in[-1] else leaves
             self.sizes = [len(flat) for flat in self.leaves]
-            self.tape._guards = guards
-            try:
+            with arguments(self.tape, [x for flat in self.leaves for x in flat], guards):
                 out = f(*args)
-            finally:
-                self.tape._guards = False
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
                     raise TypeError("with has_aux=True, f must return a pair (output, aux)")
@@ -188,7 +185,7 @@ class Recording(Program):
         for idx in np.ndindex(arr.shape):
             y = arr[idx]
             if isinstance(y, Var):
-                values[idx] = y.value
+                values[idx] = value_of(y)
                 if type(y) is Result:
                     if y._t is not self.tape:
                         raise ValueError("f returned a Var recorded outside its own call; "

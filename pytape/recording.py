@@ -32,7 +32,7 @@ import numpy as np
 from . import _native
 from .anomaly import record as record_checked
 from .tape import current_ref, current_tape
-from .var import Leaf, Result, Var, place
+from .var import Leaf, Result, Var, place, value_of
 
 __all__ = ["FUNCTIONS", "elementwise", "map_objects", "objects"]
 
@@ -106,7 +106,7 @@ def _record(t, code, ha, hb, c, operands):
         sb = 0 if hb is None else hb >> _B
         h = t._c.record(code, sa, sb, c)
         if h == _native.ANOMALY:  # anomaly mode: again in checked mode, noting the source line
-            h = record_checked(t, code, sa, sb, c, [_value(x) for x in operands])
+            h = record_checked(t, code, sa, sb, c, [value_of(x) if isinstance(x, Var) else x for x in operands])
     if h >= 0:
         v = Result()
         v._t = t

@@ -42,16 +42,18 @@ class Tape:
     6.0
     """
 
-    # _c: the C tape; _cells: grad cells of the leaves on it (C points into
-    # them); _serial: unique per tape, leaves remember where they sit by it;
+    # _c: the C tape; _cells: grad cells of the leaves on it by id (C points
+    # into them); _multi: some leaf has two slots here (it came back after
+    # being used on another tape: its gradient sums both); _serial: unique per tape, leaves remember where they sit by it;
     # _consumed: mirrors the C flag (Var.backward sets it); _where: slot ->
     # (file, line, function) of operations recorded in anomaly mode and of
     # guards; _guards: pytape.trace records comparisons as guards
-    __slots__ = ("_c", "_cells", "_serial", "_consumed", "_where", "_guards", "__weakref__")
+    __slots__ = ("_c", "_cells", "_multi", "_serial", "_consumed", "_where", "_guards", "__weakref__")
 
     def __init__(self):
         self._c = CTape(register=True)
-        self._cells, self._serial, self._consumed, self._where, self._guards = [], next(_serials), False, None, False
+        self._cells, self._multi, self._serial, self._consumed, self._where, self._guards = (
+            {}, False, next(_serials), False, None, False)
         if not self._c.id:
             _warn_no_id()
 
@@ -60,7 +62,7 @@ class Tape:
         """A Tape for a tape made in C (compiled or loaded by pytape.trace)."""
         t = object.__new__(cls)
         t._c = ctape
-        t._cells, t._serial, t._consumed, t._where, t._guards = [], next(_serials), False, None, False
+        t._cells, t._multi, t._serial, t._consumed, t._where, t._guards = {}, False, next(_serials), False, None, False
         return t
 
     def __enter__(self):
@@ -106,6 +108,15 @@ class Tape:
         """Number of leaf instructions on the tape."""
         return self._c.nleaves
 
+    def _refuse_while_traced(self, what):
+        """A sweep's numbers would leave a tape that pytape.trace is recording."""
+        if self._guards:
+            raise RuntimeError(
+                f"{what} ran on the tape pytape.trace is recording: the numbers it gives would be baked "
+                f"into the compiled function and be wrong at other inputs. Inside a traced function use "
+                f"pytape.autograd.grad(..., create_graph=True), which records the derivative; or trace f "
+                f"and call fn.gradient / fn.jacobian")
+
     def tangent_sweep(self, seeds):
         """Forward-mode sweep: the tangent of every slot for the leaf tangents ``seeds``.
 
@@ -120,6 +131,7 @@ class Tape:
         >>> t.tangent_sweep({x1: 1.0}); y.tangent       # dy/dx1
         5.5
         """
+        self._refuse_while_traced("tangent_sweep()")
         slots, values = [], []
         for leaf, seed in seeds.items():
             if getattr(leaf, "_hs", None) != self._serial:

@@ -47,7 +47,7 @@ from ._native import ID_BITS, CTape
 from .errors import BranchChangedError, TapeFormatError
 from .program import Program, Recording, as_float_array
 from .tape import Tape
-from .var import TRACING, place
+from .var import place
 
 __all__ = ["trace", "CompiledFunction"]
 
@@ -190,12 +190,8 @@ class CompiledFunction:
         if self._f is None:
             raise BranchChangedError("this compiled function was loaded without f, so it cannot trace "
                                      "f again; pass f to CompiledFunction.from_bytes to allow it")
-        TRACING[0] += 1
-        try:
-            argnums = 0 if len(args) == 1 else tuple(range(len(args)))
-            rec = Recording(self._f, args, argnums, guards=True)
-        finally:
-            TRACING[0] -= 1
+        argnums = 0 if len(args) == 1 else tuple(range(len(args)))
+        rec = Recording(self._f, args, argnums, guards=True)
         c = _Compiled.from_recording(rec)
         with self._lock:
             if self._tapes:

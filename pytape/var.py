@@ -23,8 +23,10 @@ pytape/recording.py; numpy's hooks (``np.sin(x)``) by pytape/ops.py.
 >>> type(x).__name__, type(y).__name__, isinstance(y, pytape.Var)
 ('Leaf', 'Result', True)
 """
+import contextvars
 import math
 import numbers
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -33,7 +35,7 @@ from .anomaly import caller, explain, note
 from .errors import TapeConsumedError
 from .tape import current_tape
 
-__all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "result"]
+__all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
 
 _new = object.__new__
 _B = _native.ID_BITS
@@ -96,25 +98,27 @@ class Var(metaclass=_VarType):
         >>> pytape.Var(1.5).item()
         1.5
         """
-        return float(self.value)
+        return self.__float__()
 
     # ---- conversions and comparisons (on values) ---------------------------
 
-    # While pytape.trace records a function, every comparison and conversion
-    # that could steer control flow is recorded as a guard that replays re-check
-    # (exact equality for float()/int()/round(): any change of value re-traces).
+    # While pytape.trace records a function, every way a Var's number reaches
+    # Python is recorded as a guard that replays re-check: a comparison as
+    # itself, a conversion (float(), int(), round(), .value, .data, .item(),
+    # str(), repr(), detach(), a no_grad result) as exact equality, so any
+    # change of that value traces f again.
 
     def __float__(self):
-        v = float(self.value)
+        v = float(value_of(self))
         if TRACING[0]:
-            guard(self, v, _native.CMP_EQ, True)
+            escaped(self, v)
         return v
 
     def __int__(self):
         return int(self.__float__())
 
     def __bool__(self):
-        r = self.value != 0.0
+        r = value_of(self) != 0.0
         if TRACING[0]:
             guard(self, 0.0, _native.CMP_NE, r)
         return r
@@ -132,25 +136,25 @@ class Var(metaclass=_VarType):
         return math.ceil(self.__float__())
 
     def __lt__(self, other):
-        r = self.value < _num(other)
+        r = value_of(self) < _num(other)
         if TRACING[0]:
             guard(self, other, _native.CMP_LT, r)
         return r
 
     def __le__(self, other):
-        r = self.value <= _num(other)
+        r = value_of(self) <= _num(other)
         if TRACING[0]:
             guard(self, other, _native.CMP_LE, r)
         return r
 
     def __gt__(self, other):
-        r = self.value > _num(other)
+        r = value_of(self) > _num(other)
         if TRACING[0]:
             guard(self, other, _native.CMP_GT, r)
         return r
 
     def __ge__(self, other):
-        r = self.value >= _num(other)
+        r = value_of(self) >= _num(other)
         if TRACING[0]:
             guard(self, other, _native.CMP_GE, r)
         return r
@@ -159,7 +163,7 @@ class Var(metaclass=_VarType):
         o = _num_or_none(other)
         if o is None:
             return NotImplemented
-        r = self.value == o
+        r = value_of(self) == o
         if TRACING[0]:
             guard(self, other, _native.CMP_EQ, r)
         return r
@@ -168,7 +172,7 @@ class Var(metaclass=_VarType):
         o = _num_or_none(other)
         if o is None:
             return NotImplemented
-        r = self.value != o
+        r = value_of(self) != o
         if TRACING[0]:
             guard(self, other, _native.CMP_NE, r)
         return r
@@ -188,7 +192,11 @@ class Result(Var, metaclass=_MadeByPytape):
     def value(self):
         """The number this Var holds (alias ``.data``); assignable on leaves."""
         v = handle_value(self._i)
-        return v if v == v else self._t._c.value(self._i >> _B)  # nan: ask the tape
+        if v != v:  # nan: ask the tape
+            v = self._t._c.value(self._i >> _B)
+        if TRACING[0]:
+            escaped(self, v)
+        return v
 
     @value.setter
     def value(self, v):
@@ -295,6 +303,7 @@ class Result(Var, metaclass=_MadeByPytape):
         if inputs is not None:
             return _backward_into(self, seed, retain_graph, inputs)
         t = self._t
+        t._refuse_while_traced("backward()")
         with explain(t):  # anomaly mode: a nan names its operation and line
             t._c.backward(self._i >> _B, seed, retain_graph)
         if not retain_graph:
@@ -343,11 +352,16 @@ class Leaf(Var, metaclass=_MadeByPytape):
     @property
     def value(self):
         """The number this Var holds (alias ``.data``); assignable on leaves."""
+        if TRACING[0] and self._g is not None:
+            escaped(self, self._v)
         return self._v
 
     @value.setter
     def value(self, v):
         # tapes that recorded the old value keep it; the next use records the new one
+        if ARGUMENTS[0] and any(id(self) in args for _, args in _ARGS.get()):
+            raise ValueError("f assigned the value of its own argument while pytape recorded f (trace, grad, "
+                             "jacobian, ...): its derivatives could not follow that. Compute a new Var instead")
         self._v = v if type(v) is float else _real(v, "value")
         self._hs = 0
 
@@ -388,7 +402,7 @@ class Leaf(Var, metaclass=_MadeByPytape):
 
     def detach(self):
         """A constant with this Var's value: gradients stop there."""
-        return Leaf._make(self._v, False)
+        return Leaf._make(self.value, False)
 
     def backward(self, gradient=1.0, retain_graph=False, inputs=None):
         """d(leaf)/d(leaf) = 1: adds ``gradient`` to the leaf's own grad."""
@@ -401,10 +415,10 @@ class Leaf(Var, metaclass=_MadeByPytape):
     def __repr__(self):
         if self._g is None:
             return f"Var({self._v!r}, constant)"
-        return f"Var({self._v!r}, grad={self._g[0]!r})"
+        return f"Var({self.value!r}, grad={self._g[0]!r})"
 
     def __reduce__(self):
-        return (_unpickle_leaf, (self._v, self.grad))
+        return (_unpickle_leaf, (self.value, self.grad))
 
 
 def _unpickle_leaf(value, grad):
@@ -418,19 +432,34 @@ def _unpickle_leaf(value, grad):
 
 def place(x, tape):
     """The handle of operand x on ``tape``: a result's own, a LEAF instruction
-    for a leaf (made on its first use there), or a negative status."""
+    for a leaf (made on its first use there), or a negative status.  While
+    pytape.trace records f, an argument's number going to another tape is
+    guarded on the traced tape."""
     if type(x) is not Leaf:
         return x._i
     s = x._hs
     h = x._hh if s else -1
     if s == tape._serial and x._hs == s:  # read twice: no other thread re-placed it meanwhile
         return h
+    if ARGUMENTS[0] and x._g is not None:  # an argument of a recorded f has one slot there
+        for t, args in _ARGS.get():
+            if t is tape and id(x) in args:
+                x._hs = 0
+                x._hh = args[id(x)]
+                x._hs = tape._serial
+                return x._hh
     i = tape._c.leaf(x._v, x._g)
     if i >= 0:
-        tape._cells.append(x._g)  # keeps the grad cell alive as long as the tape
+        cells, c = tape._cells, x._g  # keeps the grad cell alive as long as the tape
+        if id(c) not in cells:
+            cells[id(c)] = c
+        elif c is not None:
+            tape._multi = True
         x._hs = 0                 # the order readers rely on: invalidate, handle, serial
         x._hh = i
         x._hs = tape._serial
+        if TRACING[0] and x._g is not None:  # its number goes to another tape: guard it
+            escaped(x, x._v, tape)
     return i
 
 
@@ -439,6 +468,15 @@ def slot_on(x, tape):
     if type(x) is Result:
         return x._i >> _B if x._t is tape else -1
     return x._hh >> _B if getattr(x, "_hs", 0) == tape._serial else -1
+
+
+def leaf_slots(x, tape):
+    """Every slot of Var x on ``tape`` (a leaf may have several: its gradient
+    is the sum of their adjoints); [] if x is not there."""
+    if type(x) is Leaf and tape._multi and x._g is not None:
+        return tape._c.leaf_slots(x._g)
+    s = slot_on(x, tape)
+    return [s] if s >= 0 else []
 
 
 def result(tape, slot):
@@ -452,28 +490,128 @@ def result(tape, slot):
 # ---- guards (pytape.trace) -------------------------------------------------------
 
 TRACING = [0]  # > 0 while pytape.trace records a function (in any thread)
+ARGUMENTS = [0]  # > 0 while any function transformation records f (in any thread)
+
+#: (tape, {id of an argument leaf: its handle there}) of every recording of a
+#: function (pytape.trace, grad, jacobian, ...) in this context, innermost last
+_ARGS = contextvars.ContextVar("pytape_arguments", default=())
+
+_FLIP = {_native.CMP_LT: _native.CMP_GT, _native.CMP_GT: _native.CMP_LT, _native.CMP_LE: _native.CMP_GE,
+         _native.CMP_GE: _native.CMP_LE, _native.CMP_EQ: _native.CMP_EQ, _native.CMP_NE: _native.CMP_NE}
+
+
+@contextmanager
+def arguments(tape, leaves, guards=False):
+    """While f is recorded on ``tape`` with argument leaves ``leaves``: each
+    argument has one slot there, made now (a leaf otherwise remembers one
+    placement only, and one used on another tape meanwhile would come back as
+    a second slot); with ``guards`` (pytape.trace), comparisons and
+    conversions of Vars are recorded there as guards."""
+    entry = (tape, {id(x): _native.check(place(x, tape), "record", tape._c) for x in leaves})
+    _ARGS.set(_ARGS.get() + (entry,))
+    ARGUMENTS[0] += 1
+    if guards:
+        tape._guards = True
+        TRACING[0] += 1
+    try:
+        yield
+    finally:
+        if guards:
+            TRACING[0] -= 1
+            tape._guards = False
+        ARGUMENTS[0] -= 1
+        _ARGS.set(tuple(e for e in _ARGS.get() if e is not entry))
+
+
+def value_of(x):
+    """The number of Var x, recording no guard (for pytape's own use)."""
+    if type(x) is Leaf:
+        return x._v
+    v = handle_value(x._i)
+    return v if v == v else x._t._c.value(x._i >> _B)
+
+
+def _guarding_tapes(*xs):
+    """The tapes being traced that a comparison of xs must be guarded on: a
+    result's own tape, and for a leaf each traced tape it is an argument of
+    (any other leaf is a constant of the trace)."""
+    tapes = []
+    for x in xs:
+        if type(x) is Result:
+            if x._t._guards and x._t not in tapes:
+                tapes.append(x._t)
+        elif type(x) is Leaf and x._g is not None:
+            tapes.extend(t for t, args in _ARGS.get() if t._guards and id(x) in args and t not in tapes)
+    return tapes
+
+
+def _operand(x, t):
+    """The handle of x on tape t if it varies with t's inputs, else None (a
+    number, a constant, a result of another tape: fixed while f is traced, or
+    computed from leaves whose numbers were guarded when they went there)."""
+    if type(x) is Result:
+        return x._i if x._t is t else None
+    if type(x) is Leaf and x._g is not None:
+        for tt, args in _ARGS.get():
+            if tt is t and id(x) in args:
+                return args[id(x)]
+    return None
 
 
 def guard(x, other, cmp, outcome):
-    """Record the comparison (x CMP other) -> outcome on a tracing tape."""
-    t = x._t if type(x) is Result else current_tape()
-    if not t._guards or (type(x) is Leaf and x._g is None):
-        return
-    j = place(x, t)
-    if isinstance(other, Var) and not (type(other) is Leaf and other._g is None):
-        if type(other) is Result and other._t is not t:
-            return
-        k, c = place(other, t), 0.0
-        if k < 0:
-            return
-        k >>= _B
-    else:
-        k, c = -1, float(_num(other))
-    if j < 0:
-        return
-    i = t._c.guard(j >> _B, k, c, cmp, outcome)
-    if i >= 0:
-        note(t, i, caller())
+    """Record the comparison (x CMP other) -> outcome on the tapes being traced."""
+    with _recording_guards():
+        _guard(x, other, cmp, outcome)
+
+
+@contextmanager
+def _recording_guards():
+    """Guards are recorded under no_grad too: a value read there steers f as well."""
+    on = _native.grad_enabled()
+    if not on:
+        _native.set_grad_enabled(True)
+    try:
+        yield
+    finally:
+        if not on:
+            _native.set_grad_enabled(False)
+
+
+def _guard(x, other, cmp, outcome):
+    for t in _guarding_tapes(x, other):
+        a, b = _operand(x, t), _operand(other, t)
+        if a is None:
+            if b is None:
+                continue
+            a, b, x, other, cmp = b, a, other, x, _FLIP[cmp]
+        if b is not None:
+            k, c = b >> _B, 0.0
+        else:
+            k, c = -1, float(value_of(other) if isinstance(other, Var) else _num(other))
+        i = t._c.guard(a >> _B, k, c, cmp, outcome)
+        if i >= 0:
+            note(t, i, caller())
+
+
+def escaped(x, v, placed_on=None):
+    """The number v of Var x reaches Python (or tape ``placed_on``) while f is
+    traced: record x == v, so a replay at inputs where x differs traces again."""
+    with _recording_guards():
+        _escaped(x, v, placed_on)
+
+
+def _escaped(x, v, placed_on):
+    for t in _guarding_tapes(x):
+        h = _operand(x, t) if t is not placed_on else None
+        if h is None:
+            continue
+        s = h >> _B
+        if v == v:
+            i = t._c.guard(s, -1, v, _native.CMP_EQ, True)
+        else:  # nan: x != x holds exactly where x is nan
+            i = t._c.guard(s, s, 0.0, _native.CMP_NE, True)
+        if i >= 0:
+            note(t, i, caller())
 
 
 # ---- backward(inputs=...) ----------------------------------------------------------
@@ -489,17 +627,18 @@ def _backward_into(y, seed, retain_graph, inputs):
         add_grads([x._g for x in leaves if x is y], [seed] * sum(x is y for x in leaves))
         return
     t = y._t
+    t._refuse_while_traced("backward()")
     if t._consumed:
         raise TapeConsumedError("backward() or autograd.grad() has already run through this tape and "
                                 "released it; pass retain_graph=True to the earlier call")
     out = y._i >> _B
     reached = t._c.reach([out])
-    slots = [slot_on(x, t) for x in leaves]
-    used = [k for k, s in enumerate(slots) if 0 <= s <= out and reached[s]]
-    if used:
+    # (leaf, slot) for every slot of each leaf the output depends on
+    pairs = [(x, s) for x in leaves for s in leaf_slots(x, t) if s <= out and reached[s]]
+    if pairs:
         with explain(t):
-            g = t._c.backward_block([out], [[seed]], [slots[k] for k in used])
-        add_grads([leaves[k]._g for k in used], g[:, 0])
+            g = t._c.backward_block([out], [[seed]], [s for _, s in pairs])
+        add_grads([x._g for x, _ in pairs], g[:, 0])
     if not retain_graph:
         t._c.consume()
         t._consumed = True

@@ -92,3 +92,41 @@ def test_argument_errors_are_clear():
         grad([a, b], [x])
     with pytest.raises(ValueError, match="grad_outputs has 1 entries for 2 outputs"):
         grad([x * 1.0, x * 2.0], [x], grad_outputs=[1.0])
+
+
+def _leaf_back_on_its_tape():
+    """c = x^2 * x on tape T, with x used on another tape in between: x has
+    two slots on T, and d c/d x = 3 x^2 sums both."""
+    x = pytape.Var(2.0)
+    with pytape.Tape():
+        a = x * x
+        with pytape.Tape():
+            x * 3.0
+        c = a * x
+    return x, c
+
+
+def test_a_leaf_with_two_slots_on_a_tape_gets_the_sum_of_their_gradients():
+    x, c = _leaf_back_on_its_tape()
+    assert pytape.autograd.grad(c, [x], retain_graph=True) == (12.0,)
+    (g,) = pytape.autograd.grad(c, [x], create_graph=True)
+    assert g.value == 12.0
+    (h,) = pytape.autograd.grad(g, [x])
+    assert h == 12.0  # d(3 x^2)/dx = 6 x
+    x, c = _leaf_back_on_its_tape()
+    c.backward(inputs=[x], retain_graph=True)
+    assert x.grad == 12.0
+    c.backward()
+    assert x.grad == 24.0
+
+
+def test_an_argument_used_on_another_tape_inside_f_keeps_its_gradient():
+    def f(v):
+        y = v * v
+        with pytape.Tape():
+            v * 3.0
+        return y * v
+
+    assert pytape.grad(f)(3.0) == 27.0
+    assert pytape.jacobian(f)(3.0) == 27.0
+    assert pytape.trace(f, 1.0).gradient(3.0) == 27.0
