@@ -213,7 +213,7 @@ class Result(Var, metaclass=_MadeByPytape):
             return g
         c = self._t._c  # nan: another thread asks, an unregistered tape, or a nan adjoint
         if not c.is_owner():
-            _native.check(_native.THREAD, "record", c)
+            _native.check(_native.THREAD, "read", c)
         return c.adjoint(self._i >> _B)
 
     @grad.setter
@@ -234,7 +234,7 @@ class Result(Var, metaclass=_MadeByPytape):
             return d
         c = self._t._c
         if not c.is_owner():
-            _native.check(_native.THREAD, "record", c)
+            _native.check(_native.THREAD, "read", c)
         return c.tangent(self._i >> _B)
 
     @property
@@ -300,9 +300,11 @@ class Result(Var, metaclass=_MadeByPytape):
         if not retain_graph:
             t._consumed = True
 
-    def __repr__(self):
-        op = _native.OP_NAMES[self._t._c.op_at(self._i >> _B)]
-        return f"Var({self.value!r}, grad={self.grad!r}, op={op!r})"
+    def __repr__(self):  # never raises: from another thread, the adjoint is not the caller's to read
+        c = self._t._c
+        op = _native.OP_NAMES[c.op_at(self._i >> _B)]
+        grad = repr(self.grad) if c.is_owner() else "<on the tape of another thread>"
+        return f"Var({self.value!r}, grad={grad}, op={op!r})"
 
     def __reduce__(self):
         raise TypeError(
@@ -516,7 +518,10 @@ def _real(v, what):
         return v
     if isinstance(v, Var):
         return float(v.value)
-    if isinstance(v, numbers.Real) or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf"):
+    if isinstance(v, np.generic) or (isinstance(v, np.ndarray) and v.ndim == 0):
+        if v.dtype.kind in "biuf":  # numpy's real scalars (numpy.bool_ too), not complex or times
+            return float(v)
+    elif isinstance(v, numbers.Real):
         return float(v)
     raise TypeError(f"{what} must be a real number, not {type(v).__name__}")
 
