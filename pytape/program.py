@@ -144,6 +144,7 @@ class Recording(Program):
     """f recorded once: its tape, input leaves and output slots.
 
     With ``guards`` (pytape.trace), comparisons of Vars are recorded as guards.
+    ``api`` names the caller in error messages ("argument 0 of pytape.grad(f)").
     """
 
     def __init__(self, f, args, argnums, has_aux=False, guards=False, api="pytape.grad"):
@@ -220,6 +221,9 @@ ACCEPTED = ("a real number (int, float, bool, a numpy integer, floating or bool 
             "or numpy array of them")
 
 
+_MASKED = np.ma.MaskedArray
+
+
 def _name(f):
     """f's name for messages ("f" for a lambda)."""
     name = getattr(f, "__name__", "f")
@@ -260,6 +264,8 @@ def as_float_array(x, what):
     tx = type(x)
     if tx is float or tx is int or tx is bool:
         return np.asarray(x, dtype=float)
+    if (tx is np.ndarray or tx is np.float64) and x.dtype.kind in "biuf":  # the usual arrays, no subclass
+        return np.asarray(x, dtype=float)
     if isinstance(x, Var):
         raise TypeError(f"{what} is a Var: pass numbers (x.value) to pytape.grad and friends")
     if isinstance(x, (np.ndarray, np.generic)):
@@ -274,8 +280,8 @@ def as_float_array(x, what):
                             f"({exc})") from None
     else:
         raise TypeError(f"{what} must be {ACCEPTED}, not {_what_is(x)}")
-    if isinstance(arr, np.ma.MaskedArray) or (arr.ndim > 1 and isinstance(x, (list, tuple)) and any(
-            isinstance(v, np.ma.MaskedArray) for v in x)):  # a list of masked rows loses the masks too
+    if isinstance(arr, _MASKED) or (arr.ndim > 1 and isinstance(x, (list, tuple)) and any(
+            isinstance(v, _MASKED) for v in x)):  # a list of masked rows loses the masks too
         raise TypeError(f"{what} is a numpy masked array: pytape would use the masked entries too; "
                         f"pass x.filled(value) or x.compressed() (or np.asarray(x) for its data)")
     kind = arr.dtype.kind
@@ -312,8 +318,9 @@ def check_argnums(argnums, api, nargs=None):
     else:
         for k in ks:
             if not -nargs <= k < nargs:
-                raise ValueError(f"argnums {k} is out of range for {nargs} positional arguments "
-                                 f"(argnums of {api} counts from 0; -1 is the last)")
+                raise ValueError(f"argnums {k} is out of range for {nargs} positional arguments: pass the "
+                                 f"arguments to differentiate positionally, or change argnums of {api} "
+                                 f"(counted from 0; -1 is the last)")
         seen = tuple(k % nargs for k in ks)
     if len(set(seen)) != len(seen):
         raise ValueError(f"argnums {argnums!r} of {api} names an argument twice; list each argument once")
