@@ -516,6 +516,8 @@ def _real(v, what):
     """v as a float; TypeError unless it is a real number (or a Var's value)."""
     if type(v) is float:
         return v
+    if type(v) is int:
+        return float(v)
     if isinstance(v, Var):
         return float(v.value)
     if isinstance(v, np.generic) or (isinstance(v, np.ndarray) and v.ndim == 0):
