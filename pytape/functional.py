@@ -6,7 +6,8 @@ Each records ``f`` once on a fresh tape (its inputs become leaves) and then
 runs C sweeps over that tape (pytape/program.py): a reverse sweep gives a row
 of the Jacobian, a tangent sweep a column, and the block sweeps take up to 64
 rows or columns per pass.  Inputs may be floats, sequences or numpy arrays of
-any shape; an array reaches ``f`` as a numpy object array of ``Var`` s, so
+any shape, of real numbers (anything else raises ``TypeError`` naming the
+argument: ``pytape.program.as_float_array``); an array reaches ``f`` as a numpy object array of ``Var`` s, so
 numpy code such as ``np.sum(np.sin(x) ** 2)`` differentiates unchanged.
 Results follow numpy shapes: a Jacobian has shape ``out.shape + in.shape``.
 

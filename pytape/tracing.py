@@ -385,7 +385,8 @@ class CompiledFunction:
     def from_bytes(cls, data, f=None, on_branch_change=None):
         """Load ``to_bytes()`` output.  Without f, a replay whose guards fail
         raises ``BranchChangedError``; with f, f is traced again there.
-        Bytes that are not such output raise ``TapeFormatError``."""
+        Bytes that are not such output raise ``TapeFormatError``; anything
+        but bytes (or a bytearray or memoryview of them) ``TypeError``."""
         ctape, d = saved.load(data)
         try:
             c = _Compiled(Tape._adopt(ctape), d["shapes"], d["scalar_in"], d["single"], d["out_shape"],
