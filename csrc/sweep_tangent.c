@@ -33,6 +33,8 @@ PT_SWEEP_ALIGNED void pt_sweep_tangent(const pt_tape *t, double *tan)
 
 int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds)
 {
+    if (t->consumed)  /* as pt_backward: backward() released the tape */
+        return PT_E_CONSUMED;
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
     for (int64_t k = 0; k < nseeds; ++k)

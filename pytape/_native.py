@@ -34,6 +34,7 @@ convert.
 import contextlib
 import functools
 import os
+import threading
 
 import numpy as np
 
@@ -117,6 +118,11 @@ _CONSUMED_HINTS = {
         "To call backward() more than once on the same graph, pass "
         "retain_graph=True to every call but the last."
     ),
+    "tangent": (
+        "backward() has already run through this tape and released it, so no "
+        "tangent sweep can run on it either. Pass retain_graph=True to backward() "
+        "to keep the tape for tangent_sweep(), or run tangent_sweep() first."
+    ),
     "record": (
         "this Var was computed on a tape that backward() has consumed, so it "
         "cannot take part in new operations. Keep the graph with "
@@ -136,7 +142,8 @@ def check(status, what="record", tape=None):
 
     ``what`` is the kind of call, for the message: ``"record"``,
     ``"backward"`` (a reverse sweep), ``"tangent"`` (a forward sweep),
-    ``"load"`` (a tape from arrays); ``tape`` the :class:`CTape` it concerned.
+    ``"read"`` (reading adjoints or tangents), ``"load"`` (a tape from
+    arrays); ``tape`` the :class:`CTape` it concerned.
 
     >>> check(0)
     0
@@ -150,15 +157,25 @@ def check(status, what="record", tape=None):
         if what == "backward":
             raise MemoryError("pytape: out of memory allocating the adjoints for backward(); "
                               "the tape is unchanged and backward() can be retried")
+        if what == "tangent":
+            raise MemoryError("pytape: out of memory allocating the tangents for a forward (tangent) sweep; "
+                              "the tape is unchanged and the sweep can be retried once memory is freed")
         raise MemoryError("pytape: out of memory while growing the tape; the tape is unchanged")
     if status == lib.PT_E_FULL:
         raise MemoryError("pytape: the tape reached its maximum of 2**31 - 1 slots")
     if status == lib.PT_E_CONSUMED:
-        raise TapeConsumedError(_CONSUMED_HINTS["backward" if what == "backward" else "record"])
+        raise TapeConsumedError(_CONSUMED_HINTS.get(what, _CONSUMED_HINTS["record"]))
     if status == lib.PT_E_THREAD:
-        owner = tape.owner if tape is not None else "another thread"
+        owner = f"thread {_thread_name(tape.owner)}" if tape is not None else "another thread"
+        if what == "read":
+            raise TapeThreadError(
+                f"this tape is recorded by {owner}, and only that thread may read its adjoints "
+                f"and tangents (tape.table(), to_dot(), render(), .grad and .tangent of its results): "
+                f"its backward() may replace them meanwhile. Call them in that thread; values "
+                f"(x.value) are readable from any thread."
+            )
         raise TapeThreadError(
-            f"this tape is recorded by thread {owner}; pytape records each "
+            f"this tape is recorded by {owner}; pytape records each "
             f"thread on its own tape and never shares one between threads. "
             f"Pass numbers (x.value) or detached copies (x.detach()) between "
             f"threads, and call backward() in the thread that recorded."
@@ -180,6 +197,14 @@ def check(status, what="record", tape=None):
     if status in (lib.PT_E_NOGRAD, lib.PT_E_HANDLE, lib.PT_E_GUARD):
         raise RuntimeError(f"pytape: status {status} reached check() (internal error, please report)")
     raise RuntimeError(f"pytape: unexpected status {status}")
+
+
+def _thread_name(ident):
+    """A thread's id and, while it runs, its name: ``140... ('MainThread')``."""
+    for th in threading.enumerate():
+        if th.ident == ident:
+            return f"{ident} ({th.name!r})"
+    return f"{ident} (no longer running)"
 
 
 #: statuses the recording layer looks at before calling check()
@@ -406,7 +431,7 @@ class CTape:
         if m:
             check(lib.pt_tape_copy(self._p, start, stop, *[
                 ffi.from_buffer(ctype, rows[name]) if name in rows else ffi.NULL for name, _, ctype in _COLUMNS
-            ]), "record", self)
+            ]), "read", self)
         return rows
 
     def consts(self):

@@ -31,7 +31,7 @@ def gradcheck(f, *args, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     True
     """
     argnums = tuple(range(len(args)))
-    analytic = Recording(f, args, argnums).jacobian("rev")
+    analytic = Recording(f, args, argnums, api="pytape.gradcheck").jacobian("rev")
     base = [as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
     worst = None
     for j in argnums:
@@ -77,7 +77,7 @@ def gradgradcheck(f, *args, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
         return np.sum(np.asarray(y, dtype=object) * u) if u is not None else y
 
     argnums = tuple(range(len(args)))
-    rec = Recording(s, args, argnums)
+    rec = Recording(s, args, argnums, api="pytape.gradgradcheck")
     n = sum(rec.sizes)
     analytic = rec.hvps(np.eye(n))
     base = np.concatenate([as_float_array(a, f"argument {k}").ravel() for k, a in enumerate(args)])

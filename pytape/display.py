@@ -59,6 +59,17 @@ def _num(x):
     return f"{x:.6g}"
 
 
+def _count(name, v, low, none_ok=False):
+    """v as an int >= low (None passes with none_ok); TypeError or ValueError naming it."""
+    if v is None and none_ok:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int{' or None' if none_ok else ''}, not {type(v).__name__} ({v!r})")
+    if v < low:
+        raise ValueError(f"{name} must be at least {low}, got {v}")
+    return int(v)
+
+
 def _scan(tape):
     """(outputs, swept) of a whole tape: a bool array marking its outputs, and
     whether some adjoint is nonzero.  numpy over chunks, no loop over entries."""
@@ -146,6 +157,7 @@ def table(tape, max_rows=40):
       v1  mul     v0, v0        9        1
       v2  add_vc  v1, 1        10        1  output
     """
+    max_rows = _count("max_rows", max_rows, 0, none_ok=True)
     c, n = tape._c, len(tape)
     outputs, swept = _scan(tape)
     tangents = c.tangent_n > 0
@@ -267,6 +279,7 @@ def to_dot(x, max_nodes=200):
       v1 -> v2;
     }
     """
+    max_nodes = _count("max_nodes", max_nodes, 1)
     tape, out = _target(x)
     c = tape._c
     if out is None:

@@ -6,7 +6,8 @@ Each records ``f`` once on a fresh tape (its inputs become leaves) and then
 runs C sweeps over that tape (pytape/program.py): a reverse sweep gives a row
 of the Jacobian, a tangent sweep a column, and the block sweeps take up to 64
 rows or columns per pass.  Inputs may be floats, sequences or numpy arrays of
-any shape; an array reaches ``f`` as a numpy object array of ``Var`` s, so
+any shape, of real numbers (anything else raises ``TypeError`` naming the
+argument: ``pytape.program.as_float_array``); an array reaches ``f`` as a numpy object array of ``Var`` s, so
 numpy code such as ``np.sum(np.sin(x) ** 2)`` differentiates unchanged.
 Results follow numpy shapes: a Jacobian has shape ``out.shape + in.shape``.
 
@@ -18,7 +19,7 @@ True
 """
 import numpy as np
 
-from .program import Recording, as_float_array, scalar_output
+from .program import Recording, as_float_array, check_argnums, scalar_output
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp"]
 
@@ -32,9 +33,14 @@ def value_and_grad(f, argnums=0, has_aux=False):
     >>> round(value, 3), d1, round(d2, 3)
     (11.652, 5.5, 1.716)
     """
+    return _value_and_grad(f, argnums, has_aux, "pytape.value_and_grad")
+
+
+def _value_and_grad(f, argnums, has_aux, api):
+    check_argnums(argnums, api)
 
     def wrapper(*args):
-        rec = Recording(f, args, argnums, has_aux)
+        rec = Recording(f, args, argnums, has_aux, api=api)
         scalar_output(rec, "grad")
         rows = rec.rows(np.ones((1, 1)))
         g = rec.pack([rec.shaped_in(j, r[0]) for j, r in enumerate(rows)])
@@ -57,7 +63,7 @@ def grad(f, argnums=0, has_aux=False):
     >>> pytape.grad(lambda x, y: x * y, argnums=1)(3.0, 4.0)
     3.0
     """
-    vg = value_and_grad(f, argnums, has_aux)
+    vg = _value_and_grad(f, argnums, has_aux, "pytape.grad")
 
     def wrapper(*args):
         value, g = vg(*args)
@@ -77,10 +83,14 @@ def jvp(f, primals, tangents):
     >>> round(value, 3), tangent
     (11.652, 5.5)
     """
+    for name, xs in (("primals", primals), ("tangents", tangents)):
+        if not isinstance(xs, (tuple, list)):
+            raise TypeError(f"pytape.jvp takes {name} as a tuple with one entry per argument of f, not "
+                            f"{type(xs).__name__}: for f of one argument, jvp(f, (x,), (v,))")
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp needs one tangent per primal, got {len(primals)} primals and {len(tangents)} tangents")
-    rec = Recording(f, primals, tuple(range(len(primals))))
+    rec = Recording(f, primals, tuple(range(len(primals))), api="pytape.jvp")
     out = np.zeros(len(rec.out_slots))
     for j, t in enumerate(tangents):
         t = as_float_array(t, f"tangent {j}")
@@ -99,7 +109,7 @@ def vjp(f, *primals):
     >>> vjp_fn(np.array([1.0, 10.0]))
     (array([ 2., 20.]),)
     """
-    rec = Recording(f, primals, tuple(range(len(primals))))
+    rec = Recording(f, primals, tuple(range(len(primals))), api="pytape.vjp")
 
     def vjp_fn(cotangent):
         u = as_float_array(cotangent, "the cotangent")
@@ -111,9 +121,11 @@ def vjp(f, *primals):
     return rec.value, vjp_fn
 
 
-def _jacobian(f, argnums, mode):
+def _jacobian(f, argnums, mode, api):
+    check_argnums(argnums, api)
+
     def wrapper(*args):
-        return Recording(f, args, argnums).jacobian(mode)
+        return Recording(f, args, argnums, api=api).jacobian(mode)
 
     return wrapper
 
@@ -126,7 +138,7 @@ def jacfwd(f, argnums=0):
     array([[2., 0.],
            [0., 4.]])
     """
-    return _jacobian(f, argnums, "fwd")
+    return _jacobian(f, argnums, "fwd", "pytape.jacfwd")
 
 
 def jacrev(f, argnums=0):
@@ -137,7 +149,7 @@ def jacrev(f, argnums=0):
     array([[3., 2.],
            [1., 1.]])
     """
-    return _jacobian(f, argnums, "rev")
+    return _jacobian(f, argnums, "rev", "pytape.jacrev")
 
 
 def jacobian(f, argnums=0, mode="auto"):
@@ -154,7 +166,7 @@ def jacobian(f, argnums=0, mode="auto"):
     """
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
-    return _jacobian(f, argnums, mode)
+    return _jacobian(f, argnums, mode, "pytape.jacobian")
 
 
 def hvp(f, x, v, argnums=0):
@@ -166,7 +178,7 @@ def hvp(f, x, v, argnums=0):
     >>> pytape.hvp(f, np.array([1.0, 2.0]), np.array([1.0, 0.0]))   # column 0 of [[2 x1, 2 x0], [2 x0, -sin x1]]
     array([4., 2.])
     """
-    rec = Recording(f, (x,), 0)
+    rec = Recording(f, (x,), 0, api="pytape.hvp")
     v = as_float_array(v, "v")
     if v.shape != rec.shapes[0]:
         raise ValueError(f"v has shape {v.shape}, x {rec.shapes[0]}")
@@ -185,8 +197,9 @@ def hessian(f, argnums=0):
     array([[4., 2.],
            [2., 0.]])
     """
+    check_argnums(argnums, "pytape.hessian")
 
     def wrapper(*args):
-        return Recording(f, args, argnums).hessian()
+        return Recording(f, args, argnums, api="pytape.hessian").hessian()
 
     return wrapper

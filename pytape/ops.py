@@ -233,7 +233,8 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
         return NotImplemented
     if any(isinstance(x, np.ndarray) for x in inputs):  # elementwise, into an object array
         return ufunc(*[objects(x) for x in inputs])
-    return fn(*[float(x) if isinstance(x, np.generic) else x for x in inputs])
+    # numpy's real scalars as floats; others (complex, datetimes) go on as they are, and are refused
+    return fn(*[float(x) if isinstance(x, np.generic) and x.dtype.kind in "biuf" else x for x in inputs])
 
 
 Var.__array_ufunc__ = _array_ufunc

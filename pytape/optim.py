@@ -13,8 +13,20 @@
 True
 """
 import math
+import numbers
 
 __all__ = ["SGD", "Adam"]
+
+
+def _hyper(name, value, low=0.0, high=math.inf, high_open=False):
+    """value as a float in [low, high] ([low, high) with high_open); TypeError or ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__} ({value!r})")
+    v = float(value)
+    if not (math.isfinite(v) and low <= v <= high) or (high_open and v == high):
+        bound = f"in [{low:g}, {high:g}{')' if high_open else ']'}" if high != math.inf else f"finite and >= {low:g}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return v
 
 
 class _Optimizer:
@@ -44,7 +56,8 @@ class SGD(_Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         super().__init__(params)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.lr, self.momentum = _hyper("SGD: lr", lr), _hyper("SGD: momentum", momentum)
+        self.weight_decay = _hyper("SGD: weight_decay", weight_decay)
         self._v = [0.0] * len(self.params)
 
     def step(self):
@@ -66,7 +79,12 @@ class Adam(_Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params)
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"Adam: betas must be a pair (beta1, beta2) such as (0.9, 0.999), not {betas!r}")
+        self.betas = (_hyper("Adam: betas[0]", betas[0], 0.0, 1.0, True),
+                      _hyper("Adam: betas[1]", betas[1], 0.0, 1.0, True))
+        self.lr, self.eps = _hyper("Adam: lr", lr), _hyper("Adam: eps", eps)
+        self.weight_decay = _hyper("Adam: weight_decay", weight_decay)
         self._m = [0.0] * len(self.params)
         self._s = [0.0] * len(self.params)
         self._t = 0

@@ -22,7 +22,7 @@ from .anomaly import explain
 from .tape import Tape
 from .var import Result, Var, arguments, place, slot_on, value_of
 
-__all__ = ["Program", "Recording", "as_float_array", "scalar_output"]
+__all__ = ["Program", "Recording", "as_float_array", "check_argnums", "scalar_output"]
 
 BLOCK = 64  # rows or columns per block sweep
 
@@ -128,6 +128,8 @@ class Program:
         """The Jacobian blocks per argument, shaped out.shape + in_j.shape,
         by reverse sweeps (mode "rev"), tangent sweeps ("fwd") or whichever
         needs fewer ("auto": a Jacobian of R^n -> R^m costs min(n, m) sweeps)."""
+        if mode not in ("auto", "fwd", "rev"):
+            raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
         m, n = len(self.out_slots), sum(self.sizes)
         use = mode if mode != "auto" else ("fwd" if n < m else "rev")
         if use == "rev":
@@ -142,20 +144,17 @@ class Recording(Program):
     """f recorded once: its tape, input leaves and output slots.
 
     With ``guards`` (pytape.trace), comparisons of Vars are recorded as guards.
+    ``api`` names the caller in error messages ("argument 0 of pytape.grad(f)").
     """
 
-    def __init__(self, f, args, argnums, has_aux=False, guards=False):
-        self.single = isinstance(argnums, int)
-        self.argnums = (argnums,) if self.single else tuple(argnums)
-        for k in self.argnums:
-            if not -len(args) <= k < len(args):
-                raise ValueError(f"argnums {k} is out of range for {len(args)} positional arguments")
+    def __init__(self, f, args, argnums, has_aux=False, guards=False, api="pytape.grad"):
+        self.single, self.argnums = check_argnums(argnums, api, len(args))
         args = list(args)
         self.shapes, self.scalar_in, self.leaves = [], [], []
         self.tape = Tape()
         with self.tape:
             for k in self.argnums:
-                arr = as_float_array(args[k], f"argument {k}")
+                arr = as_float_array(args[k], f"argument {k} of {api}({_name(f)})")
                 leaves = np.empty(arr.shape, dtype=object)
                 flat = [Var(v) for v in arr.ravel()]
                 for idx, leaf in zip(np.ndindex(arr.shape), flat):
@@ -214,16 +213,115 @@ class Recording(Program):
         return cache[j]
 
 
+#: what the function API and compiled functions take as an argument
+ACCEPTED = ("a real number (int, float, bool, a numpy integer, floating or bool scalar) or a list, tuple "
+            "or numpy array of them")
+
+
+_MASKED = np.ma.MaskedArray
+
+
+def _name(f):
+    """f's name for messages ("f" for a lambda)."""
+    name = getattr(f, "__name__", "f")
+    return "f" if not isinstance(name, str) or name == "<lambda>" else name
+
+
+def _is_real(v):
+    """True for an element the function API accepts: a real number, not a Var."""
+    if isinstance(v, np.generic):
+        return v.dtype.kind in "biuf"
+    return isinstance(v, numbers.Real) and not isinstance(v, Var)
+
+
+def _what_is(x):
+    if x is None:
+        return "None"
+    if isinstance(x, np.ma.MaskedArray):
+        return "a numpy masked array"
+    if isinstance(x, np.ndarray):
+        return f"a numpy array of dtype {x.dtype}"
+    if isinstance(x, np.generic):
+        return f"numpy.{type(x).__name__} {x!r}"
+    return type(x).__name__
+
+
 def as_float_array(x, what):
-    """x as a float numpy array; TypeError naming ``what`` otherwise."""
+    """x as a float numpy array; TypeError naming ``what`` unless x is real
+    numbers: ``ACCEPTED`` (a bool counts as 0 or 1, as in numpy).  None,
+    strings, complex numbers, datetimes and timedeltas, masked arrays (their
+    mask would be lost) and Vars are refused, never coerced.
+
+    >>> as_float_array([1, 2.5], "x").tolist()
+    [1.0, 2.5]
+    >>> as_float_array(None, "argument 0 of pytape.grad(f)")
+    Traceback (most recent call last):
+    TypeError: argument 0 of pytape.grad(f) must be a real number (int, float, bool, ...) ..., not None
+    """
+    tx = type(x)
+    if tx is float or tx is int or tx is bool:
+        return np.asarray(x, dtype=float)
+    if (tx is np.ndarray or tx is np.float64) and x.dtype.kind in "biuf":  # the usual arrays, no subclass
+        return np.asarray(x, dtype=float)
     if isinstance(x, Var):
         raise TypeError(f"{what} is a Var: pass numbers (x.value) to pytape.grad and friends")
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a real number, a sequence or a numpy array of them, "
-                        f"not {type(x).__name__}") from None
-    return arr
+    if isinstance(x, (np.ndarray, np.generic)):
+        arr = x
+    elif isinstance(x, numbers.Real):  # fractions.Fraction and other real number types
+        return np.asarray(float(x))
+    elif isinstance(x, (list, tuple)) or hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
+        try:
+            arr = np.asarray(x)  # no dtype: None, text, complex, datetimes show in the dtype
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{what} must be {ACCEPTED}; {tx.__name__} does not convert to an array "
+                            f"({exc})") from None
+    else:
+        raise TypeError(f"{what} must be {ACCEPTED}, not {_what_is(x)}")
+    if isinstance(arr, _MASKED) or (arr.ndim > 1 and isinstance(x, (list, tuple)) and any(
+            isinstance(v, _MASKED) for v in x)):  # a list of masked rows loses the masks too
+        raise TypeError(f"{what} is a numpy masked array: pytape would use the masked entries too; "
+                        f"pass x.filled(value) or x.compressed() (or np.asarray(x) for its data)")
+    kind = arr.dtype.kind
+    if kind == "O":
+        for v in arr.flat:
+            if isinstance(v, Var):
+                raise TypeError(f"{what} holds Vars: pass numbers (x.value) to pytape.grad and friends")
+            if not _is_real(v):
+                raise TypeError(f"{what} must be {ACCEPTED}; it holds {_what_is(v)}")
+        return arr.astype(float)
+    if kind not in "biuf":
+        raise TypeError(f"{what} must be {ACCEPTED}, not {_what_is(arr)}")
+    return np.asarray(arr, dtype=float)
+
+
+def check_argnums(argnums, api, nargs=None):
+    """(single, argnums as a tuple of ints) for ``argnums`` (an int or a
+    sequence of ints); TypeError or ValueError naming ``api`` otherwise.
+    With ``nargs``, each must name one of that many positional arguments,
+    and none twice (-1 and nargs - 1 are the same argument).
+
+    >>> check_argnums(1, "pytape.grad"), check_argnums((0, -1), "pytape.grad", 3)
+    ((True, (1,)), (False, (0, -1)))
+    """
+    single = not isinstance(argnums, (tuple, list))
+    ks = (argnums,) if single else tuple(argnums)
+    for k in ks:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (numbers.Integral, np.integer)):
+            raise TypeError(f"argnums of {api} must be an int or a tuple of ints (positions of the arguments "
+                            f"to differentiate), not {argnums!r}")
+    ks = tuple(int(k) for k in ks)
+    if nargs is None:
+        seen = ks
+    else:
+        for k in ks:
+            if not -nargs <= k < nargs:
+                raise ValueError(f"argnums {k} is out of range for {nargs} positional arguments: pass the "
+                                 f"arguments to differentiate positionally, or change argnums of {api} "
+                                 f"(counted from 0; -1 is the last)")
+        seen = tuple(k % nargs for k in ks)
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"argnums {argnums!r} of {api} names an argument twice; list each argument once")
+    return single, ks
 
 
 def scalar_output(program, name):

@@ -65,8 +65,10 @@ def _const(x):
         return None if x._g is not None else x._v
     if tx is float or tx is int:
         return x
-    if isinstance(x, (float, int, np.number)):  # numpy scalars, bool; cheaper than the ABC
-        return float(x) if not isinstance(x, np.complexfloating) else _BAD
+    if isinstance(x, (float, int)):  # numpy.float64, bool; cheaper than the ABC
+        return float(x)
+    if isinstance(x, np.generic):  # numpy scalars: the real ones (numpy.bool_ too), not complex or times
+        return float(x) if x.dtype.kind in "biuf" else _BAD
     if isinstance(x, numbers.Real):
         return float(x)
     if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "biuf":
@@ -128,7 +130,7 @@ def _binary_slow(op, a, b):
             return _map(lambda u, v: _binary_slow(op, u, v), objects(a), objects(b))
         raise TypeError(
             f"unsupported operand for pytape.{op.name}: {type(other).__name__!r}; "
-            f"a Var combines with Vars and real numbers (int, float, numpy scalars)"
+            f"a Var combines with Vars and real numbers (int, float, bool, numpy real scalars)"
         )
     if ca is None or cb is None:
         t = _tape_for(a, b)
@@ -229,6 +231,12 @@ def _unary(name):
     return f
 
 
+def _no_modulus(name):
+    """pow(x, y, mod) on a Var: refused (Python passes mod to __pow__ only)."""
+    raise TypeError(f"pytape.{name} takes no modulus: pow(x, y, mod) is integer arithmetic and has no "
+                    f"derivative; write x ** y, or compute the remainder of the numbers, pow(x.value, y, mod)")
+
+
 def _binary(name):
     """(a op b for a result a, b op a for a result a, the same two for a
     leaf a, module function) for the binary primitive ``name``."""
@@ -237,7 +245,7 @@ def _binary(name):
     R, L = Result, Leaf
     slow, ref, current, place_ = _binary_slow, current_ref, current_tape, place
 
-    def forward(a, b):  # a is a result
+    def forward(a, b):
         tb = type(b)
         if tb is float or tb is int:
             i = rec_vc(a._i, b)
@@ -271,7 +279,7 @@ def _binary(name):
                 return v
         return slow(op, b, a)
 
-    def leaf_forward(a, b):  # a is a leaf
+    def leaf_forward(a, b):
         if a._g is not None:
             tb = type(b)
             if tb is R:  # on b's tape: a's slot there, made on first use
@@ -326,6 +334,45 @@ def _binary(name):
                     v._i = i
                     return v
         return slow(op, b, a)
+
+    if name == "pow":  # pow(x, y, mod) passes a third operand, refused; x ** y as fast as before
+        any_forward, any_leaf_forward = forward, leaf_forward
+
+        def forward(a, b, mod=None):  # noqa: F811 (a is a result)
+            if mod is not None:
+                _no_modulus(name)
+            tb = type(b)
+            if tb is float or tb is int:
+                i = rec_vc(a._i, b)
+            elif tb is R:
+                i = rec_vv(a._i, b._i)
+            else:
+                return any_forward(a, b)
+            if i < 0:
+                return slow(op, a, b)
+            v = R()
+            v._t = a._t
+            v._i = i
+            return v
+
+        def leaf_forward(a, b, mod=None):  # noqa: F811 (a is a leaf)
+            if mod is not None:
+                _no_modulus(name)
+            tb = type(b)
+            if (tb is float or tb is int) and a._g is not None:  # on the current tape
+                t = ref()()  # a consumed tape refuses in C: then the slow path takes current_tape()
+                if t is None:
+                    t = current()
+                j = a._hh if a._hs == t._serial else place_(a, t)
+                if j >= 0:
+                    i = rec_vc(j, b)
+                    if i >= 0:
+                        v = R()
+                        v._t = t
+                        v._i = i
+                        return v
+                return slow(op, a, b)
+            return any_leaf_forward(a, b)
 
     def function(a, b):
         if isinstance(a, np.ndarray) and a.ndim > 0 or isinstance(b, np.ndarray) and b.ndim > 0:

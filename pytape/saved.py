@@ -20,6 +20,7 @@ description says is checked against the instructions here.
 (True, ())
 """
 import json
+import math
 import struct
 from hashlib import sha256
 
@@ -61,10 +62,11 @@ def load(data):
     The description's fields are checked and converted: ``shapes`` (tuples),
     ``scalar_in``, ``single``, ``out_shape``, ``out_slots``, ``out_values``,
     ``where`` (guard slot -> (file, line, function)), ``name``, ``policy``."""
-    try:
-        data = bytes(data)
+    try:  # the buffer protocol only: bytes(5) would be five zero bytes, bytes(10**10) 10 GB of them
+        data = memoryview(data).tobytes()
     except TypeError:
-        raise TypeError(f"from_bytes takes bytes, not {type(data).__name__}") from None
+        raise TypeError(f"from_bytes takes bytes (what fn.to_bytes() returned, or a bytearray or memoryview "
+                        f"of them), not {type(data).__name__}; read a file with open(path, 'rb').read()") from None
     head = len(MAGIC) + _HEADER.size
     if len(data) < head + 32 or not data.startswith(MAGIC):
         raise _bad("the data does not start with pytape's header (wrong file, or truncated)")
@@ -91,10 +93,12 @@ def load(data):
         }
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         raise _bad(f"its description does not parse ({exc})") from None
-    nin = sum(int(np.prod(s, dtype=np.int64)) for s in d["shapes"])
-    if (len(d["scalar_in"]) != len(d["shapes"]) or any(k < 0 for s in d["shapes"] for k in s)
+    nin = sum(math.prod(s) for s in d["shapes"])  # Python ints: no int64 wraparound to a small size
+    dims = [k for s in d["shapes"] + [d["out_shape"]] for k in s]
+    if (len(d["scalar_in"]) != len(d["shapes"]) or any(not 0 <= k < 2 ** 31 for k in dims)
+            or any(len(s) > 32 for s in d["shapes"] + [d["out_shape"]])
             or len(d["out_slots"]) != len(d["out_values"])
-            or len(d["out_slots"]) != int(np.prod(d["out_shape"], dtype=np.int64))
+            or len(d["out_slots"]) != math.prod(d["out_shape"])
             or any(not -1 <= s < n for s in d["out_slots"]) or d["policy"] not in ("retrace", "raise")):
         raise _bad("its description is inconsistent")
     off = head + meta_len

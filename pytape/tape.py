@@ -145,6 +145,12 @@ class Tape:
         state = "consumed" if self.consumed else "live"
         return f"<pytape.Tape #{self._serial}: {len(self)} instructions, {self.nbytes} bytes, {state}>"
 
+    def __reduce__(self):
+        raise TypeError("a pytape.Tape cannot be pickled: it is C memory of this process, with pointers into "
+                        "its leaves' gradients. Pickle numbers (x.value) or leaves (pytape.Var pickles), or "
+                        "a compiled function, which has a file format: pickle pytape.trace(f, x), or save "
+                        "fn.to_bytes()")
+
 
 _warned = []
 

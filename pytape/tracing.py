@@ -191,7 +191,7 @@ class CompiledFunction:
             raise BranchChangedError("this compiled function was loaded without f, so it cannot trace "
                                      "f again; pass f to CompiledFunction.from_bytes to allow it")
         argnums = 0 if len(args) == 1 else tuple(range(len(args)))
-        rec = Recording(self._f, args, argnums, guards=True)
+        rec = Recording(self._f, args, argnums, guards=True, api="pytape.trace")
         c = _Compiled.from_recording(rec)
         with self._lock:
             if self._tapes:
@@ -222,7 +222,7 @@ class CompiledFunction:
         c = self._tapes[0]
         if len(args) != len(c.shapes):
             raise TypeError(f"the traced function takes {len(c.shapes)} arguments, got {len(args)}")
-        flat = [as_float_array(a, f"argument {k}") for k, a in enumerate(args)]
+        flat = [as_float_array(a, f"argument {k} of the traced function {self._name}") for k, a in enumerate(args)]
         batch = None
         for x, shape in zip(flat, c.shapes):
             lead = x.shape[:x.ndim - len(shape)]
@@ -322,6 +322,7 @@ class CompiledFunction:
         """
         X, batch = self._points(args)
         c = self._tapes[0]
+        _has_inputs(c, "gradient")
         if len(c.out_slots) != 1 or c.out_shape not in ((), (1,)):
             raise TypeError(f"gradient needs a scalar output, f returns shape {c.out_shape}; use jacobian")
         Y, G = self._run(X, True)
@@ -345,30 +346,33 @@ class CompiledFunction:
 
     def jacobian(self, *args, mode="auto"):
         """The Jacobian at args, shape out.shape + in.shape (per argument)."""
-        return self._at(args).jacobian(mode)
+        if mode not in ("auto", "fwd", "rev"):
+            raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+        return _has_inputs(self._at(args), "jacobian").jacobian(mode)
 
     def hessian(self, *args):
         """The Hessian of a scalar f at args, as ``pytape.hessian``: for a tuple
         of arguments, a nested tuple of blocks ``in_j.shape + in_k.shape``."""
-        return self._at(args).hessian()
+        return _has_inputs(self._at(args), "hessian").hessian()
 
     def hvp(self, x, v):
         """H v of a scalar f of one argument at x: forward over reverse."""
         c = self._at((x,))
-        v = as_float_array(v, "v")
+        v = _shaped(v, "v", c.shapes[0], "x")
         return c.shaped_in(0, c.hvps(v.reshape(-1, 1))[:, 0])
 
     def jvp(self, x, v):
         """(f(x), J v) for a function of one argument."""
         value = self(x)
         c = self._at((x,))
-        return value, c.shaped_out(c.columns(0, as_float_array(v, "v").reshape(-1, 1))[:, 0])
+        v = _shaped(v, "v", c.shapes[0], "x")
+        return value, c.shaped_out(c.columns(0, v.reshape(-1, 1))[:, 0])
 
     def vjp(self, x, u):
         """(f(x), u J) for a function of one argument."""
         value = self(x)
         c = self._at((x,))
-        rows = c.rows(as_float_array(u, "u").reshape(1, -1))
+        rows = c.rows(_shaped(u, "u", c.out_shape, "f(x)").reshape(1, -1))
         return value, c.shaped_in(0, rows[0][0])
 
     # ---- the tape ----------------------------------------------------------
@@ -427,7 +431,8 @@ class CompiledFunction:
     def from_bytes(cls, data, f=None, on_branch_change=None):
         """Load ``to_bytes()`` output.  Without f, a replay whose guards fail
         raises ``BranchChangedError``; with f, f is traced again there.
-        Bytes that are not such output raise ``TapeFormatError``."""
+        Bytes that are not such output raise ``TapeFormatError``; anything
+        but bytes (or a bytearray or memoryview of them) ``TypeError``."""
         ctape, d = saved.load(data)
         try:
             c = _Compiled(Tape._adopt(ctape), d["shapes"], d["scalar_in"], d["single"], d["out_shape"],
@@ -446,6 +451,23 @@ class CompiledFunction:
         except Exception:
             f = None
         return (_unpickle, (self.to_bytes(), f, self._policy))
+
+
+def _has_inputs(c, what):
+    """c, or a TypeError if the traced function takes no arguments."""
+    if not c.shapes:
+        raise TypeError(f"fn.{what}() of a function traced with no arguments: there is nothing to "
+                        f"differentiate; call fn() for its value, or trace f with the inputs to differentiate")
+    return c
+
+
+def _shaped(v, name, shape, of):
+    """v as a float array of ``shape`` (that of ``of``); TypeError or ValueError otherwise."""
+    v = as_float_array(v, name)
+    if v.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {v.shape}, but {of} has shape {tuple(shape)}; "
+                         f"give {name} the shape of {of}")
+    return v
 
 
 def _unpickle(data, f, policy):

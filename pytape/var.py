@@ -221,7 +221,7 @@ class Result(Var, metaclass=_MadeByPytape):
             return g
         c = self._t._c  # nan: another thread asks, an unregistered tape, or a nan adjoint
         if not c.is_owner():
-            _native.check(_native.THREAD, "record", c)
+            _native.check(_native.THREAD, "read", c)
         return c.adjoint(self._i >> _B)
 
     @grad.setter
@@ -242,7 +242,7 @@ class Result(Var, metaclass=_MadeByPytape):
             return d
         c = self._t._c
         if not c.is_owner():
-            _native.check(_native.THREAD, "record", c)
+            _native.check(_native.THREAD, "read", c)
         return c.tangent(self._i >> _B)
 
     @property
@@ -309,9 +309,11 @@ class Result(Var, metaclass=_MadeByPytape):
         if not retain_graph:
             t._consumed = True
 
-    def __repr__(self):
-        op = _native.OP_NAMES[self._t._c.op_at(self._i >> _B)]
-        return f"Var({self.value!r}, grad={self.grad!r}, op={op!r})"
+    def __repr__(self):  # never raises: from another thread, the adjoint is not the caller's to read
+        c = self._t._c
+        op = _native.OP_NAMES[c.op_at(self._i >> _B)]
+        grad = repr(self.grad) if c.is_owner() else "<on the tape of another thread>"
+        return f"Var({self.value!r}, grad={grad}, op={op!r})"
 
     def __reduce__(self):
         raise TypeError(
@@ -650,9 +652,14 @@ def _real(v, what):
     """v as a float; TypeError unless it is a real number (or a Var's value)."""
     if type(v) is float:
         return v
+    if type(v) is int:
+        return float(v)
     if isinstance(v, Var):
         return float(v.value)
-    if isinstance(v, numbers.Real) or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf"):
+    if isinstance(v, np.generic) or (isinstance(v, np.ndarray) and v.ndim == 0):
+        if v.dtype.kind in "biuf":  # numpy's real scalars (numpy.bool_ too), not complex or times
+            return float(v)
+    elif isinstance(v, numbers.Real):
         return float(v)
     raise TypeError(f"{what} must be a real number, not {type(v).__name__}")
 

@@ -138,13 +138,17 @@ def main(argv=None):
         p.error(f"--workloads: unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(WORKLOADS)}")
     names = [n for n in args.engines.split(",") if n]
     bad = [n for n in names if n not in ENGINES]
-    if bad:
-        p.error(f"--engines: unknown {', '.join(bad)}; choose from {', '.join(ENGINES)} (use --engine MODULE:CLASS for your own)")
+    if bad or not (names or args.engine):
+        p.error(f"--engines: {'unknown ' + ', '.join(bad) if bad else 'an empty list'}; choose from {', '.join(ENGINES)} "
+                f"(use --engine MODULE:CLASS for your own)")
     try:
         custom = [load_engine(spec) for spec in dict.fromkeys(args.engine)]
     except EngineError as exc:
         p.error(str(exc))
     engines, missing = available_engines(names)
+    if not engines and not custom:
+        p.error(f"--engines: none of {', '.join(names)} can run here ("
+                + "; ".join(f"{n}: {why}" for n, why in missing.items()) + "); install one, or choose others")
     mode = "quick" if args.quick else "full" if args.full else "default"
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
