@@ -91,7 +91,9 @@ static inline double pt_pow_scaled(double c1, double c2, double a, double e)
     const double p = pow(a, e), m = fabs(p);
     if ((m >= DBL_MIN && m <= DBL_MAX) || p != p || c1 == 0.0 || c2 == 0.0 || !(fabs(a) > 0.0 && fabs(a) <= DBL_MAX))
         return c1 * (c2 * p);
-    const double l = log(fabs(c1)) + log(fabs(c2)) + e * log(fabs(a));
+    double l = log(fabs(c1)) + log(fabs(c2)) + e * log(fabs(a));
+    if (l != l && c1 == c1 && c2 == c2)  /* inf - inf: a factor c = 1 + b ln a overflowed, a**e is below */
+        l = -INFINITY;                   /* any double by far more (|e ln a| >> ln |c|): the product is 0 */
     return copysign(1.0, c1) * copysign(1.0, c2) * copysign(exp(l), p);
 }
 

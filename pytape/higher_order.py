@@ -48,6 +48,8 @@ def _pow_scaled(c1, c2, a, e):
         return c1 * (c2 * _F["pow"](a, e))
     lg = _F["log"](_F["abs"](c1)) + _F["log"](_F["abs"](c2)) + e * _F["log"](_F["abs"](a))
     sign = math.copysign(1.0, _v(c1)) * math.copysign(1.0, _v(c2)) * math.copysign(1.0, p)
+    if _v(lg) != _v(lg) and _v(c1) == _v(c1) and _v(c2) == _v(c2):
+        return sign * 0.0  # inf - inf: see pt_pow_scaled
     return sign * _F["exp"](lg)
 
 

@@ -192,7 +192,7 @@ BINARY_EDGES = {
               (1e154, 1e154), (1.0, 1.0 + 1e-10)],
     "div": [(1e-310, 0.5), (5e-324, 1e-10), (1e300, 1e160), (1e300, 1e-10)],
     "pow": [(5e-324, 1e-300), (1e-310, 1e-160), (1e-100, 3.5), (0.5, 1070.0), (2.0, -1074.0), (1e300, 1.02),
-            (7.0, 0.5), (1e-300, 1.03)],
+            (7.0, 0.5), (1e-300, 1.03), (4.7e-310, 5.8e307), (1.0 + 2 ** -52, 1e17), (1.0 - 2 ** -53, -1e18)],
 }
 
 
@@ -336,6 +336,30 @@ def test_binary_at_extremes_against_mpmath(name):
     failures, checked = check_op(name, binary_points(name))
     report(failures)
     assert checked >= 20, f"only {checked} points of {name} checked"
+
+
+def _random_magnitudes(rng, n):
+    """n doubles of random sign, log-uniform over the whole range, subnormals included"""
+    return [float(rng.choice((1.0, -1.0)) * 10.0 ** rng.uniform(-323.3, 308.2)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", [n for n in UNARY if n not in SKIPPED])
+def test_unary_at_random_magnitudes_against_mpmath(name):
+    # between the fixed points: the promise holds at every magnitude
+    rng = np.random.default_rng(sum(map(ord, name)))  # seeded: the same points every run
+    pts = _random_magnitudes(rng, 16) + [float(x) for x in rng.uniform(-40.0, 40.0, 8)]
+    failures, _ = check_op(name, pts)
+    report(failures)
+
+
+@pytest.mark.parametrize("name", [n for n in BINARY if n not in SKIPPED])
+def test_binary_at_random_magnitudes_against_mpmath(name):
+    rng = np.random.default_rng(sum(map(ord, name)))
+    pts = list(zip(_random_magnitudes(rng, 24), _random_magnitudes(rng, 24)))
+    if name == "pow":
+        pts = [(abs(a), b) for a, b in pts]
+    failures, _ = check_op(name, pts)
+    report(failures)
 
 
 @pytest.mark.parametrize("name", [n for n in BINARY if n not in SKIPPED])
