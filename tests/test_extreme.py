@@ -230,8 +230,7 @@ def agrees(got, want):
     """got (a double) against want (exact): within RTOL where want is a
     finite normal double, the right infinity where it overflows, 0 or a
     subnormal where it underflows."""
-    if mpmath.isnan(want):
-        return True
+    assert not mpmath.isnan(want), "the oracle is undefined here: leave the point out"
     if abs(want) > DBL_MAX * (1 + 2.0 ** -54):
         return got == (inf if want > 0 else -inf)
     if math.isnan(got) or math.isinf(got):
@@ -297,13 +296,10 @@ def check_op(name, points):
         for i, row in enumerate(h_want):
             for j, want in enumerate(row):
                 _check(failures, f"d2/dx{i}dx{j} hessian", name, args, float(H[i, j]), want)
-        if hasattr(R, name) or name in ("neg", "add", "sub", "mul", "div", "pow", "clamp_min", "clamp_max"):
-            if name in ("less", "less_equal", "equal", "not_equal", "where_t", "where_f"):
-                continue
-            rv, rg = _reference(name, args)
-            _check(failures, "value reference", name, args, rv, v_want)
-            for i, want in enumerate(g_want):
-                _check(failures, f"d/dx{i} reference", name, args, rg[i], want)
+        rv, rg = _reference(name, args)
+        _check(failures, "value reference", name, args, rv, v_want)
+        for i, want in enumerate(g_want):
+            _check(failures, f"d/dx{i} reference", name, args, rg[i], want)
     return failures, checked
 
 
@@ -469,12 +465,10 @@ def _pytape_grads(name, args):
         y = pytape.Var(args[1])
         f(args[0], y).backward()
         paths["constant forms"] = [x.grad, y.grad]
-    rv = R.Value(args[0]) if len(args) == 1 else None
     if name in ("relu", "abs", "sqrt", "sigmoid", "softplus", "tanh", "maximum", "minimum", "atan2", "hypot"):
         xs = [R.Value(v) for v in args]
         getattr(R, name)(*xs).backward()
         paths["reference"] = [x.grad for x in xs]
-    del rv
     return paths
 
 
