@@ -35,17 +35,75 @@ def _v(x):
     return x.value if isinstance(x, Var) else x
 
 
+_F = FUNCTIONS
+_DBL_MIN, _DBL_MAX = 2.2250738585072014e-308, 1.7976931348623157e+308
+
+
+def _pow_scaled(c1, c2, a, e):
+    """pt_pow_scaled: c1 * c2 * a**e, through logarithms where a**e alone
+    overflows or underflows (the same branch as C's)."""
+    p = _F["pow"](_v(a), _v(e))
+    m, av = abs(p), abs(_v(a))
+    if (_DBL_MIN <= m <= _DBL_MAX) or p != p or _v(c1) == 0 or _v(c2) == 0 or not 0.0 < av <= _DBL_MAX:
+        return c1 * (c2 * _F["pow"](a, e))
+    lg = _F["log"](_F["abs"](c1)) + _F["log"](_F["abs"](c2)) + e * _F["log"](_F["abs"](a))
+    sign = math.copysign(1.0, _v(c1)) * math.copysign(1.0, _v(c2)) * math.copysign(1.0, p)
+    if _v(lg) != _v(lg) and _v(c1) == _v(c1) and _v(c2) == _v(c2):
+        return sign * 0.0  # inf - inf: see pt_pow_scaled
+    return sign * _F["exp"](lg)
+
+
+def _atan2_d(n, a, b):
+    av, bv = _v(a), _v(b)
+    s = av * av + bv * bv
+    if _DBL_MIN <= s <= _DBL_MAX:
+        return n / (a * a + b * b)
+    if s < _DBL_MIN:
+        h = _F["hypot"](a * 2.0 ** 600, b * 2.0 ** 600)
+        return 0.0 if _v(h) == 0 else n * 2.0 ** 600 / h * 2.0 ** 600 / h
+    h = _F["hypot"](a, b)
+    return n / h / h
+
+
+def _hypot_d(n, a, b, y):
+    if _v(y) >= _DBL_MIN:
+        return n / y
+    return 0.0 if _v(y) == 0 else n * 2.0 ** 600 / _F["hypot"](a * 2.0 ** 600, b * 2.0 ** 600)
+
+
+def _tanh_d(a, y):
+    if abs(_v(y)) < 0.999:
+        return (1.0 - y) * (1.0 + y)
+    e = _F["exp"](-2.0 * _F["abs"](a))
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
+def _div_db(a, b, y):
+    if abs(_v(y)) >= _DBL_MIN or not abs(_v(a)) < 1.0:
+        return -y / b
+    return -(a * 2.0 ** 600 / b) / b * 2.0 ** -600
+
+
 #: the helpers of csrc/rules.h that derivative columns call, on Vars; C's
-#: (double)(a > b) becomes _float(a > b): a piecewise constant, no derivative
+#: (double)(a > b) becomes _float(a > b): a piecewise constant, no derivative.
+#: Each takes the same branch as its C twin, decided on the values.
 HELPERS = {
     "pt_sign": lambda a: float((_v(a) > 0) - (_v(a) < 0)),
+    "pt_step": lambda a: 0.0 if _v(a) <= 0 else 1.0,
     "pt_sigmoid": FUNCTIONS["sigmoid"],
-    "pt_tie": lambda w, l: 1.0 if _v(w) > _v(l) else (0.5 if _v(w) == _v(l) else 0.0),
-    "pt_safe_div": lambda n, d: 0.0 if _v(d) == 0 else n / d,
-    "pt_pow_da": lambda a, b: 2.0 * a if _v(b) == 2.0 else (0.0 if _v(b) == 0 else b * a ** (b - 1.0)),
+    "pt_tie": lambda w, l: 0.0 if _v(w) < _v(l) else (0.5 if _v(w) == _v(l) else 1.0),
+    "pt_pow_da": lambda a, b: 2.0 * a if _v(b) == 2.0 else (0.0 if _v(b) == 0 else _pow_scaled(b, 1.0, a, b - 1.0)),
     "pt_pow_db": lambda a, b, y: 0.0 if _v(a) == 0 and _v(b) >= 0 else y * FUNCTIONS["log"](a),
+    "pt_atan2_d": _atan2_d,
+    "pt_hypot_d": _hypot_d,
+    "pt_tanh_d": _tanh_d,
+    "pt_sigmoid_d": lambda a, y: y * (1.0 - y) if _v(y) < 0.999 else y * _F["sigmoid"](-a),
+    "pt_expm1_d": lambda a, y: _F["exp"](a) if _v(a) < -0.5 else y + 1.0,
+    "pt_acosh_d": lambda a: 1.0 / a if _v(a) > 1e8 else 1.0 / _F["sqrt"]((a - 1.0) * (a + 1.0)),
+    "pt_div_db": _div_db,
     "PT_LN2": math.log(2.0),
-    "PT_LN10": math.log(10.0),
+    "PT_LOG2E": float("1.442695040888963407359924681001892137"),
+    "PT_LOG10E": float("0.434294481903251827651128918916605082"),
     "PT_2_SQRTPI": 2.0 / math.sqrt(math.pi),
     "_float": float,
 }

@@ -24,6 +24,11 @@ Conventions (pytape's, following PyTorch and IEEE-754/numpy):
   split the gradient 0.5/0.5, ``clip`` passes gradient 1 to ``x`` on its closed
   interval ``[lo, hi]``, ``atan2'`` and ``hypot'`` are 0 at the origin, and for ``y = a**b``
   ``dy/da == 0`` when ``b == 0`` and ``dy/db == 0`` when ``a == 0 and b >= 0``.
+  At a nan operand PyTorch's gradients: ``relu'(nan) == 1``, both operands of
+  ``maximum``/``minimum`` get 1, ``clip`` gives 0.
+* Derivative formulas are scaled where the textbook one would overflow,
+  underflow or cancel on the way (``atan2`` at 1e-160, ``tanh'`` for large
+  ``|x|``), like pytape's C rules, so both stay accurate at extreme operands.
 
 Example, y = ln(x1) + x1*x2 - sin(x2) at (2, 5):
 
@@ -123,6 +128,50 @@ def _pow(a, b):
         return _NAN
 
 
+def _atan2_d(n, a, b):
+    """n / (a*a + b*b), through hypot where the sum under- or overflows (of
+    operands scaled up by 2**600 where they are tiny)."""
+    s = a * a + b * b
+    if 2.2250738585072014e-308 <= s <= 1.7976931348623157e+308:
+        return n / s
+    if s < 2.2250738585072014e-308:
+        h = math.hypot(a * 2.0 ** 600, b * 2.0 ** 600)
+        return 0.0 if h == 0 else n * 2.0 ** 600 / h * 2.0 ** 600 / h
+    h = hypot(a, b)
+    return _div(_div(n, h), h)
+
+
+def _hypot_d(n, a, b, y):
+    """n / y, y = hypot(a, b); from operands scaled up by 2**600 where y is subnormal."""
+    if y >= 2.2250738585072014e-308:
+        return n / y
+    return 0.0 if y == 0 else n * 2.0 ** 600 / math.hypot(a * 2.0 ** 600, b * 2.0 ** 600)
+
+
+def _sech2(x):
+    """1 - tanh(x)**2 for large |x|, where 1 - y*y would keep no digit of y."""
+    e = math.exp(-2.0 * builtins.abs(x))
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
+def _div_db(a, b, y):
+    """d(a/b)/db = -y/b, y = a/b; scaled by 2**600 where y is subnormal or 0."""
+    if builtins.abs(y) >= 2.2250738585072014e-308 or not builtins.abs(a) < 1.0 or b == 0:
+        return _div(-y, b)
+    return -(a * 2.0 ** 600 / b) / b * 2.0 ** -600
+
+
+def _pow_times(c, a, e):
+    """c * a**e, through logarithms where a**e alone over- or underflows."""
+    p = _pow(a, e)
+    m = builtins.abs(p)
+    if (2.2250738585072014e-308 <= m <= 1.7976931348623157e+308 or p != p or c == 0
+            or not 0.0 < builtins.abs(a) <= 1.7976931348623157e+308):
+        return c * p
+    lg = math.log(builtins.abs(c)) + e * math.log(builtins.abs(a))
+    return math.copysign(1.0, c) * math.copysign(1.0, p) * exp(lg)
+
+
 # ---------------------------------------------------------------- the node
 
 class Value:
@@ -209,7 +258,7 @@ class Value:
         def _backward():
             a, b = self.data, other.data
             self.grad += _chain(_div(1.0, b), out.grad)
-            other.grad += _chain(_div(-a, b * b), out.grad)
+            other.grad += _chain(_div_db(a, b, out.data), out.grad)
         out._backward = _backward
         return out
 
@@ -221,7 +270,7 @@ class Value:
 
         def _backward():
             a, b = self.data, other.data
-            self.grad += _chain((0.0 if b == 0 else b * _pow(a, b - 1.0)), out.grad)
+            self.grad += _chain((0.0 if b == 0 else _pow_times(b, a, b - 1.0)), out.grad)
             other.grad += _chain((0.0 if a == 0 and b >= 0 else out.data * log(a)), out.grad)
         out._backward = _backward
         return out
@@ -469,7 +518,7 @@ def exp2(x):
         return _INF
 
 
-@_unary(lambda x, y: y + 1.0)
+@_unary(lambda x, y: exp(x) if x < -0.5 else y + 1.0)   # y + 1 cancels below -0.5
 def expm1(x):
     """exp(x) - 1, accurate near 0; derivative exp(x) = expm1(x) + 1.
 
@@ -608,7 +657,7 @@ def cosh(x):
         return _INF
 
 
-@_unary(lambda x, y: 1.0 - y * y)
+@_unary(lambda x, y: (1.0 - y) * (1.0 + y) if builtins.abs(y) < 0.999 else _sech2(x))
 def tanh(x):
     """Hyperbolic tangent; derivative 1 - tanh(x)**2.
 
@@ -628,7 +677,7 @@ def asinh(x):
     return math.asinh(x)
 
 
-@_unary(lambda x, y: _div(1.0, sqrt((x - 1.0) * (x + 1.0))))
+@_unary(lambda x, y: 1.0 / x if x > 1e8 else _div(1.0, sqrt((x - 1.0) * (x + 1.0))))
 def acosh(x):
     """Inverse hyperbolic cosine; derivative 1/sqrt((x-1)*(x+1)).
 
@@ -650,7 +699,7 @@ def atanh(x):
     return math.copysign(_INF, x) if builtins.abs(x) == 1 else _NAN
 
 
-@_unary(lambda x, y: y * (1.0 - y))
+@_unary(lambda x, y: y * (1.0 - y) if y < 0.999 else y * sigmoid(-x))
 def sigmoid(x):
     """Logistic function 1/(1+exp(-x)), overflow-free; derivative y*(1-y).
 
@@ -663,9 +712,9 @@ def sigmoid(x):
     return e / (1.0 + e)
 
 
-@_unary(lambda x, y: 1.0 if x > 0 else 0.0)
+@_unary(lambda x, y: 0.0 if x <= 0 else 1.0)
 def relu(x):
-    """max(x, 0) (nan stays nan); derivative 1 if x > 0 else 0, so relu'(0) = 0.
+    """max(x, 0) (nan stays nan); derivative 0 if x <= 0 else 1, so relu'(0) = 0 and relu'(nan) = 1 (PyTorch).
 
     >>> relu(-2.0), relu(3.0)
     (0.0, 3.0)
@@ -716,7 +765,7 @@ def abs(x):  # noqa: A001 - shadows the builtin on purpose; use builtins.abs ins
 # ---------------------------------------------------------------- binary ops
 # Each op: @_binary(derivative rule d(a, b, y) -> (d/da, d/db)) over its IEEE value rule.
 
-@_binary(lambda a, b, y: (0.0, 0.0) if a == 0 and b == 0 else (_div(b, a * a + b * b), _div(-a, a * a + b * b)))
+@_binary(lambda a, b, y: (0.0, 0.0) if a == 0 and b == 0 else (_atan2_d(b, a, b), _atan2_d(-a, a, b)))
 def atan2(a, b):
     """Angle of the point (b, a); d/da = b/(a*a+b*b), d/db = -a/(a*a+b*b), (0, 0) at the origin (PyTorch).
 
@@ -726,7 +775,7 @@ def atan2(a, b):
     return math.atan2(a, b)
 
 
-@_binary(lambda a, b, y: (0.0, 0.0) if y == 0 else (a / y, b / y))
+@_binary(lambda a, b, y: (_hypot_d(a, a, b, y), _hypot_d(b, a, b, y)))
 def hypot(a, b):
     """sqrt(a*a + b*b) without overflow; d/da = a/h, d/db = b/h, both 0 when h == 0.
 
@@ -739,9 +788,9 @@ def hypot(a, b):
         return _INF
 
 
-@_binary(lambda a, b, y: (1.0, 0.0) if a < b else ((0.0, 1.0) if a > b else (0.5, 0.5)))
+@_binary(lambda a, b, y: (0.0 if a > b else (0.5 if a == b else 1.0), 0.0 if b > a else (0.5 if a == b else 1.0)))
 def minimum(a, b):
-    """Smaller of a and b (nan if either is nan); gradient to the smaller, 0.5/0.5 on ties.
+    """Smaller of a and b (nan if either is nan); gradient to the smaller, 0.5/0.5 on ties, 1/1 at a nan (PyTorch).
 
     >>> minimum(2.0, 3.0), minimum(2.0, math.nan)
     (2.0, nan)
@@ -749,9 +798,9 @@ def minimum(a, b):
     return _NAN if a != a or b != b else (a if a <= b else b)
 
 
-@_binary(lambda a, b, y: (1.0, 0.0) if a > b else ((0.0, 1.0) if a < b else (0.5, 0.5)))
+@_binary(lambda a, b, y: (0.0 if a < b else (0.5 if a == b else 1.0), 0.0 if b < a else (0.5 if a == b else 1.0)))
 def maximum(a, b):
-    """Larger of a and b (nan if either is nan); gradient to the larger, 0.5/0.5 on ties.
+    """Larger of a and b (nan if either is nan); gradient to the larger, 0.5/0.5 on ties, 1/1 at a nan (PyTorch).
 
     >>> maximum(2.0, 3.0), maximum(math.nan, 3.0)
     (3.0, nan)
