@@ -151,6 +151,15 @@ def sweep_error(tape, exc):
     return FloatingPointError(f"backward through {name} produced {bad!r} {where(loc)} {_inputs(inputs)}")
 
 
+def replay_error(tape, i, what):
+    """The FloatingPointError for instruction i of ``tape``, not finite after
+    a replay (pytape.trace); ``what`` says which replay."""
+    name, _, _, _, inputs = _instruction(tape, i)
+    loc = tape._where.get(i) if tape._where else None
+    at = where(loc) if loc else "(trace f inside detect_anomaly() to have its line named)"
+    return FloatingPointError(f"{what}: {name} produced {tape._c.value(i)!r} {at} {_inputs(inputs)}")
+
+
 @contextmanager
 def explain(tape):
     """Around a C sweep of ``tape``: a nan or inf that anomaly mode stopped it

@@ -43,7 +43,8 @@ import threading
 import numpy as np
 
 from . import saved
-from ._native import ID_BITS, CTape
+from ._native import ID_BITS, KIND_GUARD, KIND_LEAF, OP_KINDS, CTape, anomaly_enabled
+from .anomaly import explain, replay_error
 from .errors import BranchChangedError, TapeFormatError
 from .program import Program, Recording, as_float_array
 from .tape import Tape
@@ -279,7 +280,36 @@ class CompiledFunction:
             if ok.any() and not traced and k > 1:
                 self._first(c)
             pending = pending[~ok]
+        if anomaly_enabled():
+            self._check_finite(X, Y, G)
         return Y, G
+
+    def _check_finite(self, X, Y, G):
+        """detect_anomaly(): a nan or inf in a replay's values or gradients
+        raises FloatingPointError naming the operation (and its line, if f was
+        traced inside detect_anomaly), as the eager sweeps do."""
+        bad = ~np.isfinite(Y).all(axis=1)
+        if G is not None:
+            bad |= ~np.isfinite(G).all(axis=1)
+        if not bad.any():
+            return
+        r = int(np.argmax(bad))
+        c = self._at_point(X[r])
+        self._explain(c, r if X.shape[0] > 1 else None)
+
+    def _explain(self, c, row):
+        """c replayed at a point where a value or a gradient is not finite: raise."""
+        t = c.tape
+        cols = t._c.rows(0, len(t._c), ("op", "val"))
+        kinds = np.asarray(OP_KINDS)[cols["op"]]
+        computed = (kinds != KIND_LEAF) & (kinds != KIND_GUARD)
+        nonfinite = np.flatnonzero(computed & ~np.isfinite(cols["val"]))
+        at = f" (batch row {row})" if row is not None else ""
+        if len(nonfinite):
+            raise replay_error(t, int(nonfinite[0]), f"replaying {self._name}{at}")
+        if len(c._var_outs) == 1:  # finite values: the reverse sweep, checked
+            with explain(t):
+                t._c.backward_block([int(c._var_outs[0])], [[1.0]], list(range(c.nin)))
 
     def _at(self, args):
         """The compiled tape whose values are replayed at one point (for the
@@ -287,13 +317,18 @@ class CompiledFunction:
         X, batch = self._points(args)
         if batch is not None:
             raise ValueError("this derivative takes one point, not a batch; loop over the rows")
-        x = X[0]
+        c = self._at_point(X[0])
+        if anomaly_enabled():
+            self._explain(c, None)
+        return c
+
+    def _at_point(self, x):
         for c in list(self._tapes):
             mine = c.replayed_at(x)
             if mine is not None:
                 self._first(c)
                 return mine
-        self._run(X, False)  # traces f at x, or raises by the policy
+        self._run(x[None], False)  # traces f at x, or raises by the policy
         for c in list(self._tapes):
             mine = c.replayed_at(x)
             if mine is not None:

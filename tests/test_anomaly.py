@@ -3,6 +3,8 @@ import inspect
 import math
 import threading
 
+import numpy as np
+
 import pytest
 
 import pytape
@@ -200,3 +202,32 @@ def test_gradients_are_unchanged_in_anomaly_mode():
         y = f(x1, x2)
         y.backward()
     assert (x1.grad, x2.grad) == (5.5, 2.0 - math.cos(5.0))
+
+
+# ---- traced replays (pytape.trace) are checked too ------------------------------------
+
+def test_traced_replays_are_checked_inside_detect_anomaly():
+    fn = pytape.trace(lambda x: pytape.log(x) * 2, 1.0)
+    assert math.isnan(fn(-1.0))  # outside the mode: no check
+    calls = {
+        "value": lambda: fn(-1.0),
+        "gradient": lambda: fn.gradient(0.0),
+        "hessian": lambda: fn.hessian(-1.0),
+        "jacobian": lambda: fn.jacobian(-2.0),
+        "hvp": lambda: fn.hvp(-2.0, 1.0),
+    }
+    for name, call in calls.items():
+        with pytape.detect_anomaly(), pytest.raises(FloatingPointError, match="log produced"):
+            call()
+    with pytape.detect_anomaly(), pytest.raises(FloatingPointError, match=r"batch row 1\): log produced nan"):
+        fn(np.array([1.0, -1.0, 2.0]))
+    with pytape.detect_anomaly():  # finite replays pass unchanged
+        assert fn(1.0) == 0.0 and fn.gradient(np.array([1.0, 2.0])).tolist() == [2.0, 1.0]
+
+
+def test_a_replay_gradient_that_is_not_finite_names_the_operation_and_line():
+    with pytape.detect_anomaly():
+        fn = pytape.trace(lambda x: pytape.sqrt(x) * 2, 1.0)   # traced in the mode: lines noted
+        with pytest.raises(FloatingPointError, match=r"backward through sqrt produced inf at test_anomaly.py:\d+"):
+            fn.gradient(0.0)
+        assert fn.gradient(4.0) == 0.5
