@@ -134,10 +134,15 @@ class Tape:
         self._refuse_while_traced("tangent_sweep()")
         slots, values = [], []
         for leaf, seed in seeds.items():
-            if getattr(leaf, "_hs", None) != self._serial:
+            cell = getattr(leaf, "_g", None)
+            if cell is None or id(cell) not in self._cells:
                 raise ValueError(f"{leaf!r} is not a leaf recorded on this tape; seed the leaves it was recorded with")
-            slots.append(_native.slot_of_handle(leaf._hh))
-            values.append(float(seed))
+            if not self._multi and leaf._hs == self._serial:
+                mine = [_native.slot_of_handle(leaf._hh)]
+            else:  # its slots here (a leaf that came back to this tape has two)
+                mine = self._c.leaf_slots(cell)
+            slots.extend(mine)
+            values.extend([float(seed)] * len(mine))
         with explain(self):  # anomaly mode: a nan names its operation and line
             self._c.tangent_sweep(slots, values)
 

@@ -114,6 +114,8 @@ def test_a_leaf_with_two_slots_on_a_tape_gets_the_sum_of_their_gradients():
     (h,) = pytape.autograd.grad(g, [x])
     assert h == 12.0  # d(3 x^2)/dx = 6 x
     x, c = _leaf_back_on_its_tape()
+    c.tape.tangent_sweep({x: 1.0})
+    assert c.tangent == 12.0
     c.backward(inputs=[x], retain_graph=True)
     assert x.grad == 12.0
     c.backward()
