@@ -245,7 +245,7 @@ def test_with_blocks_interleaved_restore_each_tape_in_turn():
     assert pytape.current_tape() not in (t1, t2, t3)
 
 
-def test_thread_stress_record_sweep_replay_retrace_exact():
+def test_thread_and_fork_stress_record_sweep_replay_retrace_exact():
     # threads record, sweep, replay, re-trace the same compiled function and
     # read gradients at once; each result equals the same computation alone
     def f(v):
@@ -290,7 +290,20 @@ def test_thread_stress_record_sweep_replay_retrace_exact():
     threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
     for th in threads:
         th.start()
+    statuses = []
+    if hasattr(os, "fork"):  # forks at random moments of all that: each child works
+        for pause in rng.uniform(0.0, 0.05, size=4):
+            time.sleep(pause)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    code = 0 if _child_works() else 3
+                except BaseException:  # noqa: BLE001
+                    code = 4
+                os._exit(code)
+            statuses.append(_wait(pid, 30))
     for th in threads:
         th.join()
     assert not failures, failures[:5]
+    assert statuses == [0] * len(statuses), f"child exit codes (None: hung and killed): {statuses}"
     assert shared.grad == pytest.approx(sum(exact(float(v))[0] for v in points.ravel()), rel=1e-12)
