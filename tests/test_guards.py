@@ -63,6 +63,11 @@ CONDITIONS = {
     "other tape, left": lambda x: OTHER < x,
     "other tape, result": lambda x: x * 1.0 > OTHER,
     "list": lambda x: np.array([x], dtype=float)[0] > 0,
+    "np.greater": lambda x: np.greater(x, 0),
+    "np.sum": lambda x: np.sum([x]) > 0,
+    "max": lambda x: max(x, 0.0) is x,
+    "sorted": lambda x: sorted([x, 0.0])[1] is x,
+    "argmax": lambda x: np.argmax([x, 0.0]) == 0,
 }
 
 
