@@ -73,3 +73,33 @@ def test_ctrl_c_stops_a_long_batch_replay_promptly(tmp_path, method):
     # the interrupt came 0.5 s into a batch of ~2 s: at its end (~1.5 s) before
     # the batch was split, within about 0.1 s now
     assert float(late) < 0.3 * whole, (float(late), whole)
+
+
+def test_block_sweeps_of_a_long_tape_take_fewer_seeds_a_call(monkeypatch):
+    # the same bound as on a tape of more than 2^20 instructions, here on a
+    # short one: each C call of a Jacobian or Hessian sweeps at most
+    # BLOCK_WORK / len(tape) seeds (pytape/program.py), same numbers
+    import numpy as np
+    from pytape import _native, program
+
+    fn = pytape.trace(lambda x: np.sin(x) * x[::-1] + x ** 2, np.ones(40))
+    g = pytape.trace(lambda x: np.sum(np.sin(x) * x[::-1]), np.ones(40))
+    x = np.linspace(0.1, 2.0, 40)
+
+    def results():
+        return [fn.jacobian(x, mode="reverse"), fn.jacobian(x, mode="forward"), g.hessian(x)]
+
+    before = results()
+    n = max(fn.num_ops, g.num_ops)
+    widths = []
+    for name, seeds_arg in (("backward_block", 1), ("tangent_block", 1), ("hvp_block", 2)):
+        def wrapped(self, *args, _sweep=getattr(_native.CTape, name), _k=seeds_arg):
+            widths.append((np.shape(args[_k])[1], len(self)))
+            return _sweep(self, *args)
+        monkeypatch.setattr(_native.CTape, name, wrapped)
+    monkeypatch.setattr(program, "BLOCK_WORK", 6 * n, raising=False)
+    after = results()
+    assert len(widths) >= 3 * 40 // 6
+    assert all(w <= 6 * n // length for w, length in widths), widths
+    for a, b in zip(before, after):
+        assert np.array_equal(a, b)
