@@ -4,6 +4,13 @@ setuptools runs this file through cffi's ``cffi_modules`` hook, so it must not
 import pytape.  ``csrc/pytape.h`` doubles as the cdef: its ``#`` lines are dropped.
 
 Run it directly (``python build_tape.py``) to build the module in place.
+
+``PYTAPE_SANITIZE=1`` builds it instrumented by AddressSanitizer and
+UndefinedBehaviorSanitizer instead (``-fsanitize=address,undefined``, -O1, any
+UBSan report fatal), for CI's sanitizer step (.ci/run).  Python must then run
+with gcc's libasan preloaded (``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``)
+and ``ASAN_OPTIONS=detect_leaks=0`` (CPython keeps memory to the end by
+design).  Unset or ``0``, the build is the normal one, flags unchanged.
 """
 import os
 import re
@@ -87,6 +94,13 @@ static inline long long pt_arg_i64(PyObject *o)
 #define Py_END_ALLOW_THREADS if (_save) PyEval_RestoreThread(_save); }
 """
 
+CFLAGS = ["-std=c99", "-O3", "-pthread", "-fvisibility=hidden", "-fno-plt"]
+LDFLAGS = ["-pthread"]
+if os.environ.get("PYTAPE_SANITIZE", "0") not in ("", "0"):
+    SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    CFLAGS = [f for f in CFLAGS if f != "-O3"] + ["-O1", "-g", "-fno-omit-frame-pointer"] + SANITIZE
+    LDFLAGS = LDFLAGS + SANITIZE
+
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
@@ -98,8 +112,8 @@ ffibuilder.set_source(
     # hidden: calls between our own functions (the cffi wrapper to pt_rec_*, a
     # sweep to another) go direct instead of through the PLT; only the
     # module's init function is exported
-    extra_compile_args=["-std=c99", "-O3", "-pthread", "-fvisibility=hidden", "-fno-plt"],
-    extra_link_args=["-pthread"],
+    extra_compile_args=CFLAGS,
+    extra_link_args=LDFLAGS,
     libraries=["m"],
 )
 

@@ -35,6 +35,7 @@ import contextlib
 import functools
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -291,6 +292,35 @@ def _doubles(xs):
     return np.ascontiguousarray(xs, dtype=np.float64)
 
 
+#: a long batch replay runs as C calls of about this many seconds each, so that
+#: a signal is handled between two: Ctrl-C (KeyboardInterrupt) takes effect
+#: within about this time, not at the end of the batch
+CHUNK_SECONDS = 0.1
+#: rows x instructions per thread of one C call before the first is timed: a
+#: batch up to this size is one call, as before (a few ms at most)
+CHUNK_WORK = 1 << 21
+
+
+def _row_chunks(n, threads, *arrays):
+    """The arrays (rows first) of a batch replay on a tape of ``n``
+    instructions, cut into row ranges, one C call each: whole when the batch
+    is small, else ranges of about CHUNK_SECONDS, the rows of each set from
+    the time of the last (growing at most 8-fold a call)."""
+    rows = len(arrays[0])
+    step = max(1, CHUNK_WORK * max(1, threads) // max(1, n))
+    if step >= rows:
+        yield arrays
+        return
+    r0 = 0
+    while r0 < rows:
+        r1 = min(rows, r0 + step)
+        start = time.perf_counter()
+        yield tuple(a[r0:r1] for a in arrays)
+        took = time.perf_counter() - start
+        step = max(1, min(8 * step, int(step * CHUNK_SECONDS / took) if took > 0 else 8 * step))
+        r0 = r1
+
+
 _COLUMNS = (("op", np.uint16, "uint16_t[]"), ("a", np.int32, "int32_t[]"), ("b", np.int32, "int32_t[]"),
             ("val", np.float64, "double[]"), ("adj", np.float64, "double[]"))
 
@@ -539,22 +569,26 @@ class CTape:
 
     def batch_values(self, X, outs, threads):
         """Rows of leaf values X (rows, nleaves) -> (values (rows, len(outs)),
-        fail (rows,): the failing guard's slot, or -1)."""
+        fail (rows,): the failing guard's slot, or -1).  A long batch is
+        several C calls (_row_chunks), so Ctrl-C stops it within about 0.1 s."""
         X, outs = _doubles(X), _slots(outs)
         fail = np.empty(X.shape[0], dtype=np.int64)
         Y = np.empty((X.shape[0], len(outs)))
-        check(lib.pt_batch_values(self._p, X.shape[0], _f64(X), len(outs), _i64(outs), _f64(Y), _i64(fail),
-                                  threads), "backward", self)
+        for x, y, f in ((X, Y, fail),) if len(X) < 2 else _row_chunks(len(self), threads, X, Y, fail):
+            check(lib.pt_batch_values(self._p, len(x), _f64(x), len(outs), _i64(outs), _f64(y), _i64(f), threads),
+                  "backward", self)
         return Y, fail
 
     def batch_gradients(self, X, out, threads):
-        """Rows of leaf values X -> (values (rows, 1), gradients (rows, nleaves), fail)."""
+        """Rows of leaf values X -> (values (rows, 1), gradients (rows, nleaves), fail);
+        in C calls of about 0.1 s, as batch_values."""
         X = _doubles(X)
         rows = X.shape[0]
         fail = np.empty(rows, dtype=np.int64)
         Y, G = np.empty((rows, 1)), np.empty((rows, X.shape[1]))
-        check(lib.pt_batch_gradients(self._p, rows, _f64(X), out, _f64(Y), _f64(G), _i64(fail), threads),
-              "backward", self)
+        for x, y, g, f in ((X, Y, G, fail),) if rows < 2 else _row_chunks(len(self), threads, X, Y, G, fail):
+            check(lib.pt_batch_gradients(self._p, len(x), _f64(x), out, _f64(y), _f64(g), _i64(f), threads),
+                  "backward", self)
         return Y, G, fail
 
     @staticmethod

@@ -131,7 +131,7 @@ def _jacobian(f, argnums, mode, api):
 
 
 def jacfwd(f, argnums=0):
-    """The Jacobian by forward mode: one tangent lane per input (64 per sweep).
+    """The Jacobian by forward mode: one tangent lane per input (up to 64 per sweep).
 
     >>> import numpy as np, pytape
     >>> pytape.jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -142,7 +142,7 @@ def jacfwd(f, argnums=0):
 
 
 def jacrev(f, argnums=0):
-    """The Jacobian by reverse mode: one adjoint lane per output (64 per sweep).
+    """The Jacobian by reverse mode: one adjoint lane per output (up to 64 per sweep).
 
     >>> import numpy as np, pytape
     >>> pytape.jacrev(lambda x: [x[0] * x[1], x[0] + x[1]])(np.array([2.0, 3.0]))

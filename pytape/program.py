@@ -5,7 +5,7 @@ and ``pytape.trace`` share.
 :class:`Program` turns derivative questions into C sweeps: a reverse sweep
 gives a row of the Jacobian, a tangent sweep a column, a forward-over-reverse
 sweep a Hessian-vector product, each up to 64 at a time (one block sweep per
-64 seeds).  :class:`Recording` makes a program by recording ``f`` once on a
+64 seeds; fewer on a tape of more than 2^20 instructions, BLOCK_WORK).  :class:`Recording` makes a program by recording ``f`` once on a
 fresh tape, its arguments' elements becoming leaves; ``pytape.trace`` makes
 them from compiled tapes.
 
@@ -25,6 +25,15 @@ from .var import Result, Var, arguments, place, slot_on, value_of
 __all__ = ["Program", "Recording", "as_float_array", "check_argnums", "scalar_output"]
 
 BLOCK = 64  # rows or columns per block sweep
+#: seeds x instructions of one block sweep at most: on a tape of more than
+#: 2^20 instructions a pass takes fewer seeds, so that each C call stays short
+#: (about 0.1-0.3 s; Ctrl-C is handled between two) and its lane arrays small
+BLOCK_WORK = 1 << 26
+
+
+def _width(tape):
+    """Seeds per block sweep over ``tape``: BLOCK, fewer on a long tape."""
+    return max(1, min(BLOCK, BLOCK_WORK // max(1, len(tape))))
 
 
 class Program:
@@ -48,7 +57,7 @@ class Program:
         return self._all_in
 
     def rows(self, seeds):
-        """seeds (q, nout) -> [(q, nin_j) per argument]: reverse sweeps, 64 per pass."""
+        """seeds (q, nout) -> [(q, nin_j) per argument]: reverse sweeps, up to 64 per pass."""
         q = seeds.shape[0]
         results = [np.zeros((q, size)) for size in self.sizes]
         outs = np.array(self.out_slots, dtype=np.int64)
@@ -59,8 +68,9 @@ class Program:
             return results
         out_slots, in_slots = outs[has], ins[used]
         flat = np.zeros((q, len(ins)))
-        for start in range(0, q, BLOCK):
-            block = seeds[start:start + BLOCK, has].T  # (nout, qb)
+        width = _width(self.tape)
+        for start in range(0, q, width):
+            block = seeds[start:start + width, has].T  # (nout, qb)
             with explain(self.tape):
                 res = self.tape._c.backward_block(out_slots, block, in_slots)
             flat[start:start + block.shape[1], used] = res.T
@@ -77,8 +87,9 @@ class Program:
         has = outs >= 0
         if not used.any() or not has.any():
             return result
-        for start in range(0, p, BLOCK):
-            block = seeds[used, start:start + BLOCK]
+        width = _width(self.tape)
+        for start in range(0, p, width):
+            block = seeds[used, start:start + width]
             with explain(self.tape):
                 res = self.tape._c.tangent_block(slots[used], block, outs[has])
             result[has, start:start + block.shape[1]] = res
@@ -94,8 +105,9 @@ class Program:
         used = ins >= 0
         if out < 0 or not used.any():
             return result
-        for start in range(0, p, BLOCK):
-            block = seeds[used, start:start + BLOCK]
+        width = _width(self.tape)
+        for start in range(0, p, width):
+            block = seeds[used, start:start + width]
             result[used, start:start + block.shape[1]] = self.tape._c.hvp_block(out, ins[used], block)
         return result
 

@@ -14,7 +14,7 @@ replay of values needs memory for the live set of values only.
 
 Batches: an argument with extra leading dimensions (``X`` of shape
 ``(batch, n)`` for f traced at shape ``(n,)``) evaluates ``fn(X)``,
-``fn.gradient(X)`` and ``fn.value_and_grad(X)`` for every row in one C call,
+``fn.gradient(X)`` and ``fn.value_and_grad(X)`` for every row in C,
 the rows split over the machine's cores.
 
 Branch safety: while f is traced, every comparison of a ``Var`` (and every
@@ -349,7 +349,7 @@ class CompiledFunction:
         """(f(*args), gradient): one replay and one reverse sweep per point, in C.
 
         With a batch (extra leading dimensions on the arguments), every row in
-        one C call; values and gradients then carry the batch dimensions.
+        C; values and gradients then carry the batch dimensions.
 
         >>> import pytape
         >>> pytape.trace(lambda x, y: x * y, 1.0, 1.0).value_and_grad(3.0, 4.0)

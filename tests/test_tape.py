@@ -2,6 +2,7 @@
 default and `with` tapes, their lifetime and memory, consumption, threads."""
 import gc
 import math
+import os
 import threading
 import tracemalloc
 import weakref
@@ -105,6 +106,8 @@ def test_unreferenced_default_tape_is_released_without_backward():
     assert len((x * 3.0).tape) == 2
 
 
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="under AddressSanitizer (.ci/run): its quarantine keeps freed memory, so RSS grows")
 def test_training_loop_memory_is_flat():
     import random
 
