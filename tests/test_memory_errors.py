@@ -47,8 +47,7 @@ SCRIPT = textwrap.dedent('''
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and RLIMIT_AS")
-@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
-                    reason="under AddressSanitizer (.ci/run): its shadow memory does not fit an RLIMIT_AS cap")
+@pytest.mark.not_under_asan("its shadow memory does not fit an RLIMIT_AS cap")
 def test_out_of_memory_raises_and_keeps_the_tape(tmp_path):
     # import the same pytape as this test, not a source folder in the cwd
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(pytape.__file__)))

@@ -2,7 +2,6 @@
 default and `with` tapes, their lifetime and memory, consumption, threads."""
 import gc
 import math
-import os
 import threading
 import tracemalloc
 import weakref
@@ -106,8 +105,7 @@ def test_unreferenced_default_tape_is_released_without_backward():
     assert len((x * 3.0).tape) == 2
 
 
-@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
-                    reason="under AddressSanitizer (.ci/run): its quarantine keeps freed memory, so RSS grows")
+@pytest.mark.not_under_asan("its quarantine keeps freed memory, so RSS grows")
 def test_training_loop_memory_is_flat():
     import random
 

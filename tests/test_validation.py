@@ -287,6 +287,7 @@ def test_out_of_memory_in_a_tangent_sweep_says_so():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and RLIMIT_AS")
+@pytest.mark.not_under_asan("its shadow memory does not fit an RLIMIT_AS cap")
 def test_a_tangent_sweep_that_cannot_allocate_raises_memory_error_naming_the_sweep():
     code = '''
         import resource, pytape
