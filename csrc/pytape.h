@@ -78,10 +78,10 @@ void pt_tape_free(pt_tape *t);            /* also unregisters it */
 int pt_tape_register(pt_tape *t);
 int64_t pt_tape_len(const pt_tape *t);
 int64_t pt_tape_nleaves(const pt_tape *t);
-/* the LEAF slots of the leaf whose grad cell is `cell` (a leaf gets a second
- * slot when it comes back to a tape after being used on another): the first
- * `cap` into slots; returns how many there are */
-int64_t pt_leaf_slots(const pt_tape *t, const double *cell, int64_t *slots, int64_t cap);
+/* every LEAF instruction's slot and grad cell (its address; a leaf gets a
+ * second slot when it comes back to a tape after being used on another),
+ * pt_tape_nleaves(t) entries each */
+void pt_tape_leaves(const pt_tape *t, int64_t *slots, uintptr_t *cells);
 int64_t pt_tape_nconsts(const pt_tape *t);
 size_t pt_tape_nbytes(const pt_tape *t, int used);
 int pt_tape_consumed(const pt_tape *t);

@@ -553,16 +553,12 @@ int64_t pt_append_leaf(pt_tape *t, double value)
 int64_t pt_tape_len(const pt_tape *t) { return t->n; }
 int64_t pt_tape_nleaves(const pt_tape *t) { return t->nleaf; }
 
-int64_t pt_leaf_slots(const pt_tape *t, const double *cell, int64_t *slots, int64_t cap)
+void pt_tape_leaves(const pt_tape *t, int64_t *slots, uintptr_t *cells)
 {
-    int64_t n = 0;
-    for (int64_t k = 0; k < t->nleaf; ++k)
-        if (t->leaf_grad[k] == cell) {
-            if (n < cap)
-                slots[n] = t->leaf_slot[k];
-            ++n;
-        }
-    return n;
+    for (int64_t k = 0; k < t->nleaf; ++k) {
+        slots[k] = t->leaf_slot[k];
+        cells[k] = (uintptr_t)t->leaf_grad[k];
+    }
 }
 int64_t pt_tape_nconsts(const pt_tape *t) { return t->nconst; }
 int pt_tape_consumed(const pt_tape *t) { return t->consumed; }

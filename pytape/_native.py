@@ -375,15 +375,22 @@ class CTape:
     def nconsts(self):
         return lib.pt_tape_nconsts(self._p)
 
-    def leaf_slots(self, cell):
-        """Every LEAF slot of the leaf with grad cell ``cell``, ascending."""
-        cap = 4
-        while True:
-            out = np.empty(cap, dtype=np.int64)
-            n = lib.pt_leaf_slots(self._p, cell, _i64(out), cap)
-            if n <= cap:
-                return sorted(int(s) for s in out[:n])
-            cap = n
+    def leaf_slots(self, cells):
+        """For each grad cell in ``cells``, the ascending LEAF slots of its leaf
+        on this tape ([] if it is not there): a leaf that came back to a tape
+        after being used on another has two, and its gradient sums them."""
+        n = self.nleaves
+        slots, addr = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64)
+        lib.pt_tape_leaves(self._p, _i64(slots), ffi.cast("uintptr_t *", addr.ctypes.data))
+        want = np.array([int(ffi.cast("uintptr_t", c)) for c in cells], dtype=np.uint64)
+        order = np.argsort(want, kind="stable")
+        pos = np.searchsorted(want[order], addr)
+        hit = pos < len(want)
+        hit[hit] = want[order][pos[hit]] == addr[hit]
+        out = [[] for _ in cells]
+        for k, s in zip(order[pos[hit]], slots[hit]):
+            out[k].append(int(s))
+        return out
 
     def nbytes(self, used=False):
         """Bytes of C memory allocated (or, ``used``, holding data)."""

@@ -120,7 +120,7 @@ def _reached(tape, out_slots, ins):
     the tape's reachability in C, not from adjoint values (a zero adjoint, as
     behind relu at a negative input, still means "used")."""
     mark = tape._c.reach([i for i, _ in out_slots])
-    return [(k, s) for k, x in enumerate(ins) for s in leaf_slots(x, tape) if s < len(mark) and mark[s]]
+    return [(k, s) for k, slots in enumerate(leaf_slots(ins, tape)) for s in slots if s < len(mark) and mark[s]]
 
 
 def _out_slots(tape, outs, seeds):

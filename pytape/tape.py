@@ -42,18 +42,16 @@ class Tape:
     6.0
     """
 
-    # _c: the C tape; _cells: grad cells of the leaves on it by id (C points
-    # into them); _multi: some leaf has two slots here (it came back after
-    # being used on another tape: its gradient sums both); _serial: unique per tape, leaves remember where they sit by it;
+    # _c: the C tape; _cells: grad cells of the leaves on it (C points into
+    # them); _serial: unique per tape, leaves remember where they sit by it;
     # _consumed: mirrors the C flag (Var.backward sets it); _where: slot ->
     # (file, line, function) of operations recorded in anomaly mode and of
     # guards; _guards: pytape.trace records comparisons as guards
-    __slots__ = ("_c", "_cells", "_multi", "_serial", "_consumed", "_where", "_guards", "__weakref__")
+    __slots__ = ("_c", "_cells", "_serial", "_consumed", "_where", "_guards", "__weakref__")
 
     def __init__(self):
         self._c = CTape(register=True)
-        self._cells, self._multi, self._serial, self._consumed, self._where, self._guards = (
-            {}, False, next(_serials), False, None, False)
+        self._cells, self._serial, self._consumed, self._where, self._guards = [], next(_serials), False, None, False
         if not self._c.id:
             _warn_no_id()
 
@@ -62,7 +60,7 @@ class Tape:
         """A Tape for a tape made in C (compiled or loaded by pytape.trace)."""
         t = object.__new__(cls)
         t._c = ctape
-        t._cells, t._multi, t._serial, t._consumed, t._where, t._guards = {}, False, next(_serials), False, None, False
+        t._cells, t._serial, t._consumed, t._where, t._guards = [], next(_serials), False, None, False
         return t
 
     def __enter__(self):
@@ -133,14 +131,12 @@ class Tape:
         """
         self._refuse_while_traced("tangent_sweep()")
         slots, values = [], []
-        for leaf, seed in seeds.items():
-            cell = getattr(leaf, "_g", None)
-            if cell is None or id(cell) not in self._cells:
+        cells = [getattr(leaf, "_g", None) for leaf in seeds]
+        found = self._c.leaf_slots([c for c in cells if c is not None])
+        for (leaf, seed), cell in zip(seeds.items(), cells):
+            mine = found.pop(0) if cell is not None else []  # (a leaf that came back to this tape has two)
+            if not mine:
                 raise ValueError(f"{leaf!r} is not a leaf recorded on this tape; seed the leaves it was recorded with")
-            if not self._multi and leaf._hs == self._serial:
-                mine = [_native.slot_of_handle(leaf._hh)]
-            else:  # its slots here (a leaf that came back to this tape has two)
-                mine = self._c.leaf_slots(cell)
             slots.extend(mine)
             values.extend([float(seed)] * len(mine))
         with explain(self):  # anomaly mode: a nan names its operation and line

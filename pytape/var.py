@@ -443,7 +443,8 @@ def place(x, tape):
     h = x._hh if s else -1
     if s == tape._serial and x._hs == s:  # read twice: no other thread re-placed it meanwhile
         return h
-    if ARGUMENTS[0] and x._g is not None:  # an argument of a recorded f has one slot there
+    recording_f = ARGUMENTS[0]  # a function transformation records f, in some thread
+    if recording_f and x._g is not None:  # an argument of f has one slot there
         for t, args in _ARGS.get():
             if t is tape and id(x) in args:
                 x._hs = 0
@@ -452,15 +453,11 @@ def place(x, tape):
                 return x._hh
     i = tape._c.leaf(x._v, x._g)
     if i >= 0:
-        cells, c = tape._cells, x._g  # keeps the grad cell alive as long as the tape
-        if id(c) not in cells:
-            cells[id(c)] = c
-        elif c is not None:
-            tape._multi = True
+        tape._cells.append(x._g)  # keeps the grad cell alive as long as the tape
         x._hs = 0                 # the order readers rely on: invalidate, handle, serial
         x._hh = i
         x._hs = tape._serial
-        if TRACING[0] and x._g is not None:  # its number goes to another tape: guard it
+        if recording_f and TRACING[0] and x._g is not None:  # its number goes to another tape: guard it
             escaped(x, x._v, tape)
     return i
 
@@ -472,13 +469,16 @@ def slot_on(x, tape):
     return x._hh >> _B if getattr(x, "_hs", 0) == tape._serial else -1
 
 
-def leaf_slots(x, tape):
-    """Every slot of Var x on ``tape`` (a leaf may have several: its gradient
-    is the sum of their adjoints); [] if x is not there."""
-    if type(x) is Leaf and tape._multi and x._g is not None:
-        return tape._c.leaf_slots(x._g)
-    s = slot_on(x, tape)
-    return [s] if s >= 0 else []
+def leaf_slots(xs, tape):
+    """For each Var in xs, every slot of it on ``tape`` ([] if it is not
+    there): a leaf that came back to a tape after being used on another has
+    two, and its gradient sums their adjoints."""
+    leaves = [k for k, x in enumerate(xs) if type(x) is Leaf and x._g is not None]
+    out = [[s] if (s := slot_on(x, tape)) >= 0 else [] for x in xs]
+    if leaves:
+        for k, slots in zip(leaves, tape._c.leaf_slots([xs[k]._g for k in leaves])):
+            out[k] = slots
+    return out
 
 
 def result(tape, slot):
@@ -636,7 +636,7 @@ def _backward_into(y, seed, retain_graph, inputs):
     out = y._i >> _B
     reached = t._c.reach([out])
     # (leaf, slot) for every slot of each leaf the output depends on
-    pairs = [(x, s) for x in leaves for s in leaf_slots(x, t) if s <= out and reached[s]]
+    pairs = [(x, s) for x, slots in zip(leaves, leaf_slots(leaves, t)) for s in slots if s <= out and reached[s]]
     if pairs:
         with explain(t):
             g = t._c.backward_block([out], [[seed]], [s for _, s in pairs])
