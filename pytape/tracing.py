@@ -323,16 +323,15 @@ class CompiledFunction:
         return c
 
     def _at_point(self, x):
-        for c in list(self._tapes):
-            mine = c.replayed_at(x)
-            if mine is not None:
-                self._first(c)
-                return mine
-        self._run(x[None], False)  # traces f at x, or raises by the policy
-        for c in list(self._tapes):
-            mine = c.replayed_at(x)
-            if mine is not None:
-                return mine
+        """A tape of f (this thread's own or copy) replayed at the flat point x."""
+        for attempt in range(2):
+            for c in list(self._tapes):
+                mine = c.replayed_at(x)
+                if mine is not None:
+                    self._first(c)
+                    return mine
+            if attempt == 0:
+                self._run(x[None], False)  # no tape fits: trace f at x, or raise by the policy
         raise RuntimeError("pytape: a tape traced at a point fails its own guards there (please report)")
 
     # ---- values and derivatives -------------------------------------------

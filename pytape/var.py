@@ -33,7 +33,6 @@ import numpy as np
 from . import _native
 from .anomaly import caller, explain, note
 from .errors import TapeConsumedError
-from .tape import current_tape
 
 __all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
 
@@ -444,13 +443,11 @@ def place(x, tape):
     if s == tape._serial and x._hs == s:  # read twice: no other thread re-placed it meanwhile
         return h
     recording_f = ARGUMENTS[0]  # a function transformation records f, in some thread
-    if recording_f and x._g is not None:  # an argument of f has one slot there
-        for t, args in _ARGS.get():
-            if t is tape and id(x) in args:
-                x._hs = 0
-                x._hh = args[id(x)]
-                x._hs = tape._serial
-                return x._hh
+    if recording_f and (h := _argument_handle(x, tape)) is not None:  # an argument of f has one slot there
+        x._hs = 0
+        x._hh = h
+        x._hs = tape._serial
+        return h
     i = tape._c.leaf(x._v, x._g)
     if i >= 0:
         tape._cells.append(x._g)  # keeps the grad cell alive as long as the tape
@@ -553,9 +550,17 @@ def _operand(x, t):
     computed from leaves whose numbers were guarded when they went there)."""
     if type(x) is Result:
         return x._i if x._t is t else None
-    if type(x) is Leaf and x._g is not None:
-        for tt, args in _ARGS.get():
-            if tt is t and id(x) in args:
+    if type(x) is Leaf:
+        return _argument_handle(x, t)
+    return None
+
+
+def _argument_handle(x, tape):
+    """The handle of leaf x on ``tape`` if x is an argument of a function
+    recorded there (``arguments``), else None."""
+    if x._g is not None:
+        for t, args in _ARGS.get():
+            if t is tape and id(x) in args:
                 return args[id(x)]
     return None
 

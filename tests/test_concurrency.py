@@ -43,6 +43,18 @@ def _child_works():
     return ok
 
 
+def _fork_a_working_child():
+    """Fork; the child does _child_works() and exits.  Its exit status (None: hung and killed)."""
+    pid = os.fork()
+    if pid == 0:  # the child: only this thread exists here
+        try:
+            code = 0 if _child_works() else 3
+        except BaseException:  # noqa: BLE001
+            code = 4
+        os._exit(code)
+    return _wait(pid, 30)
+
+
 def _fork_during(busy, forks=12, pause=0.02):
     """Fork `forks` times while thread(s) run `busy` (which loops until the
     event is set); every child must finish its own work within 60 s."""
@@ -62,14 +74,7 @@ def _fork_during(busy, forks=12, pause=0.02):
     try:
         for _ in range(forks):
             time.sleep(pause)
-            pid = os.fork()
-            if pid == 0:  # the child: only this thread exists here
-                try:
-                    code = 0 if _child_works() else 3
-                except BaseException:  # noqa: BLE001
-                    code = 4
-                os._exit(code)
-            statuses.append(_wait(pid, 30))
+            statuses.append(_fork_a_working_child())
     finally:
         stop.set()
         th.join()
@@ -294,14 +299,7 @@ def test_thread_and_fork_stress_record_sweep_replay_retrace_exact():
     if hasattr(os, "fork"):  # forks at random moments of all that: each child works
         for pause in rng.uniform(0.0, 0.05, size=4):
             time.sleep(pause)
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    code = 0 if _child_works() else 3
-                except BaseException:  # noqa: BLE001
-                    code = 4
-                os._exit(code)
-            statuses.append(_wait(pid, 30))
+            statuses.append(_fork_a_working_child())
     for th in threads:
         th.join()
     assert not failures, failures[:5]
