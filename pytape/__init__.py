@@ -24,7 +24,7 @@ The package in layers, each importing only those above it:
   (its file format), ``optimize``, ``optim``;
 * inspection: ``display``; and ``nn``, ``reference``, ``bench``.
 """
-from .errors import BranchChangedError, GradcheckError, TapeConsumedError, TapeFormatError, TapeThreadError
+from .errors import BranchChangedError, GradcheckError, MixedTapesError, TapeConsumedError, TapeFormatError, TapeThreadError
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
 from .anomaly import detect_anomaly, is_anomaly_enabled
 from .var import Var
@@ -47,7 +47,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
-    "TapeConsumedError", "TapeThreadError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
+    "TapeConsumedError", "TapeThreadError", "MixedTapesError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
     "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError",
 ] + _ops_all

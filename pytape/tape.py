@@ -46,12 +46,15 @@ class Tape:
     # them); _serial: unique per tape, leaves remember where they sit by it;
     # _consumed: mirrors the C flag (Var.backward sets it); _where: slot ->
     # (file, line, function) of operations recorded in anomaly mode and of
-    # guards; _guards: pytape.trace records comparisons as guards
-    __slots__ = ("_c", "_cells", "_serial", "_consumed", "_where", "_guards", "__weakref__")
+    # guards; _guards: pytape.trace records comparisons as guards; _sealed: a
+    # function transformation records f here and a Var from outside f must
+    # not become a constant (pytape/var.py place raises OuterVar)
+    __slots__ = ("_c", "_cells", "_serial", "_consumed", "_where", "_guards", "_sealed", "__weakref__")
 
     def __init__(self):
         self._c = CTape(register=True)
         self._cells, self._serial, self._consumed, self._where, self._guards = [], next(_serials), False, None, False
+        self._sealed = False
         if not self._c.id:
             _warn_no_id()
 
@@ -61,6 +64,7 @@ class Tape:
         t = object.__new__(cls)
         t._c = ctape
         t._cells, t._serial, t._consumed, t._where, t._guards = [], next(_serials), False, None, False
+        t._sealed = False
         return t
 
     def __enter__(self):

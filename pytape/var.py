@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _native
 from .anomaly import caller, explain, note
-from .errors import TapeConsumedError
+from .errors import OuterVar, TapeConsumedError
 
 __all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
 
@@ -448,6 +448,9 @@ def place(x, tape):
         x._hh = h
         x._hs = tape._serial
         return h
+    if recording_f and tape._sealed and x._g is not None:  # f closes over a leaf: not a constant
+        tape._sealed = 2  # seen, even if f catches the exception
+        raise OuterVar("f uses a Var that is not one of its arguments")
     i = tape._c.leaf(x._v, x._g)
     if i >= 0:
         tape._cells.append(x._g)  # keeps the grad cell alive as long as the tape
