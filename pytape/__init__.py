@@ -18,7 +18,8 @@ The package in layers, each importing only those above it:
   (the Var types), ``recording`` (operators built from the op table), ``ops``
   (the namespace's functions, numpy's names);
 * derivatives: ``program`` (the sweep driver), ``functional`` (grad, jacobian,
-  hessian, ...), ``checks`` (gradcheck), ``higher_order`` (create_graph),
+  hessian, ...; ``trees`` its pytrees, ``nested`` a transformation inside
+  another), ``checks`` (gradcheck), ``higher_order`` (create_graph),
   ``autograd`` (PyTorch's autograd.grad);
 * record once, replay many: ``tracing`` (trace, CompiledFunction), ``saved``
   (its file format), ``optimize``, ``optim``;

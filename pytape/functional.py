@@ -64,6 +64,8 @@ class _Call:
             target, f_args, f_argnums, names = f, args, tuple(ks), None
         else:
             target, f_args, f_argnums = flat_f, flat, tuple(range(len(flat)))
+        self.out_tree = None
+        target = self._flat_output(target, has_aux)
         others = [a for j, a in enumerate(args) if j not in ks]
         self.nested = inside_transformation() or holds_vars(flat) or holds_vars(others)
         if not self.nested:
@@ -73,6 +75,50 @@ class _Call:
                 self.nested = True
         if self.nested:
             self.rec = NestedRecording(target, f_args, f_argnums, has_aux, api=api, names=names)
+
+    def _flat_output(self, f, has_aux):
+        """f whose output, if it holds a dict (a pytree output), comes out as
+        one flat array of its leaves' elements; ``out_tree`` and
+        ``out_shapes`` remember how to split results again (``unpack_out``).
+        Other outputs follow numpy: a list of numbers is an array."""
+        def g(*xs):
+            out = f(*xs)
+            aux = None
+            if has_aux and isinstance(out, tuple) and len(out) == 2:
+                out, aux = out
+            if _holds_dict(out):
+                leaves, self.out_tree = flatten(out)
+                arrays = [np.asarray(v, dtype=object) if not isinstance(v, Var) else _scalar_object(v) for v in leaves]
+                self.out_shapes = [a.shape for a in arrays]
+                out = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
+            return (out, aux) if has_aux else out
+        return g
+
+    def unpack_out(self, flat, tail=()):
+        """A result over the flat outputs (axis 0, then ``tail`` axes) -> f's output tree."""
+        if self.out_tree is None:
+            return flat
+        flat = np.asarray(flat)
+        parts, start = [], 0
+        for shape in self.out_shapes:
+            n = int(np.prod(shape, dtype=int))
+            part = flat[start:start + n].reshape(tuple(shape) + tuple(tail))
+            parts.append(self.rec._number(part[()]) if part.ndim == 0 else part)
+            start += n
+        return self.out_tree.unflatten(parts)
+
+    def out_vector(self, u, what):
+        """A cotangent shaped like f's output tree -> the flat output vector."""
+        if self.out_tree is None:
+            return u
+        leaves = _tree_like(u, self.out_tree, what)
+        parts = []
+        for v, shape in zip(leaves, self.out_shapes):
+            arr = np.asarray(v, dtype=object if holds_vars(v) else float)
+            if arr.shape != tuple(shape):
+                raise ValueError(f"{what} has a leaf of shape {arr.shape} where f's output has {tuple(shape)}")
+            parts.append(arr.ravel())
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def pack(self, per_leaf, cast=True):
         """Results per flat leaf -> the arguments' trees (one, or a tuple for
@@ -104,6 +150,18 @@ class _Names:
                 return ArgName(self.api, self.f, k, tree, j)
             j -= tree.size
         raise IndexError(j)
+
+
+def _holds_dict(x):
+    if type(x) is dict:
+        return True
+    return type(x) in (list, tuple) and any(_holds_dict(v) for v in x)
+
+
+def _scalar_object(v):
+    a = np.empty((), dtype=object)
+    a[()] = v
+    return a
 
 
 def _float_dtype(x):
@@ -156,7 +214,7 @@ def _value_and_grad(f, argnums, has_aux, api):
         scalar_output(rec, "grad")
         g = call.pack(_per_leaf(rec, [r[0] for r in rec.rows(np.ones((1, 1)))]))
         value = rec.value if np.ndim(rec.value) == 0 else np.ravel(rec.value)[0]
-        value = value if call.nested else float(value)
+        value = call.unpack_out(value if call.nested else float(value))
         return ((value, call.aux), g) if has_aux else (value, g)
 
     return wrapper
@@ -239,6 +297,8 @@ def jvp(f, primals, tangents):
         out = col if out is None else out + col
     if out is None:
         out = np.zeros(len(rec.out_slots))
+    if call.out_tree is not None:
+        return call.unpack_out(rec.value), call.unpack_out(out)
     return rec.value, rec.shaped_out(out)
 
 
@@ -255,6 +315,7 @@ def vjp(f, *primals):
     rec = call.rec
 
     def vjp_fn(cotangent):
+        cotangent = call.out_vector(cotangent, "the cotangent")
         if rec.nested and holds_vars(cotangent):
             u = np.asarray(cotangent, dtype=object)
         else:
@@ -264,7 +325,7 @@ def vjp(f, *primals):
         rows = rec.rows(u.reshape(1, -1))
         return call.pack(_per_leaf(rec, [r[0] for r in rows]))
 
-    return rec.value, vjp_fn
+    return call.unpack_out(rec.value), vjp_fn
 
 
 def _jacobian(f, argnums, mode, api):
@@ -272,8 +333,14 @@ def _jacobian(f, argnums, mode, api):
 
     def wrapper(*args):
         call = _Call(f, args, argnums, api)
-        jac = call.rec.jacobian(mode)
-        return call.pack(list(jac) if isinstance(jac, tuple) else [jac])
+        jac = list(call.rec.jacobian(mode))  # one block per flat argument, out.shape + in.shape
+        if call.out_tree is None:
+            return call.pack(jac)
+        # a pytree output: for each of its leaves, the tree of blocks over the arguments (as JAX)
+        per_out = [call.unpack_out(J, np.shape(J)[1:]) for J in jac]   # per argument leaf: out tree
+        leaves_per_arg = [flatten(t)[0] for t in per_out]
+        return call.out_tree.unflatten([call.pack([leaves[i] for leaves in leaves_per_arg])
+                                        for i in range(call.out_tree.size)])
 
     return wrapper
 

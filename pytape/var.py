@@ -512,6 +512,7 @@ def arguments(tape, leaves, guards=False):
     entry = (tape, {id(x): _native.check(place(x, tape), "record", tape._c) for x in leaves})
     _ARGS.set(_ARGS.get() + (entry,))
     ARGUMENTS[0] += 1
+    tape._transforming += 1
     if guards:
         tape._guards = True
         TRACING[0] += 1
@@ -522,6 +523,7 @@ def arguments(tape, leaves, guards=False):
             TRACING[0] -= 1
             tape._guards = False
         ARGUMENTS[0] -= 1
+        tape._transforming -= 1
         _ARGS.set(tuple(e for e in _ARGS.get() if e is not entry))
 
 

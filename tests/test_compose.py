@@ -273,3 +273,46 @@ def test_aux_comes_back_as_numbers_and_arrays():
     assert type(aux["first"]) is float and aux["first"] == 1.0 and aux["n"] == 2 and aux["name"] == "sq"
     (value, aux), g = pytape.value_and_grad(f, has_aux=True)(np.array([1.0, 2.0]))
     assert value == 5.0 and aux["y"].tolist() == [1.0, 4.0]
+
+
+def test_dict_outputs_come_back_as_trees():
+    f = lambda x: {"sq": x ** 2, "sum": np.sum(x), "pair": (x[0] * x[1], 2.0)}  # noqa: E731
+    x = np.array([1.0, 2.0])
+    for mode in ("rev", "fwd"):
+        J = pytape.jacobian(f, mode=mode)(x)
+        assert J["sq"].tolist() == [[2.0, 0.0], [0.0, 4.0]] and J["sum"].tolist() == [1.0, 1.0]
+        assert J["pair"][0].tolist() == [2.0, 1.0] and J["pair"][1].tolist() == [0.0, 0.0]
+    value, vjp_fn = pytape.vjp(f, x)
+    assert value["sq"].tolist() == [1.0, 4.0] and value["sum"] == 3.0 and value["pair"] == (2.0, 2.0)
+    (g,) = vjp_fn({"sq": np.array([1.0, 10.0]), "sum": 1.0, "pair": (100.0, 0.0)})
+    assert g.tolist() == [2.0 + 1.0 + 200.0, 40.0 + 1.0 + 100.0]
+    value, t = pytape.jvp(f, (x,), (np.array([1.0, 0.0]),))
+    assert t["sq"].tolist() == [2.0, 0.0] and t["sum"] == 1.0 and t["pair"] == (2.0, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        vjp_fn({"sq": 1.0, "sum": 1.0, "pair": (1.0, 0.0)})
+    # a tree in and a tree out: the output's tree of the input's trees, as in JAX
+    assert pytape.jacobian(lambda p: {"a": p["u"] * p["v"]})({"u": 2.0, "v": 3.0}) == {"a": {"u": 3.0, "v": 2.0}}
+    # a list of numbers stays numpy's: one array
+    assert pytape.jacobian(lambda x: [x[0] * x[1], x[0]])(x).shape == (2, 2)
+
+
+def test_autograd_grad_inside_a_transformation_records_its_sweep():
+    def f(x):
+        y = x ** 3
+        (d,) = pytape.autograd.grad(y, x)   # 3 x**2, recorded: the outer grad differentiates it
+        return d
+    assert pytape.grad(f)(2.0) == 12.0
+
+
+def test_backward_inside_a_transformations_f_raises():
+    def f(x):
+        y = x ** 3
+        y.backward(retain_graph=True)   # would leave a number in x.grad, a constant to grad(f)
+        return y
+    with pytest.raises(RuntimeError, match="function transformation"):
+        pytape.grad(f)(2.0)
+    with pytest.raises(RuntimeError, match="function transformation"):
+        pytape.jacobian(lambda x: pytape.current_tape().tangent_sweep({x: 1.0}) or x * 2.0)(2.0)
+    x = pytape.Var(2.0)   # outside a transformation, backward() is as before
+    (x ** 3).backward()
+    assert x.grad == 12.0
