@@ -448,6 +448,11 @@ def place(x, tape):
         x._hh = h
         x._hs = tape._serial
         return h
+    if recording_f and tape._guards and x._g is not None and _transformed(x, tape):
+        raise RuntimeError("pytape.trace records a function that uses an argument of an outer function "
+                           "transformation (pytape.grad, ...): the compiled function would hold it as a "
+                           "constant, and the outer derivative would be wrong. Call the function directly "
+                           "inside the transformation, or pass that argument to the traced function")
     if recording_f and tape._sealed and x._g is not None:  # f closes over a leaf: not a constant
         tape._sealed = 2  # seen, even if f catches the exception
         raise OuterVar("f uses a Var that is not one of its arguments")
@@ -558,6 +563,12 @@ def _operand(x, t):
     if type(x) is Leaf:
         return _argument_handle(x, t)
     return None
+
+
+def _transformed(x, tape):
+    """True if leaf x is an argument of a function transformation (not a
+    trace) recording on another tape than ``tape``."""
+    return any(t is not tape and not t._guards and id(x) in args for t, args in _ARGS.get())
 
 
 def _argument_handle(x, tape):

@@ -316,3 +316,79 @@ def test_backward_inside_a_transformations_f_raises():
     x = pytape.Var(2.0)   # outside a transformation, backward() is as before
     (x ** 3).backward()
     assert x.grad == 12.0
+
+
+# ---- every transformation inside every other ----------------------------------------
+
+def _h(x):  # a vector function R^2 -> R^2
+    return np.array([pytape.sin(x[0]) * x[1] ** 2, pytape.exp(x[0] * 0.5) * pytape.tanh(x[1])])
+
+
+def _f(x):  # a scalar function
+    return np.sum(_h(x) * np.array([1.0, 2.0])) + x[0] ** 3 * x[1]
+
+
+_U, _W = np.array([0.7, -1.3]), np.array([1.1, 0.4])
+
+#: inner transformations: each a function x -> a flat array built from one transformation
+INNER = {
+    "grad": lambda x: pytape.grad(_f)(x),
+    "value_and_grad": lambda x: np.concatenate([[pytape.value_and_grad(_f)(x)[0]], pytape.value_and_grad(_f)(x)[1]]),
+    "vjp": lambda x: pytape.vjp(_h, x)[1](_U)[0],
+    "jvp": lambda x: pytape.jvp(_h, (x,), (_W,))[1],
+    "jacobian": lambda x: np.ravel(pytape.jacobian(_h)(x)),
+    "jacfwd": lambda x: np.ravel(pytape.jacfwd(_h)(x)),
+    "jacrev": lambda x: np.ravel(pytape.jacrev(_h)(x)),
+    "hessian": lambda x: np.ravel(pytape.hessian(_f)(x)),
+    "hvp": lambda x: pytape.hvp(_f, x, _W),
+}
+
+
+def _numbers(a):
+    return np.array([float(v) for v in np.ravel(a)])
+
+
+def _fd_jacobian(g, x, eps=1e-6):
+    return np.stack([(_numbers(g(x + eps * e)) - _numbers(g(x - eps * e))) / (2 * eps) for e in np.eye(len(x))], axis=-1)
+
+
+X2 = np.array([0.4, -0.8])
+
+
+@pytest.mark.parametrize("inner", list(INNER))
+@pytest.mark.parametrize("outer", ["jacobian", "jacfwd", "jacrev", "grad", "value_and_grad", "vjp", "jvp", "hessian", "hvp"])
+def test_every_transformation_inside_every_other(inner, outer):
+    g = INNER[inner]
+    J = _fd_jacobian(g, X2)                      # the oracle: finite differences of the inner result (numbers)
+    tol = dict(rtol=1e-6, atol=1e-6)
+    s = lambda x: np.sum(g(x))  # noqa: E731
+    if outer in ("jacobian", "jacfwd", "jacrev"):
+        got = getattr(pytape, outer)(g)(X2)
+        assert np.allclose(got, J, **tol)
+    elif outer == "grad":
+        assert np.allclose(pytape.grad(s)(X2), J.sum(axis=0), **tol)
+    elif outer == "value_and_grad":
+        value, gs = pytape.value_and_grad(s)(X2)
+        assert value == pytest.approx(np.sum(_numbers(g(X2))), rel=1e-14) and np.allclose(gs, J.sum(axis=0), **tol)
+    elif outer == "vjp":
+        value, vjp_fn = pytape.vjp(g, X2)
+        u = np.linspace(1.0, 2.0, len(_numbers(value)))
+        assert np.allclose(vjp_fn(u)[0], u @ J, **tol)
+    elif outer == "jvp":
+        _, t = pytape.jvp(g, (X2,), (_W,))
+        assert np.allclose(t, J @ _W, **tol)
+    else:  # second order of the inner result: against finite differences of its gradient
+        gs = lambda x: pytape.grad(s)(x)  # noqa: E731
+        H = _fd_jacobian(gs, X2)
+        if outer == "hessian":
+            assert np.allclose(pytape.hessian(s)(X2), H, rtol=1e-5, atol=1e-5)
+        else:
+            assert np.allclose(pytape.hvp(s, X2, _W), H @ _W, rtol=1e-5, atol=1e-5)
+
+
+def test_trace_inside_a_transformation_refuses_a_closure_over_its_argument():
+    with pytest.raises(RuntimeError, match="outer function transformation"):
+        pytape.grad(lambda x: pytape.trace(lambda y: x * y, 1.0)(2.0))(3.0)
+    # a traced function of its own arguments is fine inside a transformation: its numbers are constants there
+    fn = pytape.trace(lambda y: y * y, 1.0)
+    assert pytape.grad(lambda x: x * fn(2.0))(3.0) == 4.0
