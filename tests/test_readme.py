@@ -31,7 +31,7 @@ VIA = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "neg": "unar
        "clamp_min": "clip", "clamp_max": "clip", "where_t": "where", "where_f": "where"}
 # functions of the namespace built from rows (and numpy's predicates, from comparisons)
 NOT_ROWS = {"clip", "greater", "greater_equal", "isfinite", "isnan", "isinf", "isclose", "allclose", "nan_to_num",
-            "angle"}
+            "angle", "sinc"}
 
 
 def readme_functions():
