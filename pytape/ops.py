@@ -9,7 +9,12 @@ Values outside a function's domain follow IEEE/numpy (``log(-1.0)`` is nan).
 numpy works on ``Var`` s through one table, ``NUMPY_NAMES``: numpy's name of
 each primitive is also a function here (``pytape.arcsin``), a ``Var`` method
 (numpy calls ``a[i].arcsin()`` on object arrays) and the ufunc a ``Var``
-answers (``np.arcsin(x)``).
+answers (``np.arcsin(x)``).  Also here: numpy's functions that numpy itself
+does not run on object arrays of ``Var`` s (``isfinite``, ``isclose``,
+``nan_to_num``, ``sinc``, ...), which a bare ``Var`` answers through
+``Var.__array_function__``, and the attributes numpy's Python code asks of a
+scalar (``shape``, ``dtype``, ``real``, ...).  README.md, "numpy functions on
+Vars", lists what works and what raises.
 
 >>> import pytape
 >>> x = pytape.Var(0.5)

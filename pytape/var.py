@@ -641,12 +641,12 @@ def _refuse_numpy_buffer(x):
     buffer, as np.gradient does) while a function transformation records f in
     this context: raise rather than let x's derivative be lost.  Only this
     rare path looks at the caller's frame (~100 ns): float() outside
-    transformations stays as fast.  numpy.testing only compares numbers."""
+    transformations stays as fast."""
     if (type(x) is Leaf and x._g is None) or not _ARGS.get():
         return
     frame = sys._getframe(2)  # the caller of __float__
     module = frame.f_globals.get("__name__", "")
-    if (module != "numpy" and not module.startswith("numpy.")) or module.startswith("numpy.testing"):
+    if module != "numpy" and not module.startswith("numpy."):
         return
     if not _native.grad_enabled():
         return

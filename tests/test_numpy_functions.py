@@ -49,6 +49,22 @@ REMAINDER_FORMS = {
 }
 
 
+def test_remainder_derivatives_against_torch():
+    torch = pytest.importorskip("torch")
+    # fmod: where trunc of the rounded quotient is the exact quotient's (torch's rule is -trunc(a / b))
+    for fn, tfn, cases in ((np.mod, torch.remainder, REMAINDER_CASES),
+                           (np.fmod, torch.fmod, [c for c in REMAINDER_CASES if c != (1.0, 0.1)])):
+        for a, b in cases:
+            ta, tb = torch.tensor(a, dtype=torch.float64, requires_grad=True), torch.tensor(b, dtype=torch.float64,
+                                                                                          requires_grad=True)
+            y = tfn(ta, tb)
+            y.backward()
+            x, z = pytape.Var(a), pytape.Var(b)
+            r = fn(x, z)
+            r.backward()
+            assert (r.value, x.grad, z.grad) == (y.item(), ta.grad.item(), tb.grad.item()), (fn, a, b)
+
+
 @pytest.mark.parametrize("form", REMAINDER_FORMS)
 @pytest.mark.parametrize("a,b", REMAINDER_CASES)
 def test_remainders_on_vars(form, a, b):
