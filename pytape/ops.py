@@ -430,10 +430,19 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 
 Var.__array_ufunc__ = _array_ufunc
 
+def _of_one_element(func):
+    """np.var, np.std of a bare Var: numpy's code on a one-element object array
+    (on a 0-d one it asks ufuncs for an array where a Var answers a Var)."""
+    def f(a, axis=None, *args, **kwargs):
+        return func(objects(a).reshape(1) if axis is None else objects(a), axis, *args, **kwargs)
+    return f
+
+
 #: numpy functions (not ufuncs) that a bare Var answers with pytape's own;
 #: any other numpy function runs numpy's code on it
 _ARRAY_FUNCTIONS = {np.nan_to_num: nan_to_num, np.angle: angle, np.isclose: isclose, np.allclose: allclose,
-                    np.round: _round, np.around: _round, np.sinc: sinc}
+                    np.round: _round, np.around: _round, np.sinc: sinc,
+                    np.var: _of_one_element(np.var), np.std: _of_one_element(np.std)}
 
 
 def _array_function(self, func, types, args, kwargs):

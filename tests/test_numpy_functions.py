@@ -197,6 +197,17 @@ def test_var_std(fn, ddof):
     assert np.allclose(g, fd_grad(lambda a: fn(a, ddof=ddof), x), rtol=1e-7)
 
 
+def test_var_std_of_a_var():
+    x = pytape.Var(2.0)
+    for fn in (np.var, np.std):
+        r = fn(x)
+        assert r.value == fn(2.0) == 0.0
+        r.backward()
+        assert x.grad == 0.0
+    with pytest.warns(RuntimeWarning, match="Degrees of freedom"):  # numpy's, for floats too
+        assert math.isnan(np.var(pytape.Var(2.0), ddof=1).value)
+
+
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("fn", [np.var, np.std])
 def test_var_std_along_an_axis(fn, axis):
