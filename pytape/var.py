@@ -26,6 +26,7 @@ pytape/recording.py; numpy's hooks (``np.sin(x)``) by pytape/ops.py.
 import contextvars
 import math
 import numbers
+import sys
 from contextlib import contextmanager
 
 import numpy as np
@@ -111,6 +112,8 @@ class Var(metaclass=_VarType):
         v = float(value_of(self))
         if TRACING[0]:
             escaped(self, v)
+        if ARGUMENTS[0]:  # a function transformation records f: numpy's float buffers would drop derivatives
+            _refuse_numpy_buffer(self)
         return v
 
     def __int__(self):
@@ -135,25 +138,37 @@ class Var(metaclass=_VarType):
         return math.ceil(self.__float__())
 
     def __lt__(self, other):
-        r = value_of(self) < _num(other)
+        o = _num_or_none(other)
+        if o is None:
+            return NotImplemented  # an ndarray compares elementwise (its reflected comparison), others raise
+        r = value_of(self) < o
         if TRACING[0]:
             guard(self, other, _native.CMP_LT, r)
         return r
 
     def __le__(self, other):
-        r = value_of(self) <= _num(other)
+        o = _num_or_none(other)
+        if o is None:
+            return NotImplemented
+        r = value_of(self) <= o
         if TRACING[0]:
             guard(self, other, _native.CMP_LE, r)
         return r
 
     def __gt__(self, other):
-        r = value_of(self) > _num(other)
+        o = _num_or_none(other)
+        if o is None:
+            return NotImplemented
+        r = value_of(self) > o
         if TRACING[0]:
             guard(self, other, _native.CMP_GT, r)
         return r
 
     def __ge__(self, other):
-        r = value_of(self) >= _num(other)
+        o = _num_or_none(other)
+        if o is None:
+            return NotImplemented
+        r = value_of(self) >= o
         if TRACING[0]:
             guard(self, other, _native.CMP_GE, r)
         return r
@@ -637,6 +652,29 @@ def _escaped(x, v, placed_on):
             note(t, i, caller())
 
 
+def _refuse_numpy_buffer(x):
+    """float(x) called by numpy's own code (assigning Vars into a float64
+    buffer, as np.gradient does) while a function transformation records f in
+    this context: raise rather than let x's derivative be lost.  Only this
+    rare path looks at the caller's frame (~100 ns): float() outside
+    transformations stays as fast."""
+    if (type(x) is Leaf and x._g is None) or not _ARGS.get():
+        return
+    frame = sys._getframe(2)  # the caller of __float__
+    module = frame.f_globals.get("__name__", "")
+    if module != "numpy" and not module.startswith("numpy."):
+        return
+    if not _native.grad_enabled():
+        return
+    name = frame.f_code.co_name
+    raise TypeError(
+        f"numpy's {name}() (in {module}) converted a Var to a float while pytape differentiates a function of it: "
+        f"numpy stores the number in a float64 buffer, and its derivative would be lost. {name}() does not "
+        f"support Vars; README.md, 'numpy functions on Vars', lists those that do. Write the computation with "
+        f"Var arithmetic (or pytape's functions: pytape.nan_to_num, ...), or, to use only the number, convert "
+        f"explicitly in your own code (x.value, np.array(a, dtype=float))")
+
+
 # ---- backward(inputs=...) ----------------------------------------------------------
 
 def _backward_into(y, seed, retain_graph, inputs):
@@ -687,7 +725,7 @@ def _real(v, what):
 
 def _num_or_none(v):
     if isinstance(v, Var):
-        return v.value
+        return value_of(v)  # the comparison's own guard covers it
     if isinstance(v, numbers.Real):
         return float(v)
     return None
