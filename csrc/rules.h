@@ -186,12 +186,18 @@ static inline double pt_pow_daa(double a, double b)
     return (b == 0.0 || b == 1.0) ? 0.0 : pt_pow_scaled(b, b - 1.0, a, b - 2.0);
 }
 
-/* d/db (b a**(b-1)) = a**(b-1) (1 + b ln a); 0 at a == 0 for b > 1 (its limit) */
+/* d/db (b a**(b-1)) = a**(b-1) (1 + b ln a); 0 at a == 0 for b > 1 (its
+ * limit), nan for 0 < b < 1 (b a**(b-1) a**(b-1) ln a is inf - inf there,
+ * the same as differentiating the first derivatives again gives); at b == 0
+ * the term b ln a is 0 by the zero-factor rule: 1/a, also for a <= 0, where
+ * d/da = b a**(b-1) is 0 at b == 0 whatever a is */
 static inline double pt_pow_dab(double a, double b)
 {
+    if (a == 0.0 && b > 0.0 && b <= 1.0)
+        return b == 1.0 ? -INFINITY : NAN;
     if (a == 0.0 && b > 1.0)
         return 0.0;
-    return pt_pow_scaled(1.0, 1.0 + b * log(a), a, b - 1.0);
+    return pt_pow_scaled(1.0, 1.0 + pt_chain(b, log(a)), a, b - 1.0);
 }
 
 static inline double pt_pow_dbb(double a, double b, double y)

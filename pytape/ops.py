@@ -75,7 +75,11 @@ _DOCS = {
     "not_equal": ("1.0 if a != b else 0.0, a condition for pytape.where", "(0, 0)"),
     "where_t": ("b if a != 0 else -0.0, half of pytape.where", "(0, 1 if a != 0 else 0)"),
     "where_f": ("-0.0 if a != 0 else b, half of pytape.where", "(0, 1 if a == 0 else 0)"),
+    "chain": ("a * b, but 0 where a or b is 0 (even times inf or nan), the product create_graph records",
+              "(b, a)"),
 }
+#: rows that are parts of other functions: pytape.ops.NAME, not pytape.NAME
+_PARTS = {"where_t", "where_f", "chain"}
 
 for _name, _f in FUNCTIONS.items():
     # a new row of ops.def works without an entry here; the entry adds words
@@ -84,7 +88,7 @@ for _name, _f in FUNCTIONS.items():
     _f.__doc__ = (
         f"{_name}({_args}): {_value}.\n\n"
         f"Derivative: {_deriv}.  Takes Vars or real numbers (then returns a float).\n\n"
-        f">>> import pytape\n>>> isinstance(pytape.{'ops.' if _name.startswith('where_') else ''}{_name}(pytape.Var(0.5){', 2.0' if _args != 'x' else ''}), pytape.Var)\nTrue\n"
+        f">>> import pytape\n>>> isinstance(pytape.{'ops.' if _name in _PARTS else ''}{_name}(pytape.Var(0.5){', 2.0' if _args != 'x' else ''}), pytape.Var)\nTrue\n"
     )
     _f.__module__ = __name__
     globals()[_name] = _f
@@ -242,6 +246,6 @@ Var.__array_ufunc__ = _array_ufunc
 # `from pytape import *` must not shadow the builtins abs and pow: reach those
 # as pytape.abs and pytape.pow (or pytape.power); where_t and where_f are
 # where's halves
-__all__ = sorted(set(FUNCTIONS) - {"abs", "pow", "where_t", "where_f"}) + [
+__all__ = sorted(set(FUNCTIONS) - {"abs", "pow"} - _PARTS) + [
     "power", "clip", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
     "greater", "greater_equal", "where", "cond_select"]

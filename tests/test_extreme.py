@@ -148,6 +148,8 @@ BINARY_EXACT = {
     # where_t(c, v) = v where c != 0, else -0.0 (no derivative to the condition)
     "where_t": lambda c, v: _b(v if c != 0 else mpf(0), 0, mpf(c != 0), 0, 0, 0),
     "where_f": lambda c, v: _b(v if c == 0 else mpf(0), 0, mpf(c == 0), 0, 0, 0),
+    # chain(d, g) = d g, 0 where a factor is 0 (create_graph's product)
+    "chain": lambda a, b: _b(mpf(0) if a == 0 or b == 0 else a * b, b, a, 0, 1, 0),
 }
 
 #: ops left out, each with its reason (none: every op has extreme points)
