@@ -176,6 +176,12 @@ static inline double pt_div_db(double a, double b, double y)
 
 /* second derivatives ------------------------------------------------------ */
 
+/* a second derivative d2 whose formula is inf/inf or 0*inf (nan) at
+ * a = +-inf, where the first derivative is 0 or -0.0 (atan, asinh, acosh,
+ * atanh, erf, erfc): 0 there, as differentiating the first derivative gives
+ * (the zero-factor rule); a predicted branch */
+static inline double pt_tail0(double a, double d2) { return isinf(a) ? 0.0 : d2; }
+
 /* u ** -1.5, for the second derivatives of asin, acos */
 static inline double pt_pow3_rsqrt(double u) { return 1.0 / (u * sqrt(u)); }
 

@@ -83,7 +83,7 @@ def _hypot_d(n, a, b, y):
 
 
 def _tanh_d(a, y):
-    if abs(_v(y)) < 0.999:
+    if abs(_v(y)) < 0.999 or _v(y) != _v(y):  # nan: the same value, and a slope nan, not abs'(nan) = 0
         return (1.0 - y) * (1.0 + y)
     e = _F["exp"](-2.0 * _F["abs"](a))
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
