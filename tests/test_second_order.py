@@ -255,3 +255,154 @@ def test_grad_outputs_one_entry_per_output():
         grad(x ** 2, x, grad_outputs=[1.0, 2.0])
     with pytest.raises(TypeError, match="grad_outputs"):
         grad(x ** 2, x, grad_outputs=["a"])
+
+
+# ---- against PyTorch (torch 2.13, float64) ------------------------------------------------
+
+def _torch_functions(torch):
+    f64 = torch.float64
+    return {
+        "neg": torch.neg, "abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp, "exp2": torch.exp2,
+        "expm1": torch.expm1, "log": torch.log, "log2": torch.log2, "log10": torch.log10, "log1p": torch.log1p,
+        "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "asin": torch.asin, "acos": torch.acos,
+        "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh, "tanh": torch.tanh, "asinh": torch.asinh,
+        "acosh": torch.acosh, "atanh": torch.atanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
+        "softplus": torch.nn.functional.softplus, "erf": torch.erf, "erfc": torch.erfc,
+        "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
+        "atan2": torch.atan2, "hypot": torch.hypot, "minimum": torch.minimum, "maximum": torch.maximum,
+        "clamp_min": lambda a, b: torch.clamp(a, min=b), "clamp_max": lambda a, b: torch.clamp(a, max=b),
+        "less": lambda a, b: torch.lt(a, b).to(f64), "less_equal": lambda a, b: torch.le(a, b).to(f64),
+        "equal": lambda a, b: torch.eq(a, b).to(f64), "not_equal": lambda a, b: torch.ne(a, b).to(f64),
+        "where_t": lambda c, v: torch.where(c != 0, v, torch.tensor(-0.0, dtype=f64)),
+        "where_f": lambda c, v: torch.where(c != 0, torch.tensor(-0.0, dtype=f64), v),
+    }
+
+
+#: rows without a PyTorch counterpart: cbrt (torch has none), chain (create_graph's product)
+NO_TORCH = {"cbrt", "chain"}
+
+
+def torch_derivatives(torch, fn, args, var):
+    """value, gradient and Hessian (row i: the gradient of d/dx_i) by torch's
+    double backward; var[k] says whether operand k is a variable (else a constant)."""
+    xs = [torch.tensor(v, dtype=torch.float64, requires_grad=w) for v, w in zip(args, var)]
+    ins = [x for x in xs if x.requires_grad]
+    y = fn(*xs)
+    n = len(ins)
+    if not y.requires_grad:  # comparisons: no graph, derivative 0
+        return float(y.detach()), [0.0] * n, [[0.0] * n for _ in range(n)]
+    gs = torch.autograd.grad(y, ins, create_graph=True, materialize_grads=True)
+    H = [[float(v) for v in torch.autograd.grad(g, ins, retain_graph=True, materialize_grads=True)]
+         if g.requires_grad else [0.0] * n for g in gs]
+    return float(y.detach()), [float(g.detach()) for g in gs], H
+
+
+def pytape_derivatives(name, args, var):
+    """value, gradient by the reverse sweep, gradient by the tangent sweep,
+    Hessian (the Hessian sweep; create_graph agrees with it, tested above)."""
+    f = FUNCTIONS[name]
+
+    def fn(v):
+        it = iter(v)
+        return f(*[next(it) if w else c for c, w in zip(args, var)])
+
+    x = np.array([v for v, w in zip(args, var) if w], dtype=float)
+    with np.errstate(all="ignore"):
+        return (fn([Var(v) for v in x]).value, np.atleast_1d(pytape.grad(fn)(x)),
+                np.atleast_2d(pytape.jacfwd(fn)(x)).ravel(), np.atleast_2d(pytape.hessian(fn)(x)))
+
+
+def torch_points(name):
+    """(args, var) for every form at every grid point."""
+    if name in UNARY:
+        return [((x,), (True,)) for x in UNARY_GRID]
+    return [(p, var) for p in binary_grid(name) for var in ((True, True), (True, False), (False, True))]
+
+
+def _origin(args):
+    return all(v == 0 for v in args)
+
+
+#: the deliberate differences from PyTorch (README.md, "Derivatives at edge
+#: points, and PyTorch"): name -> (predicate(op, args, var, quantity), example
+#: points).  quantity: "value", "d" (first derivatives), "H" (second).
+DIFFERENCES = {
+    "second derivative 0 at +-inf": (
+        lambda op, args, var, q: q == "H" and op in ("atan", "asinh", "acosh", "atanh", "erf", "erfc")
+        and math.isinf(args[0]),
+        [("atan", (inf,), (True,)), ("erf", (-inf,), (True,))]),
+    "digits pytape keeps": (
+        lambda op, args, var, q: q != "value" and (
+            (op in ("tanh", "sigmoid", "expm1", "softplus") and abs(args[0]) >= 19)
+            or (op in ("atan2", "pow") and overflow_territory(args))),
+        [("tanh", (40.0,), (True,)), ("expm1", (-40.0,), (True,)), ("softplus", (40.0,), (True,)),
+         ("atan2", (1e-300, 1e-300), (True, True)), ("pow", (1e300, 2.0), (True, True))]),
+    "hypot at the origin": (
+        lambda op, args, var, q: op == "hypot" and q != "value" and _origin(args),
+        [("hypot", (0.0, 0.0), (True, True))]),
+    "atan2 at the origin, second derivatives": (
+        lambda op, args, var, q: op == "atan2" and q == "H" and _origin(args),
+        [("atan2", (0.0, 0.0), (True, True)), ("atan2", (-0.0, 0.0), (True, False))]),
+    "pow at a == 0 or b == 0, second derivatives": (
+        lambda op, args, var, q: op == "pow" and q == "H" and (args[0] == 0 or args[1] == 0),
+        [("pow", (0.5, 0.0), (True, True)), ("pow", (0.0, 0.0), (True, True)), ("pow", (0.0, 1.0), (True, True)),
+         ("pow", (0.0, 2.0), (False, True)), ("pow", (-2.5, 0.0), (True, True)), ("pow", (nan, 0.0), (True, False))]),
+    "pow(1, nan), second derivatives": (
+        lambda op, args, var, q: op == "pow" and q == "H" and args[0] == 1 and math.isnan(args[1]),
+        [("pow", (1.0, nan), (True, True))]),
+    "acosh at -1": (
+        lambda op, args, var, q: op == "acosh" and q != "value" and args[0] == -1,
+        [("acosh", (-1.0,), (True,))]),
+}
+
+
+def documented(op, args, var, quantity):
+    return [k for k, (pred, _) in DIFFERENCES.items() if pred(op, args, var, quantity)]
+
+
+def _eq(u, v):
+    return ((math.isnan(u) and math.isnan(v)) or u == v
+            or (math.isfinite(u) and math.isfinite(v) and abs(u - v) <= 1e-12 * max(abs(u), abs(v)) + 1e-300))
+
+
+def torch_mismatches(torch, op, args, var):
+    """[(quantity, what, pytape's, torch's)] where pytape and torch differ at one point."""
+    ty, tg, tH = torch_derivatives(torch, _torch_functions(torch)[op], args, var)
+    py, pg, pj, pH = pytape_derivatives(op, args, var)
+    out = [("value", "value", py, ty)] if not _eq(py, ty) else []
+    for k, t in enumerate(tg):
+        out += [("d", f"{how} d/dx{k}", p[k], t) for how, p in (("reverse", pg), ("tangent", pj)) if not _eq(p[k], t)]
+    out += [("H", f"d2/dx{i}dx{j}", pH[i][j], t) for i, row in enumerate(tH) for j, t in enumerate(row)
+            if not _eq(pH[i][j], t)]
+    return out
+
+
+@pytest.mark.parametrize("op", sorted(set(FUNCTIONS) - NO_TORCH))
+def test_against_pytorch_except_the_documented_differences(op):
+    torch = pytest.importorskip("torch")
+    failures = []
+    for args, var in torch_points(op):
+        for q, what, p, t in torch_mismatches(torch, op, args, var):
+            if not documented(op, args, var, q):
+                failures.append(f"{op}{args} {'VV' if all(var) else 'VC' if var[0] else 'CV'} {what}: "
+                                f"pytape {p!r}, torch {t!r}")
+    assert not failures, f"{len(failures)} differences from PyTorch not in README:\n" + "\n".join(failures[:30])
+
+
+@pytest.mark.parametrize("difference", sorted(DIFFERENCES))
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a deliberate difference from PyTorch, in README.md")
+def test_documented_difference_from_pytorch(difference):
+    torch = pytest.importorskip("torch")
+    for op, args, var in DIFFERENCES[difference][1]:
+        assert not torch_mismatches(torch, op, args, var), f"{op}{args} differs from PyTorch"
+
+
+@pytest.mark.parametrize("difference", sorted(DIFFERENCES))
+def test_each_documented_difference_is_one(difference):
+    # every example of a listed difference differs from torch there, and only in what the entry says
+    torch = pytest.importorskip("torch")
+    pred, examples = DIFFERENCES[difference]
+    for op, args, var in examples:
+        diffs = torch_mismatches(torch, op, args, var)
+        assert diffs, f"{op}{args} no longer differs from PyTorch: drop it from DIFFERENCES and README.md"
+        assert all(pred(op, args, var, q) for q, *_ in diffs), f"{op}{args}: {diffs}"
