@@ -69,9 +69,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     depend on, with ``allow_unused=True``; otherwise that raises).  Unlike
     ``backward()`` it accumulates nothing into ``.grad``.  The tape is consumed
     unless ``retain_graph`` (default: ``create_graph``).  ``inputs`` may be
-    leaves or intermediate results.  With ``create_graph=True`` the gradients
-    are Vars recorded on the same tape (the reverse sweep itself recorded as
-    instructions), so they can be differentiated again, to any order.
+    leaves or intermediate results.  ``grad_outputs``: one entry per output
+    (a number or a sequence of one for a single output; None entries count
+    as 1).  With ``create_graph=True`` the gradients are Vars recorded on the
+    same tape (the reverse sweep itself recorded as instructions), at every
+    point and for every used input, so they can be differentiated again, to
+    any order, with respect to any used input (0 where they do not depend on it).
 
     >>> import pytape
     >>> x1, x2 = pytape.Var(2.0), pytape.Var(5.0)

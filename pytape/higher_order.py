@@ -11,6 +11,12 @@ C loop.  The helpers of ``csrc/rules.h`` that the columns call have Python
 twins here (``HELPERS``); tests/test_higher_order.py checks every one against
 C, rule by rule, at many points.
 
+Every gradient of an input the outputs reach is a ``Var`` that depends on
+every reached input, at every point; each chain-rule term is recorded as the
+``chain`` primitive (a product with the sweeps' zero-factor rule), so that
+differentiating again gives the second derivatives of the Hessian sweep,
+edge points included (tests/test_second_order.py).
+
 >>> import pytape
 >>> x = pytape.Var(0.7)
 >>> (d1,) = pytape.autograd.grad(pytape.sin(x), x, create_graph=True)     # cos x
@@ -105,8 +111,7 @@ def _times(d, g):
 
 
 def _nan_slope(x):
-    """A zero that is 0 whatever x is, with derivative nan with respect to x:
-    chain(x, nan) (where x is 0, else nan * x)."""
+    """chain(x, nan): 0 where x is 0 (where it is used), with slope nan in x."""
     return _F["chain"](x, math.nan)
 
 
@@ -142,7 +147,7 @@ def _pow_db(a, b, y):
         if _is_constant(a):
             return 0.0
         if bv == 0.0:  # 0 ** 0: d/da of this is pt_pow_dab(0, 0) = 1/a, d/db 0
-            return _times(a, _constant(_F["pow"](av, -1.0)))
+            return _times(a, math.copysign(math.inf, av))  # a**-1
         # y == 0: the zero factor keeps ln a's inf out of the value, not out of the slope
         d = _times(y, _F["log"](a))
         return d + _nan_slope(a) if bv < 1.0 else d  # pt_pow_dab: nan for 0 < b < 1
@@ -151,7 +156,8 @@ def _pow_db(a, b, y):
 
 #: the helpers of csrc/rules.h that derivative columns call, on Vars; C's
 #: (double)(a > b) becomes _float(a > b): a piecewise constant, no derivative.
-#: Each takes the same branch as its C twin, decided on the values.
+#: Each gives its C twin's value, by the same branch decided on the values,
+#: except where the twin's branch holds the value but not the slope (pow's).
 HELPERS = {
     "pt_sign": lambda a: float((_v(a) > 0) - (_v(a) < 0)),
     "pt_step": lambda a: 0.0 if _v(a) <= 0 else 1.0,

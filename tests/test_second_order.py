@@ -25,7 +25,7 @@ import pytest
 
 import pytape
 from pytape import Var
-from pytape._native import BINARY, UNARY
+from pytape._native import UNARY
 from pytape.autograd import grad
 from pytape.recording import FUNCTIONS
 
