@@ -18,13 +18,14 @@ The package in layers, each importing only those above it:
   (the Var types), ``recording`` (operators built from the op table), ``ops``
   (the namespace's functions, numpy's names);
 * derivatives: ``program`` (the sweep driver), ``functional`` (grad, jacobian,
-  hessian, ...), ``checks`` (gradcheck), ``higher_order`` (create_graph),
+  hessian, ...; ``trees`` its pytrees, ``nested`` a transformation inside
+  another), ``checks`` (gradcheck), ``higher_order`` (create_graph),
   ``autograd`` (PyTorch's autograd.grad);
 * record once, replay many: ``tracing`` (trace, CompiledFunction), ``saved``
   (its file format), ``optimize``, ``optim``;
 * inspection: ``display``; and ``nn``, ``reference``, ``bench``.
 """
-from .errors import BranchChangedError, GradcheckError, TapeConsumedError, TapeFormatError, TapeThreadError
+from .errors import BranchChangedError, GradcheckError, MixedTapesError, TapeConsumedError, TapeFormatError, TapeThreadError
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
 from .anomaly import detect_anomaly, is_anomaly_enabled
 from .var import Var
@@ -47,7 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
-    "TapeConsumedError", "TapeThreadError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
+    "TapeConsumedError", "TapeThreadError", "MixedTapesError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
     "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError",
 ] + _ops_all

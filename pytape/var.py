@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _native
 from .anomaly import caller, explain, note
-from .errors import TapeConsumedError
+from .errors import OuterVar, TapeConsumedError
 
 __all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
 
@@ -448,6 +448,14 @@ def place(x, tape):
         x._hh = h
         x._hs = tape._serial
         return h
+    if recording_f and tape._guards and x._g is not None and _transformed(x, tape):
+        raise RuntimeError("pytape.trace records a function that uses an argument of an outer function "
+                           "transformation (pytape.grad, ...): the compiled function would hold it as a "
+                           "constant, and the outer derivative would be wrong. Call the function directly "
+                           "inside the transformation, or pass that argument to the traced function")
+    if recording_f and tape._sealed and x._g is not None:  # f closes over a leaf: not a constant
+        tape._sealed = 2  # seen, even if f catches the exception
+        raise OuterVar("f uses a Var that is not one of its arguments")
     i = tape._c.leaf(x._v, x._g)
     if i >= 0:
         tape._cells.append(x._g)  # keeps the grad cell alive as long as the tape
@@ -509,6 +517,7 @@ def arguments(tape, leaves, guards=False):
     entry = (tape, {id(x): _native.check(place(x, tape), "record", tape._c) for x in leaves})
     _ARGS.set(_ARGS.get() + (entry,))
     ARGUMENTS[0] += 1
+    tape._transforming += 1
     if guards:
         tape._guards = True
         TRACING[0] += 1
@@ -519,6 +528,7 @@ def arguments(tape, leaves, guards=False):
             TRACING[0] -= 1
             tape._guards = False
         ARGUMENTS[0] -= 1
+        tape._transforming -= 1
         _ARGS.set(tuple(e for e in _ARGS.get() if e is not entry))
 
 
@@ -553,6 +563,12 @@ def _operand(x, t):
     if type(x) is Leaf:
         return _argument_handle(x, t)
     return None
+
+
+def _transformed(x, tape):
+    """True if leaf x is an argument of a function transformation (not a
+    trace) recording on another tape than ``tape``."""
+    return any(t is not tape and not t._guards and id(x) in args for t, args in _ARGS.get())
 
 
 def _argument_handle(x, tape):
