@@ -24,11 +24,14 @@ arguments, f is recorded on the outer tape and the results are Vars.
 >>> np.allclose(g, np.sin(2 * np.array([0.5, 1.0])))
 True
 """
+import functools
+
 import numpy as np
 
 from .nested import NestedRecording, holds_vars, inside_transformation
 from .errors import OuterVar
 from .program import ArgName, Recording, as_float_array, check_argnums, scalar_output
+from .tape import is_grad_enabled
 from .trees import flatten, map_leaves
 from .var import Var, value_of
 
@@ -46,6 +49,9 @@ class _Call:
     def __init__(self, f, args, argnums, api, has_aux=False):
         single, ks = check_argnums(argnums, api, len(args))
         ks = [k % len(args) for k in ks]
+        recording = is_grad_enabled()
+        if not recording:  # under no_grad, Vars from outside are constants, as no_grad asks
+            args = tuple(map_leaves(_plain, a) if k in ks else a for k, a in enumerate(args))
         self.single, self.groups, flat, names = single, [], [], _Names(f, api)
         for k in ks:
             leaves, tree = flatten(args[k])
@@ -67,10 +73,10 @@ class _Call:
         self.out_tree = None
         target = self._flat_output(target, has_aux)
         others = [a for j, a in enumerate(args) if j not in ks]
-        self.nested = inside_transformation() or holds_vars(flat) or holds_vars(others)
+        self.nested = recording and (inside_transformation() or holds_vars(flat) or holds_vars(others))
         if not self.nested:
             try:
-                self.rec = Recording(target, f_args, f_argnums, has_aux, api=api, sealed=True, names=names)
+                self.rec = Recording(target, f_args, f_argnums, has_aux, api=api, sealed=recording, names=names)
             except OuterVar:  # f uses a Var from outside: record it again, on the outer tape
                 self.nested = True
         if self.nested:
@@ -81,6 +87,7 @@ class _Call:
         one flat array of its leaves' elements; ``out_tree`` and
         ``out_shapes`` remember how to split results again (``unpack_out``).
         Other outputs follow numpy: a list of numbers is an array."""
+        @functools.wraps(f)  # messages name f
         def g(*xs):
             out = f(*xs)
             aux = None

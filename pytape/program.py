@@ -20,7 +20,7 @@ import numpy as np
 
 from .anomaly import explain
 from .errors import MixedTapesError, OuterVar
-from .tape import Tape
+from .tape import Tape, enable_grad
 from .var import Result, Var, arguments, place, slot_on, value_of
 
 __all__ = ["Program", "Recording", "ArgName", "as_float_array", "check_argnums", "scalar_output"]
@@ -175,7 +175,7 @@ class Recording(Program):
         args = list(args)
         self.shapes, self.scalar_in, self.leaves = [], [], []
         self.tape = Tape()
-        with self.tape:
+        with self.tape, enable_grad():  # a transformation records f even under no_grad (as torch.func)
             for k in self.argnums:
                 arr = as_float_array(args[k], names[k] if names else ArgName(api, f, k))
                 leaves = np.empty(arr.shape, dtype=object)

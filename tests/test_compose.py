@@ -392,3 +392,22 @@ def test_trace_inside_a_transformation_refuses_a_closure_over_its_argument():
     # a traced function of its own arguments is fine inside a transformation: its numbers are constants there
     fn = pytape.trace(lambda y: y * y, 1.0)
     assert pytape.grad(lambda x: x * fn(2.0))(3.0) == 4.0
+
+
+def test_transformations_under_no_grad():
+    # a transformation records f whatever the grad mode (as torch.func), and under no_grad
+    # Vars from outside are constants (as no_grad asks): the results are numbers
+    w = pytape.Var(2.0)
+    with pytape.no_grad():
+        assert pytape.grad(lambda x: x ** 3)(2.0) == 12.0
+        assert pytape.hessian(lambda x: x ** 3)(2.0) == 12.0
+        g = pytape.grad(lambda x: w * x ** 3)(2.0)
+        assert type(g) is float and g == 24.0
+        assert pytape.grad(lambda x: x ** 3)(w) == 12.0
+        assert pytape.trace(lambda x: x ** 3, 1.0).gradient(2.0) == 12.0
+
+    def f(x):
+        with pytape.no_grad():                            # a constant inside f, as the user asked
+            c = pytape.grad(lambda y: x * y ** 2)(x)      # 2 x^2
+        return x * c
+    assert pytape.grad(f)(2.0) == 8.0
