@@ -9,9 +9,11 @@ first-derivative columns recorded as instructions), differentiated again.  For
 every op of the op table, in every form (unary; var-var, var-constant,
 constant-var), on a grid of points with the edge points (0, -0.0, ties,
 domain edges, negative bases, integer and non-integer exponents, large and
-tiny magnitudes, inf and nan), the two Hessians are equal: the same values to
-within 1e-12 relative (and 1e-290 absolute, where a composed formula
-underflows a little earlier), nan where the other is nan, the same infinities.
+tiny magnitudes, inf and nan; not +-inf for atan2, hypot, pow: NO_INF), the
+two Hessians are equal: the same values to within 1e-12 relative (and 1e-290
+absolute, where a composed formula underflows a little earlier), nan where
+the other is nan, the same infinities (beyond 1e+-150, see
+overflow_territory).  The gradients of create_graph are Vars everywhere.
 
 The comparisons with PyTorch need torch (skipped without it); the differences
 from PyTorch are the ones README.md lists under "Derivatives at edge points,
