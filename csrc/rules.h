@@ -176,6 +176,12 @@ static inline double pt_div_db(double a, double b, double y)
 
 /* second derivatives ------------------------------------------------------ */
 
+/* a second derivative d2 whose formula is inf/inf or 0*inf (nan) at
+ * a = +-inf, where the first derivative is 0 or -0.0 (atan, asinh, acosh,
+ * atanh, erf, erfc): 0 there, as differentiating the first derivative gives
+ * (the zero-factor rule); a predicted branch */
+static inline double pt_tail0(double a, double d2) { return isinf(a) ? 0.0 : d2; }
+
 /* u ** -1.5, for the second derivatives of asin, acos */
 static inline double pt_pow3_rsqrt(double u) { return 1.0 / (u * sqrt(u)); }
 
@@ -186,12 +192,18 @@ static inline double pt_pow_daa(double a, double b)
     return (b == 0.0 || b == 1.0) ? 0.0 : pt_pow_scaled(b, b - 1.0, a, b - 2.0);
 }
 
-/* d/db (b a**(b-1)) = a**(b-1) (1 + b ln a); 0 at a == 0 for b > 1 (its limit) */
+/* d/db (b a**(b-1)) = a**(b-1) (1 + b ln a); 0 at a == 0 for b > 1 (its
+ * limit), nan for 0 < b < 1 (b a**(b-1) a**(b-1) ln a is inf - inf there,
+ * the same as differentiating the first derivatives again gives); at b == 0
+ * the term b ln a is 0 by the zero-factor rule: 1/a, also for a <= 0, where
+ * d/da = b a**(b-1) is 0 at b == 0 whatever a is */
 static inline double pt_pow_dab(double a, double b)
 {
+    if (a == 0.0 && b > 0.0 && b <= 1.0)
+        return b == 1.0 ? -INFINITY : NAN;
     if (a == 0.0 && b > 1.0)
         return 0.0;
-    return pt_pow_scaled(1.0, 1.0 + b * log(a), a, b - 1.0);
+    return pt_pow_scaled(1.0, 1.0 + pt_chain(b, log(a)), a, b - 1.0);
 }
 
 static inline double pt_pow_dbb(double a, double b, double y)
@@ -332,7 +344,9 @@ static inline double pt_lse_d(double a, double b, double k)
 /* d2/da2 of the same: k s (1 - s), s the share of a */
 static inline double pt_lse_dd(double a, double b, double k)
 {
-    return a == b ? 0.25 * k : k * pt_sigmoid(k * (a - b)) * pt_sigmoid(k * (b - a));
+    if (a == b)  /* k/4 on the diagonal; 0 at a tie of infinities (the limit with b fixed) */
+        return isinf(a) ? 0.0 : 0.25 * k;
+    return k * pt_sigmoid(k * (a - b)) * pt_sigmoid(k * (b - a));
 }
 
 #endif

@@ -6,10 +6,12 @@
 >>> pytape.autograd.grad(y, x)
 (6.0,)
 """
+import numbers
+
 import numpy as np
 
 from .anomaly import explain
-from .higher_order import adjoints
+from .higher_order import adjoints, zero_of
 from .errors import TapeConsumedError
 from .var import Leaf, Result, Var, _real, leaf_slots, slot_on
 
@@ -44,10 +46,13 @@ def _seeds(outputs, grad_outputs, keep_vars=False):
         if g.shape != outputs.shape:
             raise ValueError(f"grad_outputs has shape {g.shape}, outputs {outputs.shape}")
         return list(outputs.ravel()), [_seed(v, keep_vars) for v in g.ravel()]
-    outs, single = _as_tuple(outputs, "outputs")
+    outs, _ = _as_tuple(outputs, "outputs")
     if grad_outputs is None:
         return list(outs), [1.0] * len(outs)
-    gs = [grad_outputs] if single or isinstance(grad_outputs, (int, float, Var)) else list(grad_outputs)
+    if isinstance(grad_outputs, (numbers.Real, Var, np.generic)) or np.ndim(grad_outputs) == 0:
+        gs = [grad_outputs]
+    else:  # one entry per output, as in PyTorch: also [g] for a single output
+        gs = list(np.ravel(grad_outputs)) if isinstance(grad_outputs, np.ndarray) else list(grad_outputs)
     if len(gs) != len(outs):
         raise ValueError(f"grad_outputs has {len(gs)} entries for {len(outs)} outputs")
     return list(outs), [1.0 if g is None else _seed(g, keep_vars) for g in gs]
@@ -64,11 +69,14 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     depend on, with ``allow_unused=True``; otherwise that raises).  Unlike
     ``backward()`` it accumulates nothing into ``.grad``.  The tape is consumed
     unless ``retain_graph`` (default: ``create_graph``).  ``inputs`` may be
-    leaves or intermediate results.  With ``create_graph=True`` the gradients
-    are Vars recorded on the same tape (the reverse sweep itself recorded as
-    instructions), so they can be differentiated again, to any order.  Inside
-    the f of a function transformation (``pytape.grad(f)``) on f's own
-    recording, the sweep is always recorded, so the transformation
+    leaves or intermediate results.  ``grad_outputs``: one entry per output
+    (a number or a sequence of one for a single output; None entries count
+    as 1).  With ``create_graph=True`` the gradients are Vars recorded on the
+    same tape (the reverse sweep itself recorded as instructions), at every
+    point and for every used input, so they can be differentiated again, to
+    any order, with respect to any used input (0 where they do not depend on
+    it).  Inside the f of a function transformation (``pytape.grad(f)``) on
+    f's own recording, the sweep is always recorded, so the transformation
     differentiates through it.
 
     >>> import pytape
@@ -110,6 +118,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             tape._c.consume()
             tape._consumed = True
     for k, x in enumerate(ins):
+        if create_graph and used[k] and not isinstance(results[k], Var):
+            results[k] = results[k] + zero_of(x)  # an output that is the input itself: a Var too
         if not used[k]:
             if not allow_unused:
                 raise RuntimeError(
@@ -161,8 +171,6 @@ def _sweep_recorded(tape, outs, seeds, ins, results, used):
         return
     pairs = _reached(tape, out_slots, ins)
     adj = adjoints(tape, [i for i, _ in out_slots], [s for _, s in out_slots], [s for _, s in pairs])
-    for (k, _), g in zip(pairs, adj):
-        if g is None:
-            g = 0.0  # reached, but every path multiplies its adjoint away
+    for (k, _), g in zip(pairs, adj):  # a Var for every reached input
         results[k] = g if not used[k] else results[k] + g
         used[k] = True

@@ -91,7 +91,11 @@ _DOCS = {
     "floor_divide": ("a // b, the largest integer <= a / b (Python's //, numpy's floor_divide)", "(0, 0)"),
     "logaddexp": ("log(e**a + e**b), without overflow", "(e**a, e**b) / (e**a + e**b), 0.5 each at a == b"),
     "logaddexp2": ("log2(2**a + 2**b), without overflow", "(2**a, 2**b) / (2**a + 2**b), 0.5 each at a == b"),
+    "chain": ("a * b, but 0 where a or b is 0 (even times inf or nan), the product create_graph records",
+              "(b, a)"),
 }
+#: rows that are parts of other functions: pytape.ops.NAME, not pytape.NAME
+_PARTS = {"where_t", "where_f", "chain"}
 
 for _name, _f in FUNCTIONS.items():
     # a new row of ops.def works without an entry here; the entry adds words
@@ -100,7 +104,7 @@ for _name, _f in FUNCTIONS.items():
     _f.__doc__ = (
         f"{_name}({_args}): {_value}.\n\n"
         f"Derivative: {_deriv}.  Takes Vars or real numbers (then returns a float).\n\n"
-        f">>> import pytape\n>>> isinstance(pytape.{'ops.' if _name.startswith('where_') else ''}{_name}(pytape.Var(0.5){', 2.0' if _args != 'x' else ''}), pytape.Var)\nTrue\n"
+        f">>> import pytape\n>>> isinstance(pytape.{'ops.' if _name in _PARTS else ''}{_name}(pytape.Var(0.5){', 2.0' if _args != 'x' else ''}), pytape.Var)\nTrue\n"
     )
     _f.__module__ = __name__
     globals()[_name] = _f
@@ -471,7 +475,7 @@ Var.conj = Var.conjugate
 # `from pytape import *` must not shadow the builtins abs, pow and round: reach
 # those as pytape.abs, pytape.pow (or pytape.power), pytape.round; where_t and where_f are
 # where's halves
-__all__ = sorted(set(FUNCTIONS) - {"abs", "pow", "round", "where_t", "where_f"}) + [
+__all__ = sorted(set(FUNCTIONS) - {"abs", "pow", "round"} - _PARTS) + [
     "power", "clip", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
     "greater", "greater_equal", "where", "cond_select", "isnan", "isinf", "isfinite", "isclose", "allclose",
     "nan_to_num", "angle", "sinc"]

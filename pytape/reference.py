@@ -1040,6 +1040,12 @@ def where_f(c, v):
     return -0.0 if c != 0.0 else v
 
 
+@_binary(lambda d, g, y: (g, d))
+def chain(d, g):
+    """d * g, but 0 where d or g is 0, even times inf or nan (pytape's create_graph product)."""
+    return _chain(d, g)
+
+
 def clip(x, lo=None, hi=None):
     """Clamp x to [lo, hi] like torch.clamp: clamp_max(clamp_min(x, lo), hi).
 

@@ -207,6 +207,8 @@ BINARY_EXACT = {
     "floor_divide": _floor_divide,
     "logaddexp": lambda a, b: _logaddexp(a, b, mpf(math.e)),
     "logaddexp2": lambda a, b: _logaddexp(a, b, mpf(2)),
+    # chain(d, g) = d g, 0 where a factor is 0 (create_graph's product)
+    "chain": lambda a, b: _b(mpf(0) if a == 0 or b == 0 else a * b, b, a, 0, 1, 0),
 }
 
 #: ops left out, each with its reason (none: every op has extreme points)

@@ -28,7 +28,8 @@ def test_readme_python_blocks_run(code):
 # the rows of the op table the README reaches otherwise than by name: through
 # an operator or a function built from them
 VIA = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "neg": "unary `-`",
-       "clamp_min": "clip", "clamp_max": "clip", "where_t": "where", "where_f": "where"}
+       "clamp_min": "clip", "clamp_max": "clip", "where_t": "where", "where_f": "where",
+       "chain": "`create_graph=True`"}
 # functions of the namespace built from rows (and numpy's predicates, from comparisons)
 NOT_ROWS = {"clip", "greater", "greater_equal", "isfinite", "isnan", "isinf", "isclose", "allclose", "nan_to_num",
             "angle", "sinc"}
