@@ -249,20 +249,23 @@ def adjoints(tape, outs, seeds, in_slots):
     0 at this point but not constant around it (d(a**b)/da at b == 0) stays
     in the graph with its slope."""
     top = max(outs)
-    rows = tape._c.rows(0, top + 1, ("op", "a", "b"))
-    op, a, b = rows["op"], rows["a"], rows["b"]
+    # below the lowest input nothing changes an input's adjoint: a nested
+    # transformation on a long tape sweeps its own part only
+    bottom = min([s for s in in_slots if s >= 0], default=top + 1)
+    rows = tape._c.rows(bottom, top + 1, ("op", "a", "b")) if bottom <= top else None
     acc = {}
     for s, g in zip(outs, seeds):
         _add(acc, s, g)
-    for i in range(top, -1, -1):
+    for i in range(top, bottom - 1, -1):
         g = acc.get(i)
         if g is None or (_is_constant(g) and _v(g) == 0.0):
             continue
-        code = int(op[i])
+        k = i - bottom
+        code = int(rows["op"][k])
         if _native.OP_KINDS[code] not in (_native.KIND_UNARY, _native.KIND_VV, _native.KIND_VC, _native.KIND_CV):
             continue  # LEAF, GUARD
         try:
-            _apply(tape, acc, i, code, int(a[i]), int(b[i]), g)
+            _apply(tape, acc, i, code, int(rows["a"][k]), int(rows["b"][k]), g)
         except FloatingPointError as exc:  # anomaly mode, in a recorded derivative rule
             loc = tape._where.get(i) if tape._where else None
             raise FloatingPointError(f"backward through {_native.OP_NAMES[code]} (create_graph=True), recorded "
