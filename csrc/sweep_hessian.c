@@ -75,6 +75,10 @@ PT_SWEEP_ALIGNED int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const in
         return PT_E_THREAD;
     if (p < 1 || out < 0 || out >= t->n)
         return PT_E_SLOT;
+    if (t->ncu > 0)  /* custom instructions have no second-derivative rule here */
+        return PT_E_SECOND;
+    if (t->busy)
+        return PT_E_BUSY;
     for (int64_t i = 0; i < nin; ++i)
         if (ins[i] < 0 || ins[i] >= t->n || t->op[ins[i]] != PT_LEAF)
             return PT_E_SLOT;
@@ -87,7 +91,7 @@ PT_SWEEP_ALIGNED int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const in
         if (ins[i] < m)
             for (int64_t k = 0; k < p; ++k)
                 tan[ins[i] * p + k] += seeds[i * p + k];
-    pt_sweep_tangent_block(t, m, tan, p);
+    (void)pt_sweep_tangent_block(t, m, tan, p);  /* no custom instruction: cannot fail */
     adj[out] = 1.0;
     if (p == 1)
         sweep_hessian(t, out, tan, adj, adjd, 1);

@@ -23,7 +23,7 @@ import math
 import os
 import re
 
-from . import _native
+from . import _native, custom
 from .anomaly import where
 from .recording import FUNCTIONS
 from .var import Var, result
@@ -143,6 +143,10 @@ def adjoints(tape, outs, seeds, in_slots):
         if g is None or (not isinstance(g, Var) and g == 0.0):
             continue
         code = int(op[i])
+        if code == _native.OP_CUSTOM:  # a custom primitive: its vjp rule, called with Vars (pytape/custom.py)
+            for slot, d in custom.recorded_vjps(tape, i, int(b[i]), g):
+                _chain(acc, slot, 1.0, d)
+            continue
         if _native.OP_KINDS[code] not in (_native.KIND_UNARY, _native.KIND_VV, _native.KIND_VC, _native.KIND_CV):
             continue  # LEAF, GUARD
         try:
