@@ -185,10 +185,12 @@ static inline const int32_t *pt_custom_operands(const pt_tape *t, int64_t i, int
 /* the calls of the sweeps, v the values (or registers) they work in:
  * y = f(x) into *y; the cotangent lanes adj[i*q ..] into the operands'
  * lanes (with `checked`, 1 if one became nan or inf); the tangent lanes of
- * slot i from the operands'.  0, or PT_E_CALLBACK when the rule failed. */
-int pt_custom_value(const pt_tape *t, int64_t i, const double *v, int registers, double *y);
-int pt_custom_vjp(const pt_tape *t, int64_t i, const double *v, double *adj, int64_t q, int checked);
-int pt_custom_jvp(const pt_tape *t, int64_t i, const double *v, double *tan, int64_t p);
+ * slot i from the operands'.  0, or PT_E_CALLBACK when the rule failed.
+ * Cold: the sweeps' loops are laid out for the op table's rows. */
+__attribute__((cold)) int pt_custom_value(const pt_tape *t, int64_t i, const double *v, int registers, double *y);
+__attribute__((cold)) int pt_custom_vjp(const pt_tape *t, int64_t i, const double *v, double *adj, int64_t q,
+                                        int checked);
+__attribute__((cold)) int pt_custom_jvp(const pt_tape *t, int64_t i, const double *v, double *tan, int64_t p);
 /* a sweep of t starts (PT_E_BUSY if a callback of another is running) and ends */
 static inline int pt_sweep_begin(pt_tape *t)
 {

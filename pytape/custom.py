@@ -102,6 +102,9 @@ class Primitive:
     def __repr__(self):
         return f"<pytape.primitive {getattr(self.f, '__name__', 'f')}>"
 
+    def __reduce__(self):  # by its importable name, as saved tapes name it
+        return (by_name, (importable_name(self.id),))
+
     @property
     def name(self):
         """The function's name, for messages."""

@@ -367,6 +367,24 @@ def test_batches_of_a_traced_function_with_primitives():
     np.testing.assert_allclose(fn(X), Y, rtol=0, atol=0)
 
 
+def test_a_batch_with_primitives_calls_back_in_the_calling_thread_only():
+    seen = set()
+
+    @pytape.primitive
+    def noting(x):
+        seen.add(threading.get_ident())
+        return x * x
+
+    noting.defvjp(lambda ans, x: lambda g: (seen.add(threading.get_ident()), 2.0 * x * g)[1])
+    fn = pytape.trace(lambda v: noting(v[0]) + np.sum(v * v), np.zeros(8))
+    fn.threads = 4  # the batch below is large enough for 4 threads without custom instructions
+    X = np.random.default_rng(0).normal(size=(40000, 8))
+    Y, G = fn.value_and_grad(X)
+    assert seen == {threading.get_ident()}
+    np.testing.assert_allclose(Y, X[:, 0] ** 2 + np.sum(X * X, axis=1), rtol=1e-14)
+    np.testing.assert_allclose(G[:, 0], 4.0 * X[:, 0], rtol=1e-14)
+
+
 # ---- saved tapes ---------------------------------------------------------------------------
 
 def test_to_bytes_from_bytes_and_pickle_round_trip():
@@ -376,6 +394,12 @@ def test_to_bytes_from_bytes_and_pickle_round_trip():
             assert g(x0) == fn(x0)
             assert g.gradient(x0) == fn.gradient(x0)
         assert g.tape.table().count("softplus") == 1
+
+
+def test_a_primitive_pickles_by_name():
+    assert pickle.loads(pickle.dumps(softplus)) is softplus
+    with pytest.raises(ValueError, match="cannot be saved"):
+        pickle.dumps(pytape.primitive(lambda x: x))
 
 
 def test_saving_a_primitive_that_cannot_be_imported_back_says_so():
