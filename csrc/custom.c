@@ -6,7 +6,7 @@
  * of the function: the callback gets the primitive's id (b[i]), the operand
  * values and the lanes, and answers numbers or a failure.  The buffers of a
  * call live on the stack: at most PT_CUSTOM_MAX_ARGS operands, and lanes in
- * blocks of LANES per call. */
+ * blocks of LANES per call (about 70 KB for the Hessian's). */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -155,6 +155,35 @@ int pt_custom_jvp(const pt_tape *t, int64_t i, const double *v, double *tan, int
         }
         if (!callback || callback(PT_CUSTOM_JVP, t->b[i], i, n, slots, x, v[i], m, in, d))
             return PT_E_CALLBACK;
+    }
+    return PT_OK;
+}
+
+int pt_custom_hvp(const pt_tape *t, int64_t i, const double *tan, double *adj, double *adjd, int64_t p)
+{
+    double x[PT_CUSTOM_MAX_ARGS], in[1 + LANES + PT_CUSTOM_MAX_ARGS * LANES];
+    double out[PT_CUSTOM_MAX_ARGS + PT_CUSTOM_MAX_ARGS * LANES];
+    uint64_t slots;
+    const int32_t *ops;
+    const int64_t n = gather(t, i, t->val, 0, x, &slots, &ops);
+    for (int64_t k0 = 0; k0 < p; k0 += LANES) {
+        const int64_t m = p - k0 < LANES ? p - k0 : LANES;
+        in[0] = adj[i];
+        for (int64_t k = 0; k < m; ++k)
+            in[1 + k] = adjd[i * p + k0 + k];
+        for (int64_t j = 0; j < n; ++j)
+            for (int64_t k = 0; k < m; ++k)
+                in[1 + m + j * m + k] = ops[j] >= 0 ? tan[(int64_t)ops[j] * p + k0 + k] : 0.0;
+        if (!callback || callback(PT_CUSTOM_HVP, t->b[i], i, n, slots, x, t->val[i], m, in, out))
+            return PT_E_CALLBACK;
+        for (int64_t j = 0; j < n; ++j) {
+            if (ops[j] < 0)
+                continue;
+            if (k0 == 0)  /* the adjoint itself once, with the first block of lanes */
+                adj[ops[j]] += out[j];
+            for (int64_t k = 0; k < m; ++k)
+                adjd[(int64_t)ops[j] * p + k0 + k] += out[n + j * m + k];
+        }
     }
     return PT_OK;
 }

@@ -29,8 +29,7 @@ enum pt_status {
     PT_E_HANDLE = -11,   /* a handle names no registered tape: take pt_record */
     PT_E_TAPES = -12,    /* the operands were recorded on different tapes */
     PT_E_CALLBACK = -13, /* a custom primitive's rule failed in the callback (Python re-raises) */
-    PT_E_BUSY = -14,     /* the tape is in a sweep that is calling a custom rule */
-    PT_E_SECOND = -15    /* the Hessian sweep met a custom instruction (no second-order rule) */
+    PT_E_BUSY = -14      /* the tape is in a sweep that is calling a custom rule */
 };
 
 /* Handles: how Python names a slot when it records.  handle = slot <<
@@ -232,11 +231,16 @@ int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64
  *                    lane k adds to the adjoint of operand j      (reverse)
  *   PT_CUSTOM_JVP    in[j*lanes + k]: tangent lane k of operand j;
  *                    out[k]: tangent lane k of y                  (tangent)
+ *   PT_CUSTOM_HVP    forward over reverse (pt_hvp_block): in[0] the adjoint
+ *                    g of y, in[1 + k] its tangent lanes, in[1 + lanes +
+ *                    j*lanes + k] the tangent lanes of operand j; out[j] what
+ *                    operand j's adjoint gets (as VJP for g), out[n + j*lanes
+ *                    + k] what its adjoint's tangent lane k gets   (Hessian)
  * A nonzero return stops the sweep with PT_E_CALLBACK (the tape unchanged
  * but for the adjoints, tangents or values that sweep was writing, and the
  * leaves' grad cells untouched).  While a sweep calls back, the tape refuses
  * recording and other sweeps (PT_E_BUSY).  C knows nothing of Python. */
-enum pt_custom_mode { PT_CUSTOM_VALUE = 0, PT_CUSTOM_VJP = 1, PT_CUSTOM_JVP = 2 };
+enum pt_custom_mode { PT_CUSTOM_VALUE = 0, PT_CUSTOM_VJP = 1, PT_CUSTOM_JVP = 2, PT_CUSTOM_HVP = 3 };
 enum pt_custom_limits { PT_CUSTOM_MAX_ARGS = 64 };
 typedef int (*pt_custom_fn)(int mode, int32_t fn, int64_t i, int64_t nargs, uint64_t slots, const double *x,
                             double y, int64_t lanes, const double *in, double *out);

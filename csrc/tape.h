@@ -191,6 +191,11 @@ __attribute__((cold)) int pt_custom_value(const pt_tape *t, int64_t i, const dou
 __attribute__((cold)) int pt_custom_vjp(const pt_tape *t, int64_t i, const double *v, double *adj, int64_t q,
                                         int checked);
 __attribute__((cold)) int pt_custom_jvp(const pt_tape *t, int64_t i, const double *v, double *tan, int64_t p);
+/* forward over reverse (sweep_hessian.c): the adjoint adj[i] and its tangent
+ * lanes adjd[i*p ..] into the operands' adj and adjd, from their tangent
+ * lanes tan (PT_CUSTOM_HVP) */
+__attribute__((cold)) int pt_custom_hvp(const pt_tape *t, int64_t i, const double *tan, double *adj, double *adjd,
+                                        int64_t p);
 /* a sweep of t starts (PT_E_BUSY if a callback of another is running) and ends */
 static inline int pt_sweep_begin(pt_tape *t)
 {

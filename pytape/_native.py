@@ -89,7 +89,8 @@ OPERAND_B = np.array([lib.pt_operand(op, 1) for op in range(NUM_OPS)], dtype=np.
 OP_CUSTOM, KIND_CUSTOM = lib.pt_custom_op(), lib.PT_KIND_CUSTOM
 OPERAND_CUSTOM, OPERAND_PRIMITIVE = lib.PT_OPERAND_CUSTOM, lib.PT_OPERAND_PRIMITIVE
 CUSTOM_MAX_ARGS = lib.PT_CUSTOM_MAX_ARGS
-CUSTOM_VALUE, CUSTOM_VJP, CUSTOM_JVP = lib.PT_CUSTOM_VALUE, lib.PT_CUSTOM_VJP, lib.PT_CUSTOM_JVP
+CUSTOM_VALUE, CUSTOM_VJP, CUSTOM_JVP, CUSTOM_HVP = (lib.PT_CUSTOM_VALUE, lib.PT_CUSTOM_VJP, lib.PT_CUSTOM_JVP,
+                                                   lib.PT_CUSTOM_HVP)
 #: custom primitives' names by id (pytape/custom.py fills it), for tables and messages
 CUSTOM_NAMES = {}
 
@@ -188,11 +189,6 @@ def check(status, what="record", tape=None):
         raise RuntimeError(
             "pytape: a custom primitive's rule used the tape whose sweep is calling it (recording on it, "
             "or a backward, tangent or replay of it); a rule computes numbers from its arguments only")
-    if status == lib.PT_E_SECOND:
-        raise NotImplementedError(
-            "pytape.hessian / hvp (forward over reverse, in C) have no second-derivative rule for custom "
-            "primitives (pytape.primitive). Record the gradient with pytape.autograd.grad(y, x, "
-            "create_graph=True), with rules written with pytape functions, and differentiate it again")
     if status == lib.PT_E_NOMEM:
         if what == "backward":
             raise MemoryError("pytape: out of memory allocating the adjoints for backward(); "
@@ -288,10 +284,13 @@ def set_custom_handler(handler):
     """``handler(mode, fn, i, xs, slots, y, lanes)`` answers C's calls for
     custom instructions (pytape/custom.py): ``mode`` CUSTOM_VALUE (return
     f(xs)), CUSTOM_VJP (``lanes`` the cotangents of y; return, per operand,
-    a list of what each lane adds to its adjoint) or CUSTOM_JVP (``lanes``
-    per operand, its tangents; return the tangents of y); ``fn`` the
-    primitive's id, ``i`` the instruction, ``xs`` the operand values,
-    ``slots[j]`` whether operand j is a slot (else a constant)."""
+    a list of what each lane adds to its adjoint), CUSTOM_JVP (``lanes`` per
+    operand, its tangents; return the tangents of y) or CUSTOM_HVP
+    (``lanes`` = (g, tangents of g, per operand its tangents); return (per
+    operand its adjoint's share, per operand the lanes of its adjoint's
+    tangent)); ``fn`` the primitive's id, ``i`` the instruction, ``xs`` the
+    operand values, ``slots[j]`` whether operand j is a slot (else a
+    constant).  Pointers into C are read here, never by the handler."""
     _custom_handler[0] = handler
 
 
@@ -310,11 +309,19 @@ def pt_py_custom(mode, fn, i, nargs, slots, x, y, lanes, inp, out):
             for j in range(nargs):
                 for k in range(lanes):
                     out[j * lanes + k] = res[j][k]
-        else:
+        elif mode == CUSTOM_JVP:
             lanes_in = [[inp[j * lanes + k] for k in range(lanes)] for j in range(nargs)]
             res = handler(mode, fn, i, xs, mask, y, lanes_in)
             for k in range(lanes):
                 out[k] = res[k]
+        else:  # CUSTOM_HVP
+            tangents = [[inp[1 + lanes + j * lanes + k] for k in range(lanes)] for j in range(nargs)]
+            shares, lanes_out = handler(mode, fn, i, xs, mask, y, (inp[0], [inp[1 + k] for k in range(lanes)],
+                                                                   tangents))
+            for j in range(nargs):
+                out[j] = shares[j]
+                for k in range(lanes):
+                    out[nargs + j * lanes + k] = lanes_out[j][k]
         return 0
     except BaseException as exc:  # noqa: B902  (KeyboardInterrupt too: raised again by check())
         _pending.exc = exc

@@ -39,8 +39,13 @@ How each transformation uses them:
   functions (``pytape.sigmoid``, not ``math.exp``) is recorded and can be
   differentiated again.  A rule computed on floats gives a constant there,
   and second derivatives through it miss its own derivative.
-* ``pytape.hessian`` / ``hvp`` (forward over reverse in C) have no second
-  derivative rule for a custom instruction: they raise NotImplementedError.
+* ``pytape.hessian``, ``hvp``, ``gradgradcheck``, ``fn.hessian``: the C
+  forward-over-reverse sweep calls back at each custom instruction, which
+  records the vjp rule with ``Var`` s on a scratch tape (as create_graph
+  does) and differentiates it along the tangents (one tangent sweep per
+  direction).  A rule that turns its ``Var`` s into floats there
+  (``math.exp(x)``, ``float(x)``) would lose its own derivative: that is
+  detected and raises TypeError rather than giving a wrong Hessian.
 * ``pytape.trace``: the compiled tape keeps the instruction, and every replay
   (a call, a batch row, a gradient) calls ``f`` (and the rules) back in
   Python, once per evaluation; batches then run in one thread.
@@ -62,11 +67,13 @@ import functools
 import importlib
 import threading
 
+import numpy as np
+
 from . import _native
 from .anomaly import caller, note, where
 from .recording import _BAD, _const
-from .tape import current_tape
-from .var import Leaf, Result, Var, place, result, value_of
+from .tape import Tape, current_tape
+from .var import Leaf, Result, Var, arguments, place, result, slot_on, value_of
 
 __all__ = ["primitive", "Primitive"]
 
@@ -113,14 +120,26 @@ class Primitive:
     def defvjp(self, *makers):
         """Set the reverse-mode rules: ``maker_j(ans, *args)`` returns a
         function of the cotangent g giving argument j's share (None: argument
-        j takes no derivative).  Returns the primitive."""
+        j takes no derivative).  Returns the primitive.
+
+        >>> import pytape
+        >>> scale = pytape.primitive(lambda x, k: k * x).defvjp(lambda ans, x, k: lambda g: k * g, None)
+        >>> pytape.grad(scale)(1.0, 3.0)
+        3.0
+        """
         _check_rules(self, makers, "defvjp")
         self._vjps = makers
         return self
 
     def defjvp(self, *jvps):
         """Set the forward-mode rules: ``jvp_j(t, ans, *args)`` is the tangent
-        of the result due to tangent t of argument j.  Returns the primitive."""
+        of the result due to tangent t of argument j.  Returns the primitive.
+
+        >>> import pytape
+        >>> square = pytape.primitive(lambda x: x * x).defjvp(lambda t, ans, x: 2.0 * x * t)
+        >>> pytape.jvp(square, (3.0,), (1.0,))
+        (9.0, 6.0)
+        """
         _check_rules(self, jvps, "defjvp")
         self._jvps = jvps
         return self
@@ -265,6 +284,8 @@ def _handle(mode, fn, i, xs, mask, y, lanes):
                 vjp = p._vjp_maker(j)(y, *xs)
                 out.append([_number(vjp(g), p, "vjp") for g in lanes])
             return out
+        if mode == _native.CUSTOM_HVP:
+            return _hvp(p, xs, mask, *lanes)
         out = [0.0] * len(lanes[0])
         for j, tj in enumerate(lanes):
             if not mask[j] or not any(tj):
@@ -276,6 +297,53 @@ def _handle(mode, fn, i, xs, mask, y, lanes):
         return out
     finally:
         _native.set_grad_enabled(on)
+
+
+def _hvp(p, xs, mask, g, gdots, tangents):
+    """Forward over reverse through a custom instruction at operands xs with
+    adjoint g: (each operand's share of the adjoint, and per operand the
+    tangent lanes of that share along the operands' tangents and g's
+    (gdots)).  The vjp rule is recorded with Vars on a scratch tape, then
+    swept once per lane; its conversions of Vars to floats are recorded as
+    guards (``arguments(guards=True)``, as pytape.trace does), and one means
+    the rule computed on floats: refused, as its derivative would be lost."""
+    _native.set_grad_enabled(True)  # (the caller restores the mode)
+    xv, gv = [Var(x) for x in xs], Var(g)
+    with Tape() as s, arguments(s, xv + [gv], guards=True):
+        y = p(*xv)
+        shares = [p._vjp_maker(j)(y, *xv)(gv) if m else 0.0 for j, m in enumerate(mask)]
+    _refuse_escapes(p, s)
+    values = [_number(value_of(c) if isinstance(c, Var) else c, p, "vjp") for c in shares]
+    out = [[0.0] * len(gdots) for _ in xs]
+    leaves = [(x, t) for x, t in zip(xv, tangents)] + [(gv, gdots)]
+    for k in range(len(gdots)):
+        seeds = {id(v): t[k] for v, t in leaves}
+        s.tangent_sweep({v: t[k] for v, t in leaves if slot_on(v, s) >= 0})
+        for j, c in enumerate(shares):
+            if not mask[j]:
+                continue
+            if type(c) is Result:
+                out[j][k] = c.tangent
+            elif type(c) is Leaf:  # the rule returned one of its arguments itself
+                out[j][k] = seeds.get(id(c), 0.0)
+    return values, out
+
+
+def _refuse_escapes(p, s):
+    """TypeError if recording p's vjp rule on tape s turned a Var into a
+    float: a guard x == (its own value), which is what float(x), x.value,
+    math.exp(x) and the like record while guards are on."""
+    c = s._c
+    rows = c.rows(0, len(c), ("op", "a", "b", "val"))
+    kinds = np.asarray(_native.OP_KINDS)[rows["op"]]
+    for i in np.flatnonzero(kinds == _native.KIND_GUARD):
+        a, b, code = int(rows["a"][i]), int(rows["b"][i]), int(rows["val"][i])
+        if code == 2 * _native.CMP_EQ + 1 and b < 0 and c.const(-1 - b) == c.value(a):
+            raise TypeError(
+                f"the vjp rule of the primitive {p.name} turns a Var into a float (math functions, "
+                f"float(), .value): second derivatives through it (hessian, hvp, gradgradcheck) would "
+                f"miss the rule's own derivative. Write the rule with pytape functions (pytape.exp, "
+                f"pytape.sigmoid, other primitives, ...) so that it differentiates again")
 
 
 def _number(r, p, what):

@@ -145,7 +145,8 @@ def adjoints(tape, outs, seeds, in_slots):
         code = int(op[i])
         if code == _native.OP_CUSTOM:  # a custom primitive: its vjp rule, called with Vars (pytape/custom.py)
             for slot, d in custom.recorded_vjps(tape, i, int(b[i]), g):
-                _chain(acc, slot, 1.0, d)
+                if isinstance(d, Var) or d != 0.0:
+                    _add(acc, slot, d)
             continue
         if _native.OP_KINDS[code] not in (_native.KIND_UNARY, _native.KIND_VV, _native.KIND_VC, _native.KIND_CV):
             continue  # LEAF, GUARD

@@ -244,11 +244,27 @@ def test_create_graph_second_derivatives_against_exact():
     assert pytape.autograd.grad(gy, [x, y]) == pytest.approx((math.cos(-1.3), -0.8 * math.sin(-1.3)), rel=1e-14)
 
 
-def test_hessian_and_hvp_refuse_with_a_clear_error():
-    with pytest.raises(NotImplementedError, match="create_graph=True"):
-        pytape.hessian(softplus)(0.3)
-    with pytest.raises(NotImplementedError, match="custom primitives"):
-        pytape.hvp(lambda v: softplus(v[0]) * v[1], np.array([0.3, 1.0]), np.array([1.0, 0.0]))
+def test_hessian_hvp_and_gradgradcheck_through_primitives_against_exact():
+    for x0 in (-3.0, 0.3, 4.0):
+        s_ = sigmoid(x0)
+        assert pytape.hessian(lambda x: softplus(x) * x)(x0) == pytest.approx(2 * s_ + x0 * s_ * (1 - s_), rel=1e-13)
+    p = np.array([0.8, -1.3])
+    H = pytape.hessian(lambda v: mulsin(v[0], v[1]) * v[0])(p)
+    # f = x^2 sin y: f_xx = 2 sin y, f_xy = 2 x cos y, f_yy = -x^2 sin y
+    exact = np.array([[2 * math.sin(-1.3), 1.6 * math.cos(-1.3)], [1.6 * math.cos(-1.3), -0.64 * math.sin(-1.3)]])
+    np.testing.assert_allclose(H, exact, rtol=1e-13)
+    v = np.array([0.3, -2.0])
+    np.testing.assert_allclose(pytape.hvp(lambda w: mulsin(w[0], w[1]) * w[0], p, v), exact @ v, rtol=1e-13)
+    assert pytape.gradgradcheck(f2, 0.8, -1.3)
+    # the cotangent's own tangent matters: a primitive inside a product (d/dx of g = 2x)
+    assert pytape.hessian(lambda x: clip_grad(x) * x * x)(0.3) == pytest.approx(1.8, rel=1e-14)
+
+
+def test_second_order_refuses_a_rule_computed_on_floats():
+    floaty = pytape.primitive(math.exp).defvjp(lambda ans, x: lambda g: g * math.exp(x))
+    assert pytape.grad(floaty)(0.5) == pytest.approx(math.exp(0.5), rel=1e-15)   # first order: fine
+    with pytest.raises(TypeError, match="turns a Var into a float"):
+        pytape.hessian(floaty)(0.5)
 
 
 def test_a_rule_missing_or_of_the_wrong_kind():
@@ -340,8 +356,8 @@ def test_trace_replays_call_the_primitive_back_per_evaluation():
     assert CALLS["softplus"] - before == 6  # one call per evaluation: no value baked in
     assert fn.jacobian(0.5, mode="fwd") == pytest.approx(softplus_float(0.5) + 0.5 * sigmoid(0.5), rel=1e-14)
     assert fn.vjp(0.5, 2.0)[1] == pytest.approx(2 * (softplus_float(0.5) + 0.5 * sigmoid(0.5)), rel=1e-14)
-    with pytest.raises(NotImplementedError, match="custom primitives"):
-        fn.hessian(0.5)
+    s_ = sigmoid(0.5)
+    assert fn.hessian(0.5) == pytest.approx(2 * s_ + 0.5 * s_ * (1 - s_), rel=1e-13)
 
 
 def test_trace_folds_a_primitive_of_constants_only():

@@ -42,7 +42,6 @@ EXPECTED = {
     "PT_E_TAPES": [("record", ValueError, "recorded on different tapes")],
     "PT_E_CALLBACK": [("backward", _native.CustomRuleError, "custom primitive's rule failed")],
     "PT_E_BUSY": [("backward", RuntimeError, "tape whose sweep is calling it")],
-    "PT_E_SECOND": [("backward", NotImplementedError, "create_graph=True")],
 }
 
 
