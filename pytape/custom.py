@@ -37,8 +37,9 @@ How each transformation uses them:
 * ``pytape.autograd.grad(..., create_graph=True)``: the vjp maker is called
   with ``Var`` s and the cotangent a ``Var``, so a rule written with pytape
   functions (``pytape.sigmoid``, not ``math.exp``) is recorded and can be
-  differentiated again.  A rule computed on floats gives a constant there,
-  and second derivatives through it miss its own derivative.
+  differentiated again.  A rule that turns its ``Var`` s into floats would
+  lose its own derivative: tried on a scratch tape first, it raises
+  TypeError.
 * ``pytape.hessian``, ``hvp``, ``gradgradcheck``, ``fn.hessian``: the C
   forward-over-reverse sweep calls back at each custom instruction, which
   records the vjp rule with ``Var`` s on a scratch tape (as create_graph
@@ -308,11 +309,7 @@ def _hvp(p, xs, mask, g, gdots, tangents):
     guards (``arguments(guards=True)``, as pytape.trace does), and one means
     the rule computed on floats: refused, as its derivative would be lost."""
     _native.set_grad_enabled(True)  # (the caller restores the mode)
-    xv, gv = [Var(x) for x in xs], Var(g)
-    with Tape() as s, arguments(s, xv + [gv], guards=True):
-        y = p(*xv)
-        shares = [p._vjp_maker(j)(y, *xv)(gv) if m else 0.0 for j, m in enumerate(mask)]
-    _refuse_escapes(p, s)
+    s, xv, gv, shares = _rule_recorded(p, xs, mask, g)
     values = [_number(value_of(c) if isinstance(c, Var) else c, p, "vjp") for c in shares]
     out = [[0.0] * len(gdots) for _ in xs]
     leaves = [(x, t) for x, t in zip(xv, tangents)] + [(gv, gdots)]
@@ -329,6 +326,18 @@ def _hvp(p, xs, mask, g, gdots, tangents):
     return values, out
 
 
+def _rule_recorded(p, xs, mask, g):
+    """p's vjp rule recorded on a scratch tape at operands xs and cotangent g
+    (numbers): (the tape, the operands' leaves, g's leaf, each operand's
+    share); TypeError if the rule turned a Var into a float."""
+    xv, gv = [Var(x) for x in xs], Var(g)
+    with Tape() as s, arguments(s, xv + [gv], guards=True):
+        y = p(*xv)
+        shares = [p._vjp_maker(j)(y, *xv)(gv) if m else 0.0 for j, m in enumerate(mask)]
+    _refuse_escapes(p, s)
+    return s, xv, gv, shares
+
+
 def _refuse_escapes(p, s):
     """TypeError if recording p's vjp rule on tape s turned a Var into a
     float: a guard x == (its own value), which is what float(x), x.value,
@@ -341,9 +350,10 @@ def _refuse_escapes(p, s):
         if code == 2 * _native.CMP_EQ + 1 and b < 0 and c.const(-1 - b) == c.value(a):
             raise TypeError(
                 f"the vjp rule of the primitive {p.name} turns a Var into a float (math functions, "
-                f"float(), .value): second derivatives through it (hessian, hvp, gradgradcheck) would "
-                f"miss the rule's own derivative. Write the rule with pytape functions (pytape.exp, "
-                f"pytape.sigmoid, other primitives, ...) so that it differentiates again")
+                f"float(), .value): second derivatives through it (hessian, hvp, gradgradcheck, "
+                f"create_graph=True) would miss the rule's own derivative. Write the rule with pytape "
+                f"functions (pytape.exp, pytape.sigmoid, other primitives, ...) so that it "
+                f"differentiates again")
 
 
 def _number(r, p, what):
@@ -363,9 +373,13 @@ _native.set_custom_handler(_handle)
 def recorded_vjps(tape, i, fn, g):
     """[(slot, contribution)] of custom instruction i of ``tape`` for the
     cotangent g (a Var or a float), the vjp makers called with Vars so that
-    the contributions are recorded on the tape."""
+    the contributions are recorded on the tape.  The rule is tried on a
+    scratch tape first: one that turns its Vars into floats raises TypeError
+    (a constant here would be a silently wrong derivative of the result)."""
     p = lookup(fn)
     ops = tape._c.custom_operands(i)
+    _rule_recorded(p, [tape._c.value(x) if is_slot else x for is_slot, x in ops], [is_slot for is_slot, _ in ops],
+                   value_of(g) if isinstance(g, Var) else g)
     xs = [result(tape, x) if is_slot else x for is_slot, x in ops]
     y = result(tape, i)
     return [(x, p._vjp_maker(j)(y, *xs)(g)) for j, (is_slot, x) in enumerate(ops) if is_slot]

@@ -265,6 +265,9 @@ def test_second_order_refuses_a_rule_computed_on_floats():
     assert pytape.grad(floaty)(0.5) == pytest.approx(math.exp(0.5), rel=1e-15)   # first order: fine
     with pytest.raises(TypeError, match="turns a Var into a float"):
         pytape.hessian(floaty)(0.5)
+    x = pytape.Var(0.5)
+    with pytest.raises(TypeError, match="turns a Var into a float"):
+        pytape.autograd.grad(floaty(x), x, create_graph=True)
 
 
 def test_a_rule_missing_or_of_the_wrong_kind():
