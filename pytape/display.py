@@ -81,12 +81,12 @@ def _scan(tape):
         op, a, b = r["op"], r["a"], r["b"]
         read[a[operand_is_slot(OPERAND_A[op], a)]] = True
         read[b[operand_is_slot(OPERAND_B[op], b)]] = True
-        if c.ncustom:  # custom primitives' operands (their own table)
-            args = c.custom_table()[1]
-            read[args[args >= 0]] = True
         # leaves and guards (comparisons recorded by pytape.trace) are no outputs
         leaf[start:start + len(op)] = np.isin(_KINDS[op], (_LEAF, _GUARD))
         swept = swept or bool(r["adj"].any())
+    if c.ncustom:  # custom primitives' operands: their own table
+        args = c.custom_table()[1]
+        read[args[args >= 0]] = True
     return ~read & ~leaf, swept
 
 

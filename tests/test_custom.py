@@ -491,7 +491,9 @@ def test_anomaly_mode_names_the_primitive():
 def test_the_table_names_the_primitive_and_its_operands():
     with pytape.Tape() as t:
         x = pytape.Var(0.5)
-        y = mulsin(x, 2.0)
-    text = t.table()
-    assert "mulsin" in text and "v0, 2" in text and "output" in text
-    assert "mulsin(v0, 2)" in pytape.to_dot(y)
+        y = mulsin(x * 3.0, 2.0)
+    lines = t.table().splitlines()
+    assert lines[2].split()[:2] == ["v1", "mul_vc"] and not lines[2].endswith("output")  # read by mulsin
+    assert lines[3].split()[:4] == ["v2", "mulsin", "v1,", "2"] and lines[3].endswith("output")
+    dot = pytape.to_dot(y)
+    assert "v2 = mulsin(v1, 2)" in dot and "v1 -> v2;" in dot
