@@ -59,7 +59,9 @@ An exception raised by ``f`` or a rule inside a sweep stops the sweep and is
 raised again by the call that swept (``backward()`` then changes no gradient
 and leaves the tape unconsumed).
 
-Scope: scalar primitives, n real arguments (at most 64) and one real result.
+Scope: scalar primitives, n real arguments (at most 64) and one real result;
+numpy arrays of arguments map it elementwise (one instruction per element),
+as for ``pytape.sin``.
 Arrays and several outputs come later as the same instruction kind with a
 richer custom table (a shape per operand, an output count per entry: see
 csrc/tape.h); the rules' signatures stay those of HIPS autograd.
@@ -72,7 +74,7 @@ import numpy as np
 
 from . import _native
 from .anomaly import caller, note, where
-from .recording import _BAD, _const
+from .recording import _BAD, _const, elementwise
 from .tape import Tape, current_tape
 from .var import Leaf, Result, Var, arguments, place, result, slot_on, value_of
 
@@ -148,6 +150,8 @@ class Primitive:
     # ---- calling: plain numbers, or one recorded instruction ------------------------
 
     def __call__(self, *args):
+        if any(isinstance(x, np.ndarray) and x.ndim > 0 for x in args):  # elementwise, as pytape.sin
+            return elementwise(self, *args)
         if not args or len(args) > _native.CUSTOM_MAX_ARGS:
             raise TypeError(f"pytape.primitive {self.name} takes 1 to {_native.CUSTOM_MAX_ARGS} real arguments, "
                             f"got {len(args)}")

@@ -223,6 +223,14 @@ def test_jvp_and_tangent_sweep():
     assert out.tangent == pytest.approx(gy, rel=1e-14)
 
 
+def test_arrays_map_a_primitive_elementwise():
+    x = np.array([-1.0, 0.5, 3.0])
+    g = pytape.grad(lambda v: np.sum(softplus(v) * v))(x)
+    np.testing.assert_allclose(g, [softplus_float(t) + t * sigmoid(t) for t in x], rtol=1e-14)
+    np.testing.assert_allclose(softplus(x), [softplus_float(t) for t in x], rtol=0)  # numbers: a float array
+    np.testing.assert_allclose(mulsin(x, 2.0), x * math.sin(2.0), rtol=1e-15)
+
+
 def test_constant_arguments_take_no_derivative():
     x = pytape.Var(0.4)
     out = mulsin(2.0, x) + mulsin(x, pytape.Var(1.0).detach())
