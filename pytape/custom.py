@@ -338,6 +338,9 @@ def _rule_recorded(p, xs, mask, g):
     with Tape() as s, arguments(s, xv + [gv], guards=True):
         y = p(*xv)
         shares = [p._vjp_maker(j)(y, *xv)(gv) if m else 0.0 for j, m in enumerate(mask)]
+    for c in shares:
+        if not isinstance(c, Var):
+            _number(c, p, "vjp")  # TypeError for anything but a number
     _refuse_escapes(p, s)
     return s, xv, gv, shares
 

@@ -291,6 +291,15 @@ def test_a_rule_missing_or_of_the_wrong_kind():
         pytape.primitive(lambda x: "no")(pytape.Var(1.0))
     jvp_only = pytape.primitive(lambda x: x ** 3).defjvp(lambda t, ans, x: 3.0 * x * x * t)
     assert pytape.grad(jvp_only)(2.0) == 12.0   # reverse mode from the forward rule
+    forgetful = pytape.primitive(lambda x: x).defvjp(lambda ans, x: lambda g: None)
+    with pytest.raises(TypeError, match="vjp rule of the primitive .*<lambda> returned NoneType"):
+        pytape.grad(forgetful)(1.0)
+    x = pytape.Var(1.0)
+    with pytest.raises(TypeError, match="returned NoneType"):
+        pytape.autograd.grad(forgetful(x), x, create_graph=True)
+    with pytape.no_grad():
+        c = softplus(x)
+    assert not c.requires_grad and c.value == softplus_float(1.0)
 
 
 def test_a_wrong_rule_is_caught_by_gradcheck():
