@@ -252,4 +252,87 @@ static inline double pt_pq_over_h(double p, double q, double a, double b, int k)
     return e ? ldexp(r, e) : r;
 }
 
+/* numpy's rounding, remainders and log-sum-exp -------------------------------- */
+
+/* np.sign: -1, 0 or 1, nan at nan (pt_sign gives 0 there: abs'(nan) = 0) */
+static inline double pt_signum(double a) { return a != a ? a : pt_sign(a); }
+
+/* numpy's floor_divide(a, b) = Python's a // b: the quotient of a - mod(a, b)
+ * by b snapped to an integer (npy_divmod); a / b (inf or nan) at b == 0 */
+static inline double pt_floordiv(double a, double b)
+{
+    if (b == 0.0)
+        return a / b;
+    const double m = fmod(a, b);
+    double q = (a - m) / b;
+    if (m != 0.0 && (b < 0.0) != (m < 0.0))
+        q -= 1.0;
+    if (q == 0.0)
+        return copysign(0.0, a / b);
+    const double f = floor(q);
+    return q - f > 0.5 ? f + 1.0 : f;
+}
+
+/* numpy's remainder(a, b) = Python's a % b: fmod moved to the divisor's sign */
+static inline double pt_mod(double a, double b)
+{
+    const double m = fmod(a, b);
+    if (b == 0.0)
+        return m;
+    if (m == 0.0)
+        return copysign(0.0, b);
+    return (b < 0.0) != (m < 0.0) ? m + b : m;
+}
+
+/* the integer n of fmod(a, b) = a - n b, i.e. trunc(a / b) of the exact
+ * quotient (trunc of the rounded a / b can be one off: 1 / 0.1 is 10.0, while
+ * fmod(1, 0.1) = 1 - 9 * 0.1); a / b at b == 0 */
+static inline double pt_truncdiv(double a, double b)
+{
+    if (b == 0.0)
+        return a / b;
+    const double q = (a - fmod(a, b)) / b;
+    return q == 0.0 ? copysign(0.0, a / b) : nearbyint(q);
+}
+
+/* log(e**a + e**b) without overflow (npy_logaddexp); a + ln 2 when a == b,
+ * infinities of one sign included */
+static inline double pt_logaddexp(double a, double b)
+{
+    if (a == b)
+        return a + PT_LN2;
+    const double d = a - b;
+    if (d > 0.0)
+        return a + log1p(exp(-d));
+    if (d <= 0.0)
+        return b + log1p(exp(d));
+    return d;  /* nan */
+}
+
+/* log2(2**a + 2**b) (npy_logaddexp2) */
+static inline double pt_logaddexp2(double a, double b)
+{
+    if (a == b)
+        return a + 1.0;
+    const double d = a - b;
+    if (d > 0.0)
+        return a + PT_LOG2E * log1p(exp2(-d));
+    if (d <= 0.0)
+        return b + PT_LOG2E * log1p(exp2(d));
+    return d;
+}
+
+/* d/da of logaddexp (k = 1) and logaddexp2 (k = ln 2): the share of a,
+ * 1 / (1 + e**(k (b - a))); 0.5 when a == b (also at equal infinities) */
+static inline double pt_lse_d(double a, double b, double k)
+{
+    return a == b ? 0.5 : pt_sigmoid(k * (a - b));
+}
+
+/* d2/da2 of the same: k s (1 - s), s the share of a */
+static inline double pt_lse_dd(double a, double b, double k)
+{
+    return a == b ? 0.25 * k : k * pt_sigmoid(k * (a - b)) * pt_sigmoid(k * (b - a));
+}
+
 #endif

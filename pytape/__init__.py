@@ -8,8 +8,8 @@ as one C loop.
 >>> x1, x2 = pytape.Var(2.0), pytape.Var(5.0)
 >>> y = pytape.log(x1) + x1 * x2 - pytape.sin(x2)
 >>> y.backward()
->>> round(y.value, 3), round(x1.grad, 3), round(x2.grad, 3)
-(11.652, 5.5, 1.716)
+>>> print(f"{y.value:.3f} {x1.grad:.3f} {x2.grad:.3f}")
+11.652 5.500 1.716
 
 The package in layers, each importing only those above it:
 
@@ -18,20 +18,21 @@ The package in layers, each importing only those above it:
   (the Var types), ``recording`` (operators built from the op table), ``ops``
   (the namespace's functions, numpy's names);
 * derivatives: ``program`` (the sweep driver), ``functional`` (grad, jacobian,
-  hessian, ...), ``checks`` (gradcheck), ``custom`` (custom primitives with
-  their own rules), ``higher_order`` (create_graph),
+  hessian, ...; ``trees`` its pytrees, ``nested`` a transformation inside
+  another), ``checks`` (gradcheck), ``custom`` (custom primitives with their
+  own rules), ``higher_order`` (create_graph),
   ``autograd`` (PyTorch's autograd.grad);
 * record once, replay many: ``tracing`` (trace, CompiledFunction), ``saved``
   (its file format), ``optimize``, ``optim``;
 * inspection: ``display``; and ``nn``, ``reference``, ``bench``.
 """
-from .errors import BranchChangedError, GradcheckError, TapeConsumedError, TapeFormatError, TapeThreadError
+from .errors import BranchChangedError, GradcheckError, MixedTapesError, TapeConsumedError, TapeFormatError, TapeThreadError
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled, no_grad
 from .anomaly import detect_anomaly, is_anomaly_enabled
 from .var import Var
 from .ops import *  # noqa: F401,F403  the primitive functions
 from .ops import __all__ as _ops_all
-from .ops import abs, pow  # noqa: F401  pytape.abs, pytape.pow: not in __all__, they would shadow builtins
+from .ops import abs, pow, round  # noqa: F401,A004  not in __all__, they would shadow builtins
 from .functional import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 from .checks import gradcheck, gradgradcheck
 from .custom import Primitive, primitive
@@ -49,7 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
-    "TapeConsumedError", "TapeThreadError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
+    "TapeConsumedError", "TapeThreadError", "MixedTapesError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
     "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError", "primitive", "Primitive",
 ] + _ops_all

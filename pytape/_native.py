@@ -52,7 +52,7 @@ except ImportError as exc:  # a source checkout that was never built
         f"pytape. ({exc})"
     ) from None
 
-from .errors import TapeConsumedError, TapeFormatError, TapeThreadError
+from .errors import MixedTapesError, TapeConsumedError, TapeFormatError, TapeThreadError
 
 # ---- the op table ---------------------------------------------------------------
 
@@ -217,7 +217,7 @@ def check(status, what="record", tape=None):
             f"threads, and call backward() in the thread that recorded."
         )
     if status == lib.PT_E_TAPES:
-        raise ValueError(_DIFFERENT_TAPES)
+        raise MixedTapesError(_DIFFERENT_TAPES)
     if status == lib.PT_E_NONFINITE:
         if tape is not None and what in ("backward", "tangent"):
             raise NonFiniteError(tape.bad, what)

@@ -66,7 +66,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     unless ``retain_graph`` (default: ``create_graph``).  ``inputs`` may be
     leaves or intermediate results.  With ``create_graph=True`` the gradients
     are Vars recorded on the same tape (the reverse sweep itself recorded as
-    instructions), so they can be differentiated again, to any order.
+    instructions), so they can be differentiated again, to any order.  Inside
+    the f of a function transformation (``pytape.grad(f)``) on f's own
+    recording, the sweep is always recorded, so the transformation
+    differentiates through it.
 
     >>> import pytape
     >>> x1, x2 = pytape.Var(2.0), pytape.Var(5.0)
@@ -75,6 +78,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     >>> d1, round(d2, 3)
     (5.5, 1.716)
     """
+    if not create_graph and _inside_f(outputs):
+        create_graph = True  # inside a transformation's f: recorded, so that the transformation sees it
     if retain_graph is None:
         retain_graph = create_graph
     outs, seeds = _seeds(outputs, grad_outputs, keep_vars=create_graph)
@@ -112,6 +117,14 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                     f"to get None for it")
             results[k] = None
     return tuple(results)
+
+
+def _inside_f(outputs):
+    """True if outputs were recorded on a tape that a function transformation
+    (not pytape.trace) records f on now: their gradient is part of f."""
+    ys = list(outputs.ravel()) if isinstance(outputs, np.ndarray) else (
+        [outputs] if isinstance(outputs, Var) else list(outputs) if isinstance(outputs, (list, tuple)) else [])
+    return any(type(y) is Result and y._t._transforming and not y._t._guards for y in ys)
 
 
 def _reached(tape, out_slots, ins):

@@ -17,7 +17,7 @@ consumed
 """
 
 __all__ = ["TapeConsumedError", "TapeThreadError", "BranchChangedError", "TapeFormatError",
-           "GradcheckError"]
+           "GradcheckError", "MixedTapesError"]
 
 
 class TapeConsumedError(RuntimeError):
@@ -40,3 +40,14 @@ class TapeFormatError(ValueError):
 
 class GradcheckError(RuntimeError):
     """The tape's derivatives and central finite differences disagree."""
+
+
+class MixedTapesError(ValueError):
+    """An operation combined results recorded on two different tapes."""
+
+
+class OuterVar(Exception):
+    """Internal: f, recorded by a function transformation on a fresh tape,
+    used a Var from outside its arguments (a closure over a leaf or a result
+    of another tape).  pytape/functional.py then records f on the outer tape
+    (pytape/nested.py) instead of treating that Var as a constant."""

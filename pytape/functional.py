@@ -5,11 +5,18 @@
 Each records ``f`` once on a fresh tape (its inputs become leaves) and then
 runs C sweeps over that tape (pytape/program.py): a reverse sweep gives a row
 of the Jacobian, a tangent sweep a column, and the block sweeps take up to 64
-rows or columns per pass.  Inputs may be floats, sequences or numpy arrays of
-any shape, of real numbers (anything else raises ``TypeError`` naming the
-argument: ``pytape.program.as_float_array``); an array reaches ``f`` as a numpy object array of ``Var`` s, so
-numpy code such as ``np.sum(np.sin(x) ** 2)`` differentiates unchanged.
-Results follow numpy shapes: a Jacobian has shape ``out.shape + in.shape``.
+rows or columns per pass.  An argument is a pytree (pytape/trees.py): nested
+tuples, lists and dicts whose leaves are real numbers or numpy arrays of any
+shape (anything else raises ``TypeError`` naming the argument:
+``pytape.program.as_float_array``); an array reaches ``f`` as a numpy object
+array of ``Var`` s, so numpy code such as ``np.sum(np.sin(x) ** 2)``
+differentiates unchanged.  Results follow numpy shapes (a Jacobian has shape
+``out.shape + in.shape``), the argument's tree, and the dtype of a float
+array or numpy float scalar argument (the tape computes in float64).
+
+Transformations compose (pytape/nested.py): with Vars among the arguments,
+inside another transformation's f, or when f uses a Var from outside its
+arguments, f is recorded on the outer tape and the results are Vars.
 
 >>> import numpy as np, pytape
 >>> f = lambda x: np.sum(np.sin(x) ** 2)
@@ -17,11 +24,180 @@ Results follow numpy shapes: a Jacobian has shape ``out.shape + in.shape``.
 >>> np.allclose(g, np.sin(2 * np.array([0.5, 1.0])))
 True
 """
+import functools
+
 import numpy as np
 
-from .program import Recording, as_float_array, check_argnums, scalar_output
+from .nested import NestedRecording, holds_vars, inside_transformation
+from .errors import OuterVar
+from .program import ArgName, Recording, as_float_array, check_argnums, scalar_output
+from .tape import is_grad_enabled
+from .trees import flatten, map_leaves
+from .var import Var, value_of
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp"]
+
+
+class _Call:
+    """One call of a transformed f: the differentiated arguments flattened
+    into array leaves (pytrees), f recorded on a fresh tape or, nested, on
+    the outer one, and the way back to the arguments' trees and dtypes.
+
+    ``rec`` is the recording (pytape.program.Recording or
+    pytape.nested.NestedRecording), over one flat argument per leaf."""
+
+    def __init__(self, f, args, argnums, api, has_aux=False):
+        single, ks = check_argnums(argnums, api, len(args))
+        ks = [k % len(args) for k in ks]
+        recording = is_grad_enabled()
+        if not recording:  # under no_grad, Vars from outside are constants, as no_grad asks
+            args = tuple(map_leaves(_plain, a) if k in ks else a for k, a in enumerate(args))
+        self.single, self.groups, flat, names = single, [], [], _Names(f, api)
+        for k in ks:
+            leaves, tree = flatten(args[k])
+            names.add(k, tree)
+            self.groups.append((tree, len(flat), len(leaves)))
+            flat += leaves
+        self.dtypes = [_float_dtype(x) for x in flat]
+
+        def flat_f(*xs):
+            full = list(args)
+            for k, (tree, start, n) in zip(ks, self.groups):
+                full[k] = tree.unflatten(xs[start:start + n])
+            return f(*full)
+
+        if all(tree.is_leaf for tree, _, _ in self.groups):  # no containers: f takes the arguments as they are
+            target, f_args, f_argnums, names = f, args, tuple(ks), None
+        else:
+            target, f_args, f_argnums = flat_f, flat, tuple(range(len(flat)))
+        self.out_tree = None
+        target = self._flat_output(target, has_aux)
+        others = [a for j, a in enumerate(args) if j not in ks]
+        self.nested = recording and (inside_transformation() or holds_vars(flat) or holds_vars(others))
+        if not self.nested:
+            try:
+                self.rec = Recording(target, f_args, f_argnums, has_aux, api=api, sealed=recording, names=names)
+            except OuterVar:  # f uses a Var from outside: record it again, on the outer tape
+                self.nested = True
+        if self.nested:
+            self.rec = NestedRecording(target, f_args, f_argnums, has_aux, api=api, names=names)
+
+    def _flat_output(self, f, has_aux):
+        """f whose output, if it holds a dict (a pytree output), comes out as
+        one flat array of its leaves' elements; ``out_tree`` and
+        ``out_shapes`` remember how to split results again (``unpack_out``).
+        Other outputs follow numpy: a list of numbers is an array."""
+        @functools.wraps(f)  # messages name f
+        def g(*xs):
+            out = f(*xs)
+            aux = None
+            if has_aux and isinstance(out, tuple) and len(out) == 2:
+                out, aux = out
+            if _holds_dict(out):
+                leaves, self.out_tree = flatten(out)
+                arrays = [np.asarray(v, dtype=object) if not isinstance(v, Var) else _scalar_object(v) for v in leaves]
+                self.out_shapes = [a.shape for a in arrays]
+                out = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
+            return (out, aux) if has_aux else out
+        return g
+
+    def unpack_out(self, flat, tail=()):
+        """A result over the flat outputs (axis 0, then ``tail`` axes) -> f's output tree."""
+        if self.out_tree is None:
+            return flat
+        flat = np.asarray(flat)
+        parts, start = [], 0
+        for shape in self.out_shapes:
+            n = int(np.prod(shape, dtype=int))
+            part = flat[start:start + n].reshape(tuple(shape) + tuple(tail))
+            parts.append(self.rec._number(part[()]) if part.ndim == 0 else part)
+            start += n
+        return self.out_tree.unflatten(parts)
+
+    def out_vector(self, u, what):
+        """A cotangent shaped like f's output tree -> the flat output vector."""
+        if self.out_tree is None:
+            return u
+        leaves = _tree_like(u, self.out_tree, what)
+        parts = []
+        for v, shape in zip(leaves, self.out_shapes):
+            arr = np.asarray(v, dtype=object if holds_vars(v) else float)
+            if arr.shape != tuple(shape):
+                raise ValueError(f"{what} has a leaf of shape {arr.shape} where f's output has {tuple(shape)}")
+            parts.append(arr.ravel())
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def pack(self, per_leaf, cast=True):
+        """Results per flat leaf -> the arguments' trees (one, or a tuple for
+        a tuple of argnums), each leaf in its argument's float dtype."""
+        if cast and not self.nested:
+            per_leaf = [_cast(r, dt) for r, dt in zip(per_leaf, self.dtypes)]
+        trees = [per_leaf[start] if tree.is_leaf else tree.unflatten(per_leaf[start:start + n])
+                 for tree, start, n in self.groups]
+        return trees[0] if self.single else tuple(trees)
+
+    @property
+    def aux(self):
+        """f's auxiliary output: numbers and numpy arrays (as in JAX), Vars only when nested."""
+        return self.rec.aux if self.nested else map_leaves(_plain, self.rec.aux)
+
+
+class _Names:
+    """The name of each flat argument in messages (pytape.program.ArgName)."""
+
+    def __init__(self, f, api):
+        self.f, self.api, self.trees = f, api, []
+
+    def add(self, k, tree):
+        self.trees.append((k, tree))
+
+    def __getitem__(self, j):
+        for k, tree in self.trees:
+            if j < tree.size:
+                return ArgName(self.api, self.f, k, tree, j)
+            j -= tree.size
+        raise IndexError(j)
+
+
+def _holds_dict(x):
+    if type(x) is dict:
+        return True
+    return type(x) in (list, tuple) and any(_holds_dict(v) for v in x)
+
+
+def _scalar_object(v):
+    a = np.empty((), dtype=object)
+    a[()] = v
+    return a
+
+
+def _float_dtype(x):
+    """The dtype a derivative w.r.t. x is given: x's own if it is a numpy
+    float array or scalar (float16, float32, ...), else None (float64)."""
+    dt = getattr(x, "dtype", None)
+    if isinstance(x, np.generic) and dt.kind == "f" or isinstance(x, np.ndarray) and dt.kind == "f" and dt != np.float64:
+        return dt
+    return None
+
+
+def _cast(r, dt):
+    if dt is None:
+        return r
+    return dt.type(r) if np.ndim(r) == 0 and not isinstance(r, np.ndarray) else np.asarray(r, dtype=dt)
+
+
+def _plain(v):
+    """A Var's number, an object array of Vars as a float array; anything else unchanged."""
+    if isinstance(v, Var):
+        return value_of(v)
+    if isinstance(v, np.ndarray) and v.dtype == object and any(isinstance(e, Var) for e in v.flat):
+        return np.vectorize(lambda e: value_of(e) if isinstance(e, Var) else e, otypes=[float])(v)
+    return v
+
+
+def _per_leaf(rec, results):
+    """rec.shaped_in of each flat argument's result."""
+    return [rec.shaped_in(j, r) for j, r in enumerate(results)]
 
 
 def value_and_grad(f, argnums=0, has_aux=False):
@@ -40,12 +216,13 @@ def _value_and_grad(f, argnums, has_aux, api):
     check_argnums(argnums, api)
 
     def wrapper(*args):
-        rec = Recording(f, args, argnums, has_aux, api=api)
+        call = _Call(f, args, argnums, api, has_aux)
+        rec = call.rec
         scalar_output(rec, "grad")
-        rows = rec.rows(np.ones((1, 1)))
-        g = rec.pack([rec.shaped_in(j, r[0]) for j, r in enumerate(rows)])
-        value = rec.value if np.ndim(rec.value) == 0 else float(np.ravel(rec.value)[0])
-        return ((value, rec.aux), g) if has_aux else (value, g)
+        g = call.pack(_per_leaf(rec, [r[0] for r in rec.rows(np.ones((1, 1)))]))
+        value = rec.value if np.ndim(rec.value) == 0 else np.ravel(rec.value)[0]
+        value = call.unpack_out(value if call.nested else float(value))
+        return ((value, call.aux), g) if has_aux else (value, g)
 
     return wrapper
 
@@ -54,14 +231,20 @@ def grad(f, argnums=0, has_aux=False):
     """The gradient of a scalar function ``f`` with respect to argument(s) ``argnums``.
 
     Like ``jax.grad``: returns a function of the same arguments; the gradient has
-    the shape (and for a float argument, the type) of the argument; a tuple of
-    argnums gives a tuple of gradients; ``has_aux`` lets f return ``(out, aux)``.
+    the shape (and for a float argument, the type) of the argument, and for
+    a pytree argument (nested tuples, lists, dicts of numbers and arrays) its
+    tree; a tuple of argnums gives a tuple of gradients; ``has_aux`` lets f
+    return ``(out, aux)``, and aux comes back as numbers and arrays.  f may
+    return any array of size 1.  Nested (``grad(grad(f))``), or with Var
+    arguments, the gradient is recorded and its entries are Vars.
 
     >>> import pytape
     >>> pytape.grad(lambda x: x ** 3)(2.0)
     12.0
     >>> pytape.grad(lambda x, y: x * y, argnums=1)(3.0, 4.0)
     3.0
+    >>> pytape.grad(lambda p: p["w"] * p["b"])({"w": 2.0, "b": 5.0})
+    {'b': 2.0, 'w': 5.0}
     """
     vg = _value_and_grad(f, argnums, has_aux, "pytape.grad")
 
@@ -70,6 +253,31 @@ def grad(f, argnums=0, has_aux=False):
         return (g, value[1]) if has_aux else g
 
     return wrapper
+
+
+def _primal_tuple(xs, name):
+    if not isinstance(xs, (tuple, list)):
+        raise TypeError(f"pytape.jvp takes {name} as a tuple with one entry per argument of f, not "
+                        f"{type(xs).__name__}: for f of one argument, jvp(f, (x,), (v,))")
+    return tuple(xs)
+
+
+def _vector(v, rec, j, what):
+    """A tangent, cotangent or direction for flat argument j: numbers, or Vars when nested."""
+    if rec.nested and holds_vars(v):
+        u = np.asarray(v, dtype=object)
+    else:
+        u = as_float_array(v, what)
+    if u.shape != rec.shapes[j]:
+        raise ValueError(f"{what} has shape {u.shape}, its primal {rec.shapes[j]}")
+    return u
+
+
+def _tree_like(v, tree, what):
+    leaves, t = flatten(v)
+    if len(leaves) != tree.size:
+        raise ValueError(f"{what} must have the same tree as its primal: {tree.size} leaves, not {len(leaves)}")
+    return leaves
 
 
 def jvp(f, primals, tangents):
@@ -83,20 +291,21 @@ def jvp(f, primals, tangents):
     >>> round(value, 3), tangent
     (11.652, 5.5)
     """
-    for name, xs in (("primals", primals), ("tangents", tangents)):
-        if not isinstance(xs, (tuple, list)):
-            raise TypeError(f"pytape.jvp takes {name} as a tuple with one entry per argument of f, not "
-                            f"{type(xs).__name__}: for f of one argument, jvp(f, (x,), (v,))")
-    primals, tangents = tuple(primals), tuple(tangents)
+    primals, tangents = _primal_tuple(primals, "primals"), _primal_tuple(tangents, "tangents")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp needs one tangent per primal, got {len(primals)} primals and {len(tangents)} tangents")
-    rec = Recording(f, primals, tuple(range(len(primals))), api="pytape.jvp")
-    out = np.zeros(len(rec.out_slots))
-    for j, t in enumerate(tangents):
-        t = as_float_array(t, f"tangent {j}")
-        if t.shape != rec.shapes[j]:
-            raise ValueError(f"tangent {j} has shape {t.shape}, its primal {rec.shapes[j]}")
-        out += rec.columns(j, t.reshape(-1, 1))[:, 0]
+    call = _Call(f, primals, tuple(range(len(primals))), "pytape.jvp")
+    rec = call.rec
+    flat_t = [t for (tree, _, _), tk in zip(call.groups, tangents) for t in _tree_like(tk, tree, "a tangent")]
+    out = None
+    for j, t in enumerate(flat_t):
+        t = _vector(t, rec, j, f"tangent {j}")
+        col = rec.columns(j, t.reshape(-1, 1))[:, 0]
+        out = col if out is None else out + col
+    if out is None:
+        out = np.zeros(len(rec.out_slots))
+    if call.out_tree is not None:
+        return call.unpack_out(rec.value), call.unpack_out(out)
     return rec.value, rec.shaped_out(out)
 
 
@@ -109,23 +318,36 @@ def vjp(f, *primals):
     >>> vjp_fn(np.array([1.0, 10.0]))
     (array([ 2., 20.]),)
     """
-    rec = Recording(f, primals, tuple(range(len(primals))), api="pytape.vjp")
+    call = _Call(f, primals, tuple(range(len(primals))), "pytape.vjp")
+    rec = call.rec
 
     def vjp_fn(cotangent):
-        u = as_float_array(cotangent, "the cotangent")
+        cotangent = call.out_vector(cotangent, "the cotangent")
+        if rec.nested and holds_vars(cotangent):
+            u = np.asarray(cotangent, dtype=object)
+        else:
+            u = as_float_array(cotangent, "the cotangent")
         if u.shape != rec.out_shape:
             raise ValueError(f"the cotangent has shape {u.shape}, f's output {rec.out_shape}")
         rows = rec.rows(u.reshape(1, -1))
-        return tuple(rec.shaped_in(j, r[0]) for j, r in enumerate(rows))
+        return call.pack(_per_leaf(rec, [r[0] for r in rows]))
 
-    return rec.value, vjp_fn
+    return call.unpack_out(rec.value), vjp_fn
 
 
 def _jacobian(f, argnums, mode, api):
     check_argnums(argnums, api)
 
     def wrapper(*args):
-        return Recording(f, args, argnums, api=api).jacobian(mode)
+        call = _Call(f, args, argnums, api)
+        jac = list(call.rec.jacobian(mode))  # one block per flat argument, out.shape + in.shape
+        if call.out_tree is None:
+            return call.pack(jac)
+        # a pytree output: for each of its leaves, the tree of blocks over the arguments (as JAX)
+        per_out = [call.unpack_out(J, np.shape(J)[1:]) for J in jac]   # per argument leaf: out tree
+        leaves_per_arg = [flatten(t)[0] for t in per_out]
+        return call.out_tree.unflatten([call.pack([leaves[i] for leaves in leaves_per_arg])
+                                        for i in range(call.out_tree.size)])
 
     return wrapper
 
@@ -158,7 +380,8 @@ def jacobian(f, argnums=0, mode="auto"):
     ``mode="auto"`` sweeps forward when f has fewer inputs than outputs (a
     sweep gives a column) and in reverse otherwise (a sweep gives a row): the
     classic trade-off, a Jacobian of f: R^n -> R^m costs min(n, m) sweeps.
-    ``mode="fwd"`` / ``"rev"`` force one.
+    ``mode="fwd"`` / ``"rev"`` force one.  For a pytree argument, a tree of
+    Jacobian blocks, one per leaf.
 
     >>> import numpy as np, pytape
     >>> pytape.jacobian(lambda x: np.array([x * 2.0, x * x]))(3.0)
@@ -172,17 +395,20 @@ def jacobian(f, argnums=0, mode="auto"):
 def hvp(f, x, v, argnums=0):
     """Hessian-vector product H v of a scalar f at x: one tangent pass and one
     reverse pass over f's tape (forward over reverse), never the full Hessian.
+    ``v`` has x's shape (x's tree for a pytree x).
 
     >>> import numpy as np, pytape
     >>> f = lambda x: x[0] ** 2 * x[1] + pytape.sin(x[1])
     >>> pytape.hvp(f, np.array([1.0, 2.0]), np.array([1.0, 0.0]))   # column 0 of [[2 x1, 2 x0], [2 x0, -sin x1]]
     array([4., 2.])
     """
-    rec = Recording(f, (x,), 0, api="pytape.hvp")
-    v = as_float_array(v, "v")
-    if v.shape != rec.shapes[0]:
-        raise ValueError(f"v has shape {v.shape}, x {rec.shapes[0]}")
-    return rec.shaped_in(0, rec.hvps(v.reshape(-1, 1))[:, 0])
+    call = _Call(f, (x,), 0, "pytape.hvp")
+    rec = call.rec
+    vs = [_vector(u, rec, j, "v").reshape(-1) for j, u in enumerate(_tree_like(v, call.groups[0][0], "v"))]
+    seeds = np.concatenate(vs).reshape(-1, 1) if vs else np.zeros((0, 1))
+    col = rec.hvps(seeds)[:, 0]
+    bounds = np.cumsum([0] + rec.sizes)
+    return call.pack([rec.shaped_in(j, col[bounds[j]:bounds[j + 1]]) for j in range(len(rec.sizes))])
 
 
 def hessian(f, argnums=0):
@@ -200,6 +426,9 @@ def hessian(f, argnums=0):
     check_argnums(argnums, "pytape.hessian")
 
     def wrapper(*args):
-        return Recording(f, args, argnums, api="pytape.hessian").hessian()
+        call = _Call(f, args, argnums, "pytape.hessian")
+        # blocks H[j][k] per pair of flat leaves -> the trees, rows by the
+        # arguments' trees and each row's blocks too (dtype: the column's leaf)
+        return call.pack([call.pack(list(row)) for row in call.rec.hessian()], cast=False)
 
     return wrapper

@@ -84,6 +84,25 @@ def _div_db(a, b, y):
     return -(a * 2.0 ** 600 / b) / b * 2.0 ** -600
 
 
+def _floordiv(a, b):
+    """pt_floordiv: Python's a // b on the values (a piecewise constant), IEEE a / b at b == 0."""
+    a, b = _v(a), _v(b)
+    return _F["div"](a, b) if b == 0 else a // b
+
+
+def _truncdiv(a, b):
+    """pt_truncdiv: the integer n of fmod(a, b) = a - n b, on the values."""
+    a, b = _v(a), _v(b)
+    if b == 0:
+        return _F["div"](a, b)
+    if math.isinf(a) or a != a or b != b:
+        return math.nan
+    q = (a - math.fmod(a, b)) / b
+    if q == 0:
+        return math.copysign(0.0, a / b)
+    return float(round(q)) if math.isfinite(q) else q
+
+
 #: the helpers of csrc/rules.h that derivative columns call, on Vars; C's
 #: (double)(a > b) becomes _float(a > b): a piecewise constant, no derivative.
 #: Each takes the same branch as its C twin, decided on the values.
@@ -101,6 +120,9 @@ HELPERS = {
     "pt_expm1_d": lambda a, y: _F["exp"](a) if _v(a) < -0.5 else y + 1.0,
     "pt_acosh_d": lambda a: 1.0 / a if _v(a) > 1e8 else 1.0 / _F["sqrt"]((a - 1.0) * (a + 1.0)),
     "pt_div_db": _div_db,
+    "pt_floordiv": _floordiv,
+    "pt_truncdiv": _truncdiv,
+    "pt_lse_d": lambda a, b, k: 0.5 if _v(a) == _v(b) else _F["sigmoid"](k * (a - b)),
     "PT_LN2": math.log(2.0),
     "PT_LOG2E": float("1.442695040888963407359924681001892137"),
     "PT_LOG10E": float("0.434294481903251827651128918916605082"),

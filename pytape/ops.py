@@ -9,7 +9,12 @@ Values outside a function's domain follow IEEE/numpy (``log(-1.0)`` is nan).
 numpy works on ``Var`` s through one table, ``NUMPY_NAMES``: numpy's name of
 each primitive is also a function here (``pytape.arcsin``), a ``Var`` method
 (numpy calls ``a[i].arcsin()`` on object arrays) and the ufunc a ``Var``
-answers (``np.arcsin(x)``).
+answers (``np.arcsin(x)``).  Also here: numpy's functions that numpy itself
+does not run on object arrays of ``Var`` s (``isfinite``, ``isclose``,
+``nan_to_num``, ``sinc``, ...), which a bare ``Var`` answers through
+``Var.__array_function__``, and the attributes numpy's Python code asks of a
+scalar (``shape``, ``dtype``, ``real``, ...).  README.md, "numpy functions on
+Vars", lists what works and what raises.
 
 >>> import pytape
 >>> x = pytape.Var(0.5)
@@ -75,6 +80,17 @@ _DOCS = {
     "not_equal": ("1.0 if a != b else 0.0, a condition for pytape.where", "(0, 0)"),
     "where_t": ("b if a != 0 else -0.0, half of pytape.where", "(0, 1 if a != 0 else 0)"),
     "where_f": ("-0.0 if a != 0 else b, half of pytape.where", "(0, 1 if a == 0 else 0)"),
+    "sign": ("-1.0, 0.0 or 1.0 by the sign of x, nan at nan (numpy's sign)", "0"),
+    "floor": ("the largest integer <= x", "0"),
+    "ceil": ("the smallest integer >= x", "0"),
+    "round": ("the nearest integer, halves to even (numpy's rint and round, torch.round)", "0"),
+    "trunc": ("x rounded toward 0", "0"),
+    "mod": ("a % b, the remainder with the sign of b (Python's %, numpy's mod and remainder)",
+            "(1, -(a // b)), as numpy's floor_divide and torch.remainder define it"),
+    "fmod": ("the remainder with the sign of a (C's fmod, numpy's fmod)", "(1, -trunc(a / b))"),
+    "floor_divide": ("a // b, the largest integer <= a / b (Python's //, numpy's floor_divide)", "(0, 0)"),
+    "logaddexp": ("log(e**a + e**b), without overflow", "(e**a, e**b) / (e**a + e**b), 0.5 each at a == b"),
+    "logaddexp2": ("log2(2**a + 2**b), without overflow", "(2**a, 2**b) / (2**a + 2**b), 0.5 each at a == b"),
 }
 
 for _name, _f in FUNCTIONS.items():
@@ -190,10 +206,175 @@ def cond_select(left, cmp, right, if_true, if_false):
 NUMPY_NAMES = {
     "asin": "arcsin", "acos": "arccos", "atan": "arctan", "atan2": "arctan2", "asinh": "arcsinh",
     "acosh": "arccosh", "atanh": "arctanh", "abs": "absolute", "neg": "negative", "pow": "power",
-    "sub": "subtract", "mul": "multiply", "div": "divide",
+    "sub": "subtract", "mul": "multiply", "div": "divide", "mod": "remainder", "round": "rint",
 }
+# ---- numpy's predicates and helpers that are not rows ---------------------------------
+
+def _each(f, x, *more):
+    """f elementwise into a bool array if x is an array, else f(x)."""
+    if isinstance(x, np.ndarray) and x.ndim > 0 or any(isinstance(m, np.ndarray) and m.ndim > 0 for m in more):
+        return map_objects(f, x, *more).astype(bool)
+    return f(x, *more)
+
+
+def _isnan1(x):
+    return x != x if isinstance(x, Var) else bool(np.isnan(x))
+
+
+def _isinf1(x):
+    return x == math.inf or x == -math.inf if isinstance(x, Var) else bool(np.isinf(x))
+
+
+def isnan(x):
+    """isnan(x): True where x is nan (``np.isnan``, also on arrays of Vars).
+
+    A predicate on the value: under ``pytape.trace`` it is recorded as the
+    guards of Var comparisons (``x != x``), so a replay where it flips traces f
+    again.
+
+    >>> import pytape, numpy as np
+    >>> pytape.isnan(pytape.Var(float("nan"))), np.isnan(pytape.Var(1.0))
+    (True, False)
+    """
+    return _each(_isnan1, x)
+
+
+def isinf(x):
+    """isinf(x): True where x is +inf or -inf (``np.isinf``, also on arrays of Vars).
+
+    >>> import pytape, numpy as np
+    >>> pytape.isinf(np.array([pytape.Var(1.0), pytape.Var(-np.inf)])).tolist()
+    [False, True]
+    """
+    return _each(_isinf1, x)
+
+
+def isfinite(x):
+    """isfinite(x): True where x is neither nan nor infinite (``np.isfinite``,
+    also on arrays of Vars).
+
+    >>> import pytape, numpy as np
+    >>> np.isfinite(pytape.Var(2.0)), pytape.isfinite(pytape.Var(np.inf))
+    (True, False)
+    """
+    return _each(lambda v: not _isnan1(v) and not _isinf1(v), x)
+
+
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """isclose(a, b): numpy's ``isclose`` on Vars and arrays of Vars
+    (``|a - b| <= atol + rtol |b|``, equal infinities are close), a bool or a
+    bool array; ``np.isclose`` on a Var comes here.
+
+    >>> import pytape
+    >>> pytape.isclose(pytape.Var(1.0), 1.0 + 1e-9)
+    True
+    """
+    def close(x, y):
+        if (x == y) if isinstance(x, Var) or isinstance(y, Var) else bool(np.equal(x, y)):
+            return True
+        if equal_nan and _isnan1(x) and _isnan1(y):
+            return True
+        if _isnan1(x) or _isnan1(y) or _isinf1(x) or _isinf1(y):
+            return False
+        return bool(abs(x - y) <= atol + rtol * abs(y))
+    return _each(close, a, b)
+
+
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """allclose(a, b): True if ``isclose`` holds everywhere (``np.allclose`` on Vars
+    and arrays of Vars; numpy's own refuses an object array as ``b``).
+
+    >>> import pytape, numpy as np
+    >>> pytape.allclose(np.array([pytape.Var(1.0), pytape.Var(2.0)]), [1.0, 2.0])
+    True
+    """
+    return bool(np.all(isclose(a, b, rtol, atol, equal_nan)))
+
+
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    """nan_to_num(x): nan replaced by ``nan``, +-inf by ``posinf`` / ``neginf``
+    (default: the largest finite doubles), elementwise on arrays of Vars
+    (``np.nan_to_num`` returns object arrays unchanged; on a Var it comes here).
+
+    The derivative is 1 where x is kept and 0 where it is replaced (as
+    ``torch.nan_to_num``).  Which elements are replaced is read from the values:
+    under ``pytape.trace`` guards, like a comparison.
+
+    >>> import pytape, numpy as np
+    >>> pytape.nan_to_num(np.array([pytape.Var(np.nan), pytape.Var(2.0)])).tolist()
+    [0.0, Var(2.0, grad=0.0)]
+    """
+    big = np.finfo(np.float64).max
+    pos = big if posinf is None else float(posinf)
+    neg = -big if neginf is None else float(neginf)
+
+    def one(v):
+        if not isinstance(v, Var):
+            return float(np.nan_to_num(np.float64(v), nan=nan, posinf=pos, neginf=neg))
+        if v != v:
+            return float(nan)
+        if v == math.inf:
+            return pos
+        if v == -math.inf:
+            return neg
+        return v
+    if isinstance(x, np.ndarray) and x.ndim > 0:
+        if x.dtype != object:
+            return np.nan_to_num(x, copy=copy, nan=nan, posinf=posinf, neginf=neginf)
+        return map_objects(one, x)
+    return one(x)
+
+
+def angle(z, deg=False):
+    """angle(z): the angle of a real number as a point of the complex plane, 0
+    for z >= +0.0 and pi for z <= -0.0 (``np.angle`` on a Var comes here),
+    recorded as ``atan2(0.0, z)``: derivative 0.
+
+    >>> import pytape, numpy as np
+    >>> np.angle(pytape.Var(-2.0)).value == np.pi, pytape.angle(pytape.Var(2.0), deg=True).value
+    (True, 0.0)
+    """
+    a = atan2(0.0, z)  # noqa: F821
+    return a * (180.0 / math.pi) if deg else a
+
+
+def sinc(x):
+    """sinc(x): sin(pi x) / (pi x), 1 at 0 (``np.sinc``; on a Var ``np.sinc``
+    comes here, and arrays with a 0, where numpy's own fails on Vars, work).
+
+    The derivative is (cos(pi x) - sinc(x)) / x, 0 at x = 0.  Whether x is 0
+    is read from the value (under ``pytape.trace`` a guard).
+
+    >>> import pytape, numpy as np
+    >>> np.sinc(pytape.Var(0.0)), abs(pytape.sinc(pytape.Var(0.5)).value - 2 / np.pi) < 1e-15
+    (1.0, True)
+    """
+    def one(v):
+        if not isinstance(v, Var):
+            return float(np.sinc(v))
+        if v == 0.0:
+            return 1.0
+        y = v * math.pi
+        return sin(y) / y  # noqa: F821
+    if isinstance(x, np.ndarray) and x.ndim > 0:
+        return map_objects(one, x) if x.dtype == object else np.sinc(x)
+    return one(x)
+
+
+def _round(a, decimals=0, out=None):
+    """np.round(x, decimals) on a Var: numpy's rule, rint of a scaled number."""
+    if out is not None:
+        return NotImplemented
+    if decimals == 0:
+        return FUNCTIONS["round"](a)
+    if decimals > 0:
+        return FUNCTIONS["round"](a * 10.0 ** decimals) / 10.0 ** decimals
+    return FUNCTIONS["round"](a / 10.0 ** -decimals) * 10.0 ** -decimals
+
+
 #: numpy functions that are not rows of the op table, built from rows
 NUMPY_EXTRA = {
+    "conjugate": lambda a: a, "isnan": isnan, "isinf": isinf, "isfinite": isfinite,
     "fabs": FUNCTIONS["abs"], "fmax": FUNCTIONS["maximum"], "fmin": FUNCTIONS["minimum"],
     "deg2rad": lambda a: a * (math.pi / 180.0), "rad2deg": lambda a: a * (180.0 / math.pi),
     "square": lambda a: a * a, "reciprocal": lambda a: 1.0 / a, "positive": lambda a: +a,
@@ -204,7 +385,8 @@ NUMPY_EXTRA["radians"], NUMPY_EXTRA["degrees"] = NUMPY_EXTRA["deg2rad"], NUMPY_E
 NUMPY_COMPARISONS = {"less": operator.lt, "less_equal": operator.le, "greater": operator.gt,
                      "greater_equal": operator.ge, "equal": operator.eq, "not_equal": operator.ne}
 
-_BINARY_METHODS = {"add", "sub", "mul", "div", "pow"}  # these are operators, not methods
+# these are operators, not methods
+_BINARY_METHODS = {"add", "sub", "mul", "div", "pow", "mod", "floor_divide"}
 _MODULE_ALIASES = {"arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh", "power"}
 _UFUNCS = {getattr(np, name): f for name, f in NUMPY_COMPARISONS.items()}
 for _name, _f in list(FUNCTIONS.items()) + list(NUMPY_EXTRA.items()):
@@ -216,6 +398,7 @@ for _name, _f in list(FUNCTIONS.items()) + list(NUMPY_EXTRA.items()):
         setattr(Var, _np_name, _f)           # x.arcsin(), called by np.arcsin(object_array)
     if _np_name in _MODULE_ALIASES:
         globals()[_np_name] = _f             # pytape.arcsin, pytape.power, ...
+_UFUNCS[np.divmod] = lambda a, b: (a // b, a % b)
 #: reductions of one scalar that give the scalar itself (np.sum(x) and friends)
 _REDUCE_SELF = {np.add, np.multiply, np.maximum, np.minimum, np.fmax, np.fmin}
 
@@ -229,19 +412,66 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if method == "reduce" and len(inputs) == 1 and inputs[0] is self and ufunc in _REDUCE_SELF:
         return self  # np.sum(x), np.prod(x), np.max(x) of a scalar: x itself
     fn = _UFUNCS.get(ufunc)
-    if method != "__call__" or kwargs or fn is None:
+    if method != "__call__" or fn is None:
         return NotImplemented
+    out = kwargs.get("out")
+    if kwargs and (set(kwargs) != {"out"} or not (isinstance(out, tuple) and len(out) == 1 and isinstance(
+            out[0], np.ndarray) and out[0].dtype == object)):
+        return NotImplemented  # only out= an object array (numpy's np.var passes one) is understood
     if any(isinstance(x, np.ndarray) for x in inputs):  # elementwise, into an object array
-        return ufunc(*[objects(x) for x in inputs])
+        return ufunc(*[objects(x) for x in inputs], **kwargs)
     # numpy's real scalars as floats; others (complex, datetimes) go on as they are, and are refused
-    return fn(*[float(x) if isinstance(x, np.generic) and x.dtype.kind in "biuf" else x for x in inputs])
+    r = fn(*[float(x) if isinstance(x, np.generic) and x.dtype.kind in "biuf" else x for x in inputs])
+    if out is not None:
+        out[0][...] = r
+        return out[0]
+    return r
 
 
 Var.__array_ufunc__ = _array_ufunc
 
-# `from pytape import *` must not shadow the builtins abs and pow: reach those
-# as pytape.abs and pytape.pow (or pytape.power); where_t and where_f are
+def _of_one_element(func):
+    """np.var, np.std of a bare Var: numpy's code on a one-element object array
+    (on a 0-d one it asks ufuncs for an array where a Var answers a Var)."""
+    def f(a, axis=None, *args, **kwargs):
+        return func(objects(a).reshape(1) if axis is None else objects(a), axis, *args, **kwargs)
+    return f
+
+
+#: numpy functions (not ufuncs) that a bare Var answers with pytape's own;
+#: any other numpy function runs numpy's code on it
+_ARRAY_FUNCTIONS = {np.nan_to_num: nan_to_num, np.angle: angle, np.isclose: isclose, np.allclose: allclose,
+                    np.round: _round, np.around: _round, np.sinc: sinc,
+                    np.var: _of_one_element(np.var), np.std: _of_one_element(np.std)}
+
+
+def _array_function(self, func, types, args, kwargs):
+    """numpy functions on a bare Var (``np.nan_to_num(x)``, ``np.angle(x)``):
+    pytape's implementation where it has one, else numpy's code.  numpy asks
+    this of a Var passed as an argument only, never of the elements of an
+    object array."""
+    f = _ARRAY_FUNCTIONS.get(func)
+    if f is not None:
+        r = f(*args, **kwargs)
+        if r is not NotImplemented:
+            return r
+    implementation = getattr(func, "_implementation", None)  # numpy's own code, undispatched
+    return NotImplemented if implementation is None else implementation(*args, **kwargs)
+
+
+Var.__array_function__ = _array_function
+
+# a Var is a scalar to numpy's Python code (np.sinc, np.var ask for these):
+# a 0-d object array's shape, size and dtype, a real number's parts
+Var.shape, Var.ndim, Var.size, Var.dtype = (), 0, 1, np.dtype(object)
+Var.real = property(lambda self: self, doc="The Var itself: a Var is a real number.")
+Var.imag = property(lambda self: 0.0, doc="0.0: a Var is a real number.")
+Var.conj = Var.conjugate
+
+# `from pytape import *` must not shadow the builtins abs, pow and round: reach
+# those as pytape.abs, pytape.pow (or pytape.power), pytape.round; where_t and where_f are
 # where's halves
-__all__ = sorted(set(FUNCTIONS) - {"abs", "pow", "where_t", "where_f"}) + [
+__all__ = sorted(set(FUNCTIONS) - {"abs", "pow", "round", "where_t", "where_f"}) + [
     "power", "clip", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
-    "greater", "greater_equal", "where", "cond_select"]
+    "greater", "greater_equal", "where", "cond_select", "isnan", "isinf", "isfinite", "isclose", "allclose",
+    "nan_to_num", "angle", "sinc"]

@@ -19,10 +19,11 @@ import numbers
 import numpy as np
 
 from .anomaly import explain
-from .tape import Tape
+from .errors import MixedTapesError, OuterVar
+from .tape import Tape, enable_grad
 from .var import Result, Var, arguments, place, slot_on, value_of
 
-__all__ = ["Program", "Recording", "as_float_array", "check_argnums", "scalar_output"]
+__all__ = ["Program", "Recording", "ArgName", "as_float_array", "check_argnums", "scalar_output"]
 
 BLOCK = 64  # rows or columns per block sweep
 #: seeds x instructions of one block sweep at most: on a tape of more than
@@ -111,13 +112,18 @@ class Program:
             result[used, start:start + block.shape[1]] = self.tape._c.hvp_block(out, ins[used], block)
         return result
 
+    #: a scalar result from an entry of a result array (a Var in pytape/nested.py)
+    _number = float
+    #: derivatives recorded on an outer tape, as Vars (pytape/nested.py)
+    nested = False
+
     def shaped_in(self, j, flat):
         """A flat derivative w.r.t. argument j in the argument's shape (float for a scalar)."""
-        return float(flat[0]) if self.scalar_in[j] else np.asarray(flat).reshape(self.shapes[j])
+        return self._number(flat[0]) if self.scalar_in[j] else np.asarray(flat).reshape(self.shapes[j])
 
     def shaped_out(self, flat):
         """A flat array over the outputs in f's output shape (float for a scalar)."""
-        return float(flat[0]) if self.out_shape == () else np.asarray(flat).reshape(self.out_shape)
+        return self._number(flat[0]) if self.out_shape == () else np.asarray(flat).reshape(self.out_shape)
 
     def pack(self, per_arg):
         return per_arg[0] if self.single else tuple(per_arg)
@@ -133,7 +139,7 @@ class Program:
         blocks = [[H[bounds[j]:bounds[j + 1], bounds[k]:bounds[k + 1]].reshape(
             tuple(self.shapes[j]) + tuple(self.shapes[k])) for k in range(len(self.sizes))]
             for j in range(len(self.sizes))]
-        blocks = [[float(b) if b.ndim == 0 else b for b in row] for row in blocks]
+        blocks = [[self._number(b[()]) if b.ndim == 0 else b for b in row] for row in blocks]
         return blocks[0][0] if self.single else tuple(tuple(row) for row in blocks)
 
     def jacobian(self, mode):
@@ -149,24 +155,29 @@ class Program:
         else:
             per_arg = [self.columns(j, np.eye(size)) for j, size in enumerate(self.sizes)]
         jacs = [np.asarray(J).reshape(self.out_shape + tuple(self.shapes[j])) for j, J in enumerate(per_arg)]
-        return self.pack([float(J) if J.ndim == 0 else J for J in jacs])
+        return self.pack([self._number(J[()]) if J.ndim == 0 else J for J in jacs])
 
 
 class Recording(Program):
     """f recorded once: its tape, input leaves and output slots.
 
     With ``guards`` (pytape.trace), comparisons of Vars are recorded as guards.
-    ``api`` names the caller in error messages ("argument 0 of pytape.grad(f)").
+    ``api`` names the caller in error messages ("argument 0 of pytape.grad(f)"),
+    ``names`` (optional) each argument in them.  ``sealed`` (the function
+    transformations): a Var from outside f's arguments that f uses (a closure
+    over a leaf, a result of another tape) raises ``OuterVar`` instead of
+    becoming a constant; pytape/functional.py then records f on the outer tape.
     """
 
-    def __init__(self, f, args, argnums, has_aux=False, guards=False, api="pytape.grad"):
+    def __init__(self, f, args, argnums, has_aux=False, guards=False, api="pytape.grad", sealed=False,
+                 names=None):
         self.single, self.argnums = check_argnums(argnums, api, len(args))
         args = list(args)
         self.shapes, self.scalar_in, self.leaves = [], [], []
         self.tape = Tape()
-        with self.tape:
+        with self.tape, enable_grad():  # a transformation records f even under no_grad (as torch.func)
             for k in self.argnums:
-                arr = as_float_array(args[k], f"argument {k} of {api}({_name(f)})")
+                arr = as_float_array(args[k], names[k] if names else ArgName(api, f, k))
                 leaves = np.empty(arr.shape, dtype=object)
                 flat = [Var(v) for v in arr.ravel()]
                 for idx, leaf in zip(np.ndindex(arr.shape), flat):
@@ -177,14 +188,14 @@ class Recording(Program):
                 args[k] = flat[0] if self.scalar_in[-1] else leaves
             self.sizes = [len(flat) for flat in self.leaves]
             with arguments(self.tape, [x for flat in self.leaves for x in flat], guards):
-                out = f(*args)
+                out = _call_sealed(self.tape, f, args) if sealed else f(*args)
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
                     raise TypeError("with has_aux=True, f must return a pair (output, aux)")
                 out, self.aux = out
-            self.value, self.out_shape, self.out_slots = self._outputs(out)
+            self.value, self.out_shape, self.out_slots = self._outputs(out, sealed)
 
-    def _outputs(self, out):
+    def _outputs(self, out, sealed=False):
         """(numeric value, shape, slot of each output element or -1 for a constant)."""
         if isinstance(out, (list, tuple)) or isinstance(out, np.ndarray):
             arr = np.asarray(out, dtype=object)
@@ -193,16 +204,21 @@ class Recording(Program):
             arr[()] = out
         values = np.empty(arr.shape)
         slots = []
+        own = {id(x) for flat in self.leaves for x in flat} if sealed else ()
         for idx in np.ndindex(arr.shape):
             y = arr[idx]
             if isinstance(y, Var):
                 values[idx] = value_of(y)
                 if type(y) is Result:
                     if y._t is not self.tape:
+                        if sealed:
+                            raise OuterVar("f returned a result of another tape")
                         raise ValueError("f returned a Var recorded outside its own call; "
                                          "compute the output from f's arguments")
                     slots.append(slot_on(y, self.tape))
                 elif y.requires_grad:  # f returned an input (a leaf) itself
+                    if sealed and id(y) not in own:
+                        raise OuterVar("f returned a leaf that is not one of its arguments")
                     place(y, self.tape)
                     slots.append(slot_on(y, self.tape))
                 else:
@@ -231,6 +247,38 @@ ACCEPTED = ("a real number (int, float, bool, a numpy integer, floating or bool 
 
 
 _MASKED = np.ma.MaskedArray
+
+
+class ArgName:
+    """How a message names argument k of ``api(f)`` ("argument 0 of
+    pytape.grad(f), at ['w']"); the text is made only when a message is."""
+
+    __slots__ = ("api", "f", "k", "tree", "j")
+
+    def __init__(self, api, f, k, tree=None, j=0):
+        self.api, self.f, self.k, self.tree, self.j = api, f, k, tree, j
+
+    def __str__(self):
+        base = f"argument {self.k} of {self.api}({_name(self.f)})"
+        return base if self.tree is None or self.tree.is_leaf else f"{base}, at {self.tree.paths()[self.j]}"
+
+    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
+
+
+def _call_sealed(tape, f, args):
+    """f(*args) on a sealed tape: a Var from outside f raises OuterVar
+    (pytape/var.py place) or MixedTapesError (mixed with a result of this
+    tape), even if f caught the first."""
+    tape._sealed = True
+    try:
+        out = f(*args)
+    except MixedTapesError:
+        raise OuterVar("f mixed a result of another tape with its own") from None
+    finally:
+        seen, tape._sealed = tape._sealed, False
+    if seen == 2:
+        raise OuterVar("f used a Var that is not one of its arguments")
+    return out
 
 
 def _name(f):
@@ -337,7 +385,7 @@ def check_argnums(argnums, api, nargs=None):
 
 
 def scalar_output(program, name):
-    """TypeError unless the program has one output."""
-    if len(program.out_slots) != 1 or program.out_shape not in ((), (1,)):
+    """TypeError unless the program has one output (a scalar or an array of size 1)."""
+    if len(program.out_slots) != 1:
         raise TypeError(f"{name} needs f to return a scalar, got shape {program.out_shape}; "
                         f"use pytape.jacobian or pytape.vjp for vector outputs")

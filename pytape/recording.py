@@ -396,7 +396,8 @@ def _binary(name):
 #: every primitive as a function of Vars or numbers, by its op-table name
 FUNCTIONS = {name: _unary(name) for name in _native.UNARY}
 
-_DUNDERS = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv", "pow": "pow"}
+_DUNDERS = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv", "pow": "pow", "mod": "mod",
+            "floor_divide": "floordiv"}
 
 for _name in _native.BINARY:
     _fwd, _rev, _lfwd, _lrev, _fn = _binary(_name)
@@ -411,6 +412,8 @@ for _name in _native.BINARY:
         setattr(Var, _name, _fn)  # x.atan2(y), x.maximum(y), ...
 
 Var.__neg__ = FUNCTIONS["neg"]
+Var.__divmod__ = lambda a, b: (a // b, a % b)
+Var.__rdivmod__ = lambda a, b: (b // a, b % a)
 Var.__abs__ = FUNCTIONS["abs"]
 for _name in _native.UNARY:
     setattr(Var, _name, FUNCTIONS[_name])  # x.relu(), x.tanh(), ...

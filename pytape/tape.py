@@ -46,12 +46,17 @@ class Tape:
     # them); _serial: unique per tape, leaves remember where they sit by it;
     # _consumed: mirrors the C flag (Var.backward sets it); _where: slot ->
     # (file, line, function) of operations recorded in anomaly mode and of
-    # guards; _guards: pytape.trace records comparisons as guards
-    __slots__ = ("_c", "_cells", "_serial", "_consumed", "_where", "_guards", "__weakref__")
+    # guards; _guards: pytape.trace records comparisons as guards; _sealed: a
+    # function transformation records f here and a Var from outside f must
+    # not become a constant (pytape/var.py place raises OuterVar); _transforming:
+    # how many function transformations record f here now (var.py arguments)
+    __slots__ = ("_c", "_cells", "_serial", "_consumed", "_where", "_guards", "_sealed", "_transforming",
+                 "__weakref__")
 
     def __init__(self):
         self._c = CTape(register=True)
         self._cells, self._serial, self._consumed, self._where, self._guards = [], next(_serials), False, None, False
+        self._sealed, self._transforming = False, 0
         if not self._c.id:
             _warn_no_id()
 
@@ -61,6 +66,7 @@ class Tape:
         t = object.__new__(cls)
         t._c = ctape
         t._cells, t._serial, t._consumed, t._where, t._guards = [], next(_serials), False, None, False
+        t._sealed, t._transforming = False, 0
         return t
 
     def __enter__(self):
@@ -107,7 +113,14 @@ class Tape:
         return self._c.nleaves
 
     def _refuse_while_traced(self, what):
-        """A sweep's numbers would leave a tape that pytape.trace is recording."""
+        """A sweep's numbers would leave a tape that pytape.trace, or a
+        function transformation (grad, jacobian, ...), is recording."""
+        if self._transforming and not self._guards:
+            raise RuntimeError(
+                f"{what} ran inside f on the tape that a function transformation (pytape.grad, jacobian, "
+                f"...) records f on: the numbers it leaves in .grad would be constants to that "
+                f"transformation, and its derivative wrong. Inside f use pytape.grad or "
+                f"pytape.autograd.grad, which record their sweeps there")
         if self._guards:
             raise RuntimeError(
                 f"{what} ran on the tape pytape.trace is recording: the numbers it gives would be baked "

@@ -26,13 +26,14 @@ pytape/recording.py; numpy's hooks (``np.sin(x)``) by pytape/ops.py.
 import contextvars
 import math
 import numbers
+import sys
 from contextlib import contextmanager
 
 import numpy as np
 
 from . import _native
 from .anomaly import caller, explain, note
-from .errors import TapeConsumedError
+from .errors import OuterVar, TapeConsumedError
 
 __all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
 
@@ -111,6 +112,8 @@ class Var(metaclass=_VarType):
         v = float(value_of(self))
         if TRACING[0]:
             escaped(self, v)
+        if ARGUMENTS[0]:  # a function transformation records f: numpy's float buffers would drop derivatives
+            _refuse_numpy_buffer(self)
         return v
 
     def __int__(self):
@@ -135,25 +138,37 @@ class Var(metaclass=_VarType):
         return math.ceil(self.__float__())
 
     def __lt__(self, other):
-        r = value_of(self) < _num(other)
+        o = _num_or_none(other)
+        if o is None:
+            return NotImplemented  # an ndarray compares elementwise (its reflected comparison), others raise
+        r = value_of(self) < o
         if TRACING[0]:
             guard(self, other, _native.CMP_LT, r)
         return r
 
     def __le__(self, other):
-        r = value_of(self) <= _num(other)
+        o = _num_or_none(other)
+        if o is None:
+            return NotImplemented
+        r = value_of(self) <= o
         if TRACING[0]:
             guard(self, other, _native.CMP_LE, r)
         return r
 
     def __gt__(self, other):
-        r = value_of(self) > _num(other)
+        o = _num_or_none(other)
+        if o is None:
+            return NotImplemented
+        r = value_of(self) > o
         if TRACING[0]:
             guard(self, other, _native.CMP_GT, r)
         return r
 
     def __ge__(self, other):
-        r = value_of(self) >= _num(other)
+        o = _num_or_none(other)
+        if o is None:
+            return NotImplemented
+        r = value_of(self) >= o
         if TRACING[0]:
             guard(self, other, _native.CMP_GE, r)
         return r
@@ -448,6 +463,14 @@ def place(x, tape):
         x._hh = h
         x._hs = tape._serial
         return h
+    if recording_f and tape._guards and x._g is not None and _transformed(x, tape):
+        raise RuntimeError("pytape.trace records a function that uses an argument of an outer function "
+                           "transformation (pytape.grad, ...): the compiled function would hold it as a "
+                           "constant, and the outer derivative would be wrong. Call the function directly "
+                           "inside the transformation, or pass that argument to the traced function")
+    if recording_f and tape._sealed and x._g is not None:  # f closes over a leaf: not a constant
+        tape._sealed = 2  # seen, even if f catches the exception
+        raise OuterVar("f uses a Var that is not one of its arguments")
     i = tape._c.leaf(x._v, x._g)
     if i >= 0:
         tape._cells.append(x._g)  # keeps the grad cell alive as long as the tape
@@ -509,6 +532,7 @@ def arguments(tape, leaves, guards=False):
     entry = (tape, {id(x): _native.check(place(x, tape), "record", tape._c) for x in leaves})
     _ARGS.set(_ARGS.get() + (entry,))
     ARGUMENTS[0] += 1
+    tape._transforming += 1
     if guards:
         tape._guards = True
         TRACING[0] += 1
@@ -519,6 +543,7 @@ def arguments(tape, leaves, guards=False):
             TRACING[0] -= 1
             tape._guards = False
         ARGUMENTS[0] -= 1
+        tape._transforming -= 1
         _ARGS.set(tuple(e for e in _ARGS.get() if e is not entry))
 
 
@@ -553,6 +578,12 @@ def _operand(x, t):
     if type(x) is Leaf:
         return _argument_handle(x, t)
     return None
+
+
+def _transformed(x, tape):
+    """True if leaf x is an argument of a function transformation (not a
+    trace) recording on another tape than ``tape``."""
+    return any(t is not tape and not t._guards and id(x) in args for t, args in _ARGS.get())
 
 
 def _argument_handle(x, tape):
@@ -621,6 +652,29 @@ def _escaped(x, v, placed_on):
             note(t, i, caller())
 
 
+def _refuse_numpy_buffer(x):
+    """float(x) called by numpy's own code (assigning Vars into a float64
+    buffer, as np.gradient does) while a function transformation records f in
+    this context: raise rather than let x's derivative be lost.  Only this
+    rare path looks at the caller's frame (~100 ns): float() outside
+    transformations stays as fast."""
+    if (type(x) is Leaf and x._g is None) or not _ARGS.get():
+        return
+    frame = sys._getframe(2)  # the caller of __float__
+    module = frame.f_globals.get("__name__", "")
+    if module != "numpy" and not module.startswith("numpy."):
+        return
+    if not _native.grad_enabled():
+        return
+    name = frame.f_code.co_name
+    raise TypeError(
+        f"numpy's {name}() (in {module}) converted a Var to a float while pytape differentiates a function of it: "
+        f"numpy stores the number in a float64 buffer, and its derivative would be lost. {name}() does not "
+        f"support Vars; README.md, 'numpy functions on Vars', lists those that do. Write the computation with "
+        f"Var arithmetic (or pytape's functions: pytape.nan_to_num, ...), or, to use only the number, convert "
+        f"explicitly in your own code (x.value, np.array(a, dtype=float))")
+
+
 # ---- backward(inputs=...) ----------------------------------------------------------
 
 def _backward_into(y, seed, retain_graph, inputs):
@@ -671,7 +725,7 @@ def _real(v, what):
 
 def _num_or_none(v):
     if isinstance(v, Var):
-        return v.value
+        return value_of(v)  # the comparison's own guard covers it
     if isinstance(v, numbers.Real):
         return float(v)
     return None

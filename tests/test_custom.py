@@ -252,6 +252,16 @@ def test_create_graph_second_derivatives_against_exact():
     assert pytape.autograd.grad(gy, [x, y]) == pytest.approx((math.cos(-1.3), -0.8 * math.sin(-1.3)), rel=1e-14)
 
 
+def test_transformations_of_transformations_through_primitives():
+    for x0 in (-1.0, 0.3):
+        s_ = sigmoid(x0)
+        assert pytape.grad(pytape.grad(softplus))(x0) == pytest.approx(s_ * (1 - s_), rel=1e-14)
+        assert pytape.jacfwd(pytape.grad(softplus))(x0) == pytest.approx(s_ * (1 - s_), rel=1e-14)
+        # d/dx of d/dy mulsin(x, y) = x cos y, at y = 0.5
+        assert pytape.grad(lambda x: pytape.grad(lambda y: mulsin(x, y))(0.5))(x0) == pytest.approx(math.cos(0.5))
+    assert pytape.trace(pytape.grad(softplus), 0.3)(1.5) == pytest.approx(sigmoid(1.5), rel=1e-14)
+
+
 def test_hessian_hvp_and_gradgradcheck_through_primitives_against_exact():
     for x0 in (-3.0, 0.3, 4.0):
         s_ = sigmoid(x0)

@@ -102,7 +102,61 @@ UNARY_EXACT = {
                         -4 * x / mpmath.sqrt(mpmath.pi) * mpmath.exp(-x * x)),
     "erfc": lambda x: _u(_erfc(x), -2 / mpmath.sqrt(mpmath.pi) * mpmath.exp(-x * x),
                          4 * x / mpmath.sqrt(mpmath.pi) * mpmath.exp(-x * x)),
+    # the rounding ops: exact integers of the exact argument, derivative 0
+    "sign": lambda x: _u(_sgn(x), 0, 0),
+    "floor": lambda x: _u(mpmath.floor(x), 0, 0),
+    "ceil": lambda x: _u(mpmath.ceil(x), 0, 0),
+    "round": lambda x: _u(_half_even(x), 0, 0),
+    "trunc": lambda x: _u(mpmath.floor(x) if x >= 0 else mpmath.ceil(x), 0, 0),
 }
+
+
+def _half_even(x):
+    """the nearest integer to x, halves to the even one"""
+    f = mpmath.floor(x)
+    d = x - f
+    return f + 1 if d > 0.5 or (d == 0.5 and int(f) % 2) else f
+
+
+def _fraction(x):
+    """the exact rational number of an mpf that holds a double"""
+    from fractions import Fraction
+    return Fraction(float(x))
+
+
+def _remainder(a, b, rounding):
+    """(a - n b, n) exactly, n = rounding(a / b) of the exact quotient (as rationals:
+    at a / b = 1e600 no fixed precision would do)"""
+    fa, fb = _fraction(a), _fraction(b)
+    if fb == 0:
+        raise ZeroDivisionError
+    n = rounding(fa / fb)
+    r = fa - n * fb
+    return mpf(r.numerator) / r.denominator, mpf(n)
+
+
+def _mod(a, b):
+    r, n = _remainder(a, b, math.floor)
+    return _b(r, 1, -n, 0, 0, 0)
+
+
+def _fmod(a, b):
+    r, n = _remainder(a, b, math.trunc)
+    return _b(r, 1, -n, 0, 0, 0)
+
+
+def _floor_divide(a, b):
+    return _b(_remainder(a, b, math.floor)[1], 0, 0, 0, 0, 0)
+
+
+def _logaddexp(a, b, base):
+    """log_base(base**a + base**b): the shares s of a and 1 - s of b, and k s (1 - s), k = ln base"""
+    k = mpmath.log(base)
+    s = 1 / (1 + mpmath.power(base, b - a))
+    t = 1 / (1 + mpmath.power(base, a - b))
+    # written around the larger operand: at 50 digits log(e**1e-300 + e**-1e160) would be 0
+    v = max(a, b) + mpmath.log1p(mpmath.power(base, -abs(a - b))) / k
+    return _b(v, s, t, k * s * t, -k * s * t, k * s * t)
 
 
 def _b(v, da, db, daa, dab, dbb):
@@ -148,6 +202,11 @@ BINARY_EXACT = {
     # where_t(c, v) = v where c != 0, else -0.0 (no derivative to the condition)
     "where_t": lambda c, v: _b(v if c != 0 else mpf(0), 0, mpf(c != 0), 0, 0, 0),
     "where_f": lambda c, v: _b(v if c == 0 else mpf(0), 0, mpf(c == 0), 0, 0, 0),
+    "mod": _mod,
+    "fmod": _fmod,
+    "floor_divide": _floor_divide,
+    "logaddexp": lambda a, b: _logaddexp(a, b, mpf(math.e)),
+    "logaddexp2": lambda a, b: _logaddexp(a, b, mpf(2)),
 }
 
 #: ops left out, each with its reason (none: every op has extreme points)

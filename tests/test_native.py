@@ -10,7 +10,7 @@ import pytest
 import pytape
 from pytape import _native
 from pytape._native import CTape, check, lib
-from pytape.errors import TapeConsumedError, TapeFormatError, TapeThreadError
+from pytape.errors import MixedTapesError, TapeConsumedError, TapeFormatError, TapeThreadError
 
 HEADER = pathlib.Path(__file__).resolve().parent.parent / "csrc" / "pytape.h"
 
@@ -39,7 +39,7 @@ EXPECTED = {
     "PT_E_NONFINITE": [("record", FloatingPointError, "anomaly mode")],
     "PT_E_GUARD": [("record", RuntimeError, "internal error")],
     "PT_E_HANDLE": [("record", RuntimeError, "internal error")],
-    "PT_E_TAPES": [("record", ValueError, "recorded on different tapes")],
+    "PT_E_TAPES": [("record", MixedTapesError, "recorded on different tapes")],  # a ValueError
     "PT_E_CALLBACK": [("backward", _native.CustomRuleError, "custom primitive's rule failed")],
     "PT_E_BUSY": [("backward", RuntimeError, "tape whose sweep is calling it")],
 }

@@ -22,6 +22,7 @@ import functools
 import math
 import operator
 import zlib
+from fractions import Fraction
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -201,6 +202,42 @@ def _cond_points(rng):
     return 0.0 if rng.random() < 0.4 else rng.uniform(-3, 3)
 
 
+def _near_integer(x, h):
+    """the rounding ops: steps at the integers (round: at the halves)"""
+    return abs(x - round(x)) < FD_MARGIN * h or abs(abs(x - math.floor(x)) - 0.5) < FD_MARGIN * h
+
+
+def _exact_quotient(rounding):
+    """n = rounding(a / b) of the exact quotient, as rationals (d/db of a - n b is -n)"""
+    def n(a, b):
+        return float(rounding(Fraction(a) / Fraction(b)))
+    return n
+
+
+_floor_q, _trunc_q = _exact_quotient(math.floor), _exact_quotient(math.trunc)
+
+
+def _remainder_skip(rounding):
+    """a - n b jumps where a / b crosses an integer: skip both partials within
+    FD_MARGIN steps of a jump (a step in b moves a - n b by about n hb)"""
+    def skip(a, b, ha, hb):
+        r = float(Fraction(a) - rounding(Fraction(a) / Fraction(b)) * Fraction(b))
+        s = min(abs(r), abs(abs(b) - abs(r))) < FD_MARGIN * (ha + hb * (abs(a / b) + 1.0))
+        return s, s
+    return skip
+
+
+def _share(base):
+    """d/da of log_base(base**a + base**b) = base**(a - y), y from numpy (not pytape's formula)"""
+    lse = {math.e: np.logaddexp, 2.0: np.logaddexp2}[base]
+    return lambda a, b: base ** (a - float(lse(a, b)))
+
+
+REMAINDER_POINTS = [(5.5, 2.0), (-5.5, 2.0), (5.5, -2.0), (-5.5, -2.0), (1.0, 0.1), (-1.0, 0.1), (0.0, 3.0),
+                    (7.25, 0.5 + 1e-9), (1e10 + 0.3, 3.0), (1e-300, 1.0), (-1e-300, 1.0), (3.0, 1e10)]
+LSE_POINTS = [(0.0, 0.0), (1000.0, 1000.0), (-1000.0, -1000.0), (700.0, -700.0), (1e-300, 0.0), (3.0, 3.5),
+              (-745.0, 0.0), (40.0, 0.0), (1e300, 1.0)]
+
 COMPARISON_POINTS = [(1.0, 1.0), (0.0, -0.0), (1.0, 2.0), (2.0, 1.0), (-1e300, 1e300), (-3.5, -3.5)]
 CONDITION_POINTS = [(0.0, 2.5), (1.0, 2.5), (-0.0, 3.0), (1.0, -0.0), (0.0, -0.0), (-2.0, 1e300), (1.0, -7.0)]
 
@@ -338,10 +375,35 @@ ORACLES = {
                  pts2(CONDITION_POINTS, _cond_points, uni(-10, 10)), _cond_skip),
     "where_f": B(lambda c, v: -0.0 if c != 0 else v, lambda c, v: 0.0, lambda c, v: 0.0 if c != 0 else 1.0,
                  pts2(CONDITION_POINTS, _cond_points, uni(-10, 10)), _cond_skip),
+    # numpy's rounding: piecewise constant, derivative 0
+    "sign": U(_np(np.sign), lambda x: 0.0,
+              pts1([-1e300, -1.5, -1e-300, -0.0, 0.0, 1e-300, 2.5, 1e300], uni(-10, 10)),
+              lambda x, h: _near(x, h, 0.0)),
+    "floor": U(lambda x: float(math.floor(x)), lambda x: 0.0,
+               pts1([-1e300, -2.5, -2.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.5, 1e300], uni(-10, 10)), _near_integer),
+    "ceil": U(lambda x: float(math.ceil(x)), lambda x: 0.0,
+              pts1([-1e300, -2.5, -2.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.5, 1e300], uni(-10, 10)), _near_integer),
+    "round": U(_np(np.rint), lambda x: 0.0,
+               pts1([-1e300, -2.5, -1.5, -0.5, -0.4, 0.0, 0.5, 1.5, 2.5, 3.5, 2.4999999, 1e300], uni(-10, 10)),
+               _near_integer),
+    "trunc": U(lambda x: float(math.trunc(x)), lambda x: 0.0,
+               pts1([-1e300, -2.5, -2.0, -0.5, 0.0, 0.5, 1.0, 2.5, 1e300], uni(-10, 10)), _near_integer),
+    # remainders: a - n b, n = floor (mod) or trunc (fmod) of the exact quotient
+    "mod": B(_np(np.remainder), lambda a, b: 1.0, lambda a, b: -_floor_q(a, b),
+             pts2(REMAINDER_POINTS, uni(-10, 10), logu(0.1, 10, signed=True)), _remainder_skip(math.floor)),
+    "fmod": B(_np(np.fmod), lambda a, b: 1.0, lambda a, b: -_trunc_q(a, b),
+              pts2(REMAINDER_POINTS, uni(-10, 10), logu(0.1, 10, signed=True)), _remainder_skip(math.trunc)),
+    "floor_divide": B(_np(np.floor_divide), lambda a, b: 0.0, lambda a, b: 0.0,
+                      pts2(REMAINDER_POINTS, uni(-10, 10), logu(0.1, 10, signed=True)),
+                      _remainder_skip(math.floor)),
+    "logaddexp": B(_np(np.logaddexp), _share(math.e), lambda a, b: _share(math.e)(b, a),
+                   pts2(LSE_POINTS, uni(-20, 20), uni(-20, 20))),
+    "logaddexp2": B(_np(np.logaddexp2), _share(2.0), lambda a, b: _share(2.0)(b, a),
+                    pts2(LSE_POINTS, uni(-20, 20), uni(-20, 20))),
 }
 
 OPERATORS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
-             "div": operator.truediv, "pow": operator.pow}
+             "div": operator.truediv, "pow": operator.pow, "mod": operator.mod, "floor_divide": operator.floordiv}
 
 
 @functools.lru_cache(maxsize=None)

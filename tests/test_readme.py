@@ -29,7 +29,9 @@ def test_readme_python_blocks_run(code):
 # an operator or a function built from them
 VIA = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "neg": "unary `-`",
        "clamp_min": "clip", "clamp_max": "clip", "where_t": "where", "where_f": "where"}
-NOT_ROWS = {"clip", "greater", "greater_equal"}  # functions of the namespace built from rows
+# functions of the namespace built from rows (and numpy's predicates, from comparisons)
+NOT_ROWS = {"clip", "greater", "greater_equal", "isfinite", "isnan", "isinf", "isclose", "allclose", "nan_to_num",
+            "angle", "sinc"}
 
 
 def readme_functions():

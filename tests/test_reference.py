@@ -105,6 +105,12 @@ UNARY = {
     "erf": (np.vectorize(math.erf), lambda x: 2 / np.sqrt(np.pi) * np.exp(-x * x), [-1.2, 0.3, 2.0]),
     "erfc": (np.vectorize(math.erfc), lambda x: -2 / np.sqrt(np.pi) * np.exp(-x * x), [-1.2, 0.3, 2.0]),
     "abs": (np.abs, np.sign, [-2.5, 1.5]),
+    # numpy's rounding: piecewise constant (points away from the steps)
+    "sign": (np.sign, lambda x: 0.0 * x, [-2.5, 1.5]),
+    "floor": (np.floor, lambda x: 0.0 * x, [-2.5, 1.3]),
+    "ceil": (np.ceil, lambda x: 0.0 * x, [-2.5, 1.3]),
+    "round": (np.rint, lambda x: 0.0 * x, [-2.2, 1.3, 3.7]),
+    "trunc": (np.trunc, lambda x: 0.0 * x, [-2.5, 1.3]),
 }
 UNARY_POINTS = [(name, x) for name, (_, _, xs) in UNARY.items() for x in xs]
 EDGES = [-inf, -1000.0, -2.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0, 1000.0, 5000.0, inf, nan]
@@ -132,7 +138,8 @@ def test_imports_only_standard_library():
 
 
 def test_public_names_exist():
-    names = set(UNARY) | {"atan2", "hypot", "minimum", "maximum", "clip", "less", "less_equal", "equal", "not_equal"}
+    names = set(UNARY) | {"atan2", "hypot", "minimum", "maximum", "clip", "less", "less_equal", "equal", "not_equal",
+                          "mod", "fmod", "floor_divide", "logaddexp", "logaddexp2"}
     functions_only = {"greater", "greater_equal", "where"}
     assert set(R.__all__) == names | functions_only | {"Value"}
     for name in names | functions_only:
@@ -269,6 +276,11 @@ BINARY = {
     "hypot": (R.hypot, np.hypot, lambda a, b: (a / np.hypot(a, b), b / np.hypot(a, b))),
     "minimum": (R.minimum, min, lambda a, b: (1.0, 0.0) if a < b else (0.0, 1.0)),
     "maximum": (R.maximum, max, lambda a, b: (1.0, 0.0) if a > b else (0.0, 1.0)),
+    "mod": (R.mod, np.remainder, lambda a, b: (1.0, -math.floor(a / b))),
+    "fmod": (R.fmod, math.fmod, lambda a, b: (1.0, -math.trunc(a / b))),
+    "floor_divide": (R.floor_divide, np.floor_divide, lambda a, b: (0.0, 0.0)),
+    "logaddexp": (R.logaddexp, np.logaddexp, lambda a, b: (1 / (1 + math.exp(b - a)), 1 / (1 + math.exp(a - b)))),
+    "logaddexp2": (R.logaddexp2, np.logaddexp2, lambda a, b: (1 / (1 + 2 ** (b - a)), 1 / (1 + 2 ** (a - b)))),
 }
 BINARY_POINTS = [(1.7, -0.6), (0.4, 2.3), (-1.2, 0.9), (3.1, 2.5)]
 BINARY_CASES = [(n, a, b) for n in BINARY for a, b in BINARY_POINTS if not (n == "pow" and a < 0)]
@@ -647,13 +659,15 @@ if HAVE_HYPOTHESIS:
         assert isinstance(g, float)
 
     @pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "pow", "atan2", "hypot",
-                                      "minimum", "maximum"])
+                                      "minimum", "maximum", "mod", "fmod", "floor_divide", "logaddexp",
+                                      "logaddexp2"])
     @settings(max_examples=60, deadline=None, database=None)
     @given(a=any_float, b=any_float)
     def test_property_binary_matches_numpy_and_never_raises(name, a, b):
         np_ref = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
                   "pow": np.power, "atan2": np.arctan2, "hypot": np.hypot,
-                  "minimum": np.minimum, "maximum": np.maximum}[name]
+                  "minimum": np.minimum, "maximum": np.maximum, "mod": np.remainder, "fmod": np.fmod,
+                  "floor_divide": np.floor_divide, "logaddexp": np.logaddexp, "logaddexp2": np.logaddexp2}[name]
         va, vb = Value(a), Value(b)
         y = BINARY[name][0](va, vb)
         y.backward()
