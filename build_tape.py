@@ -19,7 +19,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
-SOURCES = ["tape.c", "tape_compile.c", "tape_load.c", "sweep_forward.c", "sweep_reverse.c",
+SOURCES = ["tape.c", "tape_compile.c", "tape_load.c", "custom.c", "sweep_forward.c", "sweep_reverse.c",
            "sweep_tangent.c", "sweep_block.c", "sweep_hessian.c", "sweep_batch.c"]
 DEPENDS = ["pytape.h", "tape.h", "rules.h", "ops.def", "forms.h"]
 
@@ -42,6 +42,10 @@ def _cdef():
             decls.append(f"int64_t pt_rec_{name}(int64_t ha, int64_t hb);\n")
             decls.append(f"int64_t pt_rec_{name}_VC(int64_t ha, double b);\n")
             decls.append(f"int64_t pt_rec_{name}_CV(double a, int64_t hb);\n")
+    # the callback of custom instructions (pytape.h: pt_custom_fn), defined in
+    # Python (pytape/_native.py, @ffi.def_extern) and registered at import
+    decls.append('extern "Python" int pt_py_custom(int, int32_t, int64_t, int64_t, uint64_t, const double *, '
+                 'double, int64_t, const double *, double *);\n')
     return "".join(decls)
 
 

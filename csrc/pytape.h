@@ -27,7 +27,9 @@ enum pt_status {
     PT_E_NONFINITE = -9, /* checked mode: a value or adjoint is nan or inf */
     PT_E_GUARD = -10,    /* replay: a recorded comparison came out otherwise */
     PT_E_HANDLE = -11,   /* a handle names no registered tape: take pt_record */
-    PT_E_TAPES = -12     /* the operands were recorded on different tapes */
+    PT_E_TAPES = -12,    /* the operands were recorded on different tapes */
+    PT_E_CALLBACK = -13, /* a custom primitive's rule failed in the callback (Python re-raises) */
+    PT_E_BUSY = -14      /* the tape is in a sweep that is calling a custom rule */
 };
 
 /* Handles: how Python names a slot when it records.  handle = slot <<
@@ -44,7 +46,8 @@ enum pt_op_kind {
     PT_KIND_VV = 3,      /* y = f(a, b), both slots */
     PT_KIND_VC = 4,      /* y = f(a, b), b a constant */
     PT_KIND_CV = 5,      /* y = f(a, b), a a constant */
-    PT_KIND_GUARD = 6    /* a comparison recorded while tracing */
+    PT_KIND_GUARD = 6,   /* a comparison recorded while tracing */
+    PT_KIND_CUSTOM = 7   /* y = f(x1, ..., xn), f a custom primitive (Python) */
 };
 
 /* what operand a (which = 0) or b (which = 1) of an instruction holds */
@@ -53,7 +56,9 @@ enum pt_operand_kind {
     PT_OPERAND_SLOT = 1,          /* a slot */
     PT_OPERAND_CONST = 2,         /* a constant index (the constant side of *_VC, *_CV) */
     PT_OPERAND_LEAF = 3,          /* LEAF's a: the leaf index k */
-    PT_OPERAND_SLOT_OR_CONST = 4  /* GUARD's b: a slot when >= 0, else constant -1 - b */
+    PT_OPERAND_SLOT_OR_CONST = 4, /* GUARD's b: a slot when >= 0, else constant -1 - b */
+    PT_OPERAND_CUSTOM = 5,        /* CUSTOM's a: its index k in the tape's custom table */
+    PT_OPERAND_PRIMITIVE = 6      /* CUSTOM's b: the primitive's id (Python's registry) */
 };
 
 enum pt_cmp { PT_LT = 0, PT_LE = 1, PT_GT = 2, PT_GE = 3, PT_EQ = 4, PT_NE = 5 };
@@ -188,13 +193,16 @@ int pt_tape_compile(const pt_tape *src, int64_t nin, const int64_t *ins, int64_t
 int pt_tape_plan_registers(pt_tape *t, int64_t nout, const int64_t *outs);
 int64_t pt_tape_nregs(const pt_tape *t);
 /* a new tape from arrays (tape_load.c), every instruction checked first:
- * PT_E_OP for arrays that break the tape's invariants */
+ * PT_E_OP for arrays that break the tape's invariants; the custom table as
+ * pt_tape_custom_table gives it (ncustom counts, nargs operands) */
 int pt_tape_load(int64_t n, const uint16_t *op, const int32_t *a, const int32_t *b, const double *val,
-                 int64_t nconst, const double *consts, pt_tape **out);
+                 int64_t nconst, const double *consts, int64_t ncustom, const int32_t *counts,
+                 int64_t nargs, const int32_t *args, pt_tape **out);
 /* batches (sweep_batch.c): row r of X (nrows x nleaves) gives the leaves'
  * values; Y (nrows x nout) the outputs' values, G (nrows x nleaves) the
  * gradient of out; fail[r] the slot of the guard that row r failed, else -1
- * (its Y and G are then nan).  Up to nthreads threads. */
+ * (its Y and G are then nan).  Up to nthreads threads; one (the caller) on a
+ * tape with custom instructions, whose callbacks run Python. */
 int pt_batch_values(pt_tape *t, int64_t nrows, const double *X, int64_t nout, const int64_t *outs,
                     double *Y, int64_t *fail, int nthreads);
 int pt_batch_gradients(pt_tape *t, int64_t nrows, const double *X, int64_t out, double *Y, double *G,
@@ -207,6 +215,51 @@ int pt_batch_gradients(pt_tape *t, int64_t nrows, const double *X, int64_t out, 
  * Reads the tape only (its scratch memory aside). */
 int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
                  const double *seeds, double *grad, double *result);
+
+/* custom primitives (custom.c) --------------------------------------------
+ *
+ * A custom instruction (opcode pt_custom_op(), kind PT_KIND_CUSTOM) is
+ * y = f(x1, ..., xn) for a function f that Python defines with its own
+ * derivative rules (pytape/custom.py).  a[i] = k, its entry in the tape's
+ * custom table, which lists its n operands (each a slot, or -1 - c for
+ * constant c of the pool); b[i] = the primitive's id, Python's to interpret.
+ * When a sweep reaches one it calls the callback registered here, once per
+ * instruction (per lane block), with the operand values x (n doubles), the
+ * value y and `slots` (bit j set: operand j is a slot, not a constant):
+ *   PT_CUSTOM_VALUE  out[0] = f(x)                               (replays)
+ *   PT_CUSTOM_VJP    in: `lanes` cotangents of y; out[j*lanes + k]: what
+ *                    lane k adds to the adjoint of operand j      (reverse)
+ *   PT_CUSTOM_JVP    in[j*lanes + k]: tangent lane k of operand j;
+ *                    out[k]: tangent lane k of y                  (tangent)
+ *   PT_CUSTOM_HVP    forward over reverse (pt_hvp_block): in[0] the adjoint
+ *                    g of y, in[1 + k] its tangent lanes, in[1 + lanes +
+ *                    j*lanes + k] the tangent lanes of operand j; out[j] what
+ *                    operand j's adjoint gets (as VJP for g), out[n + j*lanes
+ *                    + k] what its adjoint's tangent lane k gets   (Hessian)
+ * A nonzero return stops the sweep with PT_E_CALLBACK (the tape unchanged
+ * but for the adjoints, tangents or values that sweep was writing, and the
+ * leaves' grad cells untouched).  While a sweep calls back, the tape refuses
+ * recording and other sweeps (PT_E_BUSY).  C knows nothing of Python. */
+enum pt_custom_mode { PT_CUSTOM_VALUE = 0, PT_CUSTOM_VJP = 1, PT_CUSTOM_JVP = 2, PT_CUSTOM_HVP = 3 };
+enum pt_custom_limits { PT_CUSTOM_MAX_ARGS = 64 };
+typedef int (*pt_custom_fn)(int mode, int32_t fn, int64_t i, int64_t nargs, uint64_t slots, const double *x,
+                            double y, int64_t lanes, const double *in, double *out);
+void pt_set_custom_callback(pt_custom_fn f);
+int pt_custom_op(void);
+/* record y = f(...) on t: operand j is slot args[j] if args[j] >= 0, else the
+ * constant consts[j]; value is f's value (computed by the caller).  Returns
+ * the handle, or a PT_E_* (PT_E_SLOT for 0 or more than PT_CUSTOM_MAX_ARGS
+ * operands, or a slot outside the tape). */
+int64_t pt_record_custom(pt_tape *t, int32_t fn, int64_t nargs, const int64_t *args, const double *consts,
+                         double value);
+int64_t pt_tape_ncustom(const pt_tape *t);        /* custom instructions */
+int64_t pt_tape_ncustom_args(const pt_tape *t);   /* their operands, in all */
+/* the custom table: counts[k] operands of the k-th custom instruction, args
+ * all operands in order (a slot, or -1 - c for constant c) */
+void pt_tape_custom_table(const pt_tape *t, int32_t *counts, int32_t *args);
+/* the operands of the k-th custom instruction into args (room for
+ * PT_CUSTOM_MAX_ARGS); their number, or PT_E_SLOT for no such entry */
+int64_t pt_tape_custom_entry(const pt_tape *t, int64_t k, int32_t *args);
 
 /* the forward (tangent) sweep: with d(slots[k]) = seeds[k] for LEAF slots
  * and 0 for every other leaf, the tangent of every slot of the tape */

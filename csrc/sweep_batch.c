@@ -8,7 +8,11 @@
  * the tape, uses the tape's own value and adjoint arrays as its working
  * memory (as pt_replay and pt_backward would); other threads allocate their
  * own.  Value-only replays of a tape with a register plan need nregs doubles
- * per thread instead of n (tape_compile.c). */
+ * per thread instead of n (tape_compile.c).
+ *
+ * A tape with custom instructions is replayed by the calling thread alone:
+ * each of them is a call back into Python (custom.c), which holds the GIL
+ * anyway, and a failed rule stops the batch (PT_E_CALLBACK). */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -46,6 +50,10 @@ static void rows(struct rows_job *j, double *v, double *adj)
         for (int64_t k = 0; k < nin; ++k)
             v[regs ? t->rr[t->leaf_slot[k]] : t->leaf_slot[k]] = x[k];
         const int64_t bad = regs ? pt_sweep_forward_registers(t, v) : pt_sweep_forward(t, v);
+        if (bad == PT_E_CALLBACK) {
+            j->status = PT_E_CALLBACK;
+            return;
+        }
         j->fail[r] = bad;
         for (int64_t q = 0; q < nout; ++q)
             y[q] = bad >= 0 ? NAN : v[regs ? t->rr[j->outs[q]] : j->outs[q]];
@@ -60,7 +68,10 @@ static void rows(struct rows_job *j, double *v, double *adj)
         }
         memset(adj, 0, (size_t)(out + 1) * sizeof *adj);
         adj[out] = 1.0;
-        pt_sweep_reverse(&view, out, adj);
+        if (pt_sweep_reverse(&view, out, adj)) {
+            j->status = PT_E_CALLBACK;
+            return;
+        }
         for (int64_t k = 0; k < nin; ++k)
             g[k] = t->leaf_slot[k] <= out ? adj[t->leaf_slot[k]] : 0.0;
     }
@@ -114,13 +125,21 @@ static int batch(pt_tape *t, int64_t nrows, const double *X, int64_t nout, const
         nt = work / PT_WORK_PER_THREAD > 0 ? work / PT_WORK_PER_THREAD : 1;
     if (nt > nrows)
         nt = nrows;
+    if (t->ncu > 0)
+        nt = 1;
+    const int own = pt_tape_is_owner(t);
+    if (own) {  /* the owner's arrays are this batch's memory: no sweep may start in a callback */
+        const int st = pt_sweep_begin(t);
+        if (st)
+            return st;
+    }
 
     struct rows_job jobs[PT_MAX_THREADS];
     pthread_t tid[PT_MAX_THREADS];
     int started[PT_MAX_THREADS] = {0};
     for (int64_t k = 0; k < nt; ++k) {
         jobs[k] = (struct rows_job){t, nrows * k / nt, nrows * (k + 1) / nt, X, nout, outs, Y, G, fail,
-                                    k == 0 && pt_tape_is_owner(t), PT_OK};
+                                    k == 0 && own, PT_OK};
     }
     for (int64_t k = 1; k < nt; ++k)
         started[k] = pthread_create(&tid[k], NULL, run_rows, &jobs[k]) == 0;
@@ -134,6 +153,8 @@ static int batch(pt_tape *t, int64_t nrows, const double *X, int64_t nout, const
         if (!status)
             status = jobs[k].status;
     }
+    if (own)
+        pt_sweep_end(t);
     return status;
 }
 

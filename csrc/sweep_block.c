@@ -45,7 +45,7 @@ PT_INLINE void lanes_to_operands(double *sa, double da, double *sb, double db, c
 
 /* The loops; each caller runs them with q (or p) = 1 as a constant too, so
  * that one lane compiles to scalar code. */
-PT_INLINE void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int64_t q)
+PT_INLINE int sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, int64_t q)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -60,13 +60,18 @@ PT_INLINE void sweep_reverse_block(const pt_tape *t, int64_t out, double *adj, i
             lanes_to_operands(HA ? adj + ia * q : NULL, HA ? (DA) : 0.0,      \
                               HB ? adj + ib * q : NULL, HB ? (DB) : 0.0, g, q);
 #include "forms.h"
+        case PT_CUSTOM:  /* a call back into Python (custom.c) */
+            if (pt_custom_vjp(t, i, v, adj, q, 0))
+                return PT_E_CALLBACK;
+            break;
         default: /* LEAF */
             break;
         }
     }
+    return PT_OK;
 }
 
-PT_INLINE void sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
+PT_INLINE int sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -87,18 +92,22 @@ PT_INLINE void sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int
             if (!zb)                                                          \
                 lanes_acc(d, tan + ib * p, (DB), p);
 #include "forms.h"
+        case PT_CUSTOM:  /* a call back into Python (custom.c) */
+            if (pt_custom_jvp(t, i, v, tan, p))
+                return PT_E_CALLBACK;
+            break;
         default: /* LEAF: its seeds */
             break;
         }
     }
+    return PT_OK;
 }
 
-PT_SWEEP_ALIGNED void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
+PT_SWEEP_ALIGNED int pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p)
 {
     if (p == 1)
-        sweep_tangent_block(t, n, tan, 1);
-    else
-        sweep_tangent_block(t, n, tan, p);
+        return sweep_tangent_block(t, n, tan, 1);
+    return sweep_tangent_block(t, n, tan, p);
 }
 
 static int check_slots(const pt_tape *t, int64_t m, const int64_t *slots)
@@ -130,8 +139,11 @@ static int backward_block_checked(pt_tape *t, int64_t nout, const int64_t *outs,
             return PT_E_NOMEM;
         for (int64_t j = 0; j < nout; ++j)
             t->adj[outs[j]] += seeds[j * q + k];
-        t->bad = pt_sweep_reverse_checked(t, top, t->adj);
-        if (t->bad >= 0)
+        const int64_t bad = pt_sweep_reverse_checked(t, top, t->adj);
+        if (bad == PT_E_CALLBACK)
+            return PT_E_CALLBACK;
+        t->bad = bad;
+        if (bad >= 0)
             return PT_E_NONFINITE;
         for (int64_t i = 0; i < nin; ++i)
             result[i * q + k] = ins[i] <= top ? t->adj[ins[i]] : 0.0;
@@ -139,11 +151,26 @@ static int backward_block_checked(pt_tape *t, int64_t nout, const int64_t *outs,
     return PT_OK;
 }
 
+/* the sweeps of pt_backward_block, the tape marked busy around them (tape.h) */
+static int backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
+                          const double *seeds, int64_t nin, const int64_t *ins, double *result);
+
 PT_SWEEP_ALIGNED int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
                       const double *seeds, int64_t nin, const int64_t *ins, double *result)
 {
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
+    const int st = pt_sweep_begin(t);
+    if (st)
+        return st;
+    const int r = backward_block(t, nout, outs, q, seeds, nin, ins, result);
+    pt_sweep_end(t);
+    return r;
+}
+
+static int backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
+                          const double *seeds, int64_t nin, const int64_t *ins, double *result)
+{
     if (q < 1 || check_slots(t, nout, outs) || check_slots(t, nin, ins))
         return PT_E_SLOT;
     int64_t top = 0;
@@ -158,21 +185,34 @@ PT_SWEEP_ALIGNED int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *
     for (int64_t j = 0; j < nout; ++j)
         for (int64_t k = 0; k < q; ++k)
             adj[outs[j] * q + k] += seeds[j * q + k];
-    if (q == 1)
-        sweep_reverse_block(t, top, adj, 1);
-    else
-        sweep_reverse_block(t, top, adj, q);
+    const int st = q == 1 ? sweep_reverse_block(t, top, adj, 1) : sweep_reverse_block(t, top, adj, q);
+    if (st)
+        return st;
     for (int64_t i = 0; i < nin; ++i)
         for (int64_t k = 0; k < q; ++k)
             result[i * q + k] = ins[i] <= top ? adj[ins[i] * q + k] : 0.0;
     return PT_OK;
 }
 
+static int tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
+                         const double *seeds, int64_t nout, const int64_t *outs, double *result);
+
 int pt_tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
                      const double *seeds, int64_t nout, const int64_t *outs, double *result)
 {
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
+    const int st = pt_sweep_begin(t);
+    if (st)
+        return st;
+    const int r = tangent_block(t, nin, ins, p, seeds, nout, outs, result);
+    pt_sweep_end(t);
+    return r;
+}
+
+static int tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
+                         const double *seeds, int64_t nout, const int64_t *outs, double *result)
+{
     if (p < 1 || check_slots(t, nout, outs) || check_slots(t, nin, ins))
         return PT_E_SLOT;
     for (int64_t i = 0; i < nin; ++i)
@@ -184,7 +224,8 @@ int pt_tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
     for (int64_t i = 0; i < nin; ++i)
         for (int64_t k = 0; k < p; ++k)
             tan[ins[i] * p + k] += seeds[i * p + k];
-    pt_sweep_tangent_block(t, t->n, tan, p);
+    if (pt_sweep_tangent_block(t, t->n, tan, p))
+        return PT_E_CALLBACK;
     if (pt_anomaly_active() && (t->bad = pt_first_nonfinite(tan, t->n, p)) >= 0)
         return PT_E_NONFINITE;  /* anomaly mode: the first slot whose tangent is nan or inf */
     for (int64_t j = 0; j < nout; ++j)

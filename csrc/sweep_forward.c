@@ -39,6 +39,10 @@ PT_INLINE int64_t forward_loop(const pt_tape *t, double *v, int registers)
             if (compare(code / 2, v[A[i]], rhs) != (code & 1))
                 return i;
         } break;
+        case PT_CUSTOM:  /* a call back into Python (custom.c) */
+            if (pt_custom_value(t, i, v, registers, &v[r]))
+                return PT_E_CALLBACK;
+            break;
         default: /* LEAF: its value is set */
             break;
         }
@@ -60,12 +64,18 @@ int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *value
 {
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
+    if (t->busy)
+        return PT_E_BUSY;
     for (int64_t k = 0; k < nin; ++k)
         if (slots[k] < 0 || slots[k] >= t->n || t->op[slots[k]] != PT_LEAF)
             return PT_E_SLOT;
     for (int64_t k = 0; k < nin; ++k)
         t->val[slots[k]] = values[k];
+    pt_sweep_begin(t);
     const int64_t bad = pt_sweep_forward(t, t->val);
+    pt_sweep_end(t);
+    if (bad == PT_E_CALLBACK)
+        return PT_E_CALLBACK;
     if (bad >= 0) {
         *where = bad;
         return PT_E_GUARD;

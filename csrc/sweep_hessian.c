@@ -9,7 +9,9 @@
  *
  * so at the inputs abar' = H v: a Hessian-vector product for a small constant
  * times the cost of a gradient.  Second derivatives come from ops.def.  A zero
- * factor contributes nothing, as in the other sweeps. */
+ * factor contributes nothing, as in the other sweeps.  A custom instruction
+ * (custom.c) is a call back into Python, which differentiates the
+ * primitive's reverse rule along the tangents (PT_CUSTOM_HVP). */
 #include <math.h>
 #include "tape.h"
 #include "rules.h"
@@ -34,7 +36,7 @@ PT_INLINE void hv_lanes(double *dst, const double *gd, double f, double g,
 /* the loop; the caller runs it with p = 1 as a constant too, so that one
  * Hessian-vector product (the common case) compiles to scalar code.  Only
  * the columns of operands that are slots are evaluated. */
-PT_INLINE void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd,
+PT_INLINE int sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd,
                              int64_t p)
 {
     const uint16_t *op = t->op;
@@ -62,17 +64,36 @@ PT_INLINE void sweep_hessian(const pt_tape *t, int64_t out, const double *tan, d
             if (HB)                                                           \
                 hv_lanes(adjd + ib * p, gd, fb, g, ta, fab, tb, fbb, p);
 #include "forms.h"
+        case PT_CUSTOM:  /* a call back into Python (custom.c) */
+            if (pt_custom_hvp(t, i, tan, adj, adjd, p))
+                return PT_E_CALLBACK;
+            break;
         default: /* LEAF */
             break;
         }
     }
+    return PT_OK;
 }
+
+static int hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
+                     const double *seeds, double *grad, double *result);
 
 PT_SWEEP_ALIGNED int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
                  const double *seeds, double *grad, double *result)
 {
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
+    const int st = pt_sweep_begin(t);
+    if (st)
+        return st;
+    const int r = hvp_block(t, out, nin, ins, p, seeds, grad, result);
+    pt_sweep_end(t);
+    return r;
+}
+
+static int hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
+                     const double *seeds, double *grad, double *result)
+{
     if (p < 1 || out < 0 || out >= t->n)
         return PT_E_SLOT;
     for (int64_t i = 0; i < nin; ++i)
@@ -87,12 +108,11 @@ PT_SWEEP_ALIGNED int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const in
         if (ins[i] < m)
             for (int64_t k = 0; k < p; ++k)
                 tan[ins[i] * p + k] += seeds[i * p + k];
-    pt_sweep_tangent_block(t, m, tan, p);
+    if (pt_sweep_tangent_block(t, m, tan, p))
+        return PT_E_CALLBACK;
     adj[out] = 1.0;
-    if (p == 1)
-        sweep_hessian(t, out, tan, adj, adjd, 1);
-    else
-        sweep_hessian(t, out, tan, adj, adjd, p);
+    if (p == 1 ? sweep_hessian(t, out, tan, adj, adjd, 1) : sweep_hessian(t, out, tan, adj, adjd, p))
+        return PT_E_CALLBACK;
     for (int64_t i = 0; i < nin; ++i) {
         const int inside = ins[i] < m;
         if (grad)

@@ -22,7 +22,8 @@ PT_INLINE int acc(double *adj, int64_t s, double d, int checked)
 }
 
 /* the loop; `checked` (a constant in each caller) stops it at the first
- * instruction whose adjoint rule makes an adjoint nan or inf */
+ * instruction whose adjoint rule makes an adjoint nan or inf (returned);
+ * a failed custom rule stops it with PT_E_CALLBACK; else -1 */
 PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int checked)
 {
     const uint16_t *op = t->op;
@@ -40,6 +41,11 @@ PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int c
             if (HB && acc(adj, ib, pt_chain((DB), g), checked))               \
                 return i;
 #include "forms.h"
+        case PT_CUSTOM: {  /* a call back into Python (custom.c) */
+            const int st = pt_custom_vjp(t, i, v, adj, 1, checked);
+            if (st)
+                return st < 0 ? st : i;
+        } break;
         default: /* LEAF: its adjoint is final */
             break;
         }
@@ -47,9 +53,9 @@ PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int c
     return -1;
 }
 
-PT_SWEEP_ALIGNED void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
+PT_SWEEP_ALIGNED int pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
 {
-    reverse_loop(t, out, adj, 0);
+    return reverse_loop(t, out, adj, 0) == PT_E_CALLBACK ? PT_E_CALLBACK : PT_OK;
 }
 
 /* anomaly mode: the same loop, checking every adjoint it changes */
@@ -95,12 +101,27 @@ int pt_tape_adjoints(pt_tape *t, int64_t m)
     return PT_OK;
 }
 
+/* the sweep of pt_backward, the tape marked busy around it */
+static int backward_sweep(pt_tape *t, int64_t out)
+{
+    if (pt_anomaly_active()) {
+        const int64_t bad = pt_sweep_reverse_checked(t, out, t->adj);
+        if (bad == PT_E_CALLBACK)
+            return PT_E_CALLBACK;
+        t->bad = bad;
+        return bad >= 0 ? PT_E_NONFINITE : PT_OK;
+    }
+    return pt_sweep_reverse(t, out, t->adj);
+}
+
 int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
 {
     if (t->consumed)
         return PT_E_CONSUMED;
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
+    if (t->busy)
+        return PT_E_BUSY;
     if (out < 0 || out >= t->n)
         return PT_E_SLOT;
 
@@ -109,13 +130,11 @@ int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
         return PT_E_NOMEM;
     t->adj[out] = seed;
 
-    if (pt_anomaly_active()) {
-        t->bad = pt_sweep_reverse_checked(t, out, t->adj);
-        if (t->bad >= 0)
-            return PT_E_NONFINITE;  /* no leaf grad changed, the tape not consumed */
-    } else {
-        pt_sweep_reverse(t, out, t->adj);
-    }
+    pt_sweep_begin(t);
+    const int st = backward_sweep(t, out);
+    pt_sweep_end(t);
+    if (st)
+        return st;  /* no leaf grad changed, the tape not consumed */
 
     pthread_mutex_lock(&grad_cells_lock);
     for (int64_t k = 0; k < t->nleaf; ++k) {

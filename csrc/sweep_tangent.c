@@ -8,7 +8,7 @@
 /* A zero tangent contributes nothing, even through an infinite derivative,
  * and a zero derivative passes nothing on, even an infinite tangent
  * (pt_chain): the forward twins of the reverse sweep's rules. */
-PT_SWEEP_ALIGNED void pt_sweep_tangent(const pt_tape *t, double *tan)
+PT_SWEEP_ALIGNED int pt_sweep_tangent(const pt_tape *t, double *tan)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -25,10 +25,15 @@ PT_SWEEP_ALIGNED void pt_sweep_tangent(const pt_tape *t, double *tan)
                 d += pt_chain((DB), tan[ib]);                                 \
             tan[i] = d;
 #include "forms.h"
+        case PT_CUSTOM:  /* a call back into Python (custom.c) */
+            if (pt_custom_jvp(t, i, v, tan, 1))
+                return PT_E_CALLBACK;
+            break;
         default: /* LEAF: its seed */
             break;
         }
     }
+    return PT_OK;
 }
 
 int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds)
@@ -37,6 +42,8 @@ int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const d
         return PT_E_CONSUMED;
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
+    if (t->busy)
+        return PT_E_BUSY;
     for (int64_t k = 0; k < nseeds; ++k)
         if (slots[k] < 0 || slots[k] >= t->n || t->op[slots[k]] != PT_LEAF)
             return PT_E_SLOT;
@@ -44,8 +51,12 @@ int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const d
         return PT_E_NOMEM;
     for (int64_t k = 0; k < nseeds; ++k)
         t->tan[slots[k]] += seeds[k];
-    pt_sweep_tangent(t, t->tan);
-    t->tan_n = t->n;
+    pt_sweep_begin(t);
+    const int st = pt_sweep_tangent(t, t->tan);
+    pt_sweep_end(t);
+    t->tan_n = st ? 0 : t->n;  /* a failed custom rule: no tangents to read */
+    if (st)
+        return st;
     if (pt_anomaly_active() && (t->bad = pt_first_nonfinite(t->tan, t->n, 1)) >= 0)
         return PT_E_NONFINITE;  /* anomaly mode: the first nan or inf tangent */
     return PT_OK;

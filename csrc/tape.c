@@ -15,6 +15,7 @@ static const char *const op_names[PT_NUM_OPS] = {
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
+    "custom",
 };
 
 /* each opcode's kind and what its operands a and b hold: the one table of
@@ -31,6 +32,7 @@ const struct pt_op_info pt_op_table[PT_NUM_OPS] = {
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
+    {PT_KIND_CUSTOM, {PT_OPERAND_CUSTOM, PT_OPERAND_PRIMITIVE}},
 };
 
 /* the text of each row's first-derivative columns, for Python to record
@@ -42,6 +44,7 @@ static const char *const op_rules[PT_NUM_OPS][2] = {
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
+    {"", ""},  /* CUSTOM: its rules are Python's */
 };
 
 int pt_num_ops(void) { return PT_NUM_OPS; }
@@ -219,6 +222,9 @@ void pt_tape_free(pt_tape *t)
     free(t->ra);
     free(t->rb);
     free(t->rr);
+    free(t->cu_arg);
+    free(t->cu_start);
+    free(t->cu_reg);
     free(t);
 }
 
@@ -306,8 +312,8 @@ static inline int64_t check_recording(pt_tape *t, int is_leaf)
         else if (!is_leaf)
             return PT_E_ANOMALY;
     }
-    if (t->consumed)
-        return PT_E_CONSUMED;
+    if (t->consumed | t->busy)
+        return t->busy ? PT_E_BUSY : PT_E_CONSUMED;
     if (t->owner_key != &thread_marker)
         return PT_E_THREAD;
     if (t->n == t->cap) {
@@ -480,6 +486,35 @@ int64_t pt_record(pt_tape *t, int op, int64_t a, int64_t b, double c)
     return handle_of(t, emit(t, op, a, b, v, s));
 }
 
+int64_t pt_record_custom(pt_tape *t, int32_t fn, int64_t nargs, const int64_t *args, const double *consts,
+                         double value)
+{
+    if (nargs < 1 || nargs > PT_CUSTOM_MAX_ARGS || fn < 0)
+        return PT_E_SLOT;
+    int64_t s = check_recording(t, 0);
+    if (s < 0)
+        return s;
+    int32_t ops[PT_CUSTOM_MAX_ARGS];
+    for (int64_t j = 0; j < nargs; ++j) {
+        if (args[j] >= 0) {
+            if (!IN_TAPE(t, args[j]) || t->op[args[j]] == PT_GUARD)
+                return PT_E_SLOT;
+            ops[j] = (int32_t)args[j];
+        } else {
+            const int64_t c = add_const(t, consts[j]);  /* a failed one leaves an unused constant: harmless */
+            if (c < 0)
+                return c;
+            ops[j] = (int32_t)(-1 - c);
+        }
+    }
+    if (s && !isfinite(value))  /* checked before the table grows: nothing half-written */
+        return PT_E_NONFINITE;
+    const int64_t k = pt_custom_append(t, nargs, ops);
+    if (k < 0)
+        return k;
+    return handle_of(t, emit(t, PT_CUSTOM, k, fn, value, 0));
+}
+
 double pt_value_h(int64_t h)
 {
     const pt_tape *t = handle_tape(h);
@@ -578,12 +613,15 @@ size_t pt_tape_nbytes(const pt_tape *t, int used)
 {
     const size_t per_instruction = sizeof *t->op + sizeof *t->a + sizeof *t->b + sizeof *t->val;
     const size_t per_leaf = sizeof *t->leaf_slot + sizeof *t->leaf_grad;
-    const size_t plan = (t->nregs ? (size_t)t->n * 3 * sizeof *t->rr : 0) + (size_t)t->scratch_cap * sizeof(double);
+    const size_t plan = (t->nregs ? (size_t)t->n * 3 * sizeof *t->rr + (size_t)t->ncu_arg * sizeof *t->cu_reg : 0)
+                        + (size_t)t->scratch_cap * sizeof(double);
     if (used)
         return sizeof *t + (size_t)t->n * per_instruction + (size_t)t->nconst * sizeof *t->consts
-            + (size_t)t->nleaf * per_leaf + (size_t)(t->adj_n + t->tan_n) * sizeof(double) + plan;
+            + (size_t)t->nleaf * per_leaf + (size_t)(t->adj_n + t->tan_n) * sizeof(double) + plan
+            + (size_t)t->ncu_arg * sizeof *t->cu_arg + (size_t)(t->ncu ? t->ncu + 1 : 0) * sizeof *t->cu_start;
     return sizeof *t + (size_t)t->cap * per_instruction + (size_t)t->ccap * sizeof *t->consts
-        + (size_t)t->lcap * per_leaf + (size_t)(t->adj_cap + t->tan_cap) * sizeof(double) + plan;
+        + (size_t)t->lcap * per_leaf + (size_t)(t->adj_cap + t->tan_cap) * sizeof(double) + plan
+        + (size_t)t->cu_arg_cap * sizeof *t->cu_arg + (size_t)t->cu_cap * sizeof *t->cu_start;
 }
 
 int pt_tape_op_at(const pt_tape *t, int64_t i)
@@ -675,6 +713,13 @@ int64_t pt_tape_reach(const pt_tape *t, int64_t out, uint8_t *mark)
             mark[t->a[i]] = 1;
         if (pt_reads_slot(t->op[i], 1, t->b[i]))
             mark[t->b[i]] = 1;
+        if (t->op[i] == PT_CUSTOM) {
+            int64_t m;
+            const int32_t *r = pt_custom_operands(t, i, 0, &m);
+            for (int64_t j = 0; j < m; ++j)
+                if (r[j] >= 0)
+                    mark[r[j]] = 1;
+        }
     }
     return count;
 }

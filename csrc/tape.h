@@ -55,9 +55,18 @@
  *    and Python frees a tape only once no Var refers to it, so a handle
  *    Python holds always names the tape it was made on.
  *
- * Later additions (not rewrites): array instructions whose a/b index a
- * table of array operands, in a new op kind (as the tangent, second-order,
- * batch and compiled-tape sweeps were added beside the reverse sweep).
+ *  - CUSTOM (a custom primitive, pytape.h, custom.c): a[i] = k, its entry in
+ *    the custom table, whose operands (slots < i, or -1 - c for constant c)
+ *    are cu_arg[cu_start[k] .. cu_start[k + 1]); b[i] the primitive's id.
+ *    Custom instructions are numbered in tape order (the k-th has a[i] = k).
+ *    Sweeps call back into Python for them (custom.c); no generic operand
+ *    loop sees their operands (pt_reads_slot is false for a and b), so every
+ *    pass that follows operands asks pt_custom_operands for them.
+ *
+ * Later additions (not rewrites): array instructions, in the same way as
+ * CUSTOM: a new op kind whose a/b index a table of (array) operands; array
+ * custom primitives and several outputs extend the custom table (a shape per
+ * operand, an output count per entry) rather than the scalar arrays.
  *
  * Bytes per scalar instruction: op 2 + a 4 + b 4 + val 8 = 18, plus 8 per
  * distinct constant and 8 for the adjoint once swept.
@@ -78,6 +87,7 @@ enum pt_opcode {
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
+    PT_CUSTOM,      /* a custom primitive (custom.c); after the rows, not one of them */
     PT_NUM_OPS
 };
 
@@ -126,8 +136,15 @@ struct pt_tape {
     int32_t *ra, *rb, *rr;     /* register plan (compiled tapes, tape_compile.c) */
     int64_t nregs;             /* registers; 0: no plan */
 
+    int32_t *cu_arg;           /* custom table (custom.c): operands of every CUSTOM */
+    int64_t ncu_arg, cu_arg_cap;
+    int64_t *cu_start;         /* custom k's operands: cu_arg[cu_start[k] .. cu_start[k + 1]) */
+    int64_t ncu, cu_cap;       /* custom instructions; cu_start holds ncu + 1 entries */
+    int32_t *cu_reg;           /* register plan: cu_arg with slots as registers (ncu_arg) */
+
     int32_t id;                /* index in the registry of handles (pytape.h), 0: none */
     int consumed;
+    int busy;                  /* a sweep of this tape is calling a custom rule (custom.c) */
     int64_t bad;               /* the instruction a checked sweep stopped at, or -1 */
     pthread_t owner;           /* the thread that records on this tape */
     const void *owner_key;     /* the address of a thread-local of that thread */
@@ -152,18 +169,56 @@ int64_t pt_append_const(pt_tape *t, double c);      /* shares an equal recent on
 int64_t pt_append_const_at(pt_tape *t, double c);   /* always at index nconst */
 int64_t pt_append_leaf(pt_tape *t, double value);   /* no grad cell */
 
+/* ---- custom instructions (custom.c) ---------------------------------- */
+
+/* append an entry of nargs operands to the custom table: its index k, or
+ * PT_E_NOMEM (the table unchanged) */
+int64_t pt_custom_append(pt_tape *t, int64_t nargs, const int32_t *args);
+/* the operands of custom instruction i (slots, or -1 - c for constants), and
+ * their number in *n; with `registers`, from the register plan */
+static inline const int32_t *pt_custom_operands(const pt_tape *t, int64_t i, int registers, int64_t *n)
+{
+    const int64_t k = t->a[i];
+    *n = t->cu_start[k + 1] - t->cu_start[k];
+    return (registers ? t->cu_reg : t->cu_arg) + t->cu_start[k];
+}
+/* the calls of the sweeps, v the values (or registers) they work in:
+ * y = f(x) into *y; the cotangent lanes adj[i*q ..] into the operands'
+ * lanes (with `checked`, 1 if one became nan or inf); the tangent lanes of
+ * slot i from the operands'.  0, or PT_E_CALLBACK when the rule failed.
+ * Cold: the sweeps' loops are laid out for the op table's rows. */
+__attribute__((cold)) int pt_custom_value(const pt_tape *t, int64_t i, const double *v, int registers, double *y);
+__attribute__((cold)) int pt_custom_vjp(const pt_tape *t, int64_t i, const double *v, double *adj, int64_t q,
+                                        int checked);
+__attribute__((cold)) int pt_custom_jvp(const pt_tape *t, int64_t i, const double *v, double *tan, int64_t p);
+/* forward over reverse (sweep_hessian.c): the adjoint adj[i] and its tangent
+ * lanes adjd[i*p ..] into the operands' adj and adjd, from their tangent
+ * lanes tan (PT_CUSTOM_HVP) */
+__attribute__((cold)) int pt_custom_hvp(const pt_tape *t, int64_t i, const double *tan, double *adj, double *adjd,
+                                        int64_t p);
+/* a sweep of t starts (PT_E_BUSY if a callback of another is running) and ends */
+static inline int pt_sweep_begin(pt_tape *t)
+{
+    if (t->busy)
+        return PT_E_BUSY;
+    t->busy = t->ncu > 0;
+    return PT_OK;
+}
+static inline void pt_sweep_end(pt_tape *t) { t->busy = 0; }
+
 /* the forward sweep proper (sweep_forward.c): every non-LEAF slot of the tape
  * recomputed into v from the LEAF values already in v; the first guard whose
- * outcome changed stops it (its slot is returned), else -1.  The register
+ * outcome changed stops it (its slot is returned), else -1; PT_E_CALLBACK
+ * when a custom rule failed.  The register
  * form runs the register plan: v holds nregs registers instead of n slots. */
 int64_t pt_sweep_forward(const pt_tape *t, double *v);
 int64_t pt_sweep_forward_registers(const pt_tape *t, double *v);
 
 /* the reverse sweep proper (sweep_reverse.c): adj must be zeroed on [0, out]
- * except for the seed */
-void pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj);
+ * except for the seed; 0, or PT_E_CALLBACK when a custom rule failed */
+int pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj);
 /* the same with every adjoint checked: the first instruction whose adjoint
- * rule made a nan or inf, or -1 */
+ * rule made a nan or inf, or -1 (or PT_E_CALLBACK) */
 int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out, double *adj);
 /* anomaly mode is on in this thread: sweeps check every adjoint */
 int pt_anomaly_active(void);
@@ -196,11 +251,12 @@ PT_INLINE int pt_lanes_zero(const double *g, int64_t p)
     return 1;
 }
 
-/* p tangent lanes over slots [0, n) (sweep_block.c); tan is slot-major */
-void pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p);
+/* p tangent lanes over slots [0, n) (sweep_block.c); tan is slot-major;
+ * 0 or PT_E_CALLBACK */
+int pt_sweep_tangent_block(const pt_tape *t, int64_t n, double *tan, int64_t p);
 
 /* the tangent sweep proper (sweep_tangent.c): tan holds the seeds of the
- * LEAF slots and receives every other slot's tangent */
-void pt_sweep_tangent(const pt_tape *t, double *tan);
+ * LEAF slots and receives every other slot's tangent; 0 or PT_E_CALLBACK */
+int pt_sweep_tangent(const pt_tape *t, double *tan);
 
 #endif

@@ -18,6 +18,12 @@
  * that hands a register back once its slot has been read for the last time.
  * It needs the compiled layout (leaves first), and inputs keep distinct
  * registers, as replays load them all before the loop.
+ *
+ * Custom instructions (custom.c) take part like the others: one whose
+ * operands depend on no input folds into its value at trace time (as
+ * sin(2.0) would; its rule is not called again), the operands of one that is
+ * kept are mapped one by one (an operand that folded becomes a constant),
+ * and the register plan maps their slots too (cu_reg).
  */
 #include <stdlib.h>
 #include "tape.h"
@@ -48,9 +54,16 @@ static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nr
             return PT_E_SLOT;  /* not a leaf, or an input listed twice */
         var[ins[k]] = 1;
     }
-    for (int64_t i = 0; i < n; ++i)
-        if (op[i] != PT_LEAF)
+    for (int64_t i = 0; i < n; ++i) {
+        if (op[i] == PT_CUSTOM) {
+            int64_t m;
+            const int32_t *r = pt_custom_operands(s, i, 0, &m);
+            for (int64_t j = 0; j < m; ++j)
+                var[i] |= r[j] >= 0 && var[r[j]];
+        } else if (op[i] != PT_LEAF) {
             var[i] = (pt_reads_slot(op[i], 0, A[i]) && var[A[i]]) || (pt_reads_slot(op[i], 1, B[i]) && var[B[i]]);
+        }
+    }
 
     /* which instructions are needed (a backward pass from the roots) */
     for (int64_t j = 0; j < nroot; ++j) {
@@ -67,6 +80,13 @@ static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nr
             live[A[i]] |= var[A[i]];
         if (pt_reads_slot(op[i], 1, B[i]))
             live[B[i]] |= var[B[i]];
+        if (op[i] == PT_CUSTOM) {
+            int64_t m;
+            const int32_t *r = pt_custom_operands(s, i, 0, &m);
+            for (int64_t j = 0; j < m; ++j)
+                if (r[j] >= 0)
+                    live[r[j]] |= var[r[j]];
+        }
     }
 
     /* the new tape: inputs first, then the live instructions */
@@ -119,6 +139,22 @@ static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nr
             a = c;
             b = map[b];
             break;
+        case PT_KIND_CUSTOM: {  /* its operands mapped; b (the primitive) stays */
+            int32_t ops[PT_CUSTOM_MAX_ARGS];
+            int64_t m;
+            const int32_t *r = pt_custom_operands(s, i, 0, &m);
+            for (int64_t j = 0; j < m; ++j) {
+                if (r[j] >= 0 && var[r[j]]) {
+                    ops[j] = (int32_t)map[r[j]];
+                    continue;
+                }
+                if ((c = pt_append_const(d, r[j] >= 0 ? s->val[r[j]] : s->consts[-1 - r[j]])) < 0)
+                    return (int)c;
+                ops[j] = (int32_t)(-1 - c);
+            }
+            if ((a = pt_custom_append(d, m, ops)) < 0)
+                return (int)a;
+        } break;
         default: { /* GUARD: a the left slot, b the right slot or -1 - constant */
             const int cmp = (int)v / 2, outcome = (int)v & 1;
             const int b_var = b >= 0 && var[b];
@@ -189,6 +225,13 @@ static int plan(pt_tape *t, int64_t nout, const int64_t *outs, int64_t *last, in
             last[A[i]] = i;
         if (pt_reads_slot(op[i], 1, B[i]))
             last[B[i]] = i;
+        if (op[i] == PT_CUSTOM) {
+            int64_t m;
+            const int32_t *r = pt_custom_operands(t, i, 0, &m);
+            for (int64_t j = 0; j < m; ++j)
+                if (r[j] >= 0)
+                    last[r[j]] = i;
+        }
     }
     for (int64_t j = 0; j < nout; ++j) {
         if (outs[j] < 0 || outs[j] >= n)
@@ -208,6 +251,19 @@ static int plan(pt_tape *t, int64_t nout, const int64_t *outs, int64_t *last, in
             freelist[nfree++] = reg[A[i]];
         if (rb && last[B[i]] == i && !(ra && A[i] == B[i]))
             freelist[nfree++] = reg[B[i]];
+        if (kind == PT_KIND_CUSTOM) {  /* its operands' registers; each slot given back once */
+            int64_t m;
+            const int32_t *r = pt_custom_operands(t, i, 0, &m);
+            int32_t *rr = t->cu_reg + t->cu_start[A[i]];
+            for (int64_t j = 0; j < m; ++j) {
+                rr[j] = r[j] >= 0 ? reg[r[j]] : r[j];  /* constants stay */
+                int first = r[j] >= 0 && last[r[j]] == i;
+                for (int64_t j2 = 0; j2 < j && first; ++j2)
+                    first = r[j2] != r[j];
+                if (first)
+                    freelist[nfree++] = reg[r[j]];
+            }
+        }
         if (kind == PT_KIND_GUARD) {
             t->rr[i] = reg[i] = -1;
             continue;
@@ -227,15 +283,18 @@ int pt_tape_plan_registers(pt_tape *t, int64_t nout, const int64_t *outs)
     int64_t *last = malloc(n * sizeof *last);
     int32_t *reg = malloc(n * sizeof *reg), *freelist = malloc(n * sizeof *freelist);
     int32_t *ra = malloc(n * sizeof *ra), *rb = malloc(n * sizeof *rb), *rr = malloc(n * sizeof *rr);
+    int32_t *cr = malloc(((size_t)t->ncu_arg + 1) * sizeof *cr);
     int st = PT_E_NOMEM;
-    if (last && reg && freelist && ra && rb && rr) {
+    if (last && reg && freelist && ra && rb && rr && cr) {
         free(t->ra);
         free(t->rb);
         free(t->rr);
+        free(t->cu_reg);
         t->ra = ra;
         t->rb = rb;
         t->rr = rr;
-        ra = rb = rr = NULL;
+        t->cu_reg = cr;
+        ra = rb = rr = cr = NULL;
         st = plan(t, nout, outs, last, reg, freelist);
         if (st)
             t->nregs = 0;
@@ -246,6 +305,7 @@ int pt_tape_plan_registers(pt_tape *t, int64_t nout, const int64_t *outs)
     free(ra);
     free(rb);
     free(rr);
+    free(cr);
     return st;
 }
 

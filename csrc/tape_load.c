@@ -4,8 +4,10 @@
  * so every instruction is checked against the invariants of tape.h before
  * anything is built: a known opcode, operands that are earlier slots (never
  * a guard) or constant indices in range, leaves numbered in order, guard
- * codes that name a comparison.  A tape that passes can be swept without
- * reading outside its arrays. */
+ * codes that name a comparison, custom instructions numbered in order with
+ * 1 to PT_CUSTOM_MAX_ARGS operands each, every one an earlier slot or a
+ * constant index in range.  A tape that passes can be swept without reading
+ * outside its arrays. */
 #include "tape.h"
 
 static int slot_ok(const uint16_t *op, int64_t s, int64_t i)
@@ -13,9 +15,32 @@ static int slot_ok(const uint16_t *op, int64_t s, int64_t i)
     return s >= 0 && s < i && op[s] != PT_GUARD;
 }
 
+/* the custom table as given: the operands of custom instruction number k
+ * (of those seen so far), read from *next on; false if they break the rules */
+struct table {
+    int64_t ncustom, nargs, k, next;
+    const int32_t *counts, *args;
+};
+
+static int custom_ok(const uint16_t *op, int64_t i, int64_t x, int64_t nconst, struct table *c)
+{
+    if (x != c->k || c->k >= c->ncustom)
+        return 0;
+    const int64_t m = c->counts[c->k++];
+    if (m < 1 || m > PT_CUSTOM_MAX_ARGS || m > c->nargs - c->next)
+        return 0;
+    for (int64_t j = 0; j < m; ++j) {
+        const int64_t r = c->args[c->next++];
+        if (!(r >= 0 ? slot_ok(op, r, i) : -1 - r < nconst))
+            return 0;
+    }
+    return 1;
+}
+
 /* operand `which` (0: a, 1: b) of instruction i, of value x, as the op table
  * says it must be (pt_operand) */
-static int operand_ok(const uint16_t *op, int64_t i, int which, int64_t x, int64_t nconst, int64_t *nleaf)
+static int operand_ok(const uint16_t *op, int64_t i, int which, int64_t x, int64_t nconst, int64_t *nleaf,
+                      struct table *c)
 {
     if (pt_reads_slot(op[i], which, x))
         return slot_ok(op, x, i);
@@ -23,6 +48,8 @@ static int operand_ok(const uint16_t *op, int64_t i, int which, int64_t x, int64
     case PT_OPERAND_NONE:  return x == 0;
     case PT_OPERAND_CONST: return x >= 0 && x < nconst;
     case PT_OPERAND_LEAF:  return x == (*nleaf)++;
+    case PT_OPERAND_CUSTOM: return custom_ok(op, i, x, nconst, c);
+    case PT_OPERAND_PRIMITIVE: return x >= 0;
     default:               return -1 - x < nconst;  /* a GUARD's b < 0: constant -1 - b */
     }
 }
@@ -34,27 +61,29 @@ static int guard_code_ok(double code)
 }
 
 static int check(int64_t n, const uint16_t *op, const int32_t *a, const int32_t *b,
-                 const double *val, int64_t nconst)
+                 const double *val, int64_t nconst, struct table *c)
 {
     int64_t nleaf = 0;
     for (int64_t i = 0; i < n; ++i) {
         const int ok = pt_op_kind(op[i]) != PT_KIND_NONE  /* not NOP or an unknown opcode */
-                       && operand_ok(op, i, 0, a[i], nconst, &nleaf)
-                       && operand_ok(op, i, 1, b[i], nconst, &nleaf)
+                       && operand_ok(op, i, 0, a[i], nconst, &nleaf, c)
+                       && operand_ok(op, i, 1, b[i], nconst, &nleaf, c)
                        && (op[i] != PT_GUARD || guard_code_ok(val[i]));
         if (!ok)
             return PT_E_OP;
     }
-    return PT_OK;
+    return c->k == c->ncustom && c->next == c->nargs ? PT_OK : PT_E_OP;  /* every entry used */
 }
 
 int pt_tape_load(int64_t n, const uint16_t *op, const int32_t *a, const int32_t *b, const double *val,
-                 int64_t nconst, const double *consts, pt_tape **out)
+                 int64_t nconst, const double *consts, int64_t ncustom, const int32_t *counts,
+                 int64_t nargs, const int32_t *args, pt_tape **out)
 {
     *out = NULL;
-    if (n < 0 || nconst < 0 || n > INT32_MAX || nconst > INT32_MAX)
+    if (n < 0 || nconst < 0 || n > INT32_MAX || nconst > INT32_MAX || ncustom < 0 || nargs < 0)
         return PT_E_OP;
-    int st = check(n, op, a, b, val, nconst);
+    struct table table = {ncustom, nargs, 0, 0, counts, args};
+    int st = check(n, op, a, b, val, nconst, &table);
     if (st)
         return st;
     pt_tape *t = pt_tape_new();
@@ -62,6 +91,9 @@ int pt_tape_load(int64_t n, const uint16_t *op, const int32_t *a, const int32_t 
         return PT_E_NOMEM;
     for (int64_t k = 0; k < nconst && !st; ++k)
         if (pt_append_const_at(t, consts[k]) < 0)  /* indices as given */
+            st = PT_E_NOMEM;
+    for (int64_t k = 0, next = 0; k < ncustom && !st; next += counts[k++])
+        if (pt_custom_append(t, counts[k], args + next) < 0)
             st = PT_E_NOMEM;
     for (int64_t i = 0; i < n && !st; ++i) {
         const int64_t j = op[i] == PT_LEAF ? pt_append_leaf(t, val[i]) : pt_append(t, op[i], a[i], b[i], val[i]);

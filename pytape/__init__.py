@@ -19,7 +19,8 @@ The package in layers, each importing only those above it:
   (the namespace's functions, numpy's names);
 * derivatives: ``program`` (the sweep driver), ``functional`` (grad, jacobian,
   hessian, ...; ``trees`` its pytrees, ``nested`` a transformation inside
-  another), ``checks`` (gradcheck), ``higher_order`` (create_graph),
+  another), ``checks`` (gradcheck), ``custom`` (custom primitives with their
+  own rules), ``higher_order`` (create_graph),
   ``autograd`` (PyTorch's autograd.grad);
 * record once, replay many: ``tracing`` (trace, CompiledFunction), ``saved``
   (its file format), ``optimize``, ``optim``;
@@ -34,6 +35,7 @@ from .ops import __all__ as _ops_all
 from .ops import abs, pow, round  # noqa: F401,A004  not in __all__, they would shadow builtins
 from .functional import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 from .checks import gradcheck, gradgradcheck
+from .custom import Primitive, primitive
 from .tracing import CompiledFunction, trace
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
 from . import autograd  # noqa: E402  PyTorch-style autograd.grad
@@ -50,5 +52,5 @@ __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
     "TapeConsumedError", "TapeThreadError", "MixedTapesError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
-    "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError",
+    "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError", "primitive", "Primitive",
 ] + _ops_all

@@ -13,6 +13,9 @@ What crosses it:
 * :func:`check`: every C status turned into its Python exception, here and
   nowhere else;
 * the modes of the calling thread (grad, anomaly, checked recording);
+* the callback of custom instructions (:func:`set_custom_handler`): C calls
+  it when a sweep reaches a custom primitive (pytape/custom.py), and a
+  failure comes back as the user's exception, raised by :func:`check`;
 * the recording fast path's entry points and handle accessors
   (:func:`entry_points`, ``handle_value``, ``handle_adjoint``,
   ``handle_tangent``) and grad cells, handed to ``pytape/recording.py`` and
@@ -80,6 +83,23 @@ OPERAND_A = np.array([lib.pt_operand(op, 0) for op in range(NUM_OPS)], dtype=np.
 OPERAND_B = np.array([lib.pt_operand(op, 1) for op in range(NUM_OPS)], dtype=np.uint8)
 
 
+#: custom primitives (pytape/custom.py): their opcode, the kind and operand
+#: kinds of custom instructions, the most operands one may have, and the modes
+#: in which the callback is called
+OP_CUSTOM, KIND_CUSTOM = lib.pt_custom_op(), lib.PT_KIND_CUSTOM
+OPERAND_CUSTOM, OPERAND_PRIMITIVE = lib.PT_OPERAND_CUSTOM, lib.PT_OPERAND_PRIMITIVE
+CUSTOM_MAX_ARGS = lib.PT_CUSTOM_MAX_ARGS
+CUSTOM_VALUE, CUSTOM_VJP, CUSTOM_JVP, CUSTOM_HVP = (lib.PT_CUSTOM_VALUE, lib.PT_CUSTOM_VJP, lib.PT_CUSTOM_JVP,
+                                                   lib.PT_CUSTOM_HVP)
+#: custom primitives' names by id (pytape/custom.py fills it), for tables and messages
+CUSTOM_NAMES = {}
+
+
+def custom_name(fn):
+    """The name of the custom primitive with id ``fn`` (b of its instructions)."""
+    return CUSTOM_NAMES.get(fn, f"custom#{fn}")
+
+
 def operand_is_slot(kinds, values):
     """Which operands (their kinds and values, numpy arrays) are slots."""
     return (kinds == OPERAND_SLOT) | ((kinds == OPERAND_SLOT_OR_CONST) & (values >= 0))
@@ -138,6 +158,11 @@ _DIFFERENT_TAPES = (
 )
 
 
+class CustomRuleError(RuntimeError):
+    """A custom primitive's rule raised while C called back into Python; the
+    rule's own exception is re-raised instead when it is known (check)."""
+
+
 def check(status, what="record", tape=None):
     """Raise the exception for a negative C status; return a non-negative one.
 
@@ -154,6 +179,16 @@ def check(status, what="record", tape=None):
     """
     if status >= 0:
         return status
+    if status == lib.PT_E_CALLBACK:
+        exc = getattr(_pending, "exc", None)
+        _pending.exc = None
+        if exc is None:
+            raise CustomRuleError("pytape: a custom primitive's rule failed during a sweep")
+        raise exc
+    if status == lib.PT_E_BUSY:
+        raise RuntimeError(
+            "pytape: a custom primitive's rule used the tape whose sweep is calling it (recording on it, "
+            "or a backward, tangent or replay of it); a rule computes numbers from its arguments only")
     if status == lib.PT_E_NOMEM:
         if what == "backward":
             raise MemoryError("pytape: out of memory allocating the adjoints for backward(); "
@@ -237,6 +272,63 @@ def checked():
     finally:
         lib.pt_set_checked(0)
 
+
+# ---- custom primitives: the callback ----------------------------------------------------
+
+#: the exception a custom rule raised in this thread, for check() to re-raise
+_pending = threading.local()
+_custom_handler = [None]
+
+
+def set_custom_handler(handler):
+    """``handler(mode, fn, i, xs, slots, y, lanes)`` answers C's calls for
+    custom instructions (pytape/custom.py): ``mode`` CUSTOM_VALUE (return
+    f(xs)), CUSTOM_VJP (``lanes`` the cotangents of y; return, per operand,
+    a list of what each lane adds to its adjoint), CUSTOM_JVP (``lanes`` per
+    operand, its tangents; return the tangents of y) or CUSTOM_HVP
+    (``lanes`` = (g, tangents of g, per operand its tangents); return (per
+    operand its adjoint's share, per operand the lanes of its adjoint's
+    tangent)); ``fn`` the primitive's id, ``i`` the instruction, ``xs`` the
+    operand values, ``slots[j]`` whether operand j is a slot (else a
+    constant).  Pointers into C are read here, never by the handler."""
+    _custom_handler[0] = handler
+
+
+@ffi.def_extern()
+def pt_py_custom(mode, fn, i, nargs, slots, x, y, lanes, inp, out):
+    """C's call for a custom instruction (pytape.h: pt_custom_fn): 0, or -1
+    with the exception kept for check() to raise in the caller."""
+    try:
+        xs = [x[j] for j in range(nargs)]
+        mask = [bool(slots >> j & 1) for j in range(nargs)]
+        handler = _custom_handler[0]
+        if mode == CUSTOM_VALUE:
+            out[0] = float(handler(mode, fn, i, xs, mask, y, None))
+        elif mode == CUSTOM_VJP:
+            res = handler(mode, fn, i, xs, mask, y, [inp[k] for k in range(lanes)])
+            for j in range(nargs):
+                for k in range(lanes):
+                    out[j * lanes + k] = res[j][k]
+        elif mode == CUSTOM_JVP:
+            lanes_in = [[inp[j * lanes + k] for k in range(lanes)] for j in range(nargs)]
+            res = handler(mode, fn, i, xs, mask, y, lanes_in)
+            for k in range(lanes):
+                out[k] = res[k]
+        else:  # CUSTOM_HVP
+            tangents = [[inp[1 + lanes + j * lanes + k] for k in range(lanes)] for j in range(nargs)]
+            shares, lanes_out = handler(mode, fn, i, xs, mask, y, (inp[0], [inp[1 + k] for k in range(lanes)],
+                                                                   tangents))
+            for j in range(nargs):
+                out[j] = shares[j]
+                for k in range(lanes):
+                    out[nargs + j * lanes + k] = lanes_out[j][k]
+        return 0
+    except BaseException as exc:  # noqa: B902  (KeyboardInterrupt too: raised again by check())
+        _pending.exc = exc
+        return -1
+
+
+lib.pt_set_custom_callback(lib.pt_py_custom)
 
 # ---- the recording fast path's tools ---------------------------------------------------
 
@@ -452,6 +544,37 @@ class CTape:
 
     # ---- recording (leaf and record: see __init__; the fast path uses entry_points)
 
+    def record_custom(self, fn, args, consts, value):
+        """Record custom primitive ``fn`` (its id) on operands ``args`` (a slot,
+        or -1 for the constant at the same place of ``consts``) with value
+        ``value``; its handle or a negative status."""
+        n = len(args)
+        return lib.pt_record_custom(self._p, fn, n, ffi.new("int64_t[]", args), ffi.new("double[]", consts),
+                                    value)
+
+    @property
+    def ncustom(self):
+        """Custom instructions on the tape."""
+        return lib.pt_tape_ncustom(self._p)
+
+    def custom_table(self):
+        """(counts, args) of the custom table: operands per custom instruction,
+        and all of them in order (a slot, or -1 - c for constant c)."""
+        counts = np.empty(self.ncustom, dtype=np.int32)
+        args = np.empty(lib.pt_tape_ncustom_args(self._p), dtype=np.int32)
+        lib.pt_tape_custom_table(self._p, ffi.from_buffer("int32_t[]", counts), ffi.from_buffer("int32_t[]", args))
+        return counts, args
+
+    def custom_operands(self, i):
+        """The operands of custom instruction i: a list of (is a slot, slot or constant value)."""
+        return self.custom_entry(int(self.rows(i, i + 1, ("a",))["a"][0]))
+
+    def custom_entry(self, k):
+        """The operands of the k-th custom instruction (a[i] = k), as custom_operands."""
+        args = ffi.new("int32_t[]", CUSTOM_MAX_ARGS)
+        n = check(lib.pt_tape_custom_entry(self._p, k, args), "read", self)
+        return [(True, args[j]) if args[j] >= 0 else (False, self.const(-1 - args[j])) for j in range(n)]
+
     def guard(self, a, b, c, cmp, outcome):
         """Record that (v[a] CMP rhs) came out ``outcome`` (rhs: slot b if b >= 0,
         else the constant c); its slot or a negative status."""
@@ -599,13 +722,17 @@ class CTape:
         return Y, G, fail
 
     @staticmethod
-    def load(op, a, b, val, consts):
+    def load(op, a, b, val, consts, custom=((), ())):
         """A tape from arrays, every instruction checked in C first
-        (csrc/tape_load.c); TapeFormatError for arrays that break its invariants."""
+        (csrc/tape_load.c); TapeFormatError for arrays that break its
+        invariants.  ``custom``: the custom table, as custom_table() gives it."""
         op = np.ascontiguousarray(op, dtype=np.uint16)
         a, b = np.ascontiguousarray(a, dtype=np.int32), np.ascontiguousarray(b, dtype=np.int32)
         val, consts = _doubles(val), _doubles(consts)
+        counts, args = (np.ascontiguousarray(x, dtype=np.int32) for x in custom)
         out = ffi.new("pt_tape **")
         check(lib.pt_tape_load(len(op), ffi.from_buffer("uint16_t[]", op), ffi.from_buffer("int32_t[]", a),
-                               ffi.from_buffer("int32_t[]", b), _f64(val), len(consts), _f64(consts), out), "load")
+                               ffi.from_buffer("int32_t[]", b), _f64(val), len(consts), _f64(consts),
+                               len(counts), ffi.from_buffer("int32_t[]", counts), len(args),
+                               ffi.from_buffer("int32_t[]", args), out), "load")
         return CTape(_pointer=out[0])

@@ -132,6 +132,9 @@ def _instruction(tape, i):
     name = OP_NAMES[op].rsplit("_", 1)[0] if OP_KINDS[op] in (_native.KIND_VC, _native.KIND_CV) else OP_NAMES[op]
     if OP_KINDS[op] == _native.KIND_LEAF:
         inputs = [c.value(i)]
+    elif OP_KINDS[op] == _native.KIND_CUSTOM:  # a custom primitive: its own name and operands
+        name = _native.custom_name(b)
+        inputs = [c.value(x) if is_slot else x for is_slot, x in c.custom_operands(i)]
     else:
         inputs = [c.value(x) if k == OPERAND_SLOT else c.const(x) for x, k in zip((a, b), kinds)
                   if k in (OPERAND_SLOT, OPERAND_CONST)]
@@ -146,7 +149,10 @@ def sweep_error(tape, exc):
     loc = tape._where.get(i) if tape._where else None
     if exc.sweep == "tangent":
         return FloatingPointError(f"the tangent (forward mode) of {name} is not finite {where(loc)} {_inputs(inputs)}")
-    adjoints = [tape._c.adjoint(x) for x, k in zip((a, b), kinds) if k == OPERAND_SLOT]
+    if OP_KINDS[tape._c.op_at(i)] == _native.KIND_CUSTOM:
+        adjoints = [tape._c.adjoint(x) for is_slot, x in tape._c.custom_operands(i) if is_slot]
+    else:
+        adjoints = [tape._c.adjoint(x) for x, k in zip((a, b), kinds) if k == OPERAND_SLOT]
     bad = next((g for g in adjoints if g != g or g in (float("inf"), float("-inf"))), float("nan"))
     return FloatingPointError(f"backward through {name} produced {bad!r} {where(loc)} {_inputs(inputs)}")
 

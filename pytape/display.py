@@ -38,8 +38,9 @@ from .var import Result, Var, slot_on
 __all__ = ["table", "stats", "to_dot", "render"]
 
 _KINDS = np.array(OP_KINDS, dtype=np.uint8)
-_LEAF, _UNARY, _VV, _VC, _CV, _GUARD = (_native.KIND_LEAF, _native.KIND_UNARY, _native.KIND_VV,
-                                        _native.KIND_VC, _native.KIND_CV, _native.KIND_GUARD)
+_LEAF, _UNARY, _VV, _VC, _CV, _GUARD, _CUSTOM = (_native.KIND_LEAF, _native.KIND_UNARY, _native.KIND_VV,
+                                                 _native.KIND_VC, _native.KIND_CV, _native.KIND_GUARD,
+                                                 _native.KIND_CUSTOM)
 _CHUNK = 1 << 20                                # rows per copy in whole-tape scans
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
 
@@ -83,6 +84,9 @@ def _scan(tape):
         # leaves and guards (comparisons recorded by pytape.trace) are no outputs
         leaf[start:start + len(op)] = np.isin(_KINDS[op], (_LEAF, _GUARD))
         swept = swept or bool(r["adj"].any())
+    if c.ncustom:  # custom primitives' operands: their own table
+        args = c.custom_table()[1]
+        read[args[args >= 0]] = True
     return ~read & ~leaf, swept
 
 
@@ -120,9 +124,18 @@ def stats(tape):
     return _stats(tape, _scan(tape)[0])
 
 
+def _op_name(op, b):
+    """The op column: the op table's name, a custom primitive's own."""
+    if OP_KINDS[op] == _CUSTOM:
+        return _native.custom_name(b)
+    return OP_NAMES[op]
+
+
 def _operands(c, op, a, b):
     """The operand column of one instruction: slots as v{i}, constants as
     numbers, a leaf as x{k} (the operand table of pytape/_native.py says which)."""
+    if OP_KINDS[op] == _CUSTOM:
+        return ", ".join(f"v{x}" if is_slot else _num(x) for is_slot, x in c.custom_entry(a))
     out = []
     for x, kind in ((a, OPERAND_A[op]), (b, OPERAND_B[op])):
         if kind == _native.OPERAND_LEAF:
@@ -174,7 +187,7 @@ def table(tape, max_rows=40):
         for j in range(stop - start):
             i, op, a, b = start + j, int(r["op"][j]), int(r["a"][j]), int(r["b"][j])
             lines.append(
-                [f"v{i}", OP_NAMES[op], _operands(c, op, a, b), _num(r["val"][j])]
+                [f"v{i}", _op_name(op, b), _operands(c, op, a, b), _num(r["val"][j])]
                 + [_num(r["adj"][j])] * swept
                 + [_num(c.tangent(i))] * tangents
                 + ["input" if OP_KINDS[op] == _LEAF else "output" if outputs[i] else ""]
@@ -207,9 +220,11 @@ def _row(c, i):
     return tuple(r[name][0].item() for name in ("op", "a", "b", "val", "adj"))
 
 
-def _reads(row):
+def _reads(row, c=None):
     """The slots an instruction reads (a guard's too: pytape.trace's comparisons)."""
     op, a, b = row[:3]
+    if OP_KINDS[op] == _CUSTOM:
+        return [x for is_slot, x in c.custom_entry(a) if is_slot]
     return [x for x, kind in ((a, OPERAND_A[op]), (b, OPERAND_B[op]))
             if operand_is_slot(int(kind), int(x))]
 
@@ -220,7 +235,7 @@ def _nearest(c, starts, limit):
     rows = {i: _row(c, i) for i in starts[:limit]}
     frontier = list(rows)
     while frontier and len(rows) < limit:
-        level = sorted({j for i in frontier for j in _reads(rows[i]) if j not in rows}, reverse=True)
+        level = sorted({j for i in frontier for j in _reads(rows[i], c) if j not in rows}, reverse=True)
         level = level[:limit - len(rows)]
         rows.update((j, _row(c, j)) for j in level)
         frontier = level
@@ -242,7 +257,7 @@ def _target(x):
 
 def _label(c, i, row, grads, tangents):
     op, a, b, val, adj = row
-    name, kind = OP_NAMES[op], OP_KINDS[op]
+    name, kind = _op_name(op, b), OP_KINDS[op]
     if kind == _LEAF:
         expr = f"x{a}"
     else:
@@ -308,7 +323,7 @@ def to_dot(x, max_nodes=200):
         lines.append(f'  v{i} [label="{_label(c, i, rows[i], grads, tangents)}"{style}];')
     cut = set()
     for i in sorted(rows):
-        for j in _reads(rows[i]):
+        for j in _reads(rows[i], c):
             if j in rows:
                 lines.append(f"  v{j} -> v{i};")
             else:

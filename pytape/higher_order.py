@@ -29,7 +29,7 @@ import math
 import os
 import re
 
-from . import _native
+from . import _native, custom
 from .anomaly import where
 from .recording import FUNCTIONS
 from .var import Leaf, Var, result
@@ -262,6 +262,11 @@ def adjoints(tape, outs, seeds, in_slots):
             continue
         k = i - bottom
         code = int(rows["op"][k])
+        if code == _native.OP_CUSTOM:  # a custom primitive: its vjp rule, called with Vars (pytape/custom.py)
+            for slot, d in custom.recorded_vjps(tape, i, int(rows["b"][k]), g):
+                if isinstance(d, Var) or d != 0.0:
+                    _add(acc, slot, d)
+            continue
         if _native.OP_KINDS[code] not in (_native.KIND_UNARY, _native.KIND_VV, _native.KIND_VC, _native.KIND_CV):
             continue  # LEAF, GUARD
         try:

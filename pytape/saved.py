@@ -10,6 +10,15 @@
                the rest), consts <f8[nconst]
     checksum   SHA-256 of everything before    32 bytes
 
+Custom primitives (pytape/custom.py): their instructions are stored with
+opcode CUSTOM_CODE (0xFFFF, fixed: the in-memory opcode follows the rows of
+the op table, which grows) and b = an index into the description's
+``custom.primitives``, the primitives' importable names ``module:qualname``;
+``custom.counts`` and ``custom.args`` are the custom table (operands per
+instruction; a slot, or -1 - k for constant k).  Saving a primitive that
+cannot be imported back raises ValueError; loading imports each one, and
+raises ImportError naming it when that fails.
+
 The C loader (csrc/tape_load.c) checks every instruction again, so bytes with
 a valid checksum that were made by hand still cannot crash a sweep; what the
 description says is checked against the instructions here.
@@ -26,7 +35,7 @@ from hashlib import sha256
 
 import numpy as np
 
-from . import _native
+from . import _native, custom
 from ._native import CTape
 from .errors import TapeFormatError
 
@@ -37,6 +46,7 @@ FORMAT_VERSION = 1
 _HEADER = struct.Struct("<IIqq")
 _ARRAYS = (("op", "<u2"), ("a", "<i4"), ("b", "<i4"), ("val", "<f8"))
 _KINDS = np.array(_native.OP_KINDS, dtype=np.uint8)
+CUSTOM_CODE = 0xFFFF
 
 
 def dump(ctape, meta):
@@ -45,11 +55,47 @@ def dump(ctape, meta):
     # values are not part of a compiled function (every use replays first),
     # except the guards' comparison codes: the same f gives the same bytes
     cols["val"][_KINDS[cols["op"]] != _native.KIND_GUARD] = 0.0
+    if ctape.ncustom:
+        meta = dict(meta, custom=_dump_custom(ctape, cols))
     consts = ctape.consts()
     meta_b = json.dumps(meta).encode()
     body = b"".join([MAGIC, _HEADER.pack(FORMAT_VERSION, len(meta_b), len(ctape), len(consts)), meta_b]
                     + [cols[k].astype(dt).tobytes() for k, dt in _ARRAYS] + [consts.astype("<f8").tobytes()])
     return body + sha256(body).digest()
+
+
+def _dump_custom(ctape, cols):
+    """The description of the custom instructions; their opcode and b
+    rewritten in cols (CUSTOM_CODE, the index of the primitive's name)."""
+    at = np.flatnonzero(cols["op"] == _native.OP_CUSTOM)
+    ids = sorted(set(int(f) for f in cols["b"][at]))
+    names = [custom.importable_name(f) for f in ids]
+    index = {f: k for k, f in enumerate(ids)}
+    cols["op"][at] = CUSTOM_CODE
+    cols["b"][at] = [index[int(f)] for f in cols["b"][at]]
+    counts, args = ctape.custom_table()
+    return {"primitives": names, "counts": counts.tolist(), "args": args.tolist()}
+
+
+def _load_custom(cols, table):
+    """The custom table of a description, the primitives imported and the
+    instructions given their ids (cols rewritten); ((), ()) for none."""
+    at = cols["op"] == CUSTOM_CODE
+    if table is None:
+        return (), ()
+    try:
+        names = [str(n) for n in table["primitives"]]
+        counts = np.array([int(k) for k in table["counts"]], dtype=np.int64)
+        args = np.array([int(r) for r in table["args"]], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad(f"its custom primitives do not parse ({exc})") from None
+    if (np.any(counts < 0) or np.any(np.abs(args) >= 2 ** 31) or np.any(cols["b"][at] < 0)
+            or np.any(cols["b"][at] >= len(names))):
+        raise _bad("its custom primitives are inconsistent")
+    ids = [custom.by_name(n).id for n in names]
+    cols["b"][at] = np.array(ids, dtype=np.int32)[cols["b"][at]] if len(ids) else cols["b"][at]
+    cols["op"][at] = _native.OP_CUSTOM
+    return counts, args
 
 
 def _bad(why):
@@ -91,6 +137,7 @@ def load(data):
             "where": {int(g[0]): (str(g[1]), int(g[2]), str(g[3])) for g in meta["guards"]},
             "name": str(meta["name"]), "policy": str(meta["policy"]), "single": bool(meta["single"]),
         }
+        table = meta.get("custom")
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         raise _bad(f"its description does not parse ({exc})") from None
     nin = sum(math.prod(s) for s in d["shapes"])  # Python ints: no int64 wraparound to a small size
@@ -107,7 +154,7 @@ def load(data):
         cols[key] = np.frombuffer(data, dtype=dt, count=n, offset=off).astype(dt[1:])
         off += n * np.dtype(dt).itemsize
     consts = np.frombuffer(data, dtype="<f8", count=nconst, offset=off).astype(np.float64)
-    ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], consts)
+    ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], consts, _load_custom(cols, table))
     if ctape.nleaves != nin or any(s >= 0 and _KINDS[ctape.op_at(s)] == _native.KIND_GUARD for s in d["out_slots"]):
         raise _bad("its inputs or outputs do not match its instructions")
     if not ctape.plan_registers([]):

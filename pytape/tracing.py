@@ -31,6 +31,11 @@ Serialisation: ``fn.to_bytes()`` / ``CompiledFunction.from_bytes(data)`` and
 pickle, in a versioned format with a SHA-256 checksum (pytape/saved.py); bad
 data raises ``TapeFormatError``.
 
+Custom primitives (``pytape.primitive``, pytape/custom.py) stay one
+instruction on the compiled tape: each replay calls the primitive (and, for
+derivatives, its rules) back in Python, once per evaluation, so a batch of a
+tape with one runs in the calling thread.
+
 >>> import pytape
 >>> fn = pytape.trace(lambda x: x if x > 0 else -x, 2.0)
 >>> fn(3.0), fn.gradient(3.0), fn.gradient(-3.0), fn.retraces
@@ -98,7 +103,7 @@ class _Compiled(Program):
         if copy is None or not copy.tape._c.is_owner():  # (a thread id is reused once its thread ends)
             c = self.tape._c
             cols = c.rows(0, len(c), ("op", "a", "b", "val"))
-            ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], c.consts())
+            ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], c.consts(), c.custom_table())
             copy = _Compiled(Tape._adopt(ctape), self.shapes, self.scalar_in, self.single, self.out_shape,
                              self.out_slots, self.out_values, dict(self.tape._where or {}))
             self._copies = {t: cp for t, cp in self._copies.items() if t in _alive()}
