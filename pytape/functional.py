@@ -191,7 +191,7 @@ def _plain(v):
     if isinstance(v, Var):
         return value_of(v)
     if isinstance(v, np.ndarray) and v.dtype == object and any(isinstance(e, Var) for e in v.flat):
-        return np.vectorize(lambda e: value_of(e) if isinstance(e, Var) else e, otypes=[float])(v)
+        return np.vectorize(lambda e: value_of(e) if isinstance(e, Var) else e, otypes=[float])(np.asarray(v))
     return v
 
 

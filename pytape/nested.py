@@ -30,6 +30,7 @@ import numbers
 import numpy as np
 
 from .higher_order import adjoints
+from .ops import var_array
 from .program import ACCEPTED, ArgName, Program, _what_is, check_argnums, scalar_output
 from .tape import current_tape, enable_grad
 from .var import _ARGS, Leaf, Result, Var, arguments, place, slot_on
@@ -126,7 +127,7 @@ class NestedRecording(Program):
                 self.shapes.append(arr.shape)
                 self.scalar_in.append(arr.ndim == 0 and not isinstance(args[k], np.ndarray))
                 self.leaves.append(flat)
-                args[k] = flat[0] if self.scalar_in[-1] else nodes
+                args[k] = flat[0] if self.scalar_in[-1] else var_array(nodes)
             self.sizes = [len(flat) for flat in self.leaves]
             inputs = [x for flat in self.leaves for x in flat]
             sealed, self.tape._sealed = self.tape._sealed, False  # an outer recording's tape: these

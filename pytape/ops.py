@@ -479,3 +479,125 @@ __all__ = sorted(set(FUNCTIONS) - {"abs", "pow", "round"} - _PARTS) + [
     "power", "clip", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
     "greater", "greater_equal", "where", "cond_select", "isnan", "isinf", "isfinite", "isclose", "allclose",
     "nan_to_num", "angle", "sinc"]
+
+
+# ---- the object arrays the function transformations give f ---------------------------
+
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """gradient(f): ``np.gradient`` of an array of Vars, differentiable: central
+    differences inside, one-sided ones (``edge_order`` 1 or 2) at the ends,
+    with uniform spacings (a number per axis, default 1).  ``np.gradient`` on
+    the arrays that pytape.grad and friends give f comes here.
+
+    >>> import pytape, numpy as np
+    >>> pytape.jacobian(np.gradient)(np.array([1.0, 2.0, 4.0]))
+    array([[-1. ,  1. ,  0. ],
+           [-0.5,  0. ,  0.5],
+           [ 0. , -1. ,  1. ]])
+    """
+    f = np.asarray(f, dtype=object)
+    axes = tuple(range(f.ndim)) if axis is None else tuple(np.atleast_1d(axis))
+    if len(varargs) == 0:
+        hs = [1.0] * len(axes)
+    elif len(varargs) == 1 and np.ndim(varargs[0]) == 0:
+        hs = [varargs[0]] * len(axes)
+    else:
+        hs = list(varargs)
+    if len(hs) != len(axes) or any(np.ndim(h) != 0 for h in hs):
+        raise TypeError("pytape.gradient (np.gradient of Vars) takes uniform spacings: one number per axis; "
+                        "for coordinate arrays write the differences with Var arithmetic")
+    if edge_order not in (1, 2):
+        raise ValueError("edge_order must be 1 or 2")
+    out = []
+    for ax, h in zip(axes, hs):
+        n = f.shape[ax]
+        if n < edge_order + 1:
+            raise ValueError("Shape of array too small to calculate a numerical gradient, "
+                             "at least (edge_order + 1) elements are required.")
+        g = np.empty_like(f)
+
+        def at(i, arr=f, ax=ax):
+            idx = [slice(None)] * arr.ndim
+            idx[ax] = i
+            return arr[tuple(idx)]
+
+        def put(i, v, ax=ax):
+            idx = [slice(None)] * g.ndim
+            idx[ax] = i
+            g[tuple(idx)] = v
+        put(slice(1, -1), (at(slice(2, None)) - at(slice(None, -2))) / (2.0 * h))
+        if edge_order == 1:
+            put(0, (at(1) - at(0)) / h)
+            put(-1, (at(-1) - at(-2)) / h)
+        else:
+            put(0, (-1.5 * at(0) + 2.0 * at(1) - 0.5 * at(2)) / h)
+            put(-1, (0.5 * at(-3) - 2.0 * at(-2) + 1.5 * at(-1)) / h)
+        out.append(g.view(VarArray))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+class VarArray(np.ndarray):
+    """The object array of Vars that ``pytape.grad`` and the other function
+    transformations give f for an array argument: a numpy array (``isinstance(x,
+    np.ndarray)``), with one difference.  numpy's functions that would mishandle
+    an object array, silently (``np.nan_to_num`` returns it unchanged) or by
+    converting Vars to floats (``np.gradient``), or that refuse one
+    (``np.isfinite``, ``np.logaddexp``), come to pytape's own; ufuncs and
+    functions keep the type, so arrays computed from it do the same.
+
+    >>> import pytape, numpy as np
+    >>> pytape.grad(lambda x: np.sum(np.nan_to_num(x / x)))(np.array([0.0, 2.0])).tolist()
+    [0.0, 0.0]
+    """
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        fn = _OBJECT_UFUNCS.get(ufunc)
+        if fn is not None and method == "__call__" and not kwargs:
+            return _wrap(fn(*[_plain(x) for x in inputs]))
+        inputs = tuple(_plain(x) for x in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(_plain(x) for x in kwargs["out"])
+        with np.errstate(all="ignore"):  # IEEE flags of pytape's C (0/0 is nan, as documented)
+            return _wrap(getattr(ufunc, method)(*inputs, **kwargs))
+
+    def __array_function__(self, func, types, args, kwargs):
+        fn = _OBJECT_FUNCTIONS.get(func)
+        if fn is not None:
+            return _wrap(fn(*args, **kwargs))
+        implementation = getattr(func, "_implementation", None)
+        if implementation is None:
+            return NotImplemented
+        return _wrap(implementation(*args, **kwargs))
+
+
+def _plain(x):
+    return x.view(np.ndarray) if isinstance(x, VarArray) else x
+
+
+def _wrap(r):
+    """A result of an operation on a VarArray: object arrays stay VarArrays."""
+    if type(r) is np.ndarray and r.dtype == object:
+        return r.view(VarArray)
+    if type(r) is tuple:
+        return tuple(_wrap(v) for v in r)
+    return r
+
+
+def var_array(a):
+    """An object array of Vars as the VarArray the transformations give f."""
+    return a.view(VarArray)
+
+
+#: ufuncs numpy's object loop lacks (or gets wrong on Vars): pytape's, elementwise
+_OBJECT_UFUNCS = {np.isnan: isnan, np.isinf: isinf, np.isfinite: isfinite,
+                  np.logaddexp: lambda a, b: map_objects(FUNCTIONS["logaddexp"], a, b),
+                  np.logaddexp2: lambda a, b: map_objects(FUNCTIONS["logaddexp2"], a, b),
+                  np.fmod: lambda a, b: map_objects(FUNCTIONS["fmod"], a, b),
+                  np.arctan2: lambda a, b: map_objects(FUNCTIONS["atan2"], a, b),
+                  np.sign: lambda a: map_objects(FUNCTIONS["sign"], a),
+                  np.floor: lambda a: map_objects(FUNCTIONS["floor"], a),
+                  np.ceil: lambda a: map_objects(FUNCTIONS["ceil"], a),
+                  np.trunc: lambda a: map_objects(FUNCTIONS["trunc"], a)}
+#: numpy functions with pytape's own version for object arrays of Vars
+_OBJECT_FUNCTIONS = {np.nan_to_num: nan_to_num, np.angle: lambda z, deg=False: map_objects(
+    lambda v: angle(v, deg), z), np.isclose: isclose, np.allclose: allclose, np.sinc: sinc, np.gradient: gradient}

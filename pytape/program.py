@@ -19,6 +19,7 @@ import numbers
 import numpy as np
 
 from .anomaly import explain
+from .ops import var_array
 from .errors import MixedTapesError, OuterVar
 from .tape import Tape, enable_grad
 from .var import Result, Var, arguments, place, slot_on, value_of
@@ -185,7 +186,7 @@ class Recording(Program):
                 self.shapes.append(arr.shape)
                 self.scalar_in.append(np.ndim(args[k]) == 0 and not isinstance(args[k], np.ndarray))
                 self.leaves.append(flat)
-                args[k] = flat[0] if self.scalar_in[-1] else leaves
+                args[k] = flat[0] if self.scalar_in[-1] else var_array(leaves)
             self.sizes = [len(flat) for flat in self.leaves]
             with arguments(self.tape, [x for flat in self.leaves for x in flat], guards):
                 out = _call_sealed(self.tape, f, args) if sealed else f(*args)

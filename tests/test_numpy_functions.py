@@ -318,15 +318,61 @@ def test_torch_nan_to_num_agrees():
 
 # ---- float buffers: never a silently lost derivative (defect 7)
 
-def test_np_gradient_inside_a_differentiation_raises():
+def test_np_gradient_of_a_transformations_array_is_differentiated():
+    # the arrays pytape.grad and friends give f are VarArrays: np.gradient comes to pytape.gradient
+    x = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
+    for kwargs in ({}, {"edge_order": 2}):
+        for spacing in ((), (0.5,)):
+            J = pytape.jacobian(lambda a: np.gradient(a, *spacing, **kwargs))(x)
+            # np.gradient is linear: its Jacobian is np.gradient of the unit vectors, by numpy on floats
+            expected = np.stack([np.gradient(e, *spacing, **kwargs) for e in np.eye(len(x))], axis=1)
+            assert np.allclose(J, expected, rtol=1e-15, atol=1e-15)
+    X = np.arange(12.0).reshape(3, 4) ** 2
+    gy, gx = pytape.jacobian(lambda a: np.gradient(a))(X)
+    ey, ex = np.gradient(X)
+    assert gy.shape == (3, 4, 3, 4)
+    for k in range(12):  # column k of the Jacobian: np.gradient of the unit array k
+        e = np.zeros(12)
+        e[k] = 1.0
+        uy, ux = np.gradient(e.reshape(3, 4))
+        assert np.array_equal(gy.reshape(12, 12)[:, k], uy.ravel()) and np.array_equal(gx.reshape(12, 12)[:, k], ux.ravel())
+    H = pytape.hessian(lambda a: np.sum(np.gradient(a) ** 2))(x)
+    D = np.stack([np.gradient(e) for e in np.eye(len(x))], axis=1)
+    assert np.allclose(H, 2.0 * D.T @ D, rtol=1e-14)
+    fn = pytape.trace(lambda a: np.sum(np.gradient(a) ** 2), x)
+    assert fn(x * 2.0) == pytest.approx(np.sum(np.gradient(x * 2.0) ** 2), rel=1e-14)
+    with pytest.raises(TypeError, match="uniform spacings"):
+        pytape.grad(lambda a: np.sum(np.gradient(a, np.array([0.0, 1.0, 3.0, 4.0, 8.0]))))(x)
+
+
+def test_np_gradient_of_a_plain_object_array_inside_a_differentiation_raises():
+    # an object array the user made (not the transformation's VarArray): numpy's own code
+    # would convert the Vars to floats; inside a differentiation that raises, never a zero derivative
+    plain = lambda a: np.array(list(a), dtype=object)  # noqa: E731
     with pytest.raises(TypeError, match=r"numpy's gradient\(\).*derivative would be lost"):
-        pytape.jacobian(np.gradient)(np.array([1.0, 2.0, 4.0]))
+        pytape.jacobian(lambda a: np.gradient(plain(a)))(np.array([1.0, 2.0, 4.0]))
     with pytest.raises(TypeError, match=r"gradient\(\)"):
-        pytape.grad(lambda a: np.sum(np.gradient(a) ** 2))(np.array([1.0, 2.0, 4.0]))
+        pytape.hessian(lambda a: np.sum(np.gradient(plain(a)) ** 2))(np.array([1.0, 2.0, 4.0]))
     with pytest.raises(TypeError, match=r"gradient\(\)"):
-        pytape.hessian(lambda a: np.sum(np.gradient(a) ** 2))(np.array([1.0, 2.0, 4.0]))
-    with pytest.raises(TypeError, match=r"gradient\(\)"):
-        pytape.trace(lambda a: np.sum(np.gradient(a)), np.array([1.0, 2.0, 4.0]))
+        pytape.trace(lambda a: np.sum(np.gradient(plain(a))), np.array([1.0, 2.0, 4.0]))
+
+
+def test_functions_numpy_mishandles_on_a_transformations_array():
+    x = np.array([0.0, 2.0, -1.0])
+    # nan_to_num: numpy returns an object array unchanged, nans and all; here pytape's
+    g = pytape.grad(lambda a: np.sum(np.nan_to_num(a / a)))(x)
+    assert g.tolist() == [0.0, 0.0, 0.0]
+    got = pytape.jacobian(lambda a: np.nan_to_num(np.log(a)))(np.array([0.0, 2.0]))
+    assert got[0, 0] == 0.0 and got[1, 1] == 0.5
+    # ufuncs numpy's object loop lacks: logaddexp, isfinite; and sign/floor recorded
+    g = pytape.grad(lambda a: np.sum(np.logaddexp(a, 1.0)))(x)
+    assert np.allclose(g, 1.0 / (1.0 + np.exp(1.0 - x)), rtol=1e-15)
+    assert pytape.grad(lambda a: np.sum(np.where(np.isfinite(np.log(a)), a, 0.0)))(x).tolist() == [0.0, 1.0, 0.0]
+    assert pytape.grad(lambda a: np.sum(np.sign(a) * a))(x).tolist() == [0.0, 1.0, -1.0]
+    def f(a):
+        assert isinstance(a, np.ndarray) and type(a * 2.0) is type(a) and type(np.sin(a)) is type(a)
+        return np.sum(np.floor(a) * a)
+    assert pytape.grad(f)(np.array([1.5, -0.5])).tolist() == [1.0, -1.0]
 
 
 def test_explicit_conversions_inside_a_differentiation_are_allowed():
