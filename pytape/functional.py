@@ -24,18 +24,19 @@ arguments, f is recorded on the outer tape and the results are Vars.
 >>> np.allclose(g, np.sin(2 * np.array([0.5, 1.0])))
 True
 """
-import functools
-
 import numpy as np
 
 from .nested import NestedRecording, holds_vars, inside_transformation
 from .errors import OuterVar
 from .program import ArgName, Recording, as_float_array, check_argnums, scalar_output
 from .tape import is_grad_enabled
-from .trees import flatten, map_leaves
+from .trees import LEAF, flatten, map_leaves
 from .var import Var, value_of
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp"]
+
+
+_F64 = np.dtype(np.float64)
 
 
 class _Call:
@@ -52,13 +53,20 @@ class _Call:
         recording = is_grad_enabled()
         if not recording:  # under no_grad, Vars from outside are constants, as no_grad asks
             args = tuple(map_leaves(_plain, a) if k in ks else a for k, a in enumerate(args))
-        self.single, self.groups, flat, names = single, [], [], _Names(f, api)
-        for k in ks:
-            leaves, tree = flatten(args[k])
-            names.add(k, tree)
-            self.groups.append((tree, len(flat), len(leaves)))
-            flat += leaves
-        self.dtypes = [_float_dtype(x) for x in flat]
+        self.single, self.groups, self.out_tree = single, [], None
+        if all(type(args[k]) is float or type(args[k]) is np.ndarray and args[k].dtype == _F64 for k in ks):
+            # the usual call, quickly: float64 numbers and arrays, no trees, dtypes or Vars in them
+            self.groups = [(LEAF, j, 1) for j in range(len(ks))]
+            self.dtypes = [None] * len(ks)
+            flat = [args[k] for k in ks]
+        else:
+            flat, names = [], _Names(f, api)
+            for k in ks:
+                leaves, tree = flatten(args[k])
+                names.add(k, tree)
+                self.groups.append((tree, len(flat), len(leaves)))
+                flat += leaves
+            self.dtypes = [_float_dtype(x) for x in flat]
 
         def flat_f(*xs):
             full = list(args)
@@ -67,13 +75,13 @@ class _Call:
             return f(*full)
 
         if all(tree.is_leaf for tree, _, _ in self.groups):  # no containers: f takes the arguments as they are
-            target, f_args, f_argnums, names = f, args, tuple(ks), None
+            target, f_args, f_argnums = f, args, tuple(ks)
+            names = _Names(f, api, by_position=True)
         else:
             target, f_args, f_argnums = flat_f, flat, tuple(range(len(flat)))
-        self.out_tree = None
         target = self._flat_output(target, has_aux)
-        others = [a for j, a in enumerate(args) if j not in ks]
-        self.nested = recording and (inside_transformation() or holds_vars(flat) or holds_vars(others))
+        self.nested = recording and (inside_transformation() or holds_vars(flat) or (
+            len(ks) < len(args) and holds_vars([a for j, a in enumerate(args) if j not in ks])))
         if not self.nested:
             try:
                 self.rec = Recording(target, f_args, f_argnums, has_aux, api=api, sealed=recording, names=names)
@@ -87,7 +95,6 @@ class _Call:
         one flat array of its leaves' elements; ``out_tree`` and
         ``out_shapes`` remember how to split results again (``unpack_out``).
         Other outputs follow numpy: a list of numbers is an array."""
-        @functools.wraps(f)  # messages name f
         def g(*xs):
             out = f(*xs)
             aux = None
@@ -130,6 +137,8 @@ class _Call:
     def pack(self, per_leaf, cast=True):
         """Results per flat leaf -> the arguments' trees (one, or a tuple for
         a tuple of argnums), each leaf in its argument's float dtype."""
+        if self.single and self.groups[0][0] is LEAF and self.dtypes[0] is None:
+            return per_leaf[0]
         if cast and not self.nested:
             per_leaf = [_cast(r, dt) for r, dt in zip(per_leaf, self.dtypes)]
         trees = [per_leaf[start] if tree.is_leaf else tree.unflatten(per_leaf[start:start + n])
@@ -145,13 +154,15 @@ class _Call:
 class _Names:
     """The name of each flat argument in messages (pytape.program.ArgName)."""
 
-    def __init__(self, f, api):
-        self.f, self.api, self.trees = f, api, []
+    def __init__(self, f, api, by_position=False):
+        self.f, self.api, self.trees, self.by_position = f, api, [], by_position
 
     def add(self, k, tree):
         self.trees.append((k, tree))
 
     def __getitem__(self, j):
+        if self.by_position:  # j is the position of an argument, passed as it is
+            return ArgName(self.api, self.f, j)
         for k, tree in self.trees:
             if j < tree.size:
                 return ArgName(self.api, self.f, k, tree, j)

@@ -43,6 +43,9 @@ def holds_vars(x):
     tx = type(x)
     if tx is float or tx is int or tx is np.ndarray and x.dtype != object:
         return False
+    if tx is list or tx is tuple:
+        return any(holds_vars(v) for v in x if type(v) is not float and type(v) is not np.ndarray or
+                   getattr(v, "dtype", None) == object)
     if isinstance(x, Var):
         return x.requires_grad
     if isinstance(x, np.ndarray):

@@ -546,19 +546,19 @@ class VarArray(np.ndarray):
     functions keep the type, so arrays computed from it do the same.
 
     >>> import pytape, numpy as np
-    >>> pytape.grad(lambda x: np.sum(np.nan_to_num(x / x)))(np.array([0.0, 2.0])).tolist()
-    [0.0, 0.0]
+    >>> pytape.grad(lambda x: np.sum(np.nan_to_num(x) * 3.0))(np.array([np.nan, 2.0])).tolist()
+    [0.0, 3.0]
     """
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         fn = _OBJECT_UFUNCS.get(ufunc)
         if fn is not None and method == "__call__" and not kwargs:
             return _wrap(fn(*[_plain(x) for x in inputs]))
-        inputs = tuple(_plain(x) for x in inputs)
-        if "out" in kwargs:
+        inputs = [x.view(np.ndarray) if type(x) is VarArray else x for x in inputs]
+        if kwargs and "out" in kwargs:
             kwargs["out"] = tuple(_plain(x) for x in kwargs["out"])
-        with np.errstate(all="ignore"):  # IEEE flags of pytape's C (0/0 is nan, as documented)
-            return _wrap(getattr(ufunc, method)(*inputs, **kwargs))
+        r = (ufunc(*inputs, **kwargs) if method == "__call__" else getattr(ufunc, method)(*inputs, **kwargs))
+        return r.view(VarArray) if type(r) is np.ndarray and r.dtype == object else _wrap(r)
 
     def __array_function__(self, func, types, args, kwargs):
         fn = _OBJECT_FUNCTIONS.get(func)

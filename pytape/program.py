@@ -364,6 +364,8 @@ def check_argnums(argnums, api, nargs=None):
     >>> check_argnums(1, "pytape.grad"), check_argnums((0, -1), "pytape.grad", 3)
     ((True, (1,)), (False, (0, -1)))
     """
+    if type(argnums) is int and (nargs is None or -nargs <= argnums < nargs):  # the usual case, quickly
+        return True, (argnums,)
     single = not isinstance(argnums, (tuple, list))
     ks = (argnums,) if single else tuple(argnums)
     for k in ks:

@@ -13,7 +13,7 @@ a dict's leaves does not depend on how it was built.
 {'b': 30.0, 'w': [10.0, 20.0]}
 """
 
-__all__ = ["flatten", "Tree", "map_leaves"]
+__all__ = ["flatten", "Tree", "map_leaves", "LEAF"]
 
 
 class Tree:
@@ -60,7 +60,8 @@ class Tree:
         return self.kind == "leaf"
 
 
-_LEAF = Tree("leaf", None, ())
+#: the tree of a leaf (a number or an array)
+LEAF = Tree("leaf", None, ())
 
 
 def flatten(x):
@@ -79,7 +80,7 @@ def _flatten(x, leaves):
     if isinstance(x, tuple) and hasattr(x, "_fields"):  # a namedtuple
         return Tree("namedtuple", t, [_flatten(v, leaves) for v in x])
     leaves.append(x)
-    return _LEAF
+    return LEAF
 
 
 def _sort_key(k):
