@@ -28,7 +28,7 @@ import numpy as np
 
 from .nested import NestedRecording, holds_vars, inside_transformation
 from .errors import OuterVar
-from .program import ArgName, Recording, as_float_array, check_argnums, scalar_output
+from .program import ArgName, Recording, as_float_array, check_argnums, object_array, scalar_output
 from .tape import is_grad_enabled
 from .trees import LEAF, flatten, map_leaves
 from .var import Var, value_of
@@ -102,7 +102,7 @@ class _Call:
                 out, aux = out
             if _holds_dict(out):
                 leaves, self.out_tree = flatten(out)
-                arrays = [np.asarray(v, dtype=object) if not isinstance(v, Var) else _scalar_object(v) for v in leaves]
+                arrays = [object_array(v) for v in leaves]
                 self.out_shapes = [a.shape for a in arrays]
                 out = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
             return (out, aux) if has_aux else out
@@ -174,12 +174,6 @@ def _holds_dict(x):
     if type(x) is dict:
         return True
     return type(x) in (list, tuple) and any(_holds_dict(v) for v in x)
-
-
-def _scalar_object(v):
-    a = np.empty((), dtype=object)
-    a[()] = v
-    return a
 
 
 def _float_dtype(x):

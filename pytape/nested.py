@@ -31,7 +31,7 @@ import numpy as np
 
 from .higher_order import adjoints
 from .ops import var_array
-from .program import ACCEPTED, ArgName, Program, _what_is, check_argnums, scalar_output
+from .program import ACCEPTED, ArgName, Program, _is_real, _what_is, check_argnums, object_array, scalar_output
 from .tape import current_tape, enable_grad
 from .var import _ARGS, Leaf, Result, Var, arguments, place, slot_on
 
@@ -43,14 +43,11 @@ def holds_vars(x):
     tx = type(x)
     if tx is float or tx is int or tx is np.ndarray and x.dtype != object:
         return False
-    if tx is list or tx is tuple:
-        return any(holds_vars(v) for v in x if type(v) is not float and type(v) is not np.ndarray or
-                   getattr(v, "dtype", None) == object)
     if isinstance(x, Var):
         return x.requires_grad
     if isinstance(x, np.ndarray):
         return x.dtype == object and any(holds_vars(v) for v in x.flat)
-    if isinstance(x, (list, tuple)):
+    if tx is list or tx is tuple:
         return any(holds_vars(v) for v in x)
     if isinstance(x, dict):
         return any(holds_vars(v) for v in x.values())
@@ -95,8 +92,7 @@ def _input(x, what):
         if x.requires_grad:
             return x * 1.0
         return Var(x.value)
-    if isinstance(x, np.generic) and x.dtype.kind in "biuf" or (
-            isinstance(x, numbers.Real) and not isinstance(x, np.generic)):
+    if _is_real(x):
         return Var(float(x))
     raise TypeError(f"{what} must be {ACCEPTED} or Vars; it holds {_what_is(x)}")
 
@@ -119,10 +115,7 @@ class NestedRecording(Program):
         with self.tape, enable_grad():
             for k in self.argnums:
                 what = names[k] if names else ArgName(api, f, k)
-                arr = np.asarray(args[k], dtype=object) if not isinstance(args[k], Var) else None
-                if arr is None:
-                    arr = np.empty((), dtype=object)
-                    arr[()] = args[k]
+                arr = object_array(args[k])
                 nodes = np.empty(arr.shape, dtype=object)
                 for idx in np.ndindex(arr.shape):
                     nodes[idx] = _input(arr[idx], what)
@@ -149,11 +142,7 @@ class NestedRecording(Program):
         self._in = [slot_on(x, self.tape) for flat in self.leaves for x in flat]
 
     def _outputs(self, out):
-        if isinstance(out, (list, tuple, np.ndarray)):
-            arr = np.asarray(out, dtype=object)
-        else:
-            arr = np.empty((), dtype=object)
-            arr[()] = out
+        arr = object_array(out)
         slots = []
         for idx in np.ndindex(arr.shape):
             y = arr[idx]

@@ -588,16 +588,12 @@ def var_array(a):
     return a.view(VarArray)
 
 
-#: ufuncs numpy's object loop lacks (or gets wrong on Vars): pytape's, elementwise
-_OBJECT_UFUNCS = {np.isnan: isnan, np.isinf: isinf, np.isfinite: isfinite,
-                  np.logaddexp: lambda a, b: map_objects(FUNCTIONS["logaddexp"], a, b),
-                  np.logaddexp2: lambda a, b: map_objects(FUNCTIONS["logaddexp2"], a, b),
-                  np.fmod: lambda a, b: map_objects(FUNCTIONS["fmod"], a, b),
-                  np.arctan2: lambda a, b: map_objects(FUNCTIONS["atan2"], a, b),
-                  np.sign: lambda a: map_objects(FUNCTIONS["sign"], a),
-                  np.floor: lambda a: map_objects(FUNCTIONS["floor"], a),
-                  np.ceil: lambda a: map_objects(FUNCTIONS["ceil"], a),
-                  np.trunc: lambda a: map_objects(FUNCTIONS["trunc"], a)}
+#: ufuncs numpy's object loop lacks (or answers with Python ints, not recorded
+#: ops): the primitive numpy's table above gives each, elementwise; the
+#: predicates answer a bool array themselves
+_OBJECT_UFUNCS = {uf: (lambda *xs, fn=_UFUNCS[uf]: map_objects(fn, *xs))
+                  for uf in (np.logaddexp, np.logaddexp2, np.fmod, np.arctan2, np.sign, np.floor, np.ceil, np.trunc)}
+_OBJECT_UFUNCS.update({np.isnan: isnan, np.isinf: isinf, np.isfinite: isfinite})
 #: numpy functions with pytape's own version for object arrays of Vars
 _OBJECT_FUNCTIONS = {np.nan_to_num: nan_to_num, np.angle: lambda z, deg=False: map_objects(
     lambda v: angle(v, deg), z), np.isclose: isclose, np.allclose: allclose, np.sinc: sinc, np.gradient: gradient}

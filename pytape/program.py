@@ -24,7 +24,7 @@ from .errors import MixedTapesError, OuterVar
 from .tape import Tape, enable_grad
 from .var import Result, Var, arguments, place, slot_on, value_of
 
-__all__ = ["Program", "Recording", "ArgName", "as_float_array", "check_argnums", "scalar_output"]
+__all__ = ["Program", "Recording", "ArgName", "as_float_array", "check_argnums", "object_array", "scalar_output"]
 
 BLOCK = 64  # rows or columns per block sweep
 #: seeds x instructions of one block sweep at most: on a tape of more than
@@ -198,11 +198,7 @@ class Recording(Program):
 
     def _outputs(self, out, sealed=False):
         """(numeric value, shape, slot of each output element or -1 for a constant)."""
-        if isinstance(out, (list, tuple)) or isinstance(out, np.ndarray):
-            arr = np.asarray(out, dtype=object)
-        else:
-            arr = np.empty((), dtype=object)
-            arr[()] = out
+        arr = object_array(out)
         values = np.empty(arr.shape)
         slots = []
         own = {id(x) for flat in self.leaves for x in flat} if sealed else ()
@@ -263,7 +259,16 @@ class ArgName:
         base = f"argument {self.k} of {self.api}({_name(self.f)})"
         return base if self.tree is None or self.tree.is_leaf else f"{base}, at {self.tree.paths()[self.j]}"
 
-    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
+
+
+def object_array(x):
+    """x (f's output, an argument) as a numpy object array: a list, tuple or
+    array as numpy makes it, anything else in a 0-d array."""
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return np.asarray(x, dtype=object)
+    arr = np.empty((), dtype=object)
+    arr[()] = x
+    return arr
 
 
 def _call_sealed(tape, f, args):
