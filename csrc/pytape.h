@@ -29,7 +29,9 @@ enum pt_status {
     PT_E_HANDLE = -11,   /* a handle names no registered tape: take pt_record */
     PT_E_TAPES = -12,    /* the operands were recorded on different tapes */
     PT_E_CALLBACK = -13, /* a custom primitive's rule failed in the callback (Python re-raises) */
-    PT_E_BUSY = -14      /* the tape is in a sweep that is calling a custom rule */
+    PT_E_BUSY = -14,     /* the tape is in a sweep that is calling a custom rule */
+    PT_E_SHAPE = -15,    /* array operands whose shapes do not fit the operation */
+    PT_E_ARRAY = -16     /* this sweep does not take array instructions (yet) */
 };
 
 /* Handles: how Python names a slot when it records.  handle = slot <<
@@ -47,7 +49,8 @@ enum pt_op_kind {
     PT_KIND_VC = 4,      /* y = f(a, b), b a constant */
     PT_KIND_CV = 5,      /* y = f(a, b), a a constant */
     PT_KIND_GUARD = 6,   /* a comparison recorded while tracing */
-    PT_KIND_CUSTOM = 7   /* y = f(x1, ..., xn), f a custom primitive (Python) */
+    PT_KIND_CUSTOM = 7,  /* y = f(x1, ..., xn), f a custom primitive (Python) */
+    PT_KIND_ARRAY = 8    /* an array operation (array.h) */
 };
 
 /* what operand a (which = 0) or b (which = 1) of an instruction holds */
@@ -58,7 +61,9 @@ enum pt_operand_kind {
     PT_OPERAND_LEAF = 3,          /* LEAF's a: the leaf index k */
     PT_OPERAND_SLOT_OR_CONST = 4, /* GUARD's b: a slot when >= 0, else constant -1 - b */
     PT_OPERAND_CUSTOM = 5,        /* CUSTOM's a: its index k in the tape's custom table */
-    PT_OPERAND_PRIMITIVE = 6      /* CUSTOM's b: the primitive's id (Python's registry) */
+    PT_OPERAND_PRIMITIVE = 6,     /* CUSTOM's b: the primitive's id (Python's registry) */
+    PT_OPERAND_ARRAY = 7,         /* ARRAY's a: its index k in the tape's array table */
+    PT_OPERAND_ARRAY_KIND = 8     /* ARRAY's b: its kind (enum pt_array_kind) */
 };
 
 enum pt_cmp { PT_LT = 0, PT_LE = 1, PT_GT = 2, PT_GE = 3, PT_EQ = 4, PT_NE = 5 };
@@ -266,5 +271,70 @@ int64_t pt_tape_custom_entry(const pt_tape *t, int64_t k, int32_t *args);
 int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds);
 double pt_tangent(const pt_tape *t, int64_t i);   /* 0 where not swept */
 int64_t pt_tape_tangent_n(const pt_tape *t);      /* slots the last tangent sweep covered */
+
+/* array instructions (array.h, array*.c) -----------------------------------
+ *
+ * One instruction (opcode pt_array_op(), kind PT_KIND_ARRAY) per array
+ * operation: its value, and in the sweeps its adjoint and tangent, are
+ * float64 C-contiguous arrays the tape owns.  Operands are handles: of array
+ * instructions, or of scalar slots (0-d operands); the constant forms take a
+ * double.  Entry points answer a handle, or a PT_E_* (PT_E_SHAPE when the
+ * shapes do not fit; the tape is then unchanged).
+ *
+ * Kinds and their parameters (pt_arr_record: par, and the output shape where
+ * Python gives it):
+ *   CONST, LEAF  data copied (pt_arr_const, pt_arr_leaf)
+ *   MAP1, MAP2   an op-table row elementwise, MAP2 with numpy's broadcasting
+ *                (pt_arr_map1, pt_arr_map2*: the shape is derived)
+ *   SUM          par = [keepdims, r_0 .. r_{n-1}]: sum over axes d with r_d
+ *                != 0 (the shape is derived)
+ *   VIEW         y[j] = x[par[0] + sum_d j_d * par[1 + d]] over y's shape:
+ *                transpose, broadcast_to, basic slicing, reshape
+ *   GATHER       y[j] = x[par[j]] (flat indices; adjoint: scatter-add)
+ *   MATMUL       par = [nb, m, n, k, ta, tb, ba, bb]: y[b] = op(x0[b]) @
+ *                op(x1[b]) for b < nb, x0 (ba ? nb : 1) blocks of m x k (k x m
+ *                if ta), x1 of k x n (n x k if tb); y holds nb * m * n
+ *   MAX          par = [r, sign]: over the last r elements of each row,
+ *                max (sign 1) or min (sign -1); ties share the adjoint
+ *   PROD         par = [r]: products of rows of r
+ *   CUMSUM       par = [r]: cumulative sums along rows of r (the shape is x's)
+ *   CONCAT       the operands' elements one after another
+ */
+enum pt_array_kind {
+    PT_A_CONST = 1, PT_A_LEAF = 2, PT_A_MAP1 = 3, PT_A_MAP2 = 4, PT_A_SUM = 5, PT_A_VIEW = 6,
+    PT_A_GATHER = 7, PT_A_MATMUL = 8, PT_A_MAX = 9, PT_A_PROD = 10, PT_A_CUMSUM = 11, PT_A_CONCAT = 12,
+    PT_A_NUM_KINDS = 13
+};
+enum pt_array_limits { PT_ARRAY_MAX_DIMS = 32, PT_ARRAY_MAX_ARGS = 1024 };
+int pt_array_op(void);
+int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data);
+int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad);
+int64_t pt_arr_map1(int op, int64_t ha);
+int64_t pt_arr_map2(int op, int64_t ha, int64_t hb);
+int64_t pt_arr_map2_vc(int op, int64_t ha, double b);
+int64_t pt_arr_map2_cv(int op, double a, int64_t hb);
+int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *args, int32_t ndim, const int64_t *shape,
+                      int64_t npar, const int64_t *par);
+/* an instruction's shape into shape (room for PT_ARRAY_MAX_DIMS): its ndim
+ * (0 for a scalar slot), or PT_E_HANDLE / PT_E_SLOT */
+int pt_arr_shape(int64_t h, int64_t *shape);
+int64_t pt_arr_size(int64_t h);
+/* its value (NULL for a scalar slot or a bad handle); valid while the tape lives */
+const double *pt_arr_value(int64_t h);
+/* its adjoint from the last reverse sweep, its tangent from the last tangent
+ * sweep (NULL: zero, or not this thread's tape) */
+const double *pt_arr_adjoint(pt_tape *t, int64_t i);
+const double *pt_arr_tangent(pt_tape *t, int64_t i);
+int64_t pt_tape_narrays(const pt_tape *t);
+/* backward from array slot out with adjoint seed (its size); as pt_backward */
+int pt_backward_array(pt_tape *t, int64_t out, const double *seed, int retain);
+/* the tangent sweep with seeds for scalar LEAF slots and array leaves
+ * (aslots[k] an array LEAF, its seed aseeds[aoff[k] ..] of its size) */
+int pt_forward_tangent_arrays(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds,
+                              int64_t narr, const int64_t *aslots, const int64_t *aoff, const double *aseeds);
+/* the matrix product: dgemm of a BLAS (Fortran interface; ilp64: 64-bit
+ * integers), or NULL for pytape's own loops */
+void pt_set_dgemm(void *dgemm, int ilp64);
+int pt_dgemm_kind(void);   /* 0: own loops, 32 or 64: a BLAS with that integer width */
 
 #endif

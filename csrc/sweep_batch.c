@@ -161,11 +161,15 @@ static int batch(pt_tape *t, int64_t nrows, const double *X, int64_t nout, const
 int pt_batch_values(pt_tape *t, int64_t nrows, const double *X, int64_t nout, const int64_t *outs,
                     double *Y, int64_t *fail, int nthreads)
 {
+    if (pt_has_arrays(t))
+        return PT_E_ARRAY;
     return batch(t, nrows, X, nout, outs, Y, NULL, fail, nthreads);
 }
 
 int pt_batch_gradients(pt_tape *t, int64_t nrows, const double *X, int64_t out, double *Y, double *G,
                        int64_t *fail, int nthreads)
 {
+    if (pt_has_arrays(t))
+        return PT_E_ARRAY;
     return batch(t, nrows, X, 1, &out, Y, G, fail, nthreads);
 }

@@ -158,6 +158,8 @@ static int backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t
 PT_SWEEP_ALIGNED int pt_backward_block(pt_tape *t, int64_t nout, const int64_t *outs, int64_t q,
                       const double *seeds, int64_t nin, const int64_t *ins, double *result)
 {
+    if (pt_has_arrays(t))
+        return PT_E_ARRAY;
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
     const int st = pt_sweep_begin(t);
@@ -200,6 +202,8 @@ static int tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
 int pt_tangent_block(pt_tape *t, int64_t nin, const int64_t *ins, int64_t p,
                      const double *seeds, int64_t nout, const int64_t *outs, double *result)
 {
+    if (pt_has_arrays(t))
+        return PT_E_ARRAY;
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
     const int st = pt_sweep_begin(t);

@@ -62,6 +62,8 @@ PT_SWEEP_ALIGNED int64_t pt_sweep_forward_registers(const pt_tape *t, double *v)
 
 int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *values, int64_t *where)
 {
+    if (pt_has_arrays(t))
+        return PT_E_ARRAY;
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
     if (t->busy)

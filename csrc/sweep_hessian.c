@@ -81,6 +81,8 @@ static int hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, i
 PT_SWEEP_ALIGNED int pt_hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
                  const double *seeds, double *grad, double *result)
 {
+    if (pt_has_arrays(t))
+        return PT_E_ARRAY;
     if (!pt_tape_is_owner(t))
         return PT_E_THREAD;
     const int st = pt_sweep_begin(t);

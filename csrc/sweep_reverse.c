@@ -11,7 +11,9 @@
  * not take.  A nan adjoint still propagates through nonzero derivatives. */
 #include <math.h>
 #include <pthread.h>
+#include <string.h>
 #include "tape.h"
+#include "array.h"
 #include "rules.h"
 
 /* adj[s] += d; with `checked`, is the sum nan or inf? */
@@ -46,6 +48,10 @@ PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int c
             if (st)
                 return st < 0 ? st : i;
         } break;
+        case PT_ARRAY:  /* an array kernel's adjoint rule (array.c) */
+            if (pt_array_vjp((pt_tape *)t, i))
+                return PT_SWEEP_NOMEM;
+            break;
         default: /* LEAF: its adjoint is final */
             break;
         }
@@ -55,7 +61,8 @@ PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int c
 
 PT_SWEEP_ALIGNED int pt_sweep_reverse(const pt_tape *t, int64_t out, double *adj)
 {
-    return reverse_loop(t, out, adj, 0) == PT_E_CALLBACK ? PT_E_CALLBACK : PT_OK;
+    const int64_t r = reverse_loop(t, out, adj, 0);
+    return r == PT_E_CALLBACK ? PT_E_CALLBACK : r == PT_SWEEP_NOMEM ? PT_E_NOMEM : PT_OK;
 }
 
 /* anomaly mode: the same loop, checking every adjoint it changes */
@@ -108,13 +115,17 @@ static int backward_sweep(pt_tape *t, int64_t out)
         const int64_t bad = pt_sweep_reverse_checked(t, out, t->adj);
         if (bad == PT_E_CALLBACK)
             return PT_E_CALLBACK;
+        if (bad == PT_SWEEP_NOMEM)
+            return PT_E_NOMEM;
         t->bad = bad;
         return bad >= 0 ? PT_E_NONFINITE : PT_OK;
     }
     return pt_sweep_reverse(t, out, t->adj);
 }
 
-int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
+/* backward from slot out: the seed is set by the caller's `seed` function
+ * once the adjoints are zeroed (a scalar's, or an array's buffer) */
+static int backward(pt_tape *t, int64_t out, double seed, const double *aseed, int retain)
 {
     if (t->consumed)
         return PT_E_CONSUMED;
@@ -128,7 +139,16 @@ int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
     const int64_t m = out + 1;
     if (pt_tape_adjoints(t, m))
         return PT_E_NOMEM;
-    t->adj[out] = seed;
+    if (aseed) {
+        if (t->op[out] != PT_ARRAY)
+            return PT_E_OP;
+        double *g = pt_arr_adj_buffer(t, out);
+        if (!g)
+            return PT_E_NOMEM;
+        memcpy(g, aseed, (size_t)t->ar[t->a[out]].size * sizeof *g);
+    } else {
+        t->adj[out] = seed;
+    }
 
     pt_sweep_begin(t);
     const int st = backward_sweep(t, out);
@@ -142,9 +162,23 @@ int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
         if (s < m && t->leaf_grad[k])
             *t->leaf_grad[k] += t->adj[s];
     }
+    if (t->nar)
+        pt_array_leaf_grads(t, m);
     pthread_mutex_unlock(&grad_cells_lock);
 
     if (!retain)
         t->consumed = 1;
     return PT_OK;
+}
+
+int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
+{
+    if (out >= 0 && out < t->n && t->op[out] == PT_ARRAY)
+        return PT_E_OP;  /* an array's adjoint is seeded by pt_backward_array */
+    return backward(t, out, seed, NULL, retain);
+}
+
+int pt_backward_array(pt_tape *t, int64_t out, const double *seed, int retain)
+{
+    return backward(t, out, 0.0, seed, retain);
 }

@@ -2,7 +2,10 @@
  * tape, ydot = dy/da * adot + dy/db * bdot, the rules generated from the
  * derivative columns of ops.def (forms.h). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 #include "tape.h"
+#include "array.h"
 #include "rules.h"
 
 /* A zero tangent contributes nothing, even through an infinite derivative,
@@ -29,6 +32,11 @@ PT_SWEEP_ALIGNED int pt_sweep_tangent(const pt_tape *t, double *tan)
             if (pt_custom_jvp(t, i, v, tan, 1))
                 return PT_E_CALLBACK;
             break;
+        case PT_ARRAY: {  /* an array kernel's tangent rule (array.c) */
+            const int st = pt_array_jvp((pt_tape *)t, i);
+            if (st)
+                return st;
+        } break;
         default: /* LEAF: its seed */
             break;
         }
@@ -37,6 +45,12 @@ PT_SWEEP_ALIGNED int pt_sweep_tangent(const pt_tape *t, double *tan)
 }
 
 int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds)
+{
+    return pt_forward_tangent_arrays(t, nseeds, slots, seeds, 0, NULL, NULL, NULL);
+}
+
+int pt_forward_tangent_arrays(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds,
+                              int64_t narr, const int64_t *aslots, const int64_t *aoff, const double *aseeds)
 {
     if (t->consumed)  /* as pt_backward: backward() released the tape */
         return PT_E_CONSUMED;
@@ -49,8 +63,22 @@ int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const d
             return PT_E_SLOT;
     if (!pt_buffer(&t->tan, &t->tan_cap, t->n, 1))
         return PT_E_NOMEM;
+    for (int64_t k = 0; k < narr; ++k)
+        if (aslots[k] < 0 || aslots[k] >= t->n || t->op[aslots[k]] != PT_ARRAY ||
+            t->ar[t->a[aslots[k]]].kind != PT_A_LEAF)
+            return PT_E_SLOT;
     for (int64_t k = 0; k < nseeds; ++k)
         t->tan[slots[k]] += seeds[k];
+    for (int64_t k = 0; k < narr; ++k) {  /* an array leaf's seed: its tangent buffer, flagged */
+        struct pt_arr *e = &t->ar[t->a[aslots[k]]];
+        if (!e->tan && !(e->tan = malloc((size_t)(e->size ? e->size : 1) * sizeof(double))))
+            return PT_E_NOMEM;
+        if (t->tan[aslots[k]] == 0.0)
+            memset(e->tan, 0, (size_t)e->size * sizeof(double));
+        for (int64_t j = 0; j < e->size; ++j)
+            e->tan[j] += aseeds[aoff[k] + j];
+        t->tan[aslots[k]] = 1.0;
+    }
     pt_sweep_begin(t);
     const int st = pt_sweep_tangent(t, t->tan);
     pt_sweep_end(t);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <math.h>
 #include "tape.h"
+#include "array.h"
 #include "rules.h"
 
 /* ---- the op table ------------------------------------------------------ */
@@ -15,7 +16,7 @@ static const char *const op_names[PT_NUM_OPS] = {
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
-    "custom",
+    "custom", "array",
 };
 
 /* each opcode's kind and what its operands a and b hold: the one table of
@@ -33,6 +34,7 @@ const struct pt_op_info pt_op_table[PT_NUM_OPS] = {
 #undef PT_OP1
 #undef PT_OP2
     {PT_KIND_CUSTOM, {PT_OPERAND_CUSTOM, PT_OPERAND_PRIMITIVE}},
+    {PT_KIND_ARRAY, {PT_OPERAND_ARRAY, PT_OPERAND_ARRAY_KIND}},
 };
 
 /* the text of each row's first-derivative columns, for Python to record
@@ -45,6 +47,7 @@ static const char *const op_rules[PT_NUM_OPS][2] = {
 #undef PT_OP1
 #undef PT_OP2
     {"", ""},  /* CUSTOM: its rules are Python's */
+    {"", ""},  /* ARRAY: its kernels' (array*.c) */
 };
 
 int pt_num_ops(void) { return PT_NUM_OPS; }
@@ -225,6 +228,7 @@ void pt_tape_free(pt_tape *t)
     free(t->cu_arg);
     free(t->cu_start);
     free(t->cu_reg);
+    pt_array_free(t);
     free(t);
 }
 
@@ -388,6 +392,27 @@ static inline pt_tape *recording_tape(int64_t h, int64_t *s)
     *s = check_recording(t, 0);
     return *s < 0 ? NULL : t;
 }
+
+/* array instructions (array.c) never answer PT_E_ANOMALY: anomaly mode does
+ * not check their values (yet); room for one instruction is made here */
+int64_t pt_check_recording(pt_tape *t)
+{
+    const int64_t s = check_recording(t, 1);
+    return s < 0 ? s : 0;
+}
+pt_tape *pt_recording_tape(int64_t h, int64_t *status)
+{
+    pt_tape *t = handle_tape(h);
+    if (!t) {
+        *status = PT_E_HANDLE;
+        return NULL;
+    }
+    *status = pt_check_recording(t);
+    return *status < 0 ? NULL : t;
+}
+int64_t pt_emit(pt_tape *t, int op, int64_t a, int64_t b, double v) { return emit(t, op, a, b, v, 0); }
+int64_t pt_handle_of(const pt_tape *t, int64_t i) { return handle_of(t, i); }
+pt_tape *pt_handle_tape(int64_t h) { return handle_tape(h); }
 
 #define PT_OP1(N, S, V, DA, DAA)                                              \
 int64_t pt_rec_##N(int64_t ha)                                                \
@@ -615,11 +640,12 @@ size_t pt_tape_nbytes(const pt_tape *t, int used)
     const size_t per_leaf = sizeof *t->leaf_slot + sizeof *t->leaf_grad;
     const size_t plan = (t->nregs ? (size_t)t->n * 3 * sizeof *t->rr + (size_t)t->ncu_arg * sizeof *t->cu_reg : 0)
                         + (size_t)t->scratch_cap * sizeof(double);
+    const size_t arrays = pt_array_nbytes(t, used);
     if (used)
-        return sizeof *t + (size_t)t->n * per_instruction + (size_t)t->nconst * sizeof *t->consts
+        return arrays + sizeof *t + (size_t)t->n * per_instruction + (size_t)t->nconst * sizeof *t->consts
             + (size_t)t->nleaf * per_leaf + (size_t)(t->adj_n + t->tan_n) * sizeof(double) + plan
             + (size_t)t->ncu_arg * sizeof *t->cu_arg + (size_t)(t->ncu ? t->ncu + 1 : 0) * sizeof *t->cu_start;
-    return sizeof *t + (size_t)t->cap * per_instruction + (size_t)t->ccap * sizeof *t->consts
+    return arrays + sizeof *t + (size_t)t->cap * per_instruction + (size_t)t->ccap * sizeof *t->consts
         + (size_t)t->lcap * per_leaf + (size_t)(t->adj_cap + t->tan_cap) * sizeof(double) + plan
         + (size_t)t->cu_arg_cap * sizeof *t->cu_arg + (size_t)t->cu_cap * sizeof *t->cu_start;
 }
@@ -719,6 +745,11 @@ int64_t pt_tape_reach(const pt_tape *t, int64_t out, uint8_t *mark)
             for (int64_t j = 0; j < m; ++j)
                 if (r[j] >= 0)
                     mark[r[j]] = 1;
+        } else if (t->op[i] == PT_ARRAY) {
+            const struct pt_arr *e = &t->ar[t->a[i]];
+            for (int64_t j = 0; j < e->nargs; ++j)
+                if (t->ar_arg[e->arg + j] >= 0)
+                    mark[t->ar_arg[e->arg + j]] = 1;
         }
     }
     return count;

@@ -88,6 +88,7 @@ enum pt_opcode {
 #undef PT_OP1
 #undef PT_OP2
     PT_CUSTOM,      /* a custom primitive (custom.c); after the rows, not one of them */
+    PT_ARRAY,       /* an array operation (array.h) */
     PT_NUM_OPS
 };
 
@@ -142,6 +143,12 @@ struct pt_tape {
     int64_t ncu, cu_cap;       /* custom instructions; cu_start holds ncu + 1 entries */
     int32_t *cu_reg;           /* register plan: cu_arg with slots as registers (ncu_arg) */
 
+    struct pt_arr *ar;         /* array table (array.h): entry of every ARRAY instruction */
+    int64_t nar, ar_cap;
+    int64_t *ar_dim, nar_dim, ar_dim_cap;  /* their shapes */
+    int64_t *ar_arg, nar_arg, ar_arg_cap;  /* their operands */
+    int64_t *ar_par, nar_par, ar_par_cap;  /* their parameters */
+
     int32_t id;                /* index in the registry of handles (pytape.h), 0: none */
     int consumed;
     int busy;                  /* a sweep of this tape is calling a custom rule (custom.c) */
@@ -168,6 +175,15 @@ int64_t pt_append(pt_tape *t, int op, int64_t a, int64_t b, double v);
 int64_t pt_append_const(pt_tape *t, double c);      /* shares an equal recent one */
 int64_t pt_append_const_at(pt_tape *t, double c);   /* always at index nconst */
 int64_t pt_append_leaf(pt_tape *t, double value);   /* no grad cell */
+
+/* for array.c: the recording checks and append of tape.c */
+pt_tape *pt_recording_tape(int64_t h, int64_t *status);
+int64_t pt_check_recording(pt_tape *t);
+int64_t pt_emit(pt_tape *t, int op, int64_t a, int64_t b, double v);
+int64_t pt_handle_of(const pt_tape *t, int64_t i);
+pt_tape *pt_handle_tape(int64_t h);
+/* does a sweep other than reverse and tangent meet array instructions? */
+static inline int pt_has_arrays(const pt_tape *t) { return t->nar > 0; }
 
 /* ---- custom instructions (custom.c) ---------------------------------- */
 

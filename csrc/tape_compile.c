@@ -188,6 +188,8 @@ int pt_tape_compile(const pt_tape *src, int64_t nin, const int64_t *ins, int64_t
                     const int64_t *roots, int64_t *map, pt_tape **out)
 {
     *out = NULL;
+    if (pt_has_arrays(src))
+        return PT_E_ARRAY;
     const int64_t n = src->n;
     uint8_t *var = calloc((size_t)n + 1, 1), *live = calloc((size_t)n + 1, 1);
     pt_tape *d = pt_tape_new();
@@ -279,6 +281,8 @@ static int plan(pt_tape *t, int64_t nout, const int64_t *outs, int64_t *last, in
 
 int pt_tape_plan_registers(pt_tape *t, int64_t nout, const int64_t *outs)
 {
+    if (pt_has_arrays(t))
+        return PT_E_ARRAY;
     const size_t n = (size_t)t->n + 1;
     int64_t *last = malloc(n * sizeof *last);
     int32_t *reg = malloc(n * sizeof *reg), *freelist = malloc(n * sizeof *freelist);

@@ -16,7 +16,9 @@ The package in layers, each importing only those above it:
 * the boundary: ``_native`` (the only module touching the C library), ``errors``;
 * recording: ``tape`` (Tape, the current tape, no_grad), ``anomaly``, ``var``
   (the Var types), ``recording`` (operators built from the op table), ``ops``
-  (the namespace's functions, numpy's names);
+  (the namespace's functions, numpy's names), ``tensor`` (Tensor: arrays on
+  the tape, one instruction per operation), ``array_ops`` (numpy's functions
+  on Tensors);
 * derivatives: ``program`` (the sweep driver), ``functional`` (grad, jacobian,
   hessian, ...; ``trees`` its pytrees, ``nested`` a transformation inside
   another), ``checks`` (gradcheck), ``custom`` (custom primitives with their
@@ -33,6 +35,8 @@ from .var import Var
 from .ops import *  # noqa: F401,F403  the primitive functions
 from .ops import __all__ as _ops_all
 from .ops import abs, pow, round  # noqa: F401,A004  not in __all__, they would shadow builtins
+from .tensor import Tensor, array  # noqa: E402  arrays on the tape
+from .array_ops import logsumexp, softmax, log_softmax  # noqa: E402
 from .functional import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 from .checks import gradcheck, gradgradcheck
 from .custom import Primitive, primitive
@@ -53,4 +57,5 @@ __all__ = [
     "TapeConsumedError", "TapeThreadError", "MixedTapesError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
     "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError", "primitive", "Primitive",
+    "Tensor", "array", "logsumexp", "softmax", "log_softmax",
 ] + _ops_all

@@ -91,6 +91,9 @@ OPERAND_CUSTOM, OPERAND_PRIMITIVE = lib.PT_OPERAND_CUSTOM, lib.PT_OPERAND_PRIMIT
 CUSTOM_MAX_ARGS = lib.PT_CUSTOM_MAX_ARGS
 CUSTOM_VALUE, CUSTOM_VJP, CUSTOM_JVP, CUSTOM_HVP = (lib.PT_CUSTOM_VALUE, lib.PT_CUSTOM_VJP, lib.PT_CUSTOM_JVP,
                                                    lib.PT_CUSTOM_HVP)
+#: array instructions (pytape/tensor.py): their opcode, kind and operand kinds
+OP_ARRAY, KIND_ARRAY = lib.pt_array_op(), lib.PT_KIND_ARRAY
+OPERAND_ARRAY, OPERAND_ARRAY_KIND = lib.PT_OPERAND_ARRAY, lib.PT_OPERAND_ARRAY_KIND
 #: custom primitives' names by id (pytape/custom.py fills it), for tables and messages
 CUSTOM_NAMES = {}
 
@@ -218,6 +221,16 @@ def check(status, what="record", tape=None):
         )
     if status == lib.PT_E_TAPES:
         raise MixedTapesError(_DIFFERENT_TAPES)
+    if status == lib.PT_E_SHAPE:
+        raise ValueError("pytape: the operands' shapes or parameters do not fit this array operation "
+                         "(the tape is unchanged)")
+    if status == lib.PT_E_ARRAY:
+        raise NotImplementedError(
+            "pytape: this tape holds array operations (pytape.Tensor), which this sweep does not take yet: "
+            "Jacobian and Hessian blocks, Hessian-vector products, pytape.trace replays and batches, and "
+            "saved tapes work on scalar tapes only. On array programs use backward(), pytape.grad, "
+            "value_and_grad, vjp, jvp and jacobian; or record the program element by element on object "
+            "arrays of Vars (pytape.ops.VarArray)")
     if status == lib.PT_E_NONFINITE:
         if tape is not None and what in ("backward", "tangent"):
             raise NonFiniteError(tape.bad, what)
@@ -364,6 +377,147 @@ def entry_points(name):
 handle_value = lib.pt_value_h
 handle_adjoint = lib.pt_adjoint_h
 handle_tangent = lib.pt_tangent_h
+
+
+# ---- array instructions (pytape/tensor.py) ---------------------------------------------
+
+#: the kinds of array instructions (csrc/pytape.h: enum pt_array_kind) by name
+ARRAY_KINDS = {name: getattr(lib, "PT_A_" + name) for name in
+               ("CONST", "LEAF", "MAP1", "MAP2", "SUM", "VIEW", "GATHER", "MATMUL", "MAX", "PROD", "CUMSUM",
+                "CONCAT")}
+ARRAY_MAX_DIMS = lib.PT_ARRAY_MAX_DIMS
+E_SHAPE = lib.PT_E_SHAPE
+#: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
+#: (code, ha, double), (code, double, hb)
+arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
+_shape_buf = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
+
+
+def arr_shape(h):
+    """The shape of the array instruction of handle h (() for a scalar slot)."""
+    n = lib.pt_arr_shape(h, _shape_buf)
+    return tuple(_shape_buf[0:n]) if n > 0 else ()
+
+
+def _dims(shape):
+    return ffi.new("int64_t[]", tuple(shape) or (1,))
+
+
+def arr_const(tape, a):
+    """A CONST instruction holding a copy of float64 C-contiguous array a: its handle or a status."""
+    return lib.pt_arr_const(tape._p, a.ndim, _dims(a.shape), _f64(a))
+
+
+def arr_leaf(tape, a, grad):
+    """An array LEAF holding a copy of a, whose adjoint backward() adds to the
+    float64 array grad (kept alive by the caller): its handle or a status."""
+    return lib.pt_arr_leaf(tape._p, a.ndim, _dims(a.shape), _f64(a), ffi.cast("double *", _f64(grad)))
+
+
+def arr_record(kind, handles, shape, par):
+    """One array instruction of ``kind`` on operand handles: its handle or a status."""
+    p = np.ascontiguousarray(par, dtype=np.int64)
+    return lib.pt_arr_record(kind, len(handles), ffi.new("int64_t[]", handles), len(shape), _dims(shape),
+                             p.size, _i64(p) if p.size else ffi.NULL)
+
+
+class _Memory:
+    """numpy's array interface over tape memory, holding the tape's owner alive."""
+
+    __slots__ = ("__array_interface__", "_owner")
+
+    def __init__(self, owner, pointer, shape):
+        self._owner = owner
+        self.__array_interface__ = {"shape": shape, "typestr": "<f8", "version": 3,
+                                    "data": (int(ffi.cast("uintptr_t", pointer)), True)}
+
+
+def _tape_array(owner, pointer, shape, copy):
+    if pointer == ffi.NULL:
+        return None
+    a = np.asarray(_Memory(owner, pointer, tuple(shape)))
+    return np.array(a) if copy else a
+
+
+def arr_value(owner, h, shape):
+    """The value of array handle h: a read-only view of the tape's memory
+    that keeps ``owner`` (the Tape) alive."""
+    return _tape_array(owner, lib.pt_arr_value(h), shape, False)
+
+
+def arr_adjoint(owner, tape, slot, shape):
+    """A copy of the adjoint of array ``slot`` from the last reverse sweep, or None (zero)."""
+    return _tape_array(owner, lib.pt_arr_adjoint(tape._p, slot), shape, True)
+
+
+def arr_tangent(owner, tape, slot, shape):
+    """A copy of the tangent of array ``slot`` from the last tangent sweep, or None (zero)."""
+    return _tape_array(owner, lib.pt_arr_tangent(tape._p, slot), shape, True)
+
+
+def backward_array(tape, slot, seed, retain):
+    """The reverse sweep from array ``slot`` seeded with float64 array ``seed``."""
+    check(lib.pt_backward_array(tape._p, slot, _f64(seed), int(bool(retain))), "backward", tape)
+
+
+def tangent_sweep_arrays(tape, slots, seeds, aslots, aseeds):
+    """The tangent sweep with seeds for scalar LEAF slots and array LEAF slots
+    (aseeds: one float64 array per array slot)."""
+    slots = np.ascontiguousarray(slots, dtype=np.int64)
+    seeds = np.ascontiguousarray(seeds, dtype=np.float64)
+    aslots = np.ascontiguousarray(aslots, dtype=np.int64)
+    flat = np.concatenate([np.ravel(s) for s in aseeds]) if len(aseeds) else np.zeros(0)
+    offs = np.cumsum([0] + [np.size(s) for s in aseeds[:-1]]).astype(np.int64) if len(aseeds) else np.zeros(0, np.int64)
+    check(lib.pt_forward_tangent_arrays(tape._p, slots.size, _i64(slots), _f64(seeds), aslots.size, _i64(aslots),
+                                        _i64(offs), _f64(np.ascontiguousarray(flat, dtype=np.float64))),
+          "tangent", tape)
+
+
+def _find_dgemm():
+    """A BLAS dgemm already in this process, as (address, ilp64, where): the
+    OpenBLAS that numpy's wheels bundle (numpy.libs, 64-bit integers, symbol
+    scipy_dgemm_64_), else scipy's (scipy.linalg.cython_blas exports its
+    function pointers as capsules), else None: pytape's own loops."""
+    import ctypes
+    import glob
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
+        for symbol, ilp64 in (("scipy_dgemm_64_", True), ("dgemm_64_", True)):
+            try:
+                f = getattr(ctypes.CDLL(path), symbol)
+            except (OSError, AttributeError):
+                continue
+            return ctypes.cast(f, ctypes.c_void_p).value, ilp64, f"numpy's OpenBLAS ({os.path.basename(path)})"
+    try:
+        from scipy.linalg import cython_blas
+    except ImportError:
+        return None
+    capsule = cython_blas.__pyx_capi__.get("dgemm")
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    name = ctypes.pythonapi.PyCapsule_GetName
+    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    return get(capsule, name(capsule)), False, "scipy.linalg.cython_blas"
+
+
+def use_blas(found):
+    """Make matrix products call the BLAS dgemm ``found`` ((address, ilp64,
+    where) as _find_dgemm gives, or None for pytape's own loops)."""
+    global BLAS
+    if found is None:
+        lib.pt_set_dgemm(ffi.NULL, 0)
+        BLAS = "pytape's own loops (no BLAS found)"
+    else:
+        lib.pt_set_dgemm(ffi.cast("void *", found[0]), int(found[1]))
+        BLAS = found[2]
+
+
+#: where matrix products go: a BLAS found in the process, or pytape's loops
+BLAS = None
+if os.environ.get("PYTAPE_BLAS", "") == "0":
+    use_blas(None)
+else:
+    use_blas(_find_dgemm())
 
 
 # ---- one C tape --------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from . import _native
 from .anomaly import record as record_checked
 from .tape import current_ref, current_tape
 from .var import Leaf, Result, Var, place, value_of
+from .tensor import Tensor, map1, map2
 
 __all__ = ["FUNCTIONS", "elementwise", "map_objects", "objects"]
 
@@ -126,6 +127,8 @@ def _binary_slow(op, a, b):
     cb = _const(b)
     if ca is _BAD or cb is _BAD:
         other = a if ca is _BAD else b
+        if isinstance(other, Tensor):  # a Var and a Tensor: an array operation (broadcast)
+            return map2(op.code, a, b)
         if isinstance(other, np.ndarray):  # elementwise, into an object array
             return _map(lambda u, v: _binary_slow(op, u, v), objects(a), objects(b))
         raise TypeError(
@@ -148,6 +151,8 @@ def _binary_slow(op, a, b):
 
 
 def _unary_slow(op, a):
+    if isinstance(a, Tensor):
+        return map1(op.code, a)
     if isinstance(a, np.ndarray) and a.ndim > 0:
         return elementwise(FUNCTIONS[op.name], a)
     c = _const(a)
@@ -385,7 +390,7 @@ def _binary(name):
             raise TypeError(
                 f"pytape.{name}() takes Vars or real numbers, not {type(a).__name__} and {type(b).__name__}"
             )
-        if not isinstance(a, Var) and not isinstance(b, Var):
+        if not isinstance(a, (Var, Tensor)) and not isinstance(b, (Var, Tensor)):
             return r._v  # plain numbers in, plain float out
         return r
 

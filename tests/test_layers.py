@@ -6,7 +6,7 @@ import re
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "pytape"
 BOUNDARY = "_native"
-RECORDING = {"_native", "errors", "tape", "anomaly", "var", "recording", "ops"}
+RECORDING = {"_native", "errors", "tape", "anomaly", "var", "recording", "ops", "tensor", "array_ops"}
 
 
 def modules():

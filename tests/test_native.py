@@ -42,6 +42,8 @@ EXPECTED = {
     "PT_E_TAPES": [("record", MixedTapesError, "recorded on different tapes")],  # a ValueError
     "PT_E_CALLBACK": [("backward", _native.CustomRuleError, "custom primitive's rule failed")],
     "PT_E_BUSY": [("backward", RuntimeError, "tape whose sweep is calling it")],
+    "PT_E_SHAPE": [("record", ValueError, "shapes or parameters do not fit")],
+    "PT_E_ARRAY": [("backward", NotImplementedError, "holds array operations")],
 }
 
 
@@ -104,6 +106,7 @@ def test_operand_table_by_kind():
             _native.KIND_CV: (_native.OPERAND_CONST, _native.OPERAND_SLOT),
             _native.KIND_GUARD: (_native.OPERAND_SLOT, _native.OPERAND_SLOT_OR_CONST),
             _native.KIND_CUSTOM: (_native.OPERAND_CUSTOM, _native.OPERAND_PRIMITIVE),
+            _native.KIND_ARRAY: (_native.OPERAND_ARRAY, _native.OPERAND_ARRAY_KIND),
         }.get(kind, (_native.OPERAND_NONE, _native.OPERAND_NONE))
         assert (a, b) == want, _native.OP_NAMES[op]
     assert lib.pt_operand(_native.NUM_OPS, 0) == lib.pt_operand(-1, 1) == _native.OPERAND_NONE  # no such opcode

@@ -1,0 +1,674 @@
+/* array.c -- the array table: recording array instructions, and the calls
+ * the reverse and tangent sweeps make when they reach one (array.h).
+ *
+ * Recording checks everything before it changes anything: operands on the
+ * tape, shapes, parameters (a view's reach, a gather's indices), sizes; then
+ * it grows the pools, allocates the value, computes it, and only then
+ * appends the entry and the instruction.  A failure anywhere leaves the
+ * tape as it was. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "array.h"
+
+int pt_array_op(void) { return PT_ARRAY; }
+
+int64_t pt_tape_narrays(const pt_tape *t) { return t->nar; }
+
+/* elements of one array at most: 2^48 doubles is far beyond any machine */
+#define PT_MAX_ELEMENTS ((int64_t)1 << 48)
+
+void pt_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *strides)
+{
+    int64_t s = 1;
+    for (int32_t d = ndim - 1; d >= 0; --d) {
+        strides[d] = s;
+        s *= shape[d] > 0 ? shape[d] : 1;
+    }
+}
+
+void pt_loop_init(struct pt_loop *L, int32_t nd, const int64_t *shape, int nops, int64_t st[][PT_MAXDIM])
+{
+    int32_t n = 0;
+    L->nops = nops;
+    for (int32_t d = 0; d < nd; ++d) {
+        if (shape[d] == 1)
+            continue;
+        int merge = n > 0 && shape[d] != 0 && L->shape[n - 1] != 0;
+        for (int k = 0; k < nops && merge; ++k)
+            merge = L->st[k][n - 1] == st[k][d] * shape[d];
+        if (merge) {
+            L->shape[n - 1] *= shape[d];
+            for (int k = 0; k < nops; ++k)
+                L->st[k][n - 1] = st[k][d];
+            continue;
+        }
+        L->shape[n] = shape[d];
+        for (int k = 0; k < 3; ++k)
+            L->st[k][n] = k < nops ? st[k][d] : 0;
+        ++n;
+    }
+    if (n == 0) {  /* a single element */
+        L->shape[0] = 1;
+        for (int k = 0; k < 3; ++k)
+            L->st[k][0] = 0;
+        n = 1;
+    }
+    for (int32_t d = 0; d < n; ++d)
+        if (L->shape[d] == 0) {  /* no element at all: one empty row */
+            L->shape[0] = 0;
+            n = 1;
+            break;
+        }
+    L->nd = n;
+}
+
+void pt_broadcast_strides(int32_t nd, int32_t xnd, const int64_t *xshape, int64_t *st)
+{
+    int64_t c[PT_MAXDIM];
+    pt_contiguous_strides(xnd, xshape, c);
+    for (int32_t d = 0; d < nd; ++d) {
+        const int32_t e = d - (nd - xnd);
+        st[d] = (e < 0 || xshape[e] == 1) ? 0 : c[e];
+    }
+}
+
+/* grow *p (elements of sz bytes, capacity *cap) to hold need; the old block
+ * stays on failure */
+static int reserve(void **p, int64_t *cap, int64_t need, size_t sz)
+{
+    if (need <= *cap)
+        return PT_OK;
+    int64_t c = *cap ? 2 * *cap : 64;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, (size_t)c * sz);
+    if (!q)
+        return PT_E_NOMEM;
+    *p = q;
+    *cap = c;
+    return PT_OK;
+}
+
+/* the number of elements of a shape, or PT_E_SHAPE */
+static int64_t shape_size(int32_t ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > PT_MAXDIM)
+        return PT_E_SHAPE;
+    int64_t n = 1;
+    for (int32_t d = 0; d < ndim; ++d) {
+        if (shape[d] < 0 || (shape[d] > 0 && n > PT_MAX_ELEMENTS / shape[d]))
+            return PT_E_SHAPE;
+        n *= shape[d];
+    }
+    return n;
+}
+
+void pt_arr_operand(const pt_tape *t, const struct pt_arr *e, int j, struct pt_view *x)
+{
+    static const int64_t no_shape[1] = {1};
+    const int64_t s = t->ar_arg[e->arg + j];
+    x->adj = NULL;
+    x->tan = NULL;
+    if (s >= 0 && t->op[s] == PT_ARRAY) {
+        const struct pt_arr *o = &t->ar[t->a[s]];
+        x->val = o->val;
+        x->size = o->size;
+        x->ndim = o->ndim;
+        x->shape = pt_arr_shape_of(t, o);
+    } else {
+        x->val = s >= 0 ? &t->val[s] : &t->consts[-1 - s];
+        x->size = 1;
+        x->ndim = 0;
+        x->shape = no_shape;
+    }
+}
+
+/* ---- the kernels by kind -------------------------------------------------- */
+
+static int kernel_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
+{
+    switch (e->kind) {
+    case PT_A_MAP1:
+    case PT_A_MAP2:
+        return pt_map_value(t, e, x, y);
+    case PT_A_VIEW:
+    case PT_A_GATHER:
+    case PT_A_CONCAT:
+        return pt_move_value(t, e, x, y);
+    case PT_A_SUM:
+    case PT_A_MAX:
+    case PT_A_PROD:
+    case PT_A_CUMSUM:
+        return pt_reduce_value(t, e, x, y);
+    case PT_A_MATMUL:
+        return pt_matmul_value(t, e, x, y);
+    default:
+        return PT_E_OP;
+    }
+}
+
+/* ---- recording ------------------------------------------------------------- */
+
+/* the slot of handle h on tape t if it may be an operand, else -1 */
+static int64_t operand_slot(const pt_tape *t, int64_t h)
+{
+    if (h < 0 || (h & (((int64_t)1 << PT_ID_BITS) - 1)) != t->id)
+        return -1;
+    const int64_t s = h >> PT_ID_BITS;
+    if (s >= t->n || t->op[s] == PT_GUARD || t->op[s] == PT_NOP)
+        return -1;
+    return s;
+}
+
+/* a new entry's room, value and commit: the entry is written at t->nar but
+ * counted only by commit */
+static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const int64_t *args, const int64_t *par,
+                      const double *data)
+{
+    if (reserve((void **)&t->ar, &t->ar_cap, t->nar + 1, sizeof *t->ar) ||
+        reserve((void **)&t->ar_dim, &t->ar_dim_cap, t->nar_dim + e->ndim, sizeof *t->ar_dim) ||
+        reserve((void **)&t->ar_arg, &t->ar_arg_cap, t->nar_arg + e->nargs, sizeof *t->ar_arg) ||
+        reserve((void **)&t->ar_par, &t->ar_par_cap, t->nar_par + e->npar, sizeof *t->ar_par))
+        return PT_E_NOMEM;
+    e->dim = t->nar_dim;
+    e->arg = t->nar_arg;
+    e->par = t->nar_par;
+    if (e->ndim)
+        memcpy(t->ar_dim + e->dim, shape, (size_t)e->ndim * sizeof *shape);
+    if (e->nargs)
+        memcpy(t->ar_arg + e->arg, args, (size_t)e->nargs * sizeof *args);
+    if (e->npar)
+        memcpy(t->ar_par + e->par, par, (size_t)e->npar * sizeof *par);
+    e->adj = e->tan = NULL;
+    e->val = malloc((size_t)(e->size ? e->size : 1) * sizeof(double));
+    if (!e->val)
+        return PT_E_NOMEM;
+    if (data) {
+        if (e->size)
+            memcpy(e->val, data, (size_t)e->size * sizeof(double));
+    } else {
+        struct pt_view x[8] = {{0}};
+        struct pt_view *xs = e->nargs <= 8 ? x : malloc((size_t)e->nargs * sizeof *xs);
+        if (!xs) {
+            free(e->val);
+            return PT_E_NOMEM;
+        }
+        for (int j = 0; j < e->nargs; ++j)
+            pt_arr_operand(t, e, j, &xs[j]);
+        const int st = kernel_value(t, e, xs, e->val);
+        if (xs != x)
+            free(xs);
+        if (st) {
+            free(e->val);
+            return st;
+        }
+    }
+    /* commit: nothing below can fail (pt_check_recording made room for the instruction) */
+    const int64_t k = t->nar;
+    e->slot = t->n;
+    t->ar[k] = *e;
+    t->nar = k + 1;
+    t->nar_dim += e->ndim;
+    t->nar_arg += e->nargs;
+    t->nar_par += e->npar;
+    return pt_handle_of(t, pt_emit(t, PT_ARRAY, k, e->kind, e->size ? e->val[0] : NAN));
+}
+
+static int64_t record_data(pt_tape *t, int kind, int32_t ndim, const int64_t *shape, const double *data,
+                           double *grad)
+{
+    const int64_t s = pt_check_recording(t);
+    if (s < 0)
+        return s;
+    struct pt_arr e = {0};
+    e.kind = kind;
+    e.ndim = ndim;
+    e.size = shape_size(ndim, shape);
+    if (e.size < 0)
+        return e.size;
+    e.grad = grad;
+    return append(t, &e, shape, NULL, NULL, data);
+}
+
+int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data)
+{
+    return record_data(t, PT_A_CONST, ndim, shape, data, NULL);
+}
+
+int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad)
+{
+    return record_data(t, PT_A_LEAF, ndim, shape, data, grad);
+}
+
+/* the shape and size of operand slot s (s < 0: a constant, 0-d) */
+static int32_t slot_shape(const pt_tape *t, int64_t s, const int64_t **shape, int64_t *size)
+{
+    static const int64_t none[1] = {1};
+    if (s >= 0 && t->op[s] == PT_ARRAY) {
+        const struct pt_arr *o = &t->ar[t->a[s]];
+        *shape = pt_arr_shape_of(t, o);
+        *size = o->size;
+        return o->ndim;
+    }
+    *shape = none;
+    *size = 1;
+    return 0;
+}
+
+/* numpy's broadcasting of two shapes into out: its ndim, or PT_E_SHAPE */
+static int32_t broadcast(int32_t na, const int64_t *sa, int32_t nb, const int64_t *sb, int64_t *out)
+{
+    const int32_t n = na > nb ? na : nb;
+    for (int32_t d = 0; d < n; ++d) {
+        const int64_t x = d < n - na ? 1 : sa[d - (n - na)];
+        const int64_t y = d < n - nb ? 1 : sb[d - (n - nb)];
+        if (x != y && x != 1 && y != 1)
+            return PT_E_SHAPE;
+        out[d] = x == 1 ? y : x;
+    }
+    return n;
+}
+
+static int64_t record_map(pt_tape *t, int kind, int op, int64_t sa, int64_t sb)
+{
+    const int expect = kind == PT_A_MAP1 ? PT_KIND_UNARY : PT_KIND_VV;
+    if (pt_op_kind(op) != expect)
+        return PT_E_OP;
+    struct pt_arr e = {0};
+    int64_t shape[PT_MAXDIM], args[2] = {sa, sb}, size;
+    const int64_t *s0, *s1;
+    int32_t n0 = slot_shape(t, sa, &s0, &size);
+    if (kind == PT_A_MAP1) {
+        memcpy(shape, s0, (size_t)n0 * sizeof *shape);
+        e.ndim = n0;
+    } else {
+        int32_t n1 = slot_shape(t, sb, &s1, &size);
+        e.ndim = broadcast(n0, s0, n1, s1, shape);
+        if (e.ndim < 0)
+            return e.ndim;
+    }
+    e.kind = kind;
+    e.op = op;
+    e.nargs = kind == PT_A_MAP1 ? 1 : 2;
+    e.size = shape_size(e.ndim, shape);
+    return append(t, &e, shape, args, NULL, NULL);
+}
+
+int64_t pt_arr_map1(int op, int64_t ha)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(ha, &s);
+    if (!t)
+        return s;
+    const int64_t ia = operand_slot(t, ha);
+    return ia < 0 ? PT_E_SLOT : record_map(t, PT_A_MAP1, op, ia, 0);
+}
+
+int64_t pt_arr_map2(int op, int64_t ha, int64_t hb)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(ha, &s);
+    if (!t)
+        return s;
+    if ((ha ^ hb) & (((int64_t)1 << PT_ID_BITS) - 1))
+        return PT_E_TAPES;
+    const int64_t ia = operand_slot(t, ha), ib = operand_slot(t, hb);
+    return (ia < 0 || ib < 0) ? PT_E_SLOT : record_map(t, PT_A_MAP2, op, ia, ib);
+}
+
+int64_t pt_arr_map2_vc(int op, int64_t ha, double b)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(ha, &s);
+    if (!t)
+        return s;
+    const int64_t ia = operand_slot(t, ha);
+    if (ia < 0)
+        return PT_E_SLOT;
+    const int64_t k = pt_append_const(t, b);  /* shared with scalar constants */
+    return k < 0 ? k : record_map(t, PT_A_MAP2, op, ia, -1 - k);
+}
+
+int64_t pt_arr_map2_cv(int op, double a, int64_t hb)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(hb, &s);
+    if (!t)
+        return s;
+    const int64_t ib = operand_slot(t, hb);
+    if (ib < 0)
+        return PT_E_SLOT;
+    const int64_t k = pt_append_const(t, a);
+    return k < 0 ? k : record_map(t, PT_A_MAP2, op, -1 - k, ib);
+}
+
+/* the checks of pt_arr_record by kind; fills e's shape (derived ones) */
+static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, int64_t *shape, const int64_t *par)
+{
+    const int64_t *xs;
+    int64_t xsize;
+    const int32_t xn = e->nargs ? slot_shape(t, args[0], &xs, &xsize) : 0;
+    switch (e->kind) {
+    case PT_A_SUM: {
+        if (e->nargs != 1 || e->npar != 1 + xn)
+            return PT_E_SHAPE;
+        int32_t n = 0;
+        for (int32_t d = 0; d < xn; ++d) {
+            if (!par[1 + d])
+                shape[n++] = xs[d];
+            else if (par[0])
+                shape[n++] = 1;
+        }
+        e->ndim = n;
+        return PT_OK;
+    }
+    case PT_A_CUMSUM:
+        memcpy(shape, xs, (size_t)xn * sizeof *shape);
+        e->ndim = xn;
+        __attribute__((fallthrough));  /* the rows' check */
+    case PT_A_MAX:
+    case PT_A_PROD: {
+        if (e->nargs != 1 || e->npar < 1 || par[0] <= 0 || xsize % par[0])
+            return PT_E_SHAPE;
+        if (e->kind == PT_A_MAX && (e->npar != 2 || (par[1] != 1 && par[1] != -1)))
+            return PT_E_SHAPE;
+        const int64_t rows = xsize / par[0];
+        return (e->kind == PT_A_CUMSUM || shape_size(e->ndim, shape) == rows) ? PT_OK : PT_E_SHAPE;
+    }
+    case PT_A_VIEW: {
+        if (e->nargs != 1 || e->npar != 1 + e->ndim)
+            return PT_E_SHAPE;
+        if (e->size == 0)
+            return PT_OK;
+        int64_t lo = par[0], hi = par[0];
+        for (int32_t d = 0; d < e->ndim; ++d) {
+            const int64_t step = par[1 + d], reach = (shape[d] - 1) * (step < 0 ? -step : step);
+            if (step > PT_MAX_ELEMENTS || step < -PT_MAX_ELEMENTS)
+                return PT_E_SHAPE;
+            if (step < 0)
+                lo -= reach;
+            else
+                hi += reach;
+        }
+        return (lo >= 0 && hi < xsize) ? PT_OK : PT_E_SHAPE;
+    }
+    case PT_A_GATHER:
+        if (e->nargs != 1 || e->npar != e->size)
+            return PT_E_SHAPE;
+        for (int64_t j = 0; j < e->npar; ++j)
+            if (par[j] < 0 || par[j] >= xsize)
+                return PT_E_SHAPE;
+        return PT_OK;
+    case PT_A_CONCAT: {
+        if (e->nargs < 1)
+            return PT_E_SHAPE;
+        int64_t total = 0;
+        for (int64_t j = 0; j < e->nargs; ++j) {
+            int64_t n;
+            slot_shape(t, args[j], &xs, &n);
+            total += n;
+        }
+        return total == e->size ? PT_OK : PT_E_SHAPE;
+    }
+    case PT_A_MATMUL: {
+        if (e->nargs != 2 || e->npar != 8)
+            return PT_E_SHAPE;
+        const int64_t nb = par[0], m = par[1], n = par[2], k = par[3];
+        if (nb < 0 || m < 0 || n < 0 || k < 0 || shape_size(1, &nb) < 0 || (par[6] != 0 && par[6] != 1) ||
+            (par[7] != 0 && par[7] != 1) || (par[4] != 0 && par[4] != 1) || (par[5] != 0 && par[5] != 1))
+            return PT_E_SHAPE;
+        int64_t ysize;
+        slot_shape(t, args[1], &xs, &ysize);
+        const double mk = (double)(par[6] ? nb : 1) * (double)m * (double)k;
+        const double kn = (double)(par[7] ? nb : 1) * (double)k * (double)n;
+        return (mk == (double)xsize && kn == (double)ysize && (double)nb * m * n == (double)e->size) ? PT_OK
+                                                                                                  : PT_E_SHAPE;
+    }
+    default:
+        return PT_E_OP;
+    }
+}
+
+int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape_in,
+                      int64_t npar, const int64_t *par)
+{
+    if (nargs < 1 || nargs > PT_ARRAY_MAX_ARGS || npar < 0)
+        return PT_E_SHAPE;
+    int64_t s;
+    pt_tape *t = pt_recording_tape(hs[0], &s);
+    if (!t)
+        return s;
+    int64_t stack_args[8];
+    int64_t *args = nargs <= 8 ? stack_args : malloc((size_t)nargs * sizeof *args);
+    if (!args)
+        return PT_E_NOMEM;
+    int64_t st = PT_OK;
+    for (int64_t j = 0; j < nargs && !st; ++j) {
+        if ((hs[j] ^ hs[0]) & (((int64_t)1 << PT_ID_BITS) - 1))
+            st = PT_E_TAPES;
+        else if ((args[j] = operand_slot(t, hs[j])) < 0)
+            st = PT_E_SLOT;
+    }
+    struct pt_arr e = {0};
+    int64_t shape[PT_MAXDIM];
+    if (!st) {
+        e.kind = kind;
+        e.nargs = (int32_t)nargs;
+        e.npar = npar;
+        e.ndim = ndim;
+        if (ndim < 0 || ndim > PT_MAXDIM)
+            st = PT_E_SHAPE;
+        else
+            memcpy(shape, shape_in, (size_t)ndim * sizeof *shape);
+    }
+    if (!st && kind != PT_A_SUM && kind != PT_A_CUMSUM && (e.size = shape_size(ndim, shape)) < 0)
+        st = e.size;
+    if (!st)
+        st = check_kind(t, &e, args, shape, par);
+    if (!st && (e.size = shape_size(e.ndim, shape)) < 0)
+        st = e.size;
+    if (!st)
+        st = append(t, &e, shape, args, par, NULL);
+    if (args != stack_args)
+        free(args);
+    return st;
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+static const struct pt_arr *entry_h(int64_t h)
+{
+    const pt_tape *t = pt_handle_tape(h);
+    const int64_t i = h >> PT_ID_BITS;
+    if (!t || i < 0 || i >= t->n || t->op[i] != PT_ARRAY)
+        return NULL;
+    return &t->ar[t->a[i]];
+}
+
+int pt_arr_shape(int64_t h, int64_t *shape)
+{
+    const pt_tape *t = pt_handle_tape(h);
+    if (!t)
+        return PT_E_HANDLE;
+    const int64_t i = h >> PT_ID_BITS;
+    if (i < 0 || i >= t->n)
+        return PT_E_SLOT;
+    if (t->op[i] != PT_ARRAY)
+        return 0;
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    memcpy(shape, pt_arr_shape_of(t, e), (size_t)e->ndim * sizeof *shape);
+    return e->ndim;
+}
+
+int64_t pt_arr_size(int64_t h)
+{
+    const struct pt_arr *e = entry_h(h);
+    return e ? e->size : 1;
+}
+
+const double *pt_arr_value(int64_t h)
+{
+    const struct pt_arr *e = entry_h(h);
+    return e ? e->val : NULL;
+}
+
+const double *pt_arr_adjoint(pt_tape *t, int64_t i)
+{
+    if (!pt_tape_is_owner(t) || i < 0 || i >= t->adj_n || t->op[i] != PT_ARRAY || t->adj[i] == 0.0)
+        return NULL;
+    return t->ar[t->a[i]].adj;
+}
+
+const double *pt_arr_tangent(pt_tape *t, int64_t i)
+{
+    if (!pt_tape_is_owner(t) || i < 0 || i >= t->tan_n || t->op[i] != PT_ARRAY || t->tan[i] == 0.0)
+        return NULL;
+    return t->ar[t->a[i]].tan;
+}
+
+/* ---- the sweeps --------------------------------------------------------------- */
+
+double *pt_arr_adj_buffer(pt_tape *t, int64_t s)
+{
+    if (s < 0)
+        return NULL;
+    if (t->op[s] != PT_ARRAY)
+        return &t->adj[s];
+    struct pt_arr *o = &t->ar[t->a[s]];
+    if (o->kind == PT_A_CONST)
+        return NULL;
+    if (t->adj[s] == 0.0) {  /* the first contribution of this sweep */
+        if (!o->adj && !(o->adj = malloc((size_t)(o->size ? o->size : 1) * sizeof(double))))
+            return NULL;
+        memset(o->adj, 0, (size_t)o->size * sizeof(double));
+        t->adj[s] = 1.0;
+    }
+    return o->adj;
+}
+
+const double *pt_arr_tan_of(const pt_tape *t, int64_t s)
+{
+    if (s < 0 || t->tan[s] == 0.0)
+        return NULL;
+    return t->op[s] == PT_ARRAY ? t->ar[t->a[s]].tan : &t->tan[s];
+}
+
+typedef int (*vjp_fn)(const pt_tape *, const struct pt_arr *, const struct pt_view *, const double *);
+typedef int (*jvp_fn)(const pt_tape *, const struct pt_arr *, const struct pt_view *, double *);
+
+static const vjp_fn vjps[PT_A_NUM_KINDS] = {
+    [PT_A_MAP1] = pt_map_vjp, [PT_A_MAP2] = pt_map_vjp, [PT_A_SUM] = pt_reduce_vjp,
+    [PT_A_VIEW] = pt_move_vjp, [PT_A_GATHER] = pt_move_vjp, [PT_A_MATMUL] = pt_matmul_vjp,
+    [PT_A_MAX] = pt_reduce_vjp, [PT_A_PROD] = pt_reduce_vjp, [PT_A_CUMSUM] = pt_reduce_vjp,
+    [PT_A_CONCAT] = pt_move_vjp,
+};
+static const jvp_fn jvps[PT_A_NUM_KINDS] = {
+    [PT_A_MAP1] = pt_map_jvp, [PT_A_MAP2] = pt_map_jvp, [PT_A_SUM] = pt_reduce_jvp,
+    [PT_A_VIEW] = pt_move_jvp, [PT_A_GATHER] = pt_move_jvp, [PT_A_MATMUL] = pt_matmul_jvp,
+    [PT_A_MAX] = pt_reduce_jvp, [PT_A_PROD] = pt_reduce_jvp, [PT_A_CUMSUM] = pt_reduce_jvp,
+    [PT_A_CONCAT] = pt_move_jvp,
+};
+
+/* the operand views of e with their adjoint buffers (reverse) or tangents */
+static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view *stack, int reverse)
+{
+    struct pt_view *x = e->nargs <= 8 ? stack : malloc((size_t)e->nargs * sizeof *x);
+    if (!x)
+        return NULL;
+    for (int j = 0; j < e->nargs; ++j) {
+        const int64_t s = t->ar_arg[e->arg + j];
+        pt_arr_operand(t, e, j, &x[j]);
+        if (reverse) {
+            if (s >= 0 && !(x[j].adj = pt_arr_adj_buffer(t, s)) &&
+                !(t->op[s] == PT_ARRAY && t->ar[t->a[s]].kind == PT_A_CONST)) {
+                if (x != stack)
+                    free(x);
+                return NULL;
+            }
+        } else {
+            x[j].tan = pt_arr_tan_of(t, s);
+        }
+    }
+    return x;
+}
+
+int pt_array_vjp(pt_tape *t, int64_t i)
+{
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    if (!vjps[e->kind] || !e->adj)
+        return PT_OK;  /* CONST and LEAF: nothing below them */
+    struct pt_view stack[8] = {{0}};
+    struct pt_view *x = views(t, e, stack, 1);
+    if (!x)
+        return PT_E_NOMEM;
+    const int st = vjps[e->kind](t, e, x, e->adj);
+    if (x != stack)
+        free(x);
+    return st;
+}
+
+int pt_array_jvp(pt_tape *t, int64_t i)
+{
+    struct pt_arr *e = &t->ar[t->a[i]];
+    if (!jvps[e->kind])
+        return PT_OK;  /* CONST: zero; LEAF: its seed */
+    struct pt_view stack[8] = {{0}};
+    struct pt_view *x = views(t, e, stack, 0);
+    if (!x)
+        return PT_E_NOMEM;
+    int any = 0;
+    for (int j = 0; j < e->nargs; ++j)
+        any |= x[j].tan != NULL;
+    int st = PT_OK;
+    t->tan[i] = 0.0;
+    if (any) {
+        if (!e->tan && !(e->tan = malloc((size_t)(e->size ? e->size : 1) * sizeof(double))))
+            st = PT_E_NOMEM;
+        else {
+            memset(e->tan, 0, (size_t)e->size * sizeof(double));
+            st = jvps[e->kind](t, e, x, e->tan);
+            t->tan[i] = 1.0;
+        }
+    }
+    if (x != stack)
+        free(x);
+    return st;
+}
+
+void pt_array_leaf_grads(pt_tape *t, int64_t m)
+{
+    for (int64_t k = 0; k < t->nar; ++k) {
+        const struct pt_arr *e = &t->ar[k];
+        if (e->kind != PT_A_LEAF || !e->grad || e->slot >= m || t->adj[e->slot] == 0.0)
+            continue;
+        for (int64_t j = 0; j < e->size; ++j)
+            e->grad[j] += e->adj[j];
+    }
+}
+
+void pt_array_free(pt_tape *t)
+{
+    for (int64_t k = 0; k < t->nar; ++k) {
+        free(t->ar[k].val);
+        free(t->ar[k].adj);
+        free(t->ar[k].tan);
+    }
+    free(t->ar);
+    free(t->ar_dim);
+    free(t->ar_arg);
+    free(t->ar_par);
+}
+
+size_t pt_array_nbytes(const pt_tape *t, int used)
+{
+    size_t bytes = (size_t)(used ? t->nar : t->ar_cap) * sizeof *t->ar
+                   + (size_t)(used ? t->nar_dim : t->ar_dim_cap) * sizeof *t->ar_dim
+                   + (size_t)(used ? t->nar_arg : t->ar_arg_cap) * sizeof *t->ar_arg
+                   + (size_t)(used ? t->nar_par : t->ar_par_cap) * sizeof *t->ar_par;
+    for (int64_t k = 0; k < t->nar; ++k) {
+        const struct pt_arr *e = &t->ar[k];
+        bytes += (size_t)e->size * sizeof(double) * (1 + (e->adj != NULL) + (e->tan != NULL));
+    }
+    return bytes;
+}

@@ -1,0 +1,159 @@
+/* array.h -- array instructions: one tape slot per numpy operation.
+ *
+ * An array instruction is slot i with op[i] == PT_ARRAY: a[i] = k, its entry
+ * in the tape's array table t->ar, b[i] = its kind (enum pt_array_kind,
+ * pytape.h).  Entry k holds the instruction's shape, its operands and integer
+ * parameters (both in pools of the tape), and three buffers of `size`
+ * doubles the tape owns: the value (computed when recorded), the adjoint and
+ * the tangent (made by the first sweep that reaches the instruction).
+ *
+ *   slot i:  op ARRAY | a = k | b = kind | val = element 0 (nan if empty)
+ *   ar[k]:   ndim, shape (t->ar_dim), operands (t->ar_arg), parameters
+ *            (t->ar_par), val, adj, tan
+ *
+ * Operands (int64 in t->ar_arg): an array slot, a scalar slot (any other
+ * instruction: a 0-d array whose value is val[s] and whose adjoint is
+ * adj[s]), or -1 - c for constant c of the pool (a 0-d constant).  So
+ * Var * Tensor needs no conversion instruction, and x * 2.0 no constant
+ * array.
+ *
+ * Adjoints and tangents of array slots are flagged in the scalar arrays:
+ * adj[i] != 0 means "ar[k].adj holds this sweep's adjoint"; 0 means the
+ * instruction has not been reached (its buffer, if any, is stale).  The
+ * reverse sweep's `if (adj[i] == 0) continue` therefore skips unreached
+ * array instructions like scalar ones, and a buffer is zeroed only when the
+ * first contribution of a sweep arrives (pt_arr_adj_buffer).  Likewise
+ * tan[i] for tangents: a zero flag is a zero tangent, and a kernel whose
+ * operands all have zero tangents leaves its own flag 0.
+ *
+ * The kernels of each kind live beside each other: elementwise rows
+ * (array_elementwise.c, generated from ops.def), views and gathers
+ * (array_movement.c), reductions and scans (array_reduce.c), matrix
+ * products (array_matmul.c); array.c holds the table, recording and the
+ * dispatch of the sweeps.
+ */
+#ifndef PT_ARRAY_H
+#define PT_ARRAY_H
+
+#include "tape.h"
+
+struct pt_arr {
+    int32_t kind;        /* enum pt_array_kind */
+    int32_t op;          /* MAP1 / MAP2: the op-table row (unary, or the VV form) */
+    int32_t ndim;
+    int32_t nargs;       /* operands: t->ar_arg[arg .. arg + nargs) */
+    int64_t size;        /* elements: the product of the shape */
+    int64_t dim;         /* shape: t->ar_dim[dim .. dim + ndim) */
+    int64_t arg;
+    int64_t par, npar;   /* integer parameters: t->ar_par[par .. par + npar) */
+    int64_t slot;        /* the instruction's slot */
+    double *val, *adj, *tan;
+    double *grad;        /* LEAF: Python's grad array, which backward() adds to */
+};
+
+/* an operand as a kernel sees it: data (NULL: none), size and shape */
+struct pt_view {
+    const double *val;
+    double *adj;         /* where its adjoint goes (NULL: a constant) */
+    const double *tan;   /* its tangent (NULL: zero) */
+    int64_t size;
+    int32_t ndim;
+    const int64_t *shape;
+};
+
+enum { PT_MAXDIM = PT_ARRAY_MAX_DIMS };
+
+/* the reverse loop's answer when an array kernel could not allocate (its
+ * other answers are slots, -1 and PT_E_CALLBACK; PT_E_NOMEM is -1) */
+enum { PT_SWEEP_NOMEM = -1000 };
+
+static inline const int64_t *pt_arr_shape_of(const pt_tape *t, const struct pt_arr *e)
+{
+    return t->ar_dim + e->dim;
+}
+
+/* operand j of entry e: value and shape; adj/tan pointers filled by the sweeps */
+void pt_arr_operand(const pt_tape *t, const struct pt_arr *e, int j, struct pt_view *x);
+/* the adjoint buffer of slot s for this sweep (array slot: zeroed at the
+ * first contribution; scalar slot: &adj[s]); NULL for constants (s < 0) or
+ * when it cannot be allocated */
+double *pt_arr_adj_buffer(pt_tape *t, int64_t s);
+/* the tangent of operand slot s for this sweep, or NULL when it is zero */
+const double *pt_arr_tan_of(const pt_tape *t, int64_t s);
+
+/* contiguous strides (in elements) of a shape */
+void pt_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *strides);
+
+/* ---- strided n-d loops ------------------------------------------------------
+ * One loop over a shape with up to three operands, each with its own strides
+ * in elements (0 on a broadcast axis, negative for a reversed one).  Axes of
+ * length 1 are dropped and neighbouring axes that every operand walks
+ * contiguously are merged, so same-shape operands become one row and the
+ * inner loop is as long as it can be. */
+struct pt_loop {
+    int32_t nd;                 /* axes after merging (>= 1); the last is the inner row */
+    int nops;
+    int64_t shape[PT_MAXDIM];
+    int64_t st[3][PT_MAXDIM];
+};
+void pt_loop_init(struct pt_loop *L, int32_t nd, const int64_t *shape, int nops, int64_t st[][PT_MAXDIM]);
+/* operand strides of x's shape broadcast to an nd-axis shape (right-aligned) */
+void pt_broadcast_strides(int32_t nd, int32_t xnd, const int64_t *xshape, int64_t *st);
+
+/* run BODY once per inner row: o[k] the offset of operand k's row, N its
+ * length, S[k] operand k's inner stride (names given by the caller) */
+#define PT_FOR_ROWS(L, o, N, S, BODY)                                         \
+    do {                                                                      \
+        const struct pt_loop *L_ = (L);                                       \
+        const int32_t nd_ = L_->nd;                                           \
+        int64_t idx_[PT_MAXDIM] = {0}, o[3] = {0, 0, 0}, rows_ = 1;           \
+        const int64_t N = L_->shape[nd_ - 1];                                 \
+        const int64_t S[3] = {L_->st[0][nd_ - 1], L_->st[1][nd_ - 1], L_->st[2][nd_ - 1]}; \
+        (void)S;                                                              \
+        for (int32_t d_ = 0; d_ < nd_ - 1; ++d_)                              \
+            rows_ *= L_->shape[d_];                                           \
+        for (int64_t r_ = 0; r_ < rows_; ++r_) {                              \
+            BODY                                                              \
+            for (int32_t d_ = nd_ - 2; d_ >= 0; --d_) {                       \
+                for (int k_ = 0; k_ < 3; ++k_)                                \
+                    o[k_] += L_->st[k_][d_];                                  \
+                if (++idx_[d_] < L_->shape[d_])                               \
+                    break;                                                    \
+                for (int k_ = 0; k_ < 3; ++k_)                                \
+                    o[k_] -= L_->st[k_][d_] * L_->shape[d_];                  \
+                idx_[d_] = 0;                                                 \
+            }                                                                 \
+        }                                                                     \
+    } while (0)
+
+/* ---- the kernels: value (record), vjp (reverse), jvp (tangent) ------------
+ * value: e's value from its operands; vjp: g = e's adjoint into the
+ * operands' adjoint buffers (x[j].adj, NULL: not needed); jvp: e's tangent
+ * into `out` from the operands' tangents (x[j].tan, NULL: zero), `out`
+ * zeroed by the caller.  0 or PT_E_NOMEM. */
+int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
+int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g);
+int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
+
+int pt_move_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
+int pt_move_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g);
+int pt_move_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
+
+int pt_reduce_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
+int pt_reduce_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g);
+int pt_reduce_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
+
+int pt_matmul_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
+int pt_matmul_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g);
+int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
+
+/* the sweeps' calls for array slot i (array.c) */
+int pt_array_vjp(pt_tape *t, int64_t i);
+int pt_array_jvp(pt_tape *t, int64_t i);
+/* array leaves' adjoints into their grad arrays (backward, under the lock) */
+void pt_array_leaf_grads(pt_tape *t, int64_t m);
+/* free every buffer of the array table */
+void pt_array_free(pt_tape *t);
+size_t pt_array_nbytes(const pt_tape *t, int used);
+
+#endif

@@ -1,0 +1,228 @@
+/* array_elementwise.c -- every row of ops.def over arrays (MAP1, MAP2): the
+ * value, adjoint and tangent loops are generated from the row's own columns,
+ * so an array operation can never disagree with its scalar twin.
+ *
+ * MAP2 broadcasts as numpy does: the operands' strides are 0 along the axes
+ * they are broadcast over (pt_broadcast_strides), and the adjoint loop adds
+ * into the same element again there, which is the sum over broadcast axes
+ * that HIPS autograd's `unbroadcast` computes.  Rows are specialised for the
+ * stride patterns that dominate (both contiguous, one operand a scalar), so
+ * the compiler vectorises them; other patterns take a strided loop.
+ *
+ * The chain rule is the scalar sweeps' (pt_chain): a zero adjoint or tangent
+ * passes nothing on, even through an infinite derivative. */
+#include <math.h>
+#include "array.h"
+#include "rules.h"
+
+/* ---- unary rows ---------------------------------------------------------- */
+
+static void map1_value(int op, int64_t n, const double *x, double *y)
+{
+    switch (op) {
+#define PT_OP1(N, S, V, DA, DAA)                                              \
+    case PT_##N:                                                              \
+        for (int64_t j = 0; j < n; ++j) {                                     \
+            const double a = x[j];                                            \
+            y[j] = (V);                                                       \
+        }                                                                     \
+        break;
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    default:
+        break;
+    }
+}
+
+/* gx += dy/dx * g, or out = dy/dx * tx (tangent: gx = out, accumulate 0) */
+static void map1_chain(int op, int64_t n, const double *x, const double *py, const double *g, double *gx)
+{
+    switch (op) {
+#define PT_OP1(N, S, V, DA, DAA)                                              \
+    case PT_##N:                                                              \
+        for (int64_t j = 0; j < n; ++j) {                                     \
+            const double a = x[j], y = py[j];                                 \
+            (void)a; (void)y;                                                 \
+            gx[j] += pt_chain((DA), g[j]);                                    \
+        }                                                                     \
+        break;
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    default:
+        break;
+    }
+}
+
+/* ---- binary rows ---------------------------------------------------------- */
+
+/* one row of n elements: a = pa[j*sa], b = pb[j*sb]; with constant strides
+ * (inlined into rows2) each pattern compiles to its own loop */
+PT_INLINE void row2_value(int op, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
+                          double *py)
+{
+    switch (op) {
+#define PT_OP1(N, S, V, DA, DAA)
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+    case PT_##N:                                                              \
+        for (int64_t j = 0; j < n; ++j) {                                     \
+            const double a = pa[j * sa], b = pb[j * sb];                      \
+            py[j] = (V);                                                      \
+        }                                                                     \
+        break;
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    default:
+        break;
+    }
+}
+
+/* which = 0: ga[j*sa] += dy/da * g[j]; which = 1: gb[j*sb] += dy/db * g[j] */
+PT_INLINE void row2_chain(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb,
+                          int64_t sb, const double *py, const double *g, double *gx, int64_t sx)
+{
+    switch (op) {
+#define PT_OP1(N, S, V, DA, DAA)
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+    case PT_##N:                                                              \
+        for (int64_t j = 0; j < n; ++j) {                                     \
+            const double a = pa[j * sa], b = pb[j * sb], y = py[j];           \
+            (void)a; (void)b; (void)y;                                        \
+            gx[j * sx] += pt_chain(which ? (DB) : (DA), g[j]);                \
+        }                                                                     \
+        break;
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    default:
+        break;
+    }
+}
+
+/* the stride patterns: contiguous, a scalar on either side, anything else */
+#define PT_PATTERNS(CALL)                                                     \
+    if (sa == 1 && sb == 1) {                                                 \
+        CALL(1, 1);                                                           \
+    } else if (sa == 0 && sb == 1) {                                          \
+        CALL(0, 1);                                                           \
+    } else if (sa == 1 && sb == 0) {                                          \
+        CALL(1, 0);                                                           \
+    } else {                                                                  \
+        CALL(sa, sb);                                                         \
+    }
+
+static void rows2_value(int op, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb, double *py)
+{
+#define CALL(A, B) row2_value(op, n, pa, A, pb, B, py)
+    PT_PATTERNS(CALL)
+#undef CALL
+}
+
+static void rows2_chain(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
+                        const double *py, const double *g, double *gx)
+{
+    const int64_t sx = which ? sb : sa;
+#define CALL(A, B) row2_chain(op, which, n, pa, A, pb, B, py, g, gx, which ? (B) : (A))
+    (void)sx;
+    PT_PATTERNS(CALL)
+#undef CALL
+}
+
+/* the loop over e's shape with operands y (contiguous), a and b broadcast */
+static void loop2(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, struct pt_loop *L)
+{
+    int64_t st[3][PT_MAXDIM];
+    pt_contiguous_strides(e->ndim, pt_arr_shape_of(t, e), st[0]);
+    pt_broadcast_strides(e->ndim, x[0].ndim, x[0].shape, st[1]);
+    pt_broadcast_strides(e->ndim, x[1].ndim, x[1].shape, st[2]);
+    pt_loop_init(L, e->ndim, pt_arr_shape_of(t, e), 3, st);
+}
+
+/* ---- the kernels -------------------------------------------------------- */
+
+int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
+{
+    if (e->kind == PT_A_MAP1) {
+        map1_value(e->op, e->size, x[0].val, y);
+        return PT_OK;
+    }
+    struct pt_loop L;
+    loop2(t, e, x, &L);
+    PT_FOR_ROWS(&L, o, n, s, rows2_value(e->op, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], y + o[0]););
+    return PT_OK;
+}
+
+int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
+{
+    if (e->kind == PT_A_MAP1) {
+        if (x[0].adj)
+            map1_chain(e->op, e->size, x[0].val, e->val, g, x[0].adj);
+        return PT_OK;
+    }
+    struct pt_loop L;
+    loop2(t, e, x, &L);
+    for (int which = 0; which < 2; ++which) {
+        double *gx = x[which].adj;
+        if (!gx)
+            continue;
+        PT_FOR_ROWS(&L, o, n, s,
+                    rows2_chain(e->op, which, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
+                                g + o[0], gx + o[1 + which]););
+    }
+    return PT_OK;
+}
+
+/* the tangent: out[j] += dy/da * ta + dy/db * tb, the operands' tangents
+ * read through their (broadcast) strides */
+PT_INLINE void row2_tangent(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb,
+                            int64_t sb, const double *py, const double *tx, int64_t sx, double *out)
+{
+    switch (op) {
+#define PT_OP1(N, S, V, DA, DAA)
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+    case PT_##N:                                                              \
+        for (int64_t j = 0; j < n; ++j) {                                     \
+            const double a = pa[j * sa], b = pb[j * sb], y = py[j];           \
+            (void)a; (void)b; (void)y;                                        \
+            out[j] += pt_chain(which ? (DB) : (DA), tx[j * sx]);              \
+        }                                                                     \
+        break;
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    default:
+        break;
+    }
+}
+
+static void rows2_tangent(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
+                          const double *py, const double *tx, double *out)
+{
+#define CALL(A, B) row2_tangent(op, which, n, pa, A, pb, B, py, tx, which ? (B) : (A), out)
+    PT_PATTERNS(CALL)
+#undef CALL
+}
+
+int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out)
+{
+    if (e->kind == PT_A_MAP1) {
+        if (x[0].tan)
+            map1_chain(e->op, e->size, x[0].val, e->val, x[0].tan, out);
+        return PT_OK;
+    }
+    struct pt_loop L;
+    loop2(t, e, x, &L);
+    for (int which = 0; which < 2; ++which) {
+        const double *tx = x[which].tan;
+        if (!tx)
+            continue;
+        PT_FOR_ROWS(&L, o, n, s,
+                    rows2_tangent(e->op, which, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
+                                  tx + o[1 + which], out + o[0]););
+    }
+    return PT_OK;
+}
