@@ -40,7 +40,8 @@ from .tensor import (KIND, Tensor, TensorLeaf, TensorResult, map1, map2, record)
 from .var import Var
 
 __all__ = ["FUNCTIONS", "UFUNCS", "reshape", "transpose", "matmul", "sum", "mean", "max", "min", "prod",
-           "cumsum", "var", "std", "where", "clip", "logsumexp", "softmax", "log_softmax"]
+           "cumsum", "var", "std", "where", "clip", "logsumexp", "softmax", "log_softmax", "einsum", "tensordot",
+           "dot", "inner", "outer", "norm", "getitem", "move", "broadcast_to"]
 
 _builtin_sum, _builtin_max, _builtin_min = sum, max, min
 _OPC = _native.OPCODES
@@ -177,10 +178,51 @@ def _moving(np_fn, name):
 # ---- elementwise ---------------------------------------------------------------------
 
 def _row(name):
+    """The function of op-table row ``name`` on Tensors: one C call for a
+    recorded operand (and a number), the general primitive otherwise."""
     code = _OPC[name]
+    new = TensorResult
     if name in _native.UNARY:
-        return lambda a: map1(code, a)
-    return lambda a, b: map2(code, a, b)
+        m1 = _native.arr_map1
+
+        def unary(a):
+            if type(a) is new:
+                h = m1(code, a._i)
+                if h >= 0:
+                    r = new()
+                    r._t = a._t
+                    r._i = h
+                    r._shape = None
+                    return r
+            return map1(code, a)
+        unary.__name__ = name
+        return unary
+    m2, m2vc, m2cv = _native.arr_map2, _native.arr_map2_vc, _native.arr_map2_cv
+
+    def binary(a, b):
+        ta, tb = type(a), type(b)
+        if ta is new:
+            if tb is new:
+                h = m2(code, a._i, b._i)
+            elif tb is float or tb is int:
+                h = m2vc(code, a._i, b)
+            else:
+                return map2(code, a, b)
+            t = a._t
+        elif tb is new and (ta is float or ta is int):
+            h = m2cv(code, a, b._i)
+            t = b._t
+        else:
+            return map2(code, a, b)
+        if h >= 0:
+            r = new()
+            r._t = t
+            r._i = h
+            r._shape = None
+            return r
+        return map2(code, a, b)
+    binary.__name__ = name
+    return binary
 
 
 ROWS = {name: _row(name) for name in _OPC}
@@ -389,6 +431,91 @@ def outer(a, b):
     return reshape(a, (-1, 1)) * reshape(b, (1, -1))
 
 
+def _einsum_parse(subscripts, n):
+    if "..." in subscripts:
+        raise TypeError("pytape: np.einsum with '...' is not supported on Tensors; spell the axes out")
+    spec = subscripts.replace(" ", "")
+    if "->" in spec:
+        ins, out = spec.split("->")
+    else:
+        ins = spec
+        letters = ins.replace(",", "")
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    ins = ins.split(",")
+    if len(ins) != n:
+        raise ValueError(f"einsum: {len(ins)} operand subscripts for {n} operands")
+    if len(set(out)) != len(out):
+        raise ValueError(f"einsum: output subscript {out!r} repeats a letter")
+    return ins, out
+
+
+def _einsum_one(x, spec, keep):
+    """x (subscripts spec) reduced to the letters in ``keep`` (in that order):
+    diagonals of repeated letters (a view), sums over letters not kept, a transpose."""
+    s = shape_of(x)
+    if len(spec) != len(s):
+        raise ValueError(f"einsum: operand has {len(s)} dimensions, subscripts {spec!r} name {len(spec)}")
+    uniq = "".join(dict.fromkeys(spec))
+    if uniq != spec:  # repeated letters: the diagonal, a view (np.einsum answers one)
+        x = move(x, lambda a: np.einsum(f"{spec}->{uniq}", a), "einsum")
+    gone = tuple(d for d, c in enumerate(uniq) if c not in keep)
+    if gone:
+        x = sum(x, gone)
+        uniq = "".join(c for c in uniq if c in keep)
+    order = [uniq.index(c) for c in keep if c in uniq]
+    if order != list(range(len(order))):
+        x = transpose(x, order)
+    return x, "".join(c for c in keep if c in uniq)
+
+
+def _einsum_two(a, la, b, lb, out):
+    """One contraction of two operands: views around one MATMUL."""
+    sizes = {}
+    for x, spec in ((a, la), (b, lb)):
+        for c, n in zip(spec, shape_of(x)):
+            if sizes.setdefault(c, n) != n:
+                raise ValueError(f"einsum: size of label {c!r} is {sizes[c]} for one operand and {n} for another")
+    batch = [c for c in out if c in la and c in lb]
+    fa = [c for c in out if c in la and c not in lb]
+    fb = [c for c in out if c in lb and c not in la]
+    con = [c for c in dict.fromkeys(la) if c in lb and c not in out]
+    a, _ = _einsum_one(a, la, "".join(batch + fa + con))
+    b, _ = _einsum_one(b, lb, "".join(batch + con + fb))
+    size = lambda cs: int(np.prod([sizes[c] for c in cs], dtype=np.int64))
+    nb, m, k, n = size(batch), size(fa), size(con), size(fb)
+    mid = "".join(batch + fa + fb)
+    y = record(KIND["MATMUL"], [a, b], tuple(sizes[c] for c in mid), [nb, m, n, k, 0, 0, 1, 1], "einsum")
+    order = [mid.index(c) for c in out]
+    return y if order == list(range(len(order))) else transpose(y, order)
+
+
+def einsum(subscripts, *operands, **kwargs):
+    """``np.einsum`` with explicit or implicit output: one operand by views and
+    sums, two by one MATMUL between views, more pairwise from the left.
+
+    >>> import numpy as np, pytape
+    >>> a = pytape.Tensor(np.ones((2, 3))); b = np.arange(12.0).reshape(3, 4)
+    >>> pytape.array_ops.einsum("ij,jk->ik", a, b).shape
+    (2, 4)
+    """
+    kwargs.pop("optimize", None)
+    _no_extras("einsum", **kwargs)
+    ins, out = _einsum_parse(subscripts, len(operands))
+    if len(operands) == 1:
+        for c in out:
+            if c not in ins[0]:
+                raise ValueError(f"einsum: output label {c!r} is not in the operand's subscripts")
+        y, _ = _einsum_one(operands[0], ins[0], out)
+        return y
+    x, lx = operands[0], ins[0]
+    for k in range(1, len(operands)):
+        later = "".join(ins[k + 1:]) + out
+        keep = "".join(c for c in dict.fromkeys(lx + ins[k]) if c in later)
+        x, lx = _einsum_two(x, lx, operands[k], ins[k], keep), keep
+    y, _ = _einsum_one(x, lx, out)
+    return y
+
+
 # ---- composites -------------------------------------------------------------------------
 
 def _stop(x, axis):
@@ -485,6 +612,10 @@ _REDUCTIONS = {np.add: sum, np.multiply: prod, np.maximum: max, np.minimum: min}
 
 
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    if method == "__call__" and not kwargs:  # np.exp(t), a + t: straight to the row
+        fn = UFUNCS.get(ufunc)
+        if fn is not None:
+            return fn(*inputs)
     if kwargs.get("out") is not None:
         raise TypeError(f"pytape: np.{ufunc.__name__}(..., out=) cannot write into an array: a recorded result "
                         f"is a new Tensor (drop out=)")
@@ -567,7 +698,7 @@ def _shape_fn(x):
 FUNCTIONS = {
     np.sum: sum, np.mean: mean, np.max: max, np.min: min, np.amax: max, np.amin: min, np.prod: prod,
     np.cumsum: cumsum, np.var: var, np.std: std, np.where: where, np.clip: clip,
-    np.dot: dot, np.matmul: matmul, np.inner: inner, np.outer: outer, np.tensordot: tensordot,
+    np.dot: dot, np.matmul: matmul, np.einsum: einsum, np.inner: inner, np.outer: outer, np.tensordot: tensordot,
     np.reshape: reshape, np.transpose: transpose, np.broadcast_to: broadcast_to,
     np.swapaxes: _moving(np.swapaxes, "swapaxes"), np.moveaxis: _moving(np.moveaxis, "moveaxis"),
     np.expand_dims: _moving(np.expand_dims, "expand_dims"), np.squeeze: _squeeze,
@@ -605,22 +736,7 @@ def _install():
     new = TensorResult
 
     def binary(code):
-        def op(a, b):
-            tb = type(b)
-            if type(a) is new:
-                if tb is new:
-                    h = m2(code, a._i, b._i)
-                elif tb is float or tb is int:
-                    h = m2vc(code, a._i, b)
-                else:
-                    return map2(code, a, b)
-                if h >= 0:
-                    r = new()
-                    r._t = a._t
-                    r._i = h
-                    r._shape = None
-                    return r
-            return map2(code, a, b)
+        op = ROWS[nat.OP_NAMES[code]]
 
         def rop(a, b):  # b op a
             if type(a) is new and (type(b) is float or type(b) is int):
