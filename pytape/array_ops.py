@@ -94,16 +94,21 @@ def _probe(shape):
                                            writeable=False)
 
 
-def move(x, fn, what):
+def move(x, fn, what, view=True):
     """fn (a numpy function that rearranges elements) applied to Tensor x:
-    one VIEW instruction if numpy answers a view, else one GATHER."""
+    one VIEW instruction when fn answers a view (``view``: numpy's views
+    never read the probe's elements), else one GATHER (fn applied to the
+    element numbers; a copying fn must never see the probe, whose memory is
+    one element)."""
     shape = shape_of(x)
-    v = fn(_probe(shape))
+    v = fn(_probe(shape)) if view else None
     if isinstance(v, np.ndarray) and v.base is not None and not v.flags.owndata and v.dtype == np.float64 \
             and _within_probe(v, shape):
         if v.shape == tuple(shape) and v.strides == _probe(shape).strides and _offset(v) == 0:
             return x if isinstance(x, Tensor) else _as_tensor(x)  # the identity: no instruction
         return record(KIND["VIEW"], [x], v.shape, [_offset(v)] + [s // 8 for s in v.strides], what)
+    if view:
+        raise AssertionError(f"pytape: {what} gave no view (internal error, please report)")
     idx = np.asarray(fn(np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)))
     return record(KIND["GATHER"], [x], idx.shape, idx.ravel(), what)
 
@@ -143,9 +148,11 @@ def getitem(x, key):
     a GATHER (whose adjoint scatter-adds, so repeated indices sum)."""
     key = _index_key(key)
     k = key if isinstance(key, tuple) else (key,)
-    if not any(e is Ellipsis for e in k) and not any(isinstance(e, (np.ndarray, list)) for e in k):
+    basic = all(e is None or e is Ellipsis or isinstance(e, slice) or
+                isinstance(e, (int, np.integer)) and not isinstance(e, (bool, np.bool_)) for e in k)
+    if basic and not any(e is Ellipsis for e in k):
         k = k + (Ellipsis,)  # an integer index then gives a 0-d view, not a number
-    return move(x, lambda a: a[k], "Tensor indexing")
+    return move(x, lambda a: a[k], "Tensor indexing", view=basic)
 
 
 def reshape(x, *shape, order="C"):
@@ -167,9 +174,9 @@ def broadcast_to(x, shape):
     return move(x, lambda a: np.broadcast_to(a, shape), "broadcast_to")
 
 
-def _moving(np_fn, name):
+def _moving(np_fn, name, view=True):
     def f(x, *args, **kwargs):
-        return move(x, lambda a: np_fn(a, *args, **kwargs), name)
+        return move(x, lambda a: np_fn(a, *args, **kwargs), name, view)
     f.__name__ = name
     f.__doc__ = f"``np.{name}`` on a Tensor: one VIEW (or GATHER) instruction."
     return f
@@ -456,8 +463,14 @@ def _einsum_one(x, spec, keep):
     if len(spec) != len(s):
         raise ValueError(f"einsum: operand has {len(s)} dimensions, subscripts {spec!r} name {len(spec)}")
     uniq = "".join(dict.fromkeys(spec))
-    if uniq != spec:  # repeated letters: the diagonal, a view (np.einsum answers one)
-        x = move(x, lambda a: np.einsum(f"{spec}->{uniq}", a), "einsum")
+    if uniq != spec:  # repeated letters: the diagonal, a view whose stride is the letter's strides summed
+        strides = _probe(s).strides
+        for c in uniq:
+            if len({n for n, e in zip(s, spec) if e == c}) > 1:
+                raise ValueError(f"einsum: label {c!r} repeated with different sizes in one operand")
+        shape = tuple(s[spec.index(c)] for c in uniq)
+        par = [0] + [_builtin_sum(st for st, e in zip(strides, spec) if e == c) // 8 for c in uniq]
+        x = record(KIND["VIEW"], [x], shape, par, "einsum")
     gone = tuple(d for d, c in enumerate(uniq) if c not in keep)
     if gone:
         x = sum(x, gone)
@@ -683,7 +696,7 @@ def _split(x, indices_or_sections, axis=0):
 
 def _take(a, indices, axis=None, out=None, mode="raise"):
     _no_extras("take", out=out)
-    return move(a, lambda v: np.take(v, indices, axis=axis, mode=mode), "take")
+    return move(a, lambda v: np.take(v, indices, axis=axis, mode=mode), "take", view=False)
 
 
 def _squeeze(x, axis=None):
@@ -703,8 +716,8 @@ FUNCTIONS = {
     np.swapaxes: _moving(np.swapaxes, "swapaxes"), np.moveaxis: _moving(np.moveaxis, "moveaxis"),
     np.expand_dims: _moving(np.expand_dims, "expand_dims"), np.squeeze: _squeeze,
     np.ravel: _moving(np.ravel, "ravel"), np.flip: _moving(np.flip, "flip"),
-    np.diagonal: _moving(np.diagonal, "diagonal"), np.repeat: _moving(np.repeat, "repeat"),
-    np.tile: _moving(np.tile, "tile"), np.roll: _moving(np.roll, "roll"), np.take: _take,
+    np.diagonal: _moving(np.diagonal, "diagonal"), np.repeat: _moving(np.repeat, "repeat", False),
+    np.tile: _moving(np.tile, "tile", False), np.roll: _moving(np.roll, "roll", False), np.take: _take,
     np.concatenate: _concatenate, np.stack: _stack, np.split: _split, np.linalg.norm: norm,
     np.shape: _shape_fn, np.ndim: lambda x: len(shape_of(x)), np.size: lambda x, axis=None: (
         int(np.prod(shape_of(x), dtype=np.int64)) if axis is None else shape_of(x)[axis]),
