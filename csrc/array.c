@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <unistd.h>
+#include <pthread.h>
 #include "array.h"
 
 int pt_array_op(void) { return PT_ARRAY; }
@@ -70,6 +72,56 @@ void pt_broadcast_strides(int32_t nd, int32_t xnd, const int64_t *xshape, int64_
     for (int32_t d = 0; d < nd; ++d) {
         const int32_t e = d - (nd - xnd);
         st[d] = (e < 0 || xshape[e] == 1) ? 0 : c[e];
+    }
+}
+
+enum { MAX_THREADS = 16 };
+
+struct chunk {
+    void (*fn)(void *, int64_t, int64_t);
+    void *ctx;
+    int64_t lo, hi;
+};
+
+static void *run_chunk(void *p)
+{
+    const struct chunk *c = p;
+    c->fn(c->ctx, c->lo, c->hi);
+    return NULL;
+}
+
+static int cores(void)
+{
+    static int n;
+    if (!n) {
+        const long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c < 1 ? 1 : (c > MAX_THREADS ? MAX_THREADS : (int)c);
+    }
+    return n;
+}
+
+void pt_parallel(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64_t), void *ctx)
+{
+    int64_t nt = grain > 0 ? n / grain : 1;
+    if (nt > cores())
+        nt = cores();
+    if (nt < 2) {
+        fn(ctx, 0, n);
+        return;
+    }
+    struct chunk jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int64_t k = 0; k < nt; ++k)
+        jobs[k] = (struct chunk){fn, ctx, n * k / nt, n * (k + 1) / nt};
+    for (int64_t k = 1; k < nt; ++k)
+        started[k] = pthread_create(&tid[k], NULL, run_chunk, &jobs[k]) == 0;
+    run_chunk(&jobs[0]);
+    for (int64_t k = 1; k < nt; ++k) {
+        if (started[k])
+            pthread_join(tid[k], NULL);
+        else
+            run_chunk(&jobs[k]);
     }
 }
 

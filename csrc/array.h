@@ -126,6 +126,15 @@ void pt_broadcast_strides(int32_t nd, int32_t xnd, const int64_t *xshape, int64_
         }                                                                     \
     } while (0)
 
+/* fn(ctx, lo, hi) over [0, n) in chunks of at least `grain` elements, on up
+ * to as many threads as the machine has cores (the caller's among them);
+ * inline when n is small or a thread cannot start.  fn must write disjoint
+ * memory for disjoint ranges. */
+void pt_parallel(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64_t), void *ctx);
+/* elements below which an elementwise kernel stays on one thread (measured:
+ * a thread's start and join cost about as much as 2^16 multiplications) */
+enum { PT_PARALLEL_GRAIN = 1 << 17 };
+
 /* ---- the kernels: value (record), vjp (reverse), jvp (tangent) ------------
  * value: e's value from its operands; vjp: g = e's adjoint into the
  * operands' adjoint buffers (x[j].adj, NULL: not needed); jvp: e's tangent

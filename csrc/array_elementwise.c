@@ -144,38 +144,6 @@ static void loop2(const pt_tape *t, const struct pt_arr *e, const struct pt_view
 
 /* ---- the kernels -------------------------------------------------------- */
 
-int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
-{
-    if (e->kind == PT_A_MAP1) {
-        map1_value(e->op, e->size, x[0].val, y);
-        return PT_OK;
-    }
-    struct pt_loop L;
-    loop2(t, e, x, &L);
-    PT_FOR_ROWS(&L, o, n, s, rows2_value(e->op, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], y + o[0]););
-    return PT_OK;
-}
-
-int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
-{
-    if (e->kind == PT_A_MAP1) {
-        if (x[0].adj)
-            map1_chain(e->op, e->size, x[0].val, e->val, g, x[0].adj);
-        return PT_OK;
-    }
-    struct pt_loop L;
-    loop2(t, e, x, &L);
-    for (int which = 0; which < 2; ++which) {
-        double *gx = x[which].adj;
-        if (!gx)
-            continue;
-        PT_FOR_ROWS(&L, o, n, s,
-                    rows2_chain(e->op, which, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
-                                g + o[0], gx + o[1 + which]););
-    }
-    return PT_OK;
-}
-
 /* the tangent: out[j] += dy/da * ta + dy/db * tb, the operands' tangents
  * read through their (broadcast) strides */
 PT_INLINE void row2_tangent(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb,
@@ -207,11 +175,105 @@ static void rows2_tangent(int op, int which, int64_t n, const double *pa, int64_
 #undef CALL
 }
 
+/* ---- one long row, split across cores (pt_parallel) ------------------------
+ * When the loop is a single row (same shapes, or a scalar operand), its
+ * elements are independent: chunks of it run on several threads.  Only an
+ * adjoint accumulated into a broadcast operand (stride 0) is not split. */
+struct row_job {
+    int op, mode, which;   /* mode: 0 value, 1 adjoint, 2 tangent (MAP1: which = -1) */
+    const double *pa, *pb, *py, *in;
+    int64_t sa, sb;
+    double *out;
+};
+
+enum { ROW_VALUE = 0, ROW_ADJOINT = 1, ROW_TANGENT = 2 };
+
+static void row_chunk(void *p, int64_t lo, int64_t hi)
+{
+    const struct row_job *j = p;
+    const int64_t n = hi - lo;
+    const double *pa = j->pa + lo * j->sa, *pb = j->pb ? j->pb + lo * j->sb : NULL, *py = j->py + lo;
+    if (j->which < 0) {  /* MAP1 */
+        if (j->mode == ROW_VALUE)
+            map1_value(j->op, n, pa, j->out + lo);
+        else
+            map1_chain(j->op, n, pa, py, j->in + lo, j->out + lo);
+        return;
+    }
+    const int64_t sx = j->which ? j->sb : j->sa;
+    switch (j->mode) {
+    case ROW_VALUE:
+        rows2_value(j->op, n, pa, j->sa, pb, j->sb, j->out + lo);
+        break;
+    case ROW_ADJOINT:  /* gx (stride sx = 1) += d * g */
+        rows2_chain(j->op, j->which, n, pa, j->sa, pb, j->sb, py, j->in + lo, j->out + lo * sx);
+        break;
+    default:           /* out += d * tx (tx read through stride sx) */
+        rows2_tangent(j->op, j->which, n, pa, j->sa, pb, j->sb, py, j->in + lo * sx, j->out + lo);
+        break;
+    }
+}
+
+static void run_row(struct row_job *j, int64_t n, int split)
+{
+    if (split)
+        pt_parallel(n, PT_PARALLEL_GRAIN, row_chunk, j);
+    else
+        row_chunk(j, 0, n);
+}
+
+int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
+{
+    if (e->kind == PT_A_MAP1) {
+        struct row_job j = {e->op, ROW_VALUE, -1, x[0].val, NULL, e->val, NULL, 1, 0, y};
+        run_row(&j, e->size, 1);
+        return PT_OK;
+    }
+    struct pt_loop L;
+    loop2(t, e, x, &L);
+    if (L.nd == 1) {
+        struct row_job j = {e->op, ROW_VALUE, 0, x[0].val, x[1].val, y, NULL, L.st[1][0], L.st[2][0], y};
+        run_row(&j, L.shape[0], 1);
+        return PT_OK;
+    }
+    PT_FOR_ROWS(&L, o, n, s, rows2_value(e->op, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], y + o[0]););
+    return PT_OK;
+}
+
+int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
+{
+    if (e->kind == PT_A_MAP1) {
+        if (x[0].adj) {
+            struct row_job j = {e->op, ROW_ADJOINT, -1, x[0].val, NULL, e->val, g, 1, 0, x[0].adj};
+            run_row(&j, e->size, 1);
+        }
+        return PT_OK;
+    }
+    struct pt_loop L;
+    loop2(t, e, x, &L);
+    for (int which = 0; which < 2; ++which) {
+        double *gx = x[which].adj;
+        if (!gx)
+            continue;
+        if (L.nd == 1) {  /* split unless gx is a broadcast scalar (every chunk would add to it) */
+            struct row_job j = {e->op, ROW_ADJOINT, which, x[0].val, x[1].val, e->val, g, L.st[1][0], L.st[2][0], gx};
+            run_row(&j, L.shape[0], L.st[1 + which][0] != 0);
+            continue;
+        }
+        PT_FOR_ROWS(&L, o, n, s,
+                    rows2_chain(e->op, which, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
+                                g + o[0], gx + o[1 + which]););
+    }
+    return PT_OK;
+}
+
 int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out)
 {
     if (e->kind == PT_A_MAP1) {
-        if (x[0].tan)
-            map1_chain(e->op, e->size, x[0].val, e->val, x[0].tan, out);
+        if (x[0].tan) {
+            struct row_job j = {e->op, ROW_TANGENT, -1, x[0].val, NULL, e->val, x[0].tan, 1, 0, out};
+            run_row(&j, e->size, 1);
+        }
         return PT_OK;
     }
     struct pt_loop L;
@@ -220,6 +282,11 @@ int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
         const double *tx = x[which].tan;
         if (!tx)
             continue;
+        if (L.nd == 1) {
+            struct row_job j = {e->op, ROW_TANGENT, which, x[0].val, x[1].val, e->val, tx, L.st[1][0], L.st[2][0], out};
+            run_row(&j, L.shape[0], 1);
+            continue;
+        }
         PT_FOR_ROWS(&L, o, n, s,
                     rows2_tangent(e->op, which, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
                                   tx + o[1 + which], out + o[0]););

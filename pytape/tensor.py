@@ -407,8 +407,9 @@ def _refuse_numpy_value(t):
 def _place_leaf(x, tape):
     """The handle of Tensor leaf x on ``tape`` (an array LEAF made on first use)."""
     s = x._hs
-    if s and s == tape._serial:
-        return x._hh
+    h = x._hh if s else -1
+    if s == tape._serial and x._hs == s:  # read twice: no other thread re-placed it meanwhile (as var.place)
+        return h
     if x._g is None:
         h = _native.arr_const(tape._c, x._v)
     else:
