@@ -745,22 +745,12 @@ def _array_function(self, func, types, args, kwargs):
 
 def _install():
     nat = _native
-    m2, m2vc, m2cv = nat.arr_map2, nat.arr_map2_vc, nat.arr_map2_cv
-    new = TensorResult
 
     def binary(code):
-        op = ROWS[nat.OP_NAMES[code]]
+        op = ROWS[nat.OP_NAMES[code]]  # its number-on-the-left case is the reflected operator's fast path
 
         def rop(a, b):  # b op a
-            if type(a) is new and (type(b) is float or type(b) is int):
-                h = m2cv(code, b, a._i)
-                if h >= 0:
-                    r = new()
-                    r._t = a._t
-                    r._i = h
-                    r._shape = None
-                    return r
-            return map2(code, b, a)
+            return op(b, a)
         return op, rop
 
     for dunder, name in (("add", "add"), ("sub", "sub"), ("mul", "mul"), ("truediv", "div"), ("pow", "pow"),
