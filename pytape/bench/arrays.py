@@ -408,7 +408,8 @@ ARRAY_SIZES = {
 # ---- the runner --------------------------------------------------------------------------
 
 class ArrayRow:
-    """One engine on one case and size: ns per repeat (total, and record/backward where split)."""
+    """One engine on one case and size: ns per call, one entry per sample: total (wall time of
+    the sample's calls, freeing each call's graph included), and record/backward where split."""
 
     def __init__(self, case, size, engine, nops):
         self.case, self.size, self.engine, self.nops = case, size, engine, nops
@@ -472,14 +473,18 @@ def run_arrays(cases, sizes, engines, repeat=5, log=None, sample_ns=20_000_000):
                             continue
                         rec = bwd = 0
                         m = inner[e.name]
+                        run, st, nd = e.run, states[e.name], case.ndiff
+                        t0 = time.perf_counter_ns()
                         for _ in range(m):
-                            _, a, b = e.run(fn, case.ndiff, states[e.name])
+                            _, a, b = run(fn, nd, st)  # the previous call's graph is freed here: timed too
                             rec = None if a is None else rec + a
                             bwd += b
+                        _ = None
+                        wall = time.perf_counter_ns() - t0
                     except Exception as exc:
                         row.note = f"{type(exc).__name__}: {str(exc)[:120]}"
                         continue
-                    row.total.append(((rec or 0) + bwd) / m)
+                    row.total.append(wall / m)
                     if rec is not None:
                         row.record.append(rec / m)
                         row.backward.append(bwd / m)
@@ -568,19 +573,49 @@ def tape_bytes(n_instr=1000, sizes=(1, 1000)):
 
 # ---- the command line's --arrays -------------------------------------------------------------
 
+def blas_threads(n):
+    """Set the threads of numpy's bundled OpenBLAS (pytape's and numpy's matmul) to n;
+    the previous count, or None where that OpenBLAS is not found.  The benchmark
+    runs every engine on one thread (torch too): on a shared machine a BLAS
+    waiting for a busy second core makes timings erratic."""
+    import ctypes
+    import glob
+    import os
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
+        try:
+            lib = ctypes.CDLL(path)
+            get, put = lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
+        except (OSError, AttributeError):
+            continue
+        put.argtypes = [ctypes.c_int]
+        old = get()
+        put(n)
+        return old
+    return None
+
+
 def main_arrays(mode, repeat, names, log, print_=print):
     """Run the array benchmarks of ``mode`` ('quick' or 'default'); 0 unless pytape failed."""
     engines, missing = available_array_engines(names)
+    threads = blas_threads(1)
     for n, why in missing.items():
         log(f"skipping {n}: {why}")
     sizes = ARRAY_SIZES["quick" if mode == "quick" else "default"]
-    rows = run_arrays(list(ARRAY_CASES), sizes, engines, repeat, log,
-                      sample_ns=2_000_000 if mode == "quick" else 20_000_000)
+    try:
+        rows = run_arrays(list(ARRAY_CASES), sizes, engines, repeat, log,
+                          sample_ns=2_000_000 if mode == "quick" else 20_000_000)
+    finally:
+        if threads is not None:
+            blas_threads(threads)
     from pytape import _native
     print_("engines: " + ", ".join(f"{e.name} {e.version}".rstrip() for e in engines)
            + "".join(f"; {n}: not installed" for n in missing))
-    print_(f"pytape's matmul: {_native.BLAS}; torch: 1 thread; float64 everywhere")
-    print_(f"times: ns per call (per operation for 'ops'), median of {repeat} samples (each the mean of back-to-back "
+    print_(f"pytape's matmul: {_native.BLAS}"
+           + ("" if threads is None else f", set to 1 thread (was {threads}) for pytape's and numpy's matmul")
+           + "; torch: 1 thread; jax: its own thread pool; float64 everywhere")
+    print_(f"times: ns per call (per operation for 'ops'; total = wall time, freeing the graph included), median of "
+           f"{repeat} samples (each the mean of back-to-back "
            f"calls filling {'2' if mode == 'quick' else '20'} ms) after a warm-up, engines interleaved; vs pytape = engine / pytape in the same run (> 1: pytape faster); numpy = the same "
            "forward and a hand-written backward with numpy's kernels")
     print_()
