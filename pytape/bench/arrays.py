@@ -12,9 +12,10 @@ hand-written numpy forward and backward (``np_ref``) also time it as the
 * ``ops``: a chain of 100 elementwise operations (``y*0.5``, ``+0.25``,
   ``sin``, ``tanh`` repeated; values stay in [-1, 1]) on n elements: time per
   operation, the per-instruction overhead;
-* ``bandwidth``: elementwise chain on 10**6 elements, sum along axis 0 and
-  max along axis 1 of a 1000 x 1000 array (against numpy's kernels and the
-  hand-written backward);
+* bandwidth: ``elementwise`` (x*0.5 + 0.25, sin, tanh, * x, sum) and
+  ``arithmetic`` (x*0.5 + 0.25, * x, - x*0.125, sum) on 10**6 elements,
+  ``sum(axis=0)`` and ``max(axis=1)`` of a 1000 x 1000 array (against
+  numpy's kernels and the hand-written backward);
 * ``blas``: ``A @ B`` (512 x 512), backward with a seed (against three numpy ``@``);
 * ``logreg``: the logistic-regression gradient (X 1000 x 10, sigmoid, mean log-loss);
 * ``mlp``: the same loss through a hidden layer of 16 tanh units.
@@ -36,7 +37,7 @@ import numpy as np
 
 import pytape
 
-__all__ = ["ARRAY_ENGINES", "ARRAY_CASES", "ARRAY_SIZES", "ArrayEngine", "ArrayRow", "get_array_engine",
+__all__ = ["ARRAY_ENGINES", "ARRAY_CASES", "ARRAY_SIZES", "ArrayEngine", "ArrayRow", "get_array_engine", "blas_threads",
            "available_array_engines", "run_arrays", "format_arrays", "tape_bytes", "main_arrays"]
 
 
@@ -280,6 +281,17 @@ def _wide_ref(inputs, seed):
     return [c + ga * 0.5]
 
 
+def _arith_f(xp, x):
+    return xp.sum((x * 0.5 + 0.25) * x - x * 0.125)
+
+
+def _arith_ref(inputs, seed):
+    (x,) = inputs
+    b = x * 0.5 + 0.25
+    np.sum(b * x - x * 0.125)
+    return [b + x * 0.5 - 0.125]   # d/dx of b*x (b + 0.5 x) and of -0.125 x
+
+
 def _sum_axis_f(xp, X, c):
     return xp.sum(xp.sum(X, axis=0) * c)
 
@@ -382,6 +394,8 @@ ARRAY_CASES = {
                 _chain_ref, nops=lambda n: 100),
     "elementwise": Case("elementwise", lambda n: f"5 ops, n={n:.0e}", lambda n: [np.linspace(-1.0, 1.0, n)], 1,
                         _wide_f, _wide_ref),
+    "arithmetic": Case("arithmetic", lambda n: f"5 ops, n={n:.0e}", lambda n: [np.linspace(-1.0, 1.0, n)], 1,
+                       _arith_f, _arith_ref),
     "sum(axis=0)": Case("sum(axis=0)", lambda n: f"{n}x{n}",
                         lambda n: [_rng().normal(size=(n, n)), np.linspace(0.5, 1.5, n)], 1, _sum_axis_f,
                         _sum_axis_ref),
@@ -398,9 +412,11 @@ ARRAY_CASES = {
 
 #: sizes per mode
 ARRAY_SIZES = {
-    "quick": {"ops": [10, 1000], "elementwise": [10**4], "sum(axis=0)": [100], "max(axis=1)": [100],
+    "quick": {"ops": [10, 1000], "elementwise": [10**4], "arithmetic": [10**4], "sum(axis=0)": [100],
+              "max(axis=1)": [100],
               "matmul": [64], "logreg": [1000], "mlp": [100]},
-    "default": {"ops": [1, 10, 100, 1000], "elementwise": [10**6], "sum(axis=0)": [1000], "max(axis=1)": [1000],
+    "default": {"ops": [1, 10, 100, 1000], "elementwise": [10**6], "arithmetic": [10**6], "sum(axis=0)": [1000],
+                "max(axis=1)": [1000],
                 "matmul": [512], "logreg": [1000], "mlp": [1000]},
 }
 
@@ -530,7 +546,8 @@ def format_arrays(rows):
     right = {3, 4, 5, 6}
 
     def fmt(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     lines = [fmt(head), fmt(["-" * w for w in widths])]
     prev = None
@@ -616,7 +633,8 @@ def main_arrays(mode, repeat, names, log, print_=print):
            + "; torch: 1 thread; jax: its own thread pool; float64 everywhere")
     print_(f"times: ns per call (per operation for 'ops'; total = wall time, freeing the graph included), median of "
            f"{repeat} samples (each the mean of back-to-back "
-           f"calls filling {'2' if mode == 'quick' else '20'} ms) after a warm-up, engines interleaved; vs pytape = engine / pytape in the same run (> 1: pytape faster); numpy = the same "
+           f"calls filling {'2' if mode == 'quick' else '20'} ms) after a warm-up, engines interleaved; "
+           "vs pytape = engine / pytape in the same run (> 1: pytape faster); numpy = the same "
            "forward and a hand-written backward with numpy's kernels")
     print_()
     print_(format_arrays(rows))
