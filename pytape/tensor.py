@@ -88,7 +88,7 @@ class Tensor(metaclass=_TensorType):
     >>> loss = np.mean(np.log(1.0 + np.exp(-(X @ w))))
     >>> loss.backward()
     >>> np.round(w.grad, 4)
-    array([-0.8853, -1.2869])
+    array([-0.8163, -1.2551])
     """
 
     __slots__ = ()

@@ -94,3 +94,38 @@ def test_deep_lets_recursive_engines_finish():
     row = table_rows(r.stdout)[("chain", "D=1000", "micrograd")]
     assert "RecursionError" not in " ".join(row) and row[-1].endswith("x"), row
     assert "recursion limit 10**6" in r.stdout
+
+
+def test_arrays_quick_prints_its_table():
+    r = run("bench", "--arrays", "--quick", "--repeat", "1", timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "machine:" in out and "pytape bench --arrays (quick)" in out
+    header = next(line for line in out.splitlines() if line.startswith("case"))
+    for col in ("engine", "record", "backward", "total", "vs pytape"):
+        assert col in header
+    cases = ("ops", "elementwise", "arithmetic", "sum(axis=0)", "max(axis=1)", "matmul", "logreg", "mlp")
+    rows = {}
+    for line in out.splitlines():
+        cells = line.split()
+        if cells and cells[0] in cases:
+            rows.setdefault(cells[0], {})[next(c for c in cells if c in ("pytape", "numpy", "torch", "autograd",
+                                                                          "jax", "jax-jit"))] = line
+    assert set(rows) == set(cases)
+    for case, engines in rows.items():
+        assert "pytape" in engines and "numpy" in engines, case
+        assert engines["numpy"].rstrip().endswith("x"), engines["numpy"]  # its ratio against pytape
+        for name in ("torch", "autograd", "jax"):  # optional engines: a row each when installed
+            try:
+                __import__(name)
+            except ImportError:
+                assert name not in engines and f"{name}: not installed" in out
+            else:
+                assert name in engines, (case, name)
+    assert "bytes per array instruction" in out and "scalar Var instruction" in out
+    assert "ops 100 ops, n=10: pytape" in r.stderr  # progress, one line per engine and size
+
+
+def test_arrays_rejects_scalar_engines():
+    r = run("bench", "--arrays", "--quick", "--engines", "micrograd")
+    assert r.returncode == 2 and "for --arrays" in r.stderr and r.stdout == ""

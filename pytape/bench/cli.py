@@ -12,6 +12,7 @@ import sys
 from .engines import ENGINES, EngineError, available_engines, load_engine
 from .runner import _ns, run_case
 from .workloads import WORKLOADS
+from .arrays import ARRAY_ENGINES, main_arrays
 
 __all__ = ["SIZES", "BIG", "format_table", "main"]
 
@@ -118,8 +119,13 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=5, metavar="N", help="repeats per case; medians are reported (default 5)")
     p.add_argument("--engine", action="append", default=[], metavar="MODULE:CLASS",
                    help="also benchmark your own micrograd-style Value class (every workload); repeatable")
-    p.add_argument("--engines", default=",".join(ENGINES), metavar="LIST",
-                   help=f"built-in engines to compare (default: {','.join(ENGINES)}; missing optional ones are skipped)")
+    p.add_argument("--engines", default=None, metavar="LIST",
+                   help=f"built-in engines to compare (default: {','.join(ENGINES)}; with --arrays: "
+                   f"{','.join(ARRAY_ENGINES)}; missing optional ones are skipped)")
+    p.add_argument("--arrays", action="store_true",
+                   help="benchmark pytape.Tensor (array instructions) against numpy's own kernels, PyTorch, "
+                   "HIPS autograd and JAX instead: per-op overhead, bandwidth, BLAS, logistic regression, "
+                   "MLP, tape bytes per instruction (with --quick: small sizes)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), metavar="LIST",
                    help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--no-gc", action="store_true",
@@ -132,6 +138,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
+    if args.arrays:
+        return _arrays(p, args)
+    if args.engines is None:
+        args.engines = ",".join(ENGINES)
     workloads = [w for w in args.workloads.split(",") if w]
     bad = [w for w in workloads if w not in WORKLOADS]
     if bad or not workloads:
@@ -199,6 +209,26 @@ def main(argv=None):
         print(f"note: {engine}: {note} ({detail}) in {', '.join(cases)}")
     failed = any(r.wrong or (r.engine == "pytape" and r.note) for r in rows)
     return 1 if failed else 0
+
+
+def _arrays(p, args):
+    """``--arrays``: the array benchmarks (pytape/bench/arrays.py)."""
+    if args.full or args.engine or args.deep:
+        p.error("--arrays takes --quick, --repeat and --engines only")
+    names = [n for n in (args.engines or ",".join(ARRAY_ENGINES)).split(",") if n]
+    bad = [n for n in names if n not in ARRAY_ENGINES]
+    if bad or not names:
+        p.error(f"--engines: {'unknown ' + ', '.join(bad) if bad else 'an empty list'} for --arrays; "
+                f"choose from {', '.join(ARRAY_ENGINES)}")
+    mode = "quick" if args.quick else "default"
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    print(f"pytape bench --arrays ({mode}), {started}")
+    print(f"machine: {_machine()}")
+    return main_arrays(mode, args.repeat, names, log)
 
 
 if __name__ == "__main__":
