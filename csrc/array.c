@@ -6,11 +6,13 @@
  * it grows the pools, allocates the value, computes it, and only then
  * appends the entry and the instruction.  A failure anywhere leaves the
  * tape as it was. */
+#define _DEFAULT_SOURCE  /* madvise, posix_memalign */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include "array.h"
 
 int pt_array_op(void) { return PT_ARRAY; }
@@ -73,6 +75,84 @@ void pt_broadcast_strides(int32_t nd, int32_t xnd, const int64_t *xshape, int64_
         const int32_t e = d - (nd - xnd);
         st[d] = (e < 0 || xshape[e] == 1) ? 0 : c[e];
     }
+}
+
+/* ---- the memory of array buffers ----------------------------------------------
+ * A fresh large block costs a page fault per 4 KB page at its first touch
+ * (measured by the benchmarks: recording x * 0.5 on 10^6 elements took 3.2
+ * ns per element in fresh memory, 0.37 in reused memory; numpy's own loop
+ * 0.29).  So buffers of CACHE_MIN bytes or more that a freed tape gives
+ * back are kept, up to CACHE_BYTES in all, and handed to the next buffer
+ * that fits (a training loop makes the same sizes every step); fresh ones
+ * of HUGE bytes or more are aligned to 2 MB and asked to be backed by
+ * transparent huge pages (one fault per 2 MB), as numpy does. */
+enum { CACHE_SLOTS = 64 };
+#define CACHE_MIN ((size_t)1 << 17)
+#define CACHE_BYTES ((size_t)256 << 20)
+#define HUGE ((size_t)4 << 20)
+
+static struct cached { double *p; int64_t n; } cache[CACHE_SLOTS];
+static int ncache;
+static size_t cached_bytes;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void cache_fork_prepare(void) { pthread_mutex_lock(&cache_lock); }
+static void cache_fork_done(void) { pthread_mutex_unlock(&cache_lock); }
+
+__attribute__((constructor)) static void install_cache_fork_handlers(void)
+{
+    pthread_atfork(cache_fork_prepare, cache_fork_done, cache_fork_done);
+}
+
+double *pt_arr_alloc(int64_t n)
+{
+    const size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(double);
+    if (bytes < CACHE_MIN)
+        return malloc(bytes);
+    double *p = NULL;
+    pthread_mutex_lock(&cache_lock);
+    int best = -1;
+    for (int k = 0; k < ncache; ++k)  /* the smallest that fits, wasting at most half */
+        if (cache[k].n >= n && cache[k].n / 2 <= n && (best < 0 || cache[k].n < cache[best].n))
+            best = k;
+    if (best >= 0) {
+        p = cache[best].p;
+        cached_bytes -= (size_t)cache[best].n * sizeof(double);
+        cache[best] = cache[--ncache];
+    }
+    pthread_mutex_unlock(&cache_lock);
+    if (p)
+        return p;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= HUGE) {
+        void *q;
+        if (posix_memalign(&q, (size_t)2 << 20, bytes))
+            return NULL;
+        madvise(q, bytes, MADV_HUGEPAGE);  /* advice only: no error to handle */
+        return q;
+    }
+#endif
+    return malloc(bytes);
+}
+
+void pt_arr_release(double *p, int64_t n)
+{
+    const size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(double);
+    if (!p)
+        return;
+    if (bytes >= CACHE_MIN && bytes <= CACHE_BYTES) {
+        pthread_mutex_lock(&cache_lock);
+        while (ncache && (ncache == CACHE_SLOTS || cached_bytes + bytes > CACHE_BYTES)) {
+            free(cache[0].p);  /* the oldest goes */
+            cached_bytes -= (size_t)cache[0].n * sizeof(double);
+            memmove(cache, cache + 1, (size_t)--ncache * sizeof *cache);
+        }
+        cache[ncache++] = (struct cached){p, n};
+        cached_bytes += bytes;
+        pthread_mutex_unlock(&cache_lock);
+        return;
+    }
+    free(p);
 }
 
 enum { MAX_THREADS = 16 };
@@ -233,7 +313,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
     if (e->npar)
         memcpy(t->ar_par + e->par, par, (size_t)e->npar * sizeof *par);
     e->adj = e->tan = NULL;
-    e->val = malloc((size_t)(e->size ? e->size : 1) * sizeof(double));
+    e->val = pt_arr_alloc(e->size);
     if (!e->val)
         return PT_E_NOMEM;
     if (data) {
@@ -243,7 +323,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
         struct pt_view x[8] = {{0}};
         struct pt_view *xs = e->nargs <= 8 ? x : malloc((size_t)e->nargs * sizeof *xs);
         if (!xs) {
-            free(e->val);
+            pt_arr_release(e->val, e->size);
             return PT_E_NOMEM;
         }
         for (int j = 0; j < e->nargs; ++j)
@@ -252,7 +332,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
         if (xs != x)
             free(xs);
         if (st) {
-            free(e->val);
+            pt_arr_release(e->val, e->size);
             return st;
         }
     }
@@ -322,7 +402,7 @@ static int32_t broadcast(int32_t na, const int64_t *sa, int32_t nb, const int64_
     return n;
 }
 
-static int64_t record_map(pt_tape *t, int kind, int op, int64_t sa, int64_t sb)
+static int64_t record_map(pt_tape *t, int kind, int op, int64_t sa, int64_t sb, const double *value)
 {
     const int expect = kind == PT_A_MAP1 ? PT_KIND_UNARY : PT_KIND_VV;
     if (pt_op_kind(op) != expect)
@@ -344,7 +424,7 @@ static int64_t record_map(pt_tape *t, int kind, int op, int64_t sa, int64_t sb)
     e.op = op;
     e.nargs = kind == PT_A_MAP1 ? 1 : 2;
     e.size = shape_size(e.ndim, shape);
-    return append(t, &e, shape, args, NULL, NULL);
+    return append(t, &e, shape, args, NULL, value);
 }
 
 int64_t pt_arr_map1(int op, int64_t ha)
@@ -354,7 +434,17 @@ int64_t pt_arr_map1(int op, int64_t ha)
     if (!t)
         return s;
     const int64_t ia = operand_slot(t, ha);
-    return ia < 0 ? PT_E_SLOT : record_map(t, PT_A_MAP1, op, ia, 0);
+    return ia < 0 ? PT_E_SLOT : record_map(t, PT_A_MAP1, op, ia, 0, NULL);
+}
+
+int64_t pt_arr_map1_given(int op, int64_t ha, const double *value)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(ha, &s);
+    if (!t)
+        return s;
+    const int64_t ia = operand_slot(t, ha);
+    return ia < 0 ? PT_E_SLOT : record_map(t, PT_A_MAP1, op, ia, 0, value);
 }
 
 int64_t pt_arr_map2(int op, int64_t ha, int64_t hb)
@@ -366,7 +456,7 @@ int64_t pt_arr_map2(int op, int64_t ha, int64_t hb)
     if ((ha ^ hb) & (((int64_t)1 << PT_ID_BITS) - 1))
         return PT_E_TAPES;
     const int64_t ia = operand_slot(t, ha), ib = operand_slot(t, hb);
-    return (ia < 0 || ib < 0) ? PT_E_SLOT : record_map(t, PT_A_MAP2, op, ia, ib);
+    return (ia < 0 || ib < 0) ? PT_E_SLOT : record_map(t, PT_A_MAP2, op, ia, ib, NULL);
 }
 
 int64_t pt_arr_map2_vc(int op, int64_t ha, double b)
@@ -379,7 +469,7 @@ int64_t pt_arr_map2_vc(int op, int64_t ha, double b)
     if (ia < 0)
         return PT_E_SLOT;
     const int64_t k = pt_append_const(t, b);  /* shared with scalar constants */
-    return k < 0 ? k : record_map(t, PT_A_MAP2, op, ia, -1 - k);
+    return k < 0 ? k : record_map(t, PT_A_MAP2, op, ia, -1 - k, NULL);
 }
 
 int64_t pt_arr_map2_cv(int op, double a, int64_t hb)
@@ -392,7 +482,7 @@ int64_t pt_arr_map2_cv(int op, double a, int64_t hb)
     if (ib < 0)
         return PT_E_SLOT;
     const int64_t k = pt_append_const(t, a);
-    return k < 0 ? k : record_map(t, PT_A_MAP2, op, -1 - k, ib);
+    return k < 0 ? k : record_map(t, PT_A_MAP2, op, -1 - k, ib, NULL);
 }
 
 /* the checks of pt_arr_record by kind; fills e's shape (derived ones) */
@@ -591,7 +681,7 @@ double *pt_arr_adj_buffer(pt_tape *t, int64_t s)
     if (o->kind == PT_A_CONST)
         return NULL;
     if (t->adj[s] == 0.0) {  /* the first contribution of this sweep */
-        if (!o->adj && !(o->adj = malloc((size_t)(o->size ? o->size : 1) * sizeof(double))))
+        if (!o->adj && !(o->adj = pt_arr_alloc(o->size)))
             return NULL;
         memset(o->adj, 0, (size_t)o->size * sizeof(double));
         t->adj[s] = 1.0;
@@ -675,7 +765,7 @@ int pt_array_jvp(pt_tape *t, int64_t i)
     int st = PT_OK;
     t->tan[i] = 0.0;
     if (any) {
-        if (!e->tan && !(e->tan = malloc((size_t)(e->size ? e->size : 1) * sizeof(double))))
+        if (!e->tan && !(e->tan = pt_arr_alloc(e->size)))
             st = PT_E_NOMEM;
         else {
             memset(e->tan, 0, (size_t)e->size * sizeof(double));
@@ -702,9 +792,9 @@ void pt_array_leaf_grads(pt_tape *t, int64_t m)
 void pt_array_free(pt_tape *t)
 {
     for (int64_t k = 0; k < t->nar; ++k) {
-        free(t->ar[k].val);
-        free(t->ar[k].adj);
-        free(t->ar[k].tan);
+        pt_arr_release(t->ar[k].val, t->ar[k].size);
+        pt_arr_release(t->ar[k].adj, t->ar[k].size);
+        pt_arr_release(t->ar[k].tan, t->ar[k].size);
     }
     free(t->ar);
     free(t->ar_dim);

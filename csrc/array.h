@@ -126,6 +126,11 @@ void pt_broadcast_strides(int32_t nd, int32_t xnd, const int64_t *xshape, int64_
         }                                                                     \
     } while (0)
 
+/* the memory of array buffers (values, adjoints, tangents) of n doubles:
+ * NULL when it cannot be had; released with its element count */
+double *pt_arr_alloc(int64_t n);
+void pt_arr_release(double *p, int64_t n);
+
 /* fn(ctx, lo, hi) over [0, n) in chunks of at least `grain` elements, on up
  * to as many threads as the machine has cores (the caller's among them);
  * inline when n is small or a thread cannot start.  fn must write disjoint

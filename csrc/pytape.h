@@ -310,6 +310,9 @@ int pt_array_op(void);
 int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data);
 int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad);
 int64_t pt_arr_map1(int op, int64_t ha);
+/* the same instruction as pt_arr_map1, its value given (numpy's SIMD loop
+ * computed it: pytape/array_ops.py; as many doubles as the operand has) */
+int64_t pt_arr_map1_given(int op, int64_t ha, const double *value);
 int64_t pt_arr_map2(int op, int64_t ha, int64_t hb);
 int64_t pt_arr_map2_vc(int op, int64_t ha, double b);
 int64_t pt_arr_map2_cv(int op, double a, int64_t hb);

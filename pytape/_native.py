@@ -393,6 +393,12 @@ arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2,
 _shape_buf = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
 
 
+def arr_map1_given(code, h, value):
+    """A MAP1 instruction on handle h whose value is the float64 C-contiguous
+    array ``value`` (of the operand's size), computed by the caller."""
+    return lib.pt_arr_map1_given(code, h, _f64(value))
+
+
 def arr_shape(h):
     """The shape of the array instruction of handle h (() for a scalar slot)."""
     n = lib.pt_arr_shape(h, _shape_buf)
@@ -473,15 +479,20 @@ def tangent_sweep_arrays(tape, slots, seeds, aslots, aseeds):
           "tangent", tape)
 
 
+def _numpy_openblas():
+    """The paths of the OpenBLAS libraries numpy's wheels bundle (numpy.libs)."""
+    import glob
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    return sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*")))
+
+
 def _find_dgemm():
     """A BLAS dgemm already in this process, as (address, ilp64, where): the
     OpenBLAS that numpy's wheels bundle (numpy.libs, 64-bit integers, symbol
     scipy_dgemm_64_), else scipy's (scipy.linalg.cython_blas exports its
     function pointers as capsules), else None: pytape's own loops."""
     import ctypes
-    import glob
-    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
+    for path in _numpy_openblas():
         for symbol, ilp64 in (("scipy_dgemm_64_", True), ("dgemm_64_", True)):
             try:
                 f = getattr(ctypes.CDLL(path), symbol)
@@ -498,6 +509,24 @@ def _find_dgemm():
     name = ctypes.pythonapi.PyCapsule_GetName
     name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     return get(capsule, name(capsule)), False, "scipy.linalg.cython_blas"
+
+
+def blas_threads(n):
+    """Set the threads of numpy's bundled OpenBLAS (pytape's and numpy's matrix
+    products) to n; the previous count, or None where that OpenBLAS is not
+    found (the benchmarks run every engine on one thread)."""
+    import ctypes
+    for path in _numpy_openblas():
+        try:
+            so = ctypes.CDLL(path)
+            get, put = so.scipy_openblas_get_num_threads64_, so.scipy_openblas_set_num_threads64_
+        except (OSError, AttributeError):
+            continue
+        put.argtypes = [ctypes.c_int]
+        old = get()
+        put(n)
+        return old
+    return None
 
 
 def use_blas(found):

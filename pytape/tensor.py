@@ -29,6 +29,7 @@ primitives.
 >>> x.grad
 array([2., 4., 6.])
 """
+import math
 import numbers
 
 import numpy as np
@@ -105,7 +106,7 @@ class Tensor(metaclass=_TensorType):
     @property
     def size(self):
         """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def dtype(self):
@@ -519,9 +520,23 @@ def _finish(tape, h, fn, xs, what, broadcast=False):
 
 # ---- the primitives: one instruction each --------------------------------------------
 
+#: rows whose values numpy's SIMD loops compute 4-20x faster than the rows'
+#: libm calls (measured on 10^5 elements, kernels only, in one process):
+#: from NUMPY_VALUES_FROM elements on, their values come from numpy (equal to
+#: numpy's bit for bit, within numpy's stated few ulps of the scalar rows);
+#: their derivatives stay the rows' (in terms of the recorded value y)
+NUMPY_VALUES = {_native.OPCODES[name]: f for name, f in (
+    ("cbrt", np.cbrt), ("exp", np.exp), ("exp2", np.exp2), ("expm1", np.expm1), ("log", np.log), ("log2", np.log2),
+    ("log10", np.log10), ("log1p", np.log1p), ("tan", np.tan), ("asin", np.arcsin), ("acos", np.arccos),
+    ("atan", np.arctan), ("sinh", np.sinh), ("cosh", np.cosh), ("tanh", np.tanh), ("asinh", np.arcsinh),
+    ("atanh", np.arctanh))}
+NUMPY_VALUES_FROM = 512
+
+
 def map1(code, x):
     """The unary op-table row ``code`` elementwise over x (a MAP1 instruction)."""
-    if type(x) is TensorResult:
+    fast = NUMPY_VALUES.get(code)
+    if type(x) is TensorResult and (fast is None or x.size < NUMPY_VALUES_FROM):
         h = _native.arr_map1(code, x._i)
         if h >= 0:
             return _result(x._t, h)
@@ -533,7 +548,12 @@ def map1(code, x):
         return _native.evaluate(code, c)
     if h < 0:
         _native.check(h, "record", t._c)
-    return _finish(t, _native.arr_map1(code, h), lambda a: map1(code, a), (x,), f"pytape.{_native.OP_NAMES[code]}")
+    if fast is not None and isinstance(x, Tensor) and x.size >= NUMPY_VALUES_FROM:
+        with np.errstate(all="ignore"):
+            r = _native.arr_map1_given(code, h, np.ascontiguousarray(fast(x._v if type(x) is TensorLeaf else x.value)))
+    else:
+        r = _native.arr_map1(code, h)
+    return _finish(t, r, lambda a: map1(code, a), (x,), f"pytape.{_native.OP_NAMES[code]}")
 
 
 def map2(code, a, b):

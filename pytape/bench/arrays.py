@@ -36,8 +36,9 @@ from typing import Any, Callable, List, NamedTuple, Optional
 import numpy as np
 
 import pytape
+from pytape import _native
 
-__all__ = ["ARRAY_ENGINES", "ARRAY_CASES", "ARRAY_SIZES", "ArrayEngine", "ArrayRow", "get_array_engine", "blas_threads",
+__all__ = ["ARRAY_ENGINES", "ARRAY_CASES", "ARRAY_SIZES", "ArrayEngine", "ArrayRow", "get_array_engine",
            "available_array_engines", "run_arrays", "format_arrays", "tape_bytes", "main_arrays"]
 
 
@@ -590,32 +591,10 @@ def tape_bytes(n_instr=1000, sizes=(1, 1000)):
 
 # ---- the command line's --arrays -------------------------------------------------------------
 
-def blas_threads(n):
-    """Set the threads of numpy's bundled OpenBLAS (pytape's and numpy's matmul) to n;
-    the previous count, or None where that OpenBLAS is not found.  The benchmark
-    runs every engine on one thread (torch too): on a shared machine a BLAS
-    waiting for a busy second core makes timings erratic."""
-    import ctypes
-    import glob
-    import os
-    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
-        try:
-            lib = ctypes.CDLL(path)
-            get, put = lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
-        except (OSError, AttributeError):
-            continue
-        put.argtypes = [ctypes.c_int]
-        old = get()
-        put(n)
-        return old
-    return None
-
-
 def main_arrays(mode, repeat, names, log, print_=print):
     """Run the array benchmarks of ``mode`` ('quick' or 'default'); 0 unless pytape failed."""
     engines, missing = available_array_engines(names)
-    threads = blas_threads(1)
+    threads = _native.blas_threads(1)
     for n, why in missing.items():
         log(f"skipping {n}: {why}")
     sizes = ARRAY_SIZES["quick" if mode == "quick" else "default"]
@@ -624,8 +603,7 @@ def main_arrays(mode, repeat, names, log, print_=print):
                           sample_ns=2_000_000 if mode == "quick" else 20_000_000)
     finally:
         if threads is not None:
-            blas_threads(threads)
-    from pytape import _native
+            _native.blas_threads(threads)
     print_("engines: " + ", ".join(f"{e.name} {e.version}".rstrip() for e in engines)
            + "".join(f"; {n}: not installed" for n in missing))
     print_(f"pytape's matmul: {_native.BLAS}"
