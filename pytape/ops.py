@@ -175,6 +175,10 @@ def where(cond, a, b):
     >>> y.backward(); y.value, x.grad
     (0.0, 0.0)
     """
+    from .tensor import Tensor
+    if any(isinstance(z, Tensor) for z in (cond, a, b)):  # arrays on the tape: one where_t + where_f pair
+        from .array_ops import where as array_where
+        return array_where(cond, a, b)
     if any(isinstance(z, np.ndarray) and z.ndim > 0 for z in (cond, a, b)):
         return map_objects(where, cond, a, b)
     if isinstance(cond, Var) and (cond.requires_grad or not cond.is_leaf):
