@@ -457,7 +457,7 @@ class TensorRecording(Program):
                 if not a:
                     self._slots[j] = slot_on(next(vs), self.tape)
             if any(id(c) not in own_cells for c in self.tape._cells):
-                raise TypeError(f"f uses a pytape.Tensor that requires grad and is not one of its arguments "
+                raise TypeError(f"f uses a Tensor leaf that requires grad and is not one of its arguments "
                                 f"({api} would add to its .grad): pass it as an argument (argnums) or "
                                 f"detach() it")
             if has_aux:
@@ -529,7 +529,7 @@ class TensorRecording(Program):
                 if self.kind == "array":
                     _native.backward_array(c, self._out, np.ascontiguousarray(seeds[r], dtype=np.float64), True)
                 else:
-                    _native.check(c.backward(self._out, float(seeds[r][0]), True), "backward", c)
+                    c.backward(self._out, float(seeds[r][0]), True)
             for j in range(len(self.sizes)):
                 results[j][r] = self._adjoint(j)
         return results
