@@ -52,7 +52,8 @@ _TENSOR_F = contextvars.ContextVar("pytape_tensor_f", default=False)
 #: arrays as operands begin: Tensors and Vars meeting in numpy's object arrays,
 #: which the object-array recording does right (f is recorded again on it)
 _TO_OBJECTS = ("numpy converted a recorded Tensor to a plain array",
-               "pytape: an object array (of Vars?) cannot be an operand")
+               "pytape: an object array (of Vars?) cannot be an operand",
+               "(custom primitives are scalar functions)")  # a primitive maps over object arrays
 
 _HINT = ("; pytape.{api} gave f its array arguments as pytape.Tensor (one instruction per numpy operation): "
          "pass elementwise=True to {api} to give f object arrays of Vars instead (one instruction per element, "
@@ -115,7 +116,7 @@ class _Call:
                 self.out_tree = None
             except TypeError as exc:
                 msg = str(exc)
-                if msg.startswith(_TO_OBJECTS):  # np.array([t0, t1]) of Tensors, Vars in a list with Tensors
+                if any(p in msg for p in _TO_OBJECTS):  # np.array([t0, t1]) of Tensors, Vars in a list with Tensors
                     self.out_tree = None
                 elif "pytape.Tensor" in msg:
                     raise TypeError(msg + _HINT.format(api=api.replace("pytape.", ""))) from exc
