@@ -18,10 +18,13 @@ import numbers
 
 import numpy as np
 
+from . import _native
 from .anomaly import explain
+from .array_ops import _concatenate, _stack, reshape
 from .ops import var_array
 from .errors import MixedTapesError, OuterVar
 from .tape import Tape, enable_grad
+from .tensor import Tensor, TensorLeaf, TensorResult, _place_leaf
 from .var import Result, Var, arguments, place, slot_on, value_of
 
 __all__ = ["Program", "Recording", "TensorRecording", "NeedsElements", "ArgName", "as_float_array", "check_argnums", "object_array", "scalar_output"]
@@ -422,7 +425,6 @@ class TensorRecording(Program):
     """
 
     def __init__(self, f, args, argnums, has_aux=False, api="pytape.grad", names=None):
-        from .tensor import TensorLeaf, _place_leaf
         self.single, self.argnums = check_argnums(argnums, api, len(args))
         args = list(args)
         self.shapes, self.scalar_in, self.sizes, self._slots, self._is_array = [], [], [], [], []
@@ -439,9 +441,8 @@ class TensorRecording(Program):
                     leaf = TensorLeaf._make(np.array(arr, dtype=np.float64, order="C"), True)
                     h = _place_leaf(leaf, self.tape)
                     if h < 0:
-                        from . import _native
                         _native.check(h, "record", self.tape._c)
-                    self._slots.append(h >> _id_bits())
+                    self._slots.append(h >> _native.ID_BITS)
                 own_cells.add(id(leaf._g))
                 self.shapes.append(arr.shape)
                 self.scalar_in.append(scalar)
@@ -467,7 +468,6 @@ class TensorRecording(Program):
             self._outputs(out)
 
     def _outputs(self, out):
-        from .tensor import Tensor, TensorLeaf, TensorResult
         out = _as_output(out)
         if isinstance(out, Tensor):
             if type(out) is TensorLeaf:
@@ -483,7 +483,7 @@ class TensorRecording(Program):
             if type(out) is Result and out._t is not self.tape:
                 raise NeedsElements("f returned a Var recorded on another tape")
         if isinstance(out, TensorResult):
-            self.kind, self._out = "array", out._i >> _id_bits()
+            self.kind, self._out = "array", out._i >> _native.ID_BITS
             self.out_shape = tuple(out.shape)
             v = np.array(out.value)
         elif type(out) is Result:
@@ -507,7 +507,6 @@ class TensorRecording(Program):
         raise NotImplementedError("a Tensor recording has one slot per argument, not per element")
 
     def _adjoint(self, j):
-        from . import _native
         c = self.tape._c
         if not self._is_array[j]:
             return np.array([c.adjoint(self._slots[j])])
@@ -516,7 +515,6 @@ class TensorRecording(Program):
 
     def rows(self, seeds):
         """seeds (q, nout) -> [(q, nin_j) per argument]: one reverse sweep per row."""
-        from . import _native
         q = seeds.shape[0]
         results = [np.zeros((q, size)) for size in self.sizes]
         if self.kind == "constant":
@@ -536,7 +534,6 @@ class TensorRecording(Program):
 
     def _tangent(self, vectors):
         """The output's tangent (flat) for one tangent vector per argument (flat, or None: zero)."""
-        from . import _native
         n = len(self.out_slots)
         if self.kind == "constant":
             return np.zeros(n)
@@ -577,11 +574,6 @@ class TensorRecording(Program):
         raise NeedsElements("second order on a Tensor recording")
 
 
-def _id_bits():
-    from . import _native
-    return _native.ID_BITS
-
-
 def _as_output(out):
     """f's output with lists, tuples and object arrays holding Tensors or
     Vars made one Tensor (numpy's stacking, one CONCAT); anything else as it is."""
@@ -594,15 +586,12 @@ def _as_output(out):
     parts = []
     if not _pieces(out, parts):
         return out
-    from .array_ops import _concatenate, reshape
     return reshape(_concatenate(parts), shape) if parts else np.zeros(shape)
 
 
 def _pieces(out, parts):
     """out's elements in C order as 1-d pieces (Tensors, float arrays) into
     parts; True if one of them is recorded (a Tensor or a Var)."""
-    from .tensor import Tensor
-    from .array_ops import _stack, reshape
     if isinstance(out, Tensor):
         parts.append(reshape(out, (-1,)))
         return True
@@ -620,7 +609,6 @@ def _pieces(out, parts):
 
 def _shape_probe(out):
     """out with each Tensor replaced by a probe of its shape (numpy's shape of a nested list)."""
-    from .tensor import Tensor
     if isinstance(out, (list, tuple)):
         return [_shape_probe(y) for y in out]
     if isinstance(out, np.ndarray) and out.dtype == object:
