@@ -4,13 +4,25 @@
 
 Each records ``f`` once on a fresh tape (its inputs become leaves) and then
 runs C sweeps over that tape (pytape/program.py): a reverse sweep gives a row
-of the Jacobian, a tangent sweep a column, and the block sweeps take up to 64
-rows or columns per pass.  An argument is a pytree (pytape/trees.py): nested
-tuples, lists and dicts whose leaves are real numbers or numpy arrays of any
-shape (anything else raises ``TypeError`` naming the argument:
-``pytape.program.as_float_array``); an array reaches ``f`` as a numpy object
-array of ``Var`` s, so numpy code such as ``np.sum(np.sin(x) ** 2)``
-differentiates unchanged.  Results follow numpy shapes (a Jacobian has shape
+of the Jacobian, a tangent sweep a column.  An argument is a pytree
+(pytape/trees.py): nested tuples, lists and dicts whose leaves are real
+numbers or numpy arrays of any shape (anything else raises ``TypeError``
+naming the argument: ``pytape.program.as_float_array``), so numpy code such
+as ``np.sum(np.sin(x) ** 2)`` differentiates unchanged.
+
+Which arrays ``f`` gets: the first-order transformations (grad,
+value_and_grad, vjp, jvp, jacobian, jacfwd, jacrev) at top level give it
+``pytape.Tensor`` leaves for array arguments, numbers staying ``Var`` s
+(``program.TensorRecording``: one instruction per numpy operation; a reverse
+sweep seeded with an array, a tangent sweep seeded with arrays).  Object
+arrays of ``Var`` s (``program.Recording``, block sweeps of up to 64 rows or
+columns per pass) are used with ``elementwise=True``, for ``hessian`` and
+``hvp``, when nested (pytape/nested.py), and when a Tensor recording of f
+meets what only they do: a transformation or a custom primitive inside f, a
+``Var`` from outside its arguments, Tensors inside numpy object arrays
+(``np.array([t[0], t[1]])``), or a tape without a handle id; then f runs
+again on object arrays.  A numpy function without an array rule raises its
+``TypeError``, with a hint to pass ``elementwise=True``.  Results follow numpy shapes (a Jacobian has shape
 ``out.shape + in.shape``), the argument's tree, and the dtype of a float
 array or numpy float scalar argument (the tape computes in float64).
 

@@ -273,3 +273,17 @@ def test_nested_inside_an_object_recording_gets_object_arrays(monkeypatch):
     f = lambda x: np.sum(pytape.grad(lambda y: np.sum(y ** 3))(x) * x)  # noqa: E731
     g = pytape.grad(f, elementwise=True)(np.array([1.0, 2.0]))
     assert [float(e) for e in g] == [9.0, 36.0] and seen == []
+
+
+def test_with_more_tapes_alive_than_handle_ids_f_gets_object_arrays():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # the slow-path warning of the 64th tape
+        tapes = [pytape.Tape() for _ in range(2 ** pytape._native.ID_BITS)]
+        w = np.array([0.1, -0.3, 0.2])
+        g = pytape.grad(logistic_loss)(w)
+        with tapes[-1]:
+            with pytest.raises(RuntimeError, match="no handle id"):
+                np.exp(pytape.Tensor([1.0]))
+    del tapes
+    assert np.allclose(g, pytape.grad(logistic_loss)(w), rtol=1e-12)
