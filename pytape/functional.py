@@ -141,6 +141,12 @@ class _Call:
                 self.rec = Recording(target, f_args, f_argnums, has_aux, api=api, sealed=recording, names=names)
             except OuterVar:  # f uses a Var from outside: record it again, on the outer tape
                 self.nested = True
+            except TypeError as exc:
+                if _TO_OBJECTS[1] in str(exc):  # f's object arrays met a Tensor f did not make
+                    raise TypeError(f"{exc}; here f combines its arguments with a pytape.Tensor from outside "
+                                    f"them (a result of another tape): pass it as an argument of f, or "
+                                    f"detach() it") from exc
+                raise
         if self.nested:
             self.rec = NestedRecording(target, f_args, f_argnums, has_aux, api=api, names=names)
 

@@ -224,6 +224,10 @@ def test_unknown_numpy_functions_raise_with_a_hint():
         w = pytape.Tensor([1.0, 2.0])
         pytape.grad(lambda v: np.sum(v * w))(np.array([1.0, 1.0]))
     assert pytape.grad(lambda v: np.sum(v * w.detach()))(np.array([1.0, 1.0])).tolist() == [1.0, 2.0]
+    c = w * 2.0   # a result of another tape
+    with pytest.raises(TypeError, match="pytape.Tensor from outside"):
+        pytape.grad(lambda v: np.sum(v * c))(np.array([1.0, 1.0]))
+    assert pytape.grad(lambda v: np.sum(v * c.detach()))(np.array([1.0, 1.0])).tolist() == [2.0, 4.0]
 
 
 def test_under_no_grad_the_transformations_still_differentiate():
