@@ -387,6 +387,8 @@ ARRAY_KINDS = {name: getattr(lib, "PT_A_" + name) for name in
                 "CONCAT")}
 ARRAY_MAX_DIMS = lib.PT_ARRAY_MAX_DIMS
 E_SHAPE = lib.PT_E_SHAPE
+#: an array operation on a tape without a handle id (more tapes alive than ids)
+E_HANDLE = lib.PT_E_HANDLE
 #: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
 #: (code, ha, double), (code, double, hb)
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv

@@ -4,13 +4,25 @@
 
 Each records ``f`` once on a fresh tape (its inputs become leaves) and then
 runs C sweeps over that tape (pytape/program.py): a reverse sweep gives a row
-of the Jacobian, a tangent sweep a column, and the block sweeps take up to 64
-rows or columns per pass.  An argument is a pytree (pytape/trees.py): nested
-tuples, lists and dicts whose leaves are real numbers or numpy arrays of any
-shape (anything else raises ``TypeError`` naming the argument:
-``pytape.program.as_float_array``); an array reaches ``f`` as a numpy object
-array of ``Var`` s, so numpy code such as ``np.sum(np.sin(x) ** 2)``
-differentiates unchanged.  Results follow numpy shapes (a Jacobian has shape
+of the Jacobian, a tangent sweep a column.  An argument is a pytree
+(pytape/trees.py): nested tuples, lists and dicts whose leaves are real
+numbers or numpy arrays of any shape (anything else raises ``TypeError``
+naming the argument: ``pytape.program.as_float_array``), so numpy code such
+as ``np.sum(np.sin(x) ** 2)`` differentiates unchanged.
+
+Which arrays ``f`` gets: the first-order transformations (grad,
+value_and_grad, vjp, jvp, jacobian, jacfwd, jacrev) at top level give it
+``pytape.Tensor`` leaves for array arguments, numbers staying ``Var`` s
+(``program.TensorRecording``: one instruction per numpy operation; a reverse
+sweep seeded with an array, a tangent sweep seeded with arrays).  Object
+arrays of ``Var`` s (``program.Recording``, block sweeps of up to 64 rows or
+columns per pass) are used with ``elementwise=True``, for ``hessian`` and
+``hvp``, when nested (pytape/nested.py), and when a Tensor recording of f
+meets what only they do: a transformation or a custom primitive inside f, a
+``Var`` from outside its arguments, Tensors inside numpy object arrays
+(``np.array([t[0], t[1]])``), or a tape without a handle id; then f runs
+again on object arrays.  A numpy function without an array rule raises its
+``TypeError``, with a hint to pass ``elementwise=True``.  Results follow numpy shapes (a Jacobian has shape
 ``out.shape + in.shape``), the argument's tree, and the dtype of a float
 array or numpy float scalar argument (the tape computes in float64).
 
@@ -24,19 +36,40 @@ arguments, f is recorded on the outer tape and the results are Vars.
 >>> np.allclose(g, np.sin(2 * np.array([0.5, 1.0])))
 True
 """
+import contextvars
+
 import numpy as np
 
 from .nested import NestedRecording, holds_vars, inside_transformation
 from .errors import OuterVar
-from .program import ArgName, Recording, as_float_array, check_argnums, object_array, scalar_output
+from .program import (ArgName, NeedsElements, Recording, TensorRecording, _pieces, as_float_array, check_argnums,
+                      object_array, scalar_output)
 from .tape import is_grad_enabled
 from .trees import LEAF, flatten, map_leaves
+from .program import _shape_probe
+from .tensor import Tensor
+from .array_ops import _concatenate
 from .var import Var, value_of
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp"]
 
 
 _F64 = np.dtype(np.float64)
+
+#: True while a transformation records f on Tensors (in this thread or task):
+#: a transformation called inside f then asks for object arrays (NeedsElements)
+_TENSOR_F = contextvars.ContextVar("pytape_tensor_f", default=False)
+
+#: how pytape/tensor.py's refusals of np.asarray(t) inside f and of object
+#: arrays as operands begin: Tensors and Vars meeting in numpy's object arrays,
+#: which the object-array recording does right (f is recorded again on it)
+_TO_OBJECTS = ("numpy converted a recorded Tensor to a plain array",
+               "pytape: an object array (of Vars?) cannot be an operand",
+               "(custom primitives are scalar functions)")  # a primitive maps over object arrays
+
+_HINT = ("; pytape.{api} gave f its array arguments as pytape.Tensor (one instruction per numpy operation): "
+         "pass elementwise=True to {api} to give f object arrays of Vars instead (one instruction per element, "
+         "slower, any numpy function that works on objects)")
 
 
 class _Call:
@@ -47,7 +80,9 @@ class _Call:
     ``rec`` is the recording (pytape.program.Recording or
     pytape.nested.NestedRecording), over one flat argument per leaf."""
 
-    def __init__(self, f, args, argnums, api, has_aux=False):
+    def __init__(self, f, args, argnums, api, has_aux=False, elementwise=False, tensors=True):
+        if _TENSOR_F.get():  # inside f of a Tensor recording: that one starts again on object arrays
+            raise NeedsElements(f"{api} inside a transformed function")
         single, ks = check_argnums(argnums, api, len(args))
         ks = [k % len(args) for k in ks]
         recording = is_grad_enabled()
@@ -82,11 +117,36 @@ class _Call:
         target = self._flat_output(target, has_aux)
         self.nested = recording and (inside_transformation() or holds_vars(flat) or (
             len(ks) < len(args) and holds_vars([a for j, a in enumerate(args) if j not in ks])))
-        if not self.nested:
+        self.tensor = False
+        if not self.nested and tensors and not elementwise and any(type(x) is not float and isinstance(
+                x, np.ndarray) for x in flat):
+            token = _TENSOR_F.set(True)
+            try:
+                self.rec = TensorRecording(target, f_args, f_argnums, has_aux, api=api, names=names)
+                self.tensor = True
+            except (NeedsElements, OuterVar):  # f needs what only object arrays of Vars do: record it again
+                self.out_tree = None
+            except TypeError as exc:
+                msg = str(exc)
+                if any(p in msg for p in _TO_OBJECTS):  # np.array([t0, t1]) of Tensors, Vars in a list with Tensors
+                    self.out_tree = None
+                elif "pytape.Tensor" in msg:
+                    raise TypeError(msg + _HINT.format(api=api.replace("pytape.", ""))) from exc
+                else:
+                    raise
+            finally:
+                _TENSOR_F.reset(token)
+        if not self.nested and not self.tensor:
             try:
                 self.rec = Recording(target, f_args, f_argnums, has_aux, api=api, sealed=recording, names=names)
             except OuterVar:  # f uses a Var from outside: record it again, on the outer tape
                 self.nested = True
+            except TypeError as exc:
+                if _TO_OBJECTS[1] in str(exc):  # f's object arrays met a Tensor f did not make
+                    raise TypeError(f"{exc}; here f combines its arguments with a pytape.Tensor from outside "
+                                    f"them (a result of another tape): pass it as an argument of f, or "
+                                    f"detach() it") from exc
+                raise
         if self.nested:
             self.rec = NestedRecording(target, f_args, f_argnums, has_aux, api=api, names=names)
 
@@ -102,9 +162,16 @@ class _Call:
                 out, aux = out
             if _holds_dict(out):
                 leaves, self.out_tree = flatten(out)
-                arrays = [object_array(v) for v in leaves]
-                self.out_shapes = [a.shape for a in arrays]
-                out = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
+                if any(isinstance(v, Tensor) for v in leaves):  # a Tensor recording: one CONCAT
+                    self.out_shapes = [tuple(np.shape(_shape_probe(v))) for v in leaves]
+                    parts = []
+                    for v in leaves:
+                        _pieces(v, parts)
+                    out = _concatenate(parts)
+                else:
+                    arrays = [object_array(v) for v in leaves]
+                    self.out_shapes = [a.shape for a in arrays]
+                    out = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
             return (out, aux) if has_aux else out
         return g
 
@@ -195,6 +262,8 @@ def _plain(v):
     """A Var's number, an object array of Vars as a float array; anything else unchanged."""
     if isinstance(v, Var):
         return value_of(v)
+    if isinstance(v, Tensor):  # as the object-array path gives: a 0-d Tensor (an element, a sum) is a float
+        return float(v.value) if v.ndim == 0 else np.array(v.value)
     if isinstance(v, np.ndarray) and v.dtype == object and any(isinstance(e, Var) for e in v.flat):
         return np.vectorize(lambda e: value_of(e) if isinstance(e, Var) else e, otypes=[float])(np.asarray(v))
     return v
@@ -205,7 +274,7 @@ def _per_leaf(rec, results):
     return [rec.shaped_in(j, r) for j, r in enumerate(results)]
 
 
-def value_and_grad(f, argnums=0, has_aux=False):
+def value_and_grad(f, argnums=0, has_aux=False, elementwise=False):
     """``f``'s value and gradient in one call: one recording and one reverse sweep.
 
     >>> import pytape
@@ -214,14 +283,14 @@ def value_and_grad(f, argnums=0, has_aux=False):
     >>> round(value, 3), d1, round(d2, 3)
     (11.652, 5.5, 1.716)
     """
-    return _value_and_grad(f, argnums, has_aux, "pytape.value_and_grad")
+    return _value_and_grad(f, argnums, has_aux, "pytape.value_and_grad", elementwise)
 
 
-def _value_and_grad(f, argnums, has_aux, api):
+def _value_and_grad(f, argnums, has_aux, api, elementwise):
     check_argnums(argnums, api)
 
     def wrapper(*args):
-        call = _Call(f, args, argnums, api, has_aux)
+        call = _Call(f, args, argnums, api, has_aux, elementwise)
         rec = call.rec
         scalar_output(rec, "grad")
         g = call.pack(_per_leaf(rec, [r[0] for r in rec.rows(np.ones((1, 1)))]))
@@ -232,7 +301,7 @@ def _value_and_grad(f, argnums, has_aux, api):
     return wrapper
 
 
-def grad(f, argnums=0, has_aux=False):
+def grad(f, argnums=0, has_aux=False, elementwise=False):
     """The gradient of a scalar function ``f`` with respect to argument(s) ``argnums``.
 
     Like ``jax.grad``: returns a function of the same arguments; the gradient has
@@ -251,7 +320,7 @@ def grad(f, argnums=0, has_aux=False):
     >>> pytape.grad(lambda p: p["w"] * p["b"])({"w": 2.0, "b": 5.0})
     {'b': 2.0, 'w': 5.0}
     """
-    vg = _value_and_grad(f, argnums, has_aux, "pytape.grad")
+    vg = _value_and_grad(f, argnums, has_aux, "pytape.grad", elementwise)
 
     def wrapper(*args):
         value, g = vg(*args)
@@ -285,7 +354,7 @@ def _tree_like(v, tree, what):
     return leaves
 
 
-def jvp(f, primals, tangents):
+def jvp(f, primals, tangents, elementwise=False):
     """Forward mode: ``(f(*primals), J @ tangents)`` from one tangent sweep.
 
     ``primals`` and ``tangents`` are tuples with one entry per argument of f,
@@ -299,10 +368,13 @@ def jvp(f, primals, tangents):
     primals, tangents = _primal_tuple(primals, "primals"), _primal_tuple(tangents, "tangents")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp needs one tangent per primal, got {len(primals)} primals and {len(tangents)} tangents")
-    call = _Call(f, primals, tuple(range(len(primals))), "pytape.jvp")
+    call = _Call(f, primals, tuple(range(len(primals))), "pytape.jvp", elementwise=elementwise)
     rec = call.rec
     flat_t = [t for (tree, _, _), tk in zip(call.groups, tangents) for t in _tree_like(tk, tree, "a tangent")]
     out = None
+    if call.tensor:  # one tangent sweep seeded on every argument
+        out = rec.tangents([_vector(t, rec, j, f"tangent {j}") for j, t in enumerate(flat_t)])
+        flat_t = ()
     for j, t in enumerate(flat_t):
         t = _vector(t, rec, j, f"tangent {j}")
         col = rec.columns(j, t.reshape(-1, 1))[:, 0]
@@ -314,7 +386,7 @@ def jvp(f, primals, tangents):
     return rec.value, rec.shaped_out(out)
 
 
-def vjp(f, *primals):
+def vjp(f, *primals, elementwise=False):
     """Reverse mode: ``(f(*primals), vjp_fn)`` with ``vjp_fn(u)`` = u @ J, one
     tuple entry per primal, from one reverse sweep over the recorded tape.
 
@@ -323,7 +395,7 @@ def vjp(f, *primals):
     >>> vjp_fn(np.array([1.0, 10.0]))
     (array([ 2., 20.]),)
     """
-    call = _Call(f, primals, tuple(range(len(primals))), "pytape.vjp")
+    call = _Call(f, primals, tuple(range(len(primals))), "pytape.vjp", elementwise=elementwise)
     rec = call.rec
 
     def vjp_fn(cotangent):
@@ -340,11 +412,11 @@ def vjp(f, *primals):
     return call.unpack_out(rec.value), vjp_fn
 
 
-def _jacobian(f, argnums, mode, api):
+def _jacobian(f, argnums, mode, api, elementwise=False):
     check_argnums(argnums, api)
 
     def wrapper(*args):
-        call = _Call(f, args, argnums, api)
+        call = _Call(f, args, argnums, api, elementwise=elementwise)
         jac = list(call.rec.jacobian(mode))  # one block per flat argument, out.shape + in.shape
         if call.out_tree is None:
             return call.pack(jac)
@@ -357,7 +429,7 @@ def _jacobian(f, argnums, mode, api):
     return wrapper
 
 
-def jacfwd(f, argnums=0):
+def jacfwd(f, argnums=0, elementwise=False):
     """The Jacobian by forward mode: one tangent lane per input (up to 64 per sweep).
 
     >>> import numpy as np, pytape
@@ -365,10 +437,10 @@ def jacfwd(f, argnums=0):
     array([[2., 0.],
            [0., 4.]])
     """
-    return _jacobian(f, argnums, "fwd", "pytape.jacfwd")
+    return _jacobian(f, argnums, "fwd", "pytape.jacfwd", elementwise)
 
 
-def jacrev(f, argnums=0):
+def jacrev(f, argnums=0, elementwise=False):
     """The Jacobian by reverse mode: one adjoint lane per output (up to 64 per sweep).
 
     >>> import numpy as np, pytape
@@ -376,10 +448,10 @@ def jacrev(f, argnums=0):
     array([[3., 2.],
            [1., 1.]])
     """
-    return _jacobian(f, argnums, "rev", "pytape.jacrev")
+    return _jacobian(f, argnums, "rev", "pytape.jacrev", elementwise)
 
 
-def jacobian(f, argnums=0, mode="auto"):
+def jacobian(f, argnums=0, mode="auto", elementwise=False):
     """The Jacobian of f, shape ``out.shape + in.shape``.
 
     ``mode="auto"`` sweeps forward when f has fewer inputs than outputs (a
@@ -394,7 +466,7 @@ def jacobian(f, argnums=0, mode="auto"):
     """
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
-    return _jacobian(f, argnums, mode, "pytape.jacobian")
+    return _jacobian(f, argnums, mode, "pytape.jacobian", elementwise)
 
 
 def hvp(f, x, v, argnums=0):
@@ -407,7 +479,7 @@ def hvp(f, x, v, argnums=0):
     >>> pytape.hvp(f, np.array([1.0, 2.0]), np.array([1.0, 0.0]))   # column 0 of [[2 x1, 2 x0], [2 x0, -sin x1]]
     array([4., 2.])
     """
-    call = _Call(f, (x,), 0, "pytape.hvp")
+    call = _Call(f, (x,), 0, "pytape.hvp", tensors=False)
     rec = call.rec
     vs = [_vector(u, rec, j, "v").reshape(-1) for j, u in enumerate(_tree_like(v, call.groups[0][0], "v"))]
     seeds = np.concatenate(vs).reshape(-1, 1) if vs else np.zeros((0, 1))
@@ -431,7 +503,7 @@ def hessian(f, argnums=0):
     check_argnums(argnums, "pytape.hessian")
 
     def wrapper(*args):
-        call = _Call(f, args, argnums, "pytape.hessian")
+        call = _Call(f, args, argnums, "pytape.hessian", tensors=False)
         # blocks H[j][k] per pair of flat leaves -> the trees, rows by the
         # arguments' trees and each row's blocks too (dtype: the column's leaf)
         return call.pack([call.pack(list(row)) for row in call.rec.hessian()], cast=False)

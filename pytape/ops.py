@@ -31,6 +31,7 @@ import operator
 import numpy as np
 
 from .recording import FUNCTIONS, map_objects, objects
+from .tensor import Tensor
 from .var import Var
 
 # (formula of the value, derivative) for each primitive's docstring
@@ -175,6 +176,8 @@ def where(cond, a, b):
     >>> y.backward(); y.value, x.grad
     (0.0, 0.0)
     """
+    if any(isinstance(z, Tensor) for z in (cond, a, b)):  # arrays on the tape: np.where's where_t + where_f
+        return Tensor.__array_function__(None, np.where, (Tensor,), (cond, a, b), {})
     if any(isinstance(z, np.ndarray) and z.ndim > 0 for z in (cond, a, b)):
         return map_objects(where, cond, a, b)
     if isinstance(cond, Var) and (cond.requires_grad or not cond.is_leaf):
@@ -487,10 +490,11 @@ def gradient(f, *varargs, axis=None, edge_order=1):
     """gradient(f): ``np.gradient`` of an array of Vars, differentiable: central
     differences inside, one-sided ones (``edge_order`` 1 or 2) at the ends,
     with uniform spacings (a number per axis, default 1).  ``np.gradient`` on
-    the arrays that pytape.grad and friends give f comes here.
+    the arrays that pytape.grad and friends give f with ``elementwise=True``
+    comes here.
 
     >>> import pytape, numpy as np
-    >>> pytape.jacobian(np.gradient)(np.array([1.0, 2.0, 4.0]))
+    >>> pytape.jacobian(np.gradient, elementwise=True)(np.array([1.0, 2.0, 4.0]))
     array([[-1. ,  1. ,  0. ],
            [-0.5,  0. ,  0.5],
            [ 0. , -1. ,  1. ]])
@@ -537,16 +541,18 @@ def gradient(f, *varargs, axis=None, edge_order=1):
 
 
 class VarArray(np.ndarray):
-    """The object array of Vars that ``pytape.grad`` and the other function
-    transformations give f for an array argument: a numpy array (``isinstance(x,
-    np.ndarray)``), with one difference.  numpy's functions that would mishandle
+    """The object array of Vars that the function transformations give f for
+    an array argument when they record it element by element (``hessian``,
+    ``hvp``, nested calls, ``elementwise=True``; otherwise f gets a
+    ``pytape.Tensor``): a numpy array (``isinstance(x, np.ndarray)``), with
+    one difference.  numpy's functions that would mishandle
     an object array, silently (``np.nan_to_num`` returns it unchanged) or by
     converting Vars to floats (``np.gradient``), or that refuse one
     (``np.isfinite``, ``np.logaddexp``), come to pytape's own; ufuncs and
     functions keep the type, so arrays computed from it do the same.
 
     >>> import pytape, numpy as np
-    >>> pytape.grad(lambda x: np.sum(np.nan_to_num(x) * 3.0))(np.array([np.nan, 2.0])).tolist()
+    >>> pytape.grad(lambda x: np.sum(np.nan_to_num(x) * 3.0), elementwise=True)(np.array([np.nan, 2.0])).tolist()
     [0.0, 3.0]
     """
 

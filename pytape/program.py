@@ -18,13 +18,16 @@ import numbers
 
 import numpy as np
 
+from . import _native
 from .anomaly import explain
+from .array_ops import _concatenate, _stack, reshape
 from .ops import var_array
 from .errors import MixedTapesError, OuterVar
 from .tape import Tape, enable_grad
+from .tensor import Tensor, TensorLeaf, TensorResult, _place_leaf
 from .var import Result, Var, arguments, place, slot_on, value_of
 
-__all__ = ["Program", "Recording", "ArgName", "as_float_array", "check_argnums", "object_array", "scalar_output"]
+__all__ = ["Program", "Recording", "TensorRecording", "NeedsElements", "ArgName", "as_float_array", "check_argnums", "object_array", "scalar_output"]
 
 BLOCK = 64  # rows or columns per block sweep
 #: seeds x instructions of one block sweep at most: on a tape of more than
@@ -397,3 +400,221 @@ def scalar_output(program, name):
     if len(program.out_slots) != 1:
         raise TypeError(f"{name} needs f to return a scalar, got shape {program.out_shape}; "
                         f"use pytape.jacobian or pytape.vjp for vector outputs")
+
+
+class NeedsElements(Exception):
+    """A Tensor recording of f met something only object arrays of Vars do (a
+    transformation inside f, a Var from outside f's arguments): the caller
+    records f again on object arrays (pytape/functional.py)."""
+
+
+class TensorRecording(Program):
+    """f recorded once with its array arguments as ``pytape.Tensor`` leaves
+    (one instruction per numpy operation) and its scalar arguments as Vars;
+    the sweeps are ``backward`` with an array seed (a row of the Jacobian)
+    and the tangent sweep with array seeds (a column), each one C call.
+
+    The same interface as :class:`Recording`; ``out_slots`` has one entry per
+    output element (all the output's slot, or -1 for a constant output),
+    ``kind`` says what the output is: "array" (an array slot), "scalar" (a
+    Var's slot) or "constant".
+
+    >>> rec = TensorRecording(lambda x: np.sum(x ** 2), (np.array([1.0, 2.0]),), 0)
+    >>> rec.value, rec.rows(np.ones((1, 1)))[0].tolist()
+    (5.0, [[2.0, 4.0]])
+    """
+
+    def __init__(self, f, args, argnums, has_aux=False, api="pytape.grad", names=None):
+        self.single, self.argnums = check_argnums(argnums, api, len(args))
+        args = list(args)
+        self.shapes, self.scalar_in, self.sizes, self._slots, self._is_array = [], [], [], [], []
+        self.tape = Tape()
+        if not self.tape._c.id:  # more tapes alive than handle ids: array instructions cannot record (yet)
+            raise NeedsElements("a tape without a handle id")
+        own_cells, var_leaves = set(), []
+        with self.tape, enable_grad():
+            for k in self.argnums:
+                arr = as_float_array(args[k], names[k] if names else ArgName(api, f, k))
+                scalar = np.ndim(args[k]) == 0 and not isinstance(args[k], np.ndarray)
+                if scalar:
+                    leaf = Var(float(arr))
+                    var_leaves.append(leaf)
+                else:
+                    leaf = TensorLeaf._make(np.array(arr, dtype=np.float64, order="C"), True)
+                    h = _place_leaf(leaf, self.tape)
+                    if h < 0:
+                        _native.check(h, "record", self.tape._c)
+                    self._slots.append(h >> _native.ID_BITS)
+                own_cells.add(id(leaf._g))
+                self.shapes.append(arr.shape)
+                self.scalar_in.append(scalar)
+                self.sizes.append(arr.size)
+                self._is_array.append(not scalar)
+                if scalar:
+                    self._slots.append(None)  # filled once placed (below)
+                args[k] = leaf
+            with arguments(self.tape, var_leaves):
+                out = _call_sealed(self.tape, f, args)
+            vs = iter(var_leaves)
+            for j, a in enumerate(self._is_array):
+                if not a:
+                    self._slots[j] = slot_on(next(vs), self.tape)
+            if any(id(c) not in own_cells for c in self.tape._cells):
+                raise TypeError(f"f uses a Tensor leaf that requires grad and is not one of its arguments "
+                                f"({api} would add to its .grad): pass it as an argument (argnums) or "
+                                f"detach() it")
+            if has_aux:
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise TypeError("with has_aux=True, f must return a pair (output, aux)")
+                out, self.aux = out
+            self._outputs(out)
+
+    def _outputs(self, out):
+        out = _as_output(out)
+        if isinstance(out, Tensor):
+            if type(out) is TensorLeaf:
+                if out.requires_grad:  # one of f's arguments returned as it is (or another leaf)
+                    out = out + 0.0
+                else:
+                    out = np.array(out.value)
+            elif out._t is not self.tape:
+                raise NeedsElements("f returned a Tensor recorded on another tape")
+        elif isinstance(out, Var) and out.requires_grad:
+            if type(out) is not Result:  # a scalar argument returned as it is
+                out = out * 1.0
+            if type(out) is Result and out._t is not self.tape:
+                raise NeedsElements("f returned a Var recorded on another tape")
+        if isinstance(out, TensorResult):
+            self.kind, self._out = "array", out._i >> _native.ID_BITS
+            self.out_shape = tuple(out.shape)
+            v = np.array(out.value)
+        elif type(out) is Result:
+            self.kind, self._out, self.out_shape = "scalar", slot_on(out, self.tape), ()
+            v = np.asarray(value_of(out))
+        else:
+            self.kind, self._out = "constant", -1
+            arr = object_array(out)
+            for y in arr.flat:
+                if not (isinstance(y, (numbers.Real, np.bool_)) or isinstance(y, Var)):
+                    raise TypeError(f"f must return Vars, Tensors or real numbers (or arrays of them), "
+                                    f"not {type(y).__name__}")
+            v = np.vectorize(lambda y: value_of(y) if isinstance(y, Var) else float(y), otypes=[float])(arr) \
+                if arr.size else np.zeros(arr.shape)
+            self.out_shape = arr.shape
+        self.value = float(v) if v.ndim == 0 else v
+        n = int(np.prod(self.out_shape, dtype=np.int64))
+        self.out_slots = [self._out] * n
+
+    def in_slots(self, j):
+        raise NotImplementedError("a Tensor recording has one slot per argument, not per element")
+
+    def _adjoint(self, j):
+        c = self.tape._c
+        if not self._is_array[j]:
+            return np.array([c.adjoint(self._slots[j])])
+        g = _native.arr_adjoint(self.tape, c, self._slots[j], self.shapes[j])
+        return np.zeros(self.sizes[j]) if g is None else g.reshape(-1)
+
+    def rows(self, seeds):
+        """seeds (q, nout) -> [(q, nin_j) per argument]: one reverse sweep per row."""
+        q = seeds.shape[0]
+        results = [np.zeros((q, size)) for size in self.sizes]
+        if self.kind == "constant":
+            return results
+        c = self.tape._c
+        for r in range(q):
+            if not seeds[r].any():
+                continue
+            with explain(self.tape):
+                if self.kind == "array":
+                    _native.backward_array(c, self._out, np.ascontiguousarray(seeds[r], dtype=np.float64), True)
+                else:
+                    c.backward(self._out, float(seeds[r][0]), True)
+            for j in range(len(self.sizes)):
+                results[j][r] = self._adjoint(j)
+        return results
+
+    def _tangent(self, vectors):
+        """The output's tangent (flat) for one tangent vector per argument (flat, or None: zero)."""
+        n = len(self.out_slots)
+        if self.kind == "constant":
+            return np.zeros(n)
+        slots, seeds, aslots, aseeds = [], [], [], []
+        for j, v in enumerate(vectors):
+            if v is None:
+                continue
+            if self._is_array[j]:
+                aslots.append(self._slots[j])
+                aseeds.append(np.ascontiguousarray(v, dtype=np.float64).reshape(self.shapes[j]))
+            else:
+                slots.append(self._slots[j])
+                seeds.append(float(v[0]))
+        c = self.tape._c
+        with explain(self.tape):
+            _native.tangent_sweep_arrays(c, slots, seeds, aslots, aseeds)
+        if self.kind == "scalar":
+            return np.array([c.tangent(self._out)])
+        d = _native.arr_tangent(self.tape, c, self._out, self.out_shape)
+        return np.zeros(n) if d is None else d.reshape(-1)
+
+    def columns(self, j, seeds):
+        """seeds (nin_j, p) for argument j -> (nout, p): one tangent sweep per column."""
+        p = seeds.shape[1]
+        result = np.zeros((len(self.out_slots), p))
+        for col in range(p):
+            if seeds[:, col].any():
+                vectors = [None] * len(self.sizes)
+                vectors[j] = seeds[:, col]
+                result[:, col] = self._tangent(vectors)
+        return result
+
+    def tangents(self, vectors):
+        """J @ (tangent of every argument), flat over the outputs: one tangent sweep."""
+        return self._tangent([np.asarray(v, dtype=np.float64).reshape(-1) for v in vectors])
+
+    def hvps(self, seeds):
+        raise NeedsElements("second order on a Tensor recording")
+
+
+def _as_output(out):
+    """f's output with lists, tuples and object arrays holding Tensors or
+    Vars made one Tensor (numpy's stacking, one CONCAT); anything else as it is."""
+    if not (isinstance(out, (list, tuple)) or isinstance(out, np.ndarray) and out.dtype == object):
+        return out
+    try:
+        shape = np.shape(_shape_probe(out))
+    except ValueError:  # ragged: numpy refuses it too (below, as an output)
+        return out
+    parts = []
+    if not _pieces(out, parts):
+        return out
+    return reshape(_concatenate(parts), shape) if parts else np.zeros(shape)
+
+
+def _pieces(out, parts):
+    """out's elements in C order as 1-d pieces (Tensors, float arrays) into
+    parts; True if one of them is recorded (a Tensor or a Var)."""
+    if isinstance(out, Tensor):
+        parts.append(reshape(out, (-1,)))
+        return True
+    if isinstance(out, Var):
+        parts.append(_stack([out]))
+        return out.requires_grad
+    if isinstance(out, (list, tuple)) or isinstance(out, np.ndarray) and out.dtype == object:
+        seen = False
+        for y in (out.flat if isinstance(out, np.ndarray) else out):
+            seen = _pieces(y, parts) or seen
+        return seen
+    parts.append(np.ravel(np.asarray(out, dtype=np.float64)))
+    return False
+
+
+def _shape_probe(out):
+    """out with each Tensor replaced by a probe of its shape (numpy's shape of a nested list)."""
+    if isinstance(out, (list, tuple)):
+        return [_shape_probe(y) for y in out]
+    if isinstance(out, np.ndarray) and out.dtype == object:
+        return _shape_probe(out.tolist()) if out.ndim else _shape_probe(out[()])
+    if isinstance(out, Tensor):
+        return np.zeros(out.shape)
+    return 0.0 if isinstance(out, Var) else out

@@ -512,6 +512,11 @@ def _finish(tape, h, fn, xs, what, broadcast=False):
         return _result(tape, h)
     if h == _native.NOGRAD:
         return _no_grad(fn, xs)
+    if h == _native.E_HANDLE:
+        raise RuntimeError(f"{what}: this tape has no handle id ({2 ** _B - 1} tapes are alive), and array "
+                           f"operations record through handles only (for now). A tape lives while a result "
+                           f"computed on it does: keep numbers (loss.item()) rather than results of past steps, "
+                           f"or detach() them")
     if h == _native.E_SHAPE:
         raise ValueError(f"{what}: operands could not be broadcast together with shapes {_shapes_message(xs)}"
                          if broadcast else f"{what}: the shapes {_shapes_message(xs)} do not fit")

@@ -90,10 +90,12 @@ def test_auto_mode_picks_the_cheaper_sweep(monkeypatch):
     rows, columns = program.Recording.rows, program.Recording.columns
     monkeypatch.setattr(program.Recording, "rows", lambda self, s: calls.append("rev") or rows(self, s))
     monkeypatch.setattr(program.Recording, "columns", lambda self, j, s: calls.append("fwd") or columns(self, j, s))
+    # elementwise=True: the object-array recording (program.Recording) is the one watched here;
+    # tests/test_array_functional.py watches the Tensor recording's choice
     wide, x = random_function(2, 9, seed=1)    # 2 inputs, 9 outputs: forward
-    pytape.jacobian(wide)(x)
+    pytape.jacobian(wide, elementwise=True)(x)
     tall, x = random_function(9, 2, seed=2)    # 9 inputs, 2 outputs: reverse
-    pytape.jacobian(tall)(x)
+    pytape.jacobian(tall, elementwise=True)(x)
     assert calls == ["fwd", "rev"]
 
 
