@@ -307,6 +307,9 @@ enum pt_array_kind {
 };
 enum pt_array_limits { PT_ARRAY_MAX_DIMS = 32, PT_ARRAY_MAX_ARGS = 1024 };
 int pt_array_op(void);
+/* the tape that handles of id 0 name in the calling thread (NULL: none):
+ * Python sets it around array calls on a tape that got no id */
+void pt_set_unregistered(pt_tape *t);
 int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data);
 int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad);
 int64_t pt_arr_map1(int op, int64_t ha);

@@ -400,9 +400,15 @@ int64_t pt_check_recording(pt_tape *t)
     const int64_t s = check_recording(t, 1);
     return s < 0 ? s : 0;
 }
+/* the tape that handles of id 0 name in this thread, while Python records
+ * array instructions on a tape without an id (pt_set_unregistered) */
+static PT_TLS pt_tape *unregistered;
+
+void pt_set_unregistered(pt_tape *t) { unregistered = t; }
+
 pt_tape *pt_recording_tape(int64_t h, int64_t *status)
 {
-    pt_tape *t = handle_tape(h);
+    pt_tape *t = pt_handle_tape(h);
     if (!t) {
         *status = PT_E_HANDLE;
         return NULL;
@@ -412,7 +418,7 @@ pt_tape *pt_recording_tape(int64_t h, int64_t *status)
 }
 int64_t pt_emit(pt_tape *t, int op, int64_t a, int64_t b, double v) { return emit(t, op, a, b, v, 0); }
 int64_t pt_handle_of(const pt_tape *t, int64_t i) { return handle_of(t, i); }
-pt_tape *pt_handle_tape(int64_t h) { return handle_tape(h); }
+pt_tape *pt_handle_tape(int64_t h) { return (h & PT_ID_MASK) ? handle_tape(h) : unregistered; }
 
 #define PT_OP1(N, S, V, DA, DAA)                                              \
 int64_t pt_rec_##N(int64_t ha)                                                \

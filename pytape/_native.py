@@ -387,7 +387,7 @@ ARRAY_KINDS = {name: getattr(lib, "PT_A_" + name) for name in
                 "CONCAT")}
 ARRAY_MAX_DIMS = lib.PT_ARRAY_MAX_DIMS
 E_SHAPE = lib.PT_E_SHAPE
-#: an array operation on a tape without a handle id (more tapes alive than ids)
+#: a handle of id 0 that no tape is named for (see on_unregistered)
 E_HANDLE = lib.PT_E_HANDLE
 #: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
 #: (code, ha, double), (code, double, hb)
@@ -401,9 +401,19 @@ def arr_map1_given(code, h, value):
     return lib.pt_arr_map1_given(code, h, _f64(value))
 
 
+def on_unregistered(tape, fn, *args):
+    """fn(*args) with handles of id 0 naming ``tape`` (a tape that got no id:
+    more tapes are alive than ids) in this thread."""
+    lib.pt_set_unregistered(tape._p)
+    try:
+        return fn(*args)
+    finally:
+        lib.pt_set_unregistered(ffi.NULL)
+
+
 def arr_shape(h):
     """The shape of the array instruction of handle h (() for a scalar slot)."""
-    n = lib.pt_arr_shape(h, _shape_buf)
+    n = check(lib.pt_arr_shape(h, _shape_buf), "read")
     return tuple(_shape_buf[0:n]) if n > 0 else ()
 
 

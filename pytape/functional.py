@@ -20,7 +20,7 @@ columns per pass) are used with ``elementwise=True``, for ``hessian`` and
 ``hvp``, when nested (pytape/nested.py), and when a Tensor recording of f
 meets what only they do: a transformation or a custom primitive inside f, a
 ``Var`` from outside its arguments, Tensors inside numpy object arrays
-(``np.array([t[0], t[1]])``), or a tape without a handle id; then f runs
+(``np.array([t[0], t[1]])``); then f runs
 again on object arrays.  A numpy function without an array rule raises its
 ``TypeError``, with a hint to pass ``elementwise=True``.  Results follow numpy shapes (a Jacobian has shape
 ``out.shape + in.shape``), the argument's tree, and the dtype of a float

@@ -429,8 +429,6 @@ class TensorRecording(Program):
         args = list(args)
         self.shapes, self.scalar_in, self.sizes, self._slots, self._is_array = [], [], [], [], []
         self.tape = Tape()
-        if not self.tape._c.id:  # more tapes alive than handle ids: array instructions cannot record (yet)
-            raise NeedsElements("a tape without a handle id")
         own_cells, var_leaves = set(), []
         with self.tape, enable_grad():
             for k in self.argnums:

@@ -188,7 +188,7 @@ class TensorResult(Tensor, metaclass=_MadeByPytape):
         """The shape, a tuple of ints."""
         s = self._shape
         if s is None:
-            s = self._shape = _native.arr_shape(self._i)
+            s = self._shape = _call(self._t, _native.arr_shape, self._i)
         return s
 
     @property
@@ -196,7 +196,7 @@ class TensorResult(Tensor, metaclass=_MadeByPytape):
         """The array's value: a read-only numpy view of the tape's memory
         (alias ``.data``).  A recorded value never changes, and the view
         keeps the tape alive: it stays valid as long as it is held."""
-        v = _native.arr_value(self._t, self._i, self.shape)
+        v = _call(self._t, _native.arr_value, self._t, self._i, self.shape)
         return v if v is not None else _empty(self.shape)
 
     data = value
@@ -512,11 +512,6 @@ def _finish(tape, h, fn, xs, what, broadcast=False):
         return _result(tape, h)
     if h == _native.NOGRAD:
         return _no_grad(fn, xs)
-    if h == _native.E_HANDLE:
-        raise RuntimeError(f"{what}: this tape has no handle id ({2 ** _B - 1} tapes are alive), and array "
-                           f"operations record through handles only (for now). A tape lives while a result "
-                           f"computed on it does: keep numbers (loss.item()) rather than results of past steps, "
-                           f"or detach() them")
     if h == _native.E_SHAPE:
         raise ValueError(f"{what}: operands could not be broadcast together with shapes {_shapes_message(xs)}"
                          if broadcast else f"{what}: the shapes {_shapes_message(xs)} do not fit")
@@ -524,6 +519,13 @@ def _finish(tape, h, fn, xs, what, broadcast=False):
 
 
 # ---- the primitives: one instruction each --------------------------------------------
+
+def _call(tape, fn, *args):
+    """fn(*args), a C call taking handles of ``tape``'s instructions: on a tape
+    that got no handle id (more tapes alive than ids), its handles have id 0
+    and C is told which tape they name for the call."""
+    return fn(*args) if tape._c.id else _native.on_unregistered(tape._c, fn, *args)
+
 
 #: rows whose values numpy's SIMD loops compute 4-20x faster than the rows'
 #: libm calls (measured on 10^5 elements, kernels only, in one process):
@@ -555,9 +557,10 @@ def map1(code, x):
         _native.check(h, "record", t._c)
     if fast is not None and isinstance(x, Tensor) and x.size >= NUMPY_VALUES_FROM:
         with np.errstate(all="ignore"):
-            r = _native.arr_map1_given(code, h, np.ascontiguousarray(fast(x._v if type(x) is TensorLeaf else x.value)))
+            r = _call(t, _native.arr_map1_given, code, h,
+                      np.ascontiguousarray(fast(x._v if type(x) is TensorLeaf else x.value)))
     else:
-        r = _native.arr_map1(code, h)
+        r = _call(t, _native.arr_map1, code, h)
     return _finish(t, r, lambda a: map1(code, a), (x,), f"pytape.{_native.OP_NAMES[code]}")
 
 
@@ -574,11 +577,11 @@ def map2(code, a, b):
     if hb is not None and hb < 0:
         _native.check(hb, "record", t._c)
     if ha is not None and hb is not None:
-        h = _native.arr_map2(code, ha, hb)
+        h = _call(t, _native.arr_map2, code, ha, hb)
     elif ha is not None:
-        h = _native.arr_map2_vc(code, ha, cb)
+        h = _call(t, _native.arr_map2_vc, code, ha, cb)
     elif hb is not None:
-        h = _native.arr_map2_cv(code, ca, hb)
+        h = _call(t, _native.arr_map2_cv, code, ca, hb)
     else:
         return _native.evaluate(code, ca, cb)
     return _finish(t, h, lambda u, v: map2(code, u, v), (a, b), f"pytape.{_native.OP_NAMES[code]}", True)
@@ -600,5 +603,5 @@ def record(kind, operands, shape=(), par=(), what="array operation"):
         hs.append(h)
     if len(shape) > MAX_DIMS:
         raise ValueError(f"{what}: at most {MAX_DIMS} dimensions")
-    h = _native.arr_record(kind, hs, shape, par)
+    h = _call(t, _native.arr_record, kind, hs, shape, par)
     return _finish(t, h, lambda *xs: record(kind, xs, shape, par, what), operands, what)
