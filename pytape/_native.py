@@ -392,6 +392,8 @@ E_HANDLE = lib.PT_E_HANDLE
 #: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
 #: (code, ha, double), (code, double, hb)
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
+#: the number of elements of an array handle's instruction (1 for a scalar slot or another tape's handle of id 0)
+arr_size = lib.pt_arr_size
 _shape_buf = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
 
 

@@ -192,10 +192,11 @@ def _row(name):
     if name in _native.UNARY:
         m1 = _native.arr_map1
         fast = NUMPY_VALUES.get(code)
+        size = _native.arr_size
 
         def unary(a):
             if type(a) is new:
-                if fast is not None and a.size >= NUMPY_VALUES_FROM:
+                if fast is not None and size(a._i) >= NUMPY_VALUES_FROM:
                     return map1(code, a)  # numpy's loop computes the value
                 h = m1(code, a._i)
                 if h >= 0:

@@ -543,7 +543,7 @@ NUMPY_VALUES_FROM = 512
 def map1(code, x):
     """The unary op-table row ``code`` elementwise over x (a MAP1 instruction)."""
     fast = NUMPY_VALUES.get(code)
-    if type(x) is TensorResult and (fast is None or x.size < NUMPY_VALUES_FROM):
+    if type(x) is TensorResult and (fast is None or _native.arr_size(x._i) < NUMPY_VALUES_FROM):
         h = _native.arr_map1(code, x._i)
         if h >= 0:
             return _result(x._t, h)
