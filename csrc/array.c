@@ -295,34 +295,27 @@ static int64_t record_map(pt_tape *t, int kind, int op, int64_t sa, int64_t sb)
     return append(t, &e, shape, args, NULL, NULL);
 }
 
-int64_t pt_arr_map1(int op, int64_t ha)
+/* Each recording entry point in two forms: on the tape its (first) handle
+ * names (the fast path), and *_on on a tape pointer, for tapes that are not
+ * in the registry of handles (more tapes alive than ids: their handles carry
+ * id 0, which names no tape).  The tape pointer of an *_on call is checked
+ * for recording like the handle's. */
+static int64_t map1_on(pt_tape *t, int op, int64_t ha)
 {
-    int64_t s;
-    pt_tape *t = pt_recording_tape(ha, &s);
-    if (!t)
-        return s;
     const int64_t ia = operand_slot(t, ha);
     return ia < 0 ? PT_E_SLOT : record_map(t, PT_A_MAP1, op, ia, 0);
 }
 
-int64_t pt_arr_map2(int op, int64_t ha, int64_t hb)
+static int64_t map2_on(pt_tape *t, int op, int64_t ha, int64_t hb)
 {
-    int64_t s;
-    pt_tape *t = pt_recording_tape(ha, &s);
-    if (!t)
-        return s;
     if ((ha ^ hb) & (((int64_t)1 << PT_ID_BITS) - 1))
         return PT_E_TAPES;
     const int64_t ia = operand_slot(t, ha), ib = operand_slot(t, hb);
     return (ia < 0 || ib < 0) ? PT_E_SLOT : record_map(t, PT_A_MAP2, op, ia, ib);
 }
 
-int64_t pt_arr_map2_vc(int op, int64_t ha, double b)
+static int64_t map2_vc_on(pt_tape *t, int op, int64_t ha, double b)
 {
-    int64_t s;
-    pt_tape *t = pt_recording_tape(ha, &s);
-    if (!t)
-        return s;
     const int64_t ia = operand_slot(t, ha);
     if (ia < 0)
         return PT_E_SLOT;
@@ -330,17 +323,65 @@ int64_t pt_arr_map2_vc(int op, int64_t ha, double b)
     return k < 0 ? k : record_map(t, PT_A_MAP2, op, ia, -1 - k);
 }
 
-int64_t pt_arr_map2_cv(int op, double a, int64_t hb)
+static int64_t map2_cv_on(pt_tape *t, int op, double a, int64_t hb)
 {
-    int64_t s;
-    pt_tape *t = pt_recording_tape(hb, &s);
-    if (!t)
-        return s;
     const int64_t ib = operand_slot(t, hb);
     if (ib < 0)
         return PT_E_SLOT;
     const int64_t k = pt_append_const(t, a);
     return k < 0 ? k : record_map(t, PT_A_MAP2, op, -1 - k, ib);
+}
+
+int64_t pt_arr_map1(int op, int64_t ha)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(ha, &s);
+    return t ? map1_on(t, op, ha) : s;
+}
+
+int64_t pt_arr_map2(int op, int64_t ha, int64_t hb)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(ha, &s);
+    return t ? map2_on(t, op, ha, hb) : s;
+}
+
+int64_t pt_arr_map2_vc(int op, int64_t ha, double b)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(ha, &s);
+    return t ? map2_vc_on(t, op, ha, b) : s;
+}
+
+int64_t pt_arr_map2_cv(int op, double a, int64_t hb)
+{
+    int64_t s;
+    pt_tape *t = pt_recording_tape(hb, &s);
+    return t ? map2_cv_on(t, op, a, hb) : s;
+}
+
+int64_t pt_arr_map1_on(pt_tape *t, int op, int64_t ha)
+{
+    const int64_t s = pt_check_recording(t);
+    return s < 0 ? s : map1_on(t, op, ha);
+}
+
+int64_t pt_arr_map2_on(pt_tape *t, int op, int64_t ha, int64_t hb)
+{
+    const int64_t s = pt_check_recording(t);
+    return s < 0 ? s : map2_on(t, op, ha, hb);
+}
+
+int64_t pt_arr_map2_vc_on(pt_tape *t, int op, int64_t ha, double b)
+{
+    const int64_t s = pt_check_recording(t);
+    return s < 0 ? s : map2_vc_on(t, op, ha, b);
+}
+
+int64_t pt_arr_map2_cv_on(pt_tape *t, int op, double a, int64_t hb)
+{
+    const int64_t s = pt_check_recording(t);
+    return s < 0 ? s : map2_cv_on(t, op, a, hb);
 }
 
 /* the checks of pt_arr_record by kind; fills e's shape (derived ones) */
@@ -430,15 +471,9 @@ static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, i
     }
 }
 
-int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape_in,
-                      int64_t npar, const int64_t *par)
+static int64_t record_on(pt_tape *t, int kind, int64_t nargs, const int64_t *hs, int32_t ndim,
+                         const int64_t *shape_in, int64_t npar, const int64_t *par)
 {
-    if (nargs < 1 || nargs > PT_ARRAY_MAX_ARGS || npar < 0)
-        return PT_E_SHAPE;
-    int64_t s;
-    pt_tape *t = pt_recording_tape(hs[0], &s);
-    if (!t)
-        return s;
     int64_t stack_args[8];
     int64_t *args = nargs <= 8 ? stack_args : malloc((size_t)nargs * sizeof *args);
     if (!args)
@@ -475,21 +510,40 @@ int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, 
     return st;
 }
 
+int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape_in,
+                      int64_t npar, const int64_t *par)
+{
+    if (nargs < 1 || nargs > PT_ARRAY_MAX_ARGS || npar < 0)
+        return PT_E_SHAPE;
+    int64_t s;
+    pt_tape *t = pt_recording_tape(hs[0], &s);
+    return t ? record_on(t, kind, nargs, hs, ndim, shape_in, npar, par) : s;
+}
+
+int64_t pt_arr_record_on(pt_tape *t, int kind, int64_t nargs, const int64_t *hs, int32_t ndim,
+                         const int64_t *shape_in, int64_t npar, const int64_t *par)
+{
+    if (nargs < 1 || nargs > PT_ARRAY_MAX_ARGS || npar < 0)
+        return PT_E_SHAPE;
+    const int64_t s = pt_check_recording(t);
+    return s < 0 ? s : record_on(t, kind, nargs, hs, ndim, shape_in, npar, par);
+}
+
 /* ---- reading ---------------------------------------------------------------- */
 
-static const struct pt_arr *entry_h(int64_t h)
+static const struct pt_arr *entry_h(const pt_tape *t, int64_t h)
 {
-    const pt_tape *t = pt_handle_tape(h);
     const int64_t i = h >> PT_ID_BITS;
     if (!t || i < 0 || i >= t->n || t->op[i] != PT_ARRAY)
         return NULL;
     return &t->ar[t->a[i]];
 }
 
-int pt_arr_shape(int64_t h, int64_t *shape)
+/* t: the tape of handle h (the registry's), or the caller's (the *_on
+ * forms: h must carry t's id) */
+static int shape_on(const pt_tape *t, int64_t h, int64_t *shape)
 {
-    const pt_tape *t = pt_handle_tape(h);
-    if (!t)
+    if (!t || (h & (((int64_t)1 << PT_ID_BITS) - 1)) != t->id)
         return PT_E_HANDLE;
     const int64_t i = h >> PT_ID_BITS;
     if (i < 0 || i >= t->n)
@@ -501,15 +555,31 @@ int pt_arr_shape(int64_t h, int64_t *shape)
     return e->ndim;
 }
 
+int pt_arr_shape(int64_t h, int64_t *shape)
+{
+    return shape_on(pt_handle_tape(h), h, shape);
+}
+
+int pt_arr_shape_on(const pt_tape *t, int64_t h, int64_t *shape)
+{
+    return shape_on(t, h, shape);
+}
+
 int64_t pt_arr_size(int64_t h)
 {
-    const struct pt_arr *e = entry_h(h);
+    const struct pt_arr *e = entry_h(pt_handle_tape(h), h);
     return e ? e->size : 1;
 }
 
 const double *pt_arr_value(int64_t h)
 {
-    const struct pt_arr *e = entry_h(h);
+    const struct pt_arr *e = entry_h(pt_handle_tape(h), h);
+    return e ? e->val : NULL;
+}
+
+const double *pt_arr_value_on(const pt_tape *t, int64_t h)
+{
+    const struct pt_arr *e = t && (h & (((int64_t)1 << PT_ID_BITS) - 1)) == t->id ? entry_h(t, h) : NULL;
     return e ? e->val : NULL;
 }
 

@@ -315,12 +315,22 @@ int64_t pt_arr_map2_vc(int op, int64_t ha, double b);
 int64_t pt_arr_map2_cv(int op, double a, int64_t hb);
 int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *args, int32_t ndim, const int64_t *shape,
                       int64_t npar, const int64_t *par);
+/* the same on tape t (its handles' id may be 0: a tape not in the registry,
+ * when more tapes are alive than ids) */
+int64_t pt_arr_map1_on(pt_tape *t, int op, int64_t ha);
+int64_t pt_arr_map2_on(pt_tape *t, int op, int64_t ha, int64_t hb);
+int64_t pt_arr_map2_vc_on(pt_tape *t, int op, int64_t ha, double b);
+int64_t pt_arr_map2_cv_on(pt_tape *t, int op, double a, int64_t hb);
+int64_t pt_arr_record_on(pt_tape *t, int kind, int64_t nargs, const int64_t *args, int32_t ndim,
+                         const int64_t *shape, int64_t npar, const int64_t *par);
 /* an instruction's shape into shape (room for PT_ARRAY_MAX_DIMS): its ndim
  * (0 for a scalar slot), or PT_E_HANDLE / PT_E_SLOT */
 int pt_arr_shape(int64_t h, int64_t *shape);
+int pt_arr_shape_on(const pt_tape *t, int64_t h, int64_t *shape);
 int64_t pt_arr_size(int64_t h);
 /* its value (NULL for a scalar slot or a bad handle); valid while the tape lives */
 const double *pt_arr_value(int64_t h);
+const double *pt_arr_value_on(const pt_tape *t, int64_t h);
 /* its adjoint from the last reverse sweep, its tangent from the last tangent
  * sweep (NULL: zero, or not this thread's tape) */
 const double *pt_arr_adjoint(pt_tape *t, int64_t i);

@@ -393,9 +393,34 @@ arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2,
 _shape_buf = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
 
 
-def arr_shape(h):
-    """The shape of the array instruction of handle h (() for a scalar slot)."""
-    n = lib.pt_arr_shape(h, _shape_buf)
+# the same on a CTape: for tapes outside the registry of handles (more tapes
+# alive than ids), whose handles (id 0) the entry points above cannot resolve
+def arr_map1_on(tape, code, ha):
+    """arr_map1 on CTape ``tape``."""
+    return lib.pt_arr_map1_on(tape._p, code, ha)
+
+
+def arr_map2_on(tape, code, ha, hb):
+    """arr_map2 on CTape ``tape``."""
+    return lib.pt_arr_map2_on(tape._p, code, ha, hb)
+
+
+def arr_map2_vc_on(tape, code, ha, b):
+    """arr_map2_vc on CTape ``tape``."""
+    return lib.pt_arr_map2_vc_on(tape._p, code, ha, b)
+
+
+def arr_map2_cv_on(tape, code, a, hb):
+    """arr_map2_cv on CTape ``tape``."""
+    return lib.pt_arr_map2_cv_on(tape._p, code, a, hb)
+
+
+def arr_shape(h, owner=None):
+    """The shape of the array instruction of handle h (() for a scalar slot)
+    on the Tape ``owner`` (None: the tape the handle names)."""
+    n = lib.pt_arr_shape(h, _shape_buf) if owner is None else lib.pt_arr_shape_on(owner._c._p, h, _shape_buf)
+    if n < 0:
+        check(n)
     return tuple(_shape_buf[0:n]) if n > 0 else ()
 
 
@@ -414,11 +439,13 @@ def arr_leaf(tape, a, grad):
     return lib.pt_arr_leaf(tape._p, a.ndim, _dims(a.shape), _f64(a), ffi.cast("double *", _f64(grad)))
 
 
-def arr_record(kind, handles, shape, par):
-    """One array instruction of ``kind`` on operand handles: its handle or a status."""
+def arr_record(kind, handles, shape, par, tape=None):
+    """One array instruction of ``kind`` on operand handles (on CTape
+    ``tape``; None: the tape the first handle names): its handle or a status."""
     p = np.ascontiguousarray(par, dtype=np.int64)
-    return lib.pt_arr_record(kind, len(handles), ffi.new("int64_t[]", handles), len(shape), _dims(shape),
-                             p.size, _i64(p) if p.size else ffi.NULL)
+    args = (kind, len(handles), ffi.new("int64_t[]", handles), len(shape), _dims(shape), p.size,
+            _i64(p) if p.size else ffi.NULL)
+    return lib.pt_arr_record(*args) if tape is None else lib.pt_arr_record_on(tape._p, *args)
 
 
 class _Memory:
@@ -442,7 +469,7 @@ def _tape_array(owner, pointer, shape, copy):
 def arr_value(owner, h, shape):
     """The value of array handle h: a read-only view of the tape's memory
     that keeps ``owner`` (the Tape) alive."""
-    return _tape_array(owner, lib.pt_arr_value(h), shape, False)
+    return _tape_array(owner, lib.pt_arr_value_on(owner._c._p, h), shape, False)
 
 
 def arr_adjoint(owner, tape, slot, shape):

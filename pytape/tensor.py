@@ -187,7 +187,7 @@ class TensorResult(Tensor, metaclass=_MadeByPytape):
         """The shape, a tuple of ints."""
         s = self._shape
         if s is None:
-            s = self._shape = _native.arr_shape(self._i)
+            s = self._shape = _native.arr_shape(self._i, self._t)
         return s
 
     @property
@@ -532,7 +532,8 @@ def map1(code, x):
         return _native.evaluate(code, c)
     if h < 0:
         _native.check(h, "record", t._c)
-    return _finish(t, _native.arr_map1(code, h), lambda a: map1(code, a), (x,), f"pytape.{_native.OP_NAMES[code]}")
+    return _finish(t, _native.arr_map1_on(t._c, code, h), lambda a: map1(code, a), (x,),
+                   f"pytape.{_native.OP_NAMES[code]}")
 
 
 def map2(code, a, b):
@@ -548,11 +549,11 @@ def map2(code, a, b):
     if hb is not None and hb < 0:
         _native.check(hb, "record", t._c)
     if ha is not None and hb is not None:
-        h = _native.arr_map2(code, ha, hb)
+        h = _native.arr_map2_on(t._c, code, ha, hb)
     elif ha is not None:
-        h = _native.arr_map2_vc(code, ha, cb)
+        h = _native.arr_map2_vc_on(t._c, code, ha, cb)
     elif hb is not None:
-        h = _native.arr_map2_cv(code, ca, hb)
+        h = _native.arr_map2_cv_on(t._c, code, ca, hb)
     else:
         return _native.evaluate(code, ca, cb)
     return _finish(t, h, lambda u, v: map2(code, u, v), (a, b), f"pytape.{_native.OP_NAMES[code]}", True)
@@ -574,5 +575,5 @@ def record(kind, operands, shape=(), par=(), what="array operation"):
         hs.append(h)
     if len(shape) > MAX_DIMS:
         raise ValueError(f"{what}: at most {MAX_DIMS} dimensions")
-    h = _native.arr_record(kind, hs, shape, par)
+    h = _native.arr_record(kind, hs, shape, par, t._c)
     return _finish(t, h, lambda *xs: record(kind, xs, shape, par, what), operands, what)
