@@ -113,7 +113,8 @@ def run_tensor(prog, args, w, tangents=None):
                 aslots.append(x._hh >> _native.ID_BITS)
                 aseeds.append(np.asarray(d, dtype=np.float64))
         _native.tangent_sweep_arrays(tape._c, slots, seeds, aslots, aseeds)
-        tangent = out.tangent
+        # a leaf answered as it is (x.T of a 0-d x): its tangent is its seed
+        tangent = out.tangent if not out.is_leaf else np.asarray(tangents[[x is out for x in xs].index(True)])
     out.backward(np.broadcast_to(w, out.shape).copy())
     grads = [np.float64(x.grad) if isinstance(x, pytape.Var) else x.grad.copy() for x in xs]
     return value, grads, tangent
@@ -764,8 +765,9 @@ def _apply_step(step, p, y, s, keep):
     if step == "var":
         return s * y + np.sin(s)
     if step == "bcast":
-        c = np.linspace(-1.0, 1.0, 2 * 3).reshape(2, 1, 3)[:, :, : (sh[-1] if nd and sh[-1] in (1, 3) else 1)]
-        return y * c if not nd or sh[-1] in (1, 3) else y + 1.0
+        k = sh[-1] if nd else 1 + p % 3
+        c = np.linspace(-1.0, 1.0, 2 * k).reshape(2, 1, k)  # a new leading axis, the last one matched
+        return y * (c if nd <= 2 else c[0, 0]) + (c[0] if p % 2 else 0.5)
     if step in ("sum", "max", "mean"):
         if nd == 0:
             return y * 2.0

@@ -12,6 +12,7 @@ do not take array tapes yet).
 import gc
 import pickle
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -420,3 +421,66 @@ def test_index_errors():
         x[[0, 7]]
     with pytest.raises(IndexError):
         x[0, 0]
+
+
+def _crowd():
+    """Tapes kept alive until the registry of handle ids is full (pytape
+    warns once, and records further tapes through its slow path)."""
+    keep = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(2 ** _native.ID_BITS + 2):
+            with pytape.Tape() as t:
+                keep.append(pytape.Var(1.0) * 2.0)
+            if t._c.id == 0:
+                break
+    assert t._c.id == 0
+    return keep
+
+
+def test_more_tapes_alive_than_handle_ids():
+    """Tapes beyond the registry of handle ids (pytape warns, records through
+    the slow path): array operations must work there too, with the same
+    values and derivatives (they raised an internal error, and .value/.shape
+    of such results read zeros / ())."""
+    keep = _crowd()
+    rng = np.random.default_rng(1)
+    X, w0 = rng.normal(size=(5, 3)), rng.normal(size=3)
+    answers = []
+    for crowded in (True, False):
+        if not crowded:
+            keep.clear()
+            gc.collect()
+        w = pytape.Tensor(w0)
+        s = pytape.Var(0.5)
+        with pytape.Tape() as tape:
+            y = np.tanh(X @ w) * s + np.exp(-w)[[0, 2, 1, 0, 0]] - 1.0
+            loss = np.sum(np.cumsum(y)[::2] ** 2) + np.max(y) * np.prod(w[:2])
+        assert (tape._c.id == 0) == crowded
+        assert y.shape == (5,)
+        loss.backward()
+        answers.append((np.array(y.value), float(loss), w.grad.copy(), s.grad))
+    (v1, l1, g1, s1), (v2, l2, g2, s2) = answers
+    np.testing.assert_array_equal(v1, v2)
+    assert l1 == l2 and s1 == s2
+    np.testing.assert_array_equal(g1, g2)
+    assert np.any(v1 != 0.0)
+
+
+def test_mixing_two_unregistered_tapes_is_refused():
+    keep = _crowd()
+    x = pytape.Tensor([1.0, 2.0])
+    with pytape.Tape() as t1:
+        a = x * 1.0
+    with pytape.Tape() as t2:
+        b = x * 2.0
+        s = pytape.Var(1.0) * 3.0
+    assert t1._c.id == 0 and t2._c.id == 0
+    with pytest.raises(pytape.MixedTapesError):
+        a + b
+    with pytest.raises(pytape.MixedTapesError):
+        a * s
+    with pytest.raises(pytape.MixedTapesError):
+        np.concatenate([a, b])
+    np.testing.assert_array_equal((a + a).value, [2.0, 4.0])
+    del keep
