@@ -742,7 +742,8 @@ def programs(draw):
     s): a list of steps, each replacing the current array."""
     shape = draw(SMALL)
     steps = draw(st.lists(st.sampled_from(["unary", "binary_self", "scalar", "var", "bcast", "sum", "max", "mean",
-                                           "cumsum", "matmul", "index", "T", "reshape", "gather", "concat"]),
+                                           "cumsum", "matmul", "index", "T", "reshape", "gather", "concat", "prod",
+                                           "where", "maximum", "flip", "stack", "pow", "div"]),
                           min_size=1, max_size=6))
     picks = draw(st.lists(st.integers(0, 1000), min_size=len(steps), max_size=len(steps)))
     keep = draw(st.booleans())
@@ -799,6 +800,23 @@ def _apply_step(step, p, y, s, keep):
         if nd == 0:
             return y
         return np.concatenate([y, y * 0.5], axis=p % nd)
+    if step == "prod":
+        if nd == 0:
+            return y * y
+        return np.prod(y, axis=p % nd, keepdims=keep)
+    if step == "where":
+        values = np.array(var_values(y)) if not isinstance(y, pytape.Tensor) else y.value
+        return np.where(values > 0.1 * (p % 3), y * 2.0, 1.0 - y)
+    if step == "maximum":
+        return np.maximum(y, 0.25 * (p % 3)) + np.minimum(y * 0.5, s)
+    if step == "flip":
+        return np.flip(y) if nd else y
+    if step == "stack":
+        return np.stack([y, y * s], axis=p % (nd + 1))
+    if step == "pow":
+        return (y * y + 1.0) ** (0.5 + p % 2)
+    if step == "div":
+        return y / (1.0 + y * y) - 2.0 / (2.0 + y * y)
     raise AssertionError(step)
 
 
