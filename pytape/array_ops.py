@@ -31,7 +31,6 @@ import math
 import operator
 
 import numpy as np
-from numpy.lib import stride_tricks
 
 from . import _native
 from .ops import NUMPY_NAMES
@@ -78,48 +77,44 @@ def _tensor(x):
 
 # ---- movement: views and gathers -------------------------------------------------------
 
-_PROBE_BASE = np.zeros(1)
-_PROBE_ADDR = _PROBE_BASE.__array_interface__["data"][0]
-
-
 def _probe(shape):
-    """An array of ``shape`` (C order) whose elements are never read."""
-    strides = []
-    s = 8
-    for n in reversed(shape):
-        strides.append(s)
-        s *= _builtin_max(n, 1)
-    return stride_tricks.as_strided(_PROBE_BASE, shape=shape, strides=tuple(reversed(strides)),
-                                           writeable=False)
+    """An array of ``shape`` (C order) over memory of its own, uninitialised:
+    numpy functions that copy (fancy indexing, take, repeat) read it, and a
+    copy can never lie inside it, so an answer within it is a view."""
+    p = np.empty(shape)
+    p.flags.writeable = False
+    return p
 
 
 def move(x, fn, what):
     """fn (a numpy function that rearranges elements) applied to Tensor x:
     one VIEW instruction if numpy answers a view, else one GATHER."""
     shape = shape_of(x)
-    v = fn(_probe(shape))
+    p = _probe(shape)
+    base = p.__array_interface__["data"][0]
+    v = fn(p)
     if isinstance(v, np.ndarray) and v.base is not None and not v.flags.owndata and v.dtype == np.float64 \
-            and _within_probe(v, shape):
-        if v.shape == tuple(shape) and v.strides == _probe(shape).strides and _offset(v) == 0:
+            and _within_probe(v, shape, base):
+        if v.shape == tuple(shape) and v.strides == p.strides and _offset(v, base) == 0:
             return x if isinstance(x, Tensor) else _as_tensor(x)  # the identity: no instruction
-        return record(KIND["VIEW"], [x], v.shape, [_offset(v)] + [s // 8 for s in v.strides], what)
+        return record(KIND["VIEW"], [x], v.shape, [_offset(v, base)] + [s // 8 for s in v.strides], what)
     idx = np.asarray(fn(np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)))
     return record(KIND["GATHER"], [x], idx.shape, idx.ravel(), what)
 
 
-def _offset(v):
-    return (v.__array_interface__["data"][0] - _PROBE_ADDR) // 8
+def _offset(v, base):
+    return (v.__array_interface__["data"][0] - base) // 8
 
 
-def _within_probe(v, shape):
-    """Is v a view into the probe (not a copy numpy made)?"""
+def _within_probe(v, shape, base):
+    """Is v a view into the probe at address ``base`` (not a copy numpy made)?"""
     size = int(np.prod(shape, dtype=np.int64))
     if v.size == 0:
         return True
-    off = _offset(v)
+    off = _offset(v, base)
     lo = off + _builtin_sum((n - 1) * s // 8 for n, s in zip(v.shape, v.strides) if s < 0)
     hi = off + _builtin_sum((n - 1) * s // 8 for n, s in zip(v.shape, v.strides) if s > 0)
-    return 0 <= lo and hi < size and v.__array_interface__["data"][0] % 8 == _PROBE_ADDR % 8
+    return 0 <= lo and hi < size and v.__array_interface__["data"][0] % 8 == base % 8
 
 
 def _as_tensor(x):
