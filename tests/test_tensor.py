@@ -484,3 +484,15 @@ def test_mixing_two_unregistered_tapes_is_refused():
         np.concatenate([a, b])
     np.testing.assert_array_equal((a + a).value, [2.0, 4.0])
     del keep
+
+
+def test_gathers_of_large_tensors_read_only_their_own_memory():
+    """Fancy indexing a large Tensor: the probe array that tells views from
+    gathers was 8 bytes with strides reaching over the whole shape, and
+    numpy's copy read past it (a segfault at this size)."""
+    n = 4_000_000
+    x = pytape.Tensor(np.arange(n, dtype=np.float64))
+    y = x[[0, n - 1, n // 2]] + np.take(x, [n - 2])
+    np.testing.assert_array_equal(y.value, [n - 2.0, 2.0 * n - 3.0, n // 2 + n - 2.0])
+    y.backward(np.ones(3))
+    assert x.grad[n - 1] == 1.0 and x.grad[n - 2] == 3.0 and x.grad.sum() == 6.0
