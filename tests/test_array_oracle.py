@@ -473,6 +473,17 @@ def test_empty_reductions():
     np.testing.assert_array_equal(np.prod(x, axis=0).value, np.ones(3))
 
 
+@pytest.mark.parametrize("uf", [np.add, np.multiply, np.maximum, np.minimum])
+@pytest.mark.parametrize("kw", [{}, {"axis": None}, {"axis": 1}, {"axis": -1, "keepdims": True}, {"axis": (0, 1)}])
+def test_ufunc_reduce(uf, kw):
+    """np.<ufunc>.reduce on a Tensor: numpy's default axis is 0, not all."""
+    a = np.array([[0.5, -1.5, 2.0], [1.25, 0.75, -3.0]])
+    oracle(lambda x: uf.reduce(x, **kw), a)
+    np.testing.assert_allclose(tensor_value(lambda x: uf.reduce(x, **kw), [a]), uf.reduce(a, **kw), rtol=1e-15)
+    with pytest.raises(TypeError, match="initial"):
+        uf.reduce(pytape.Tensor(a), initial=1.0)
+
+
 def test_reduce_bad_axis():
     x = pytape.Tensor(np.ones((2, 3)))
     with pytest.raises((ValueError, np.exceptions.AxisError)):
