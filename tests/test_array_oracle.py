@@ -614,6 +614,91 @@ def test_movement(name):
     np.testing.assert_allclose(tensor_value(f, [A234]), f(A234), rtol=1e-15, atol=0)
 
 
+#: numpy's surface on a 2-D Tensor: methods with positional axes, functions,
+#: indexing forms, ufuncs that are rows with a constant
+SURFACE = {
+    "sum(0)": lambda x: x.sum(0),
+    "sum(1, keepdims)": lambda x: x.sum(1, keepdims=True),
+    "max(1)": lambda x: x.max(1),
+    "min(0)": lambda x: x.min(0),
+    "mean(-1)": lambda x: x.mean(-1),
+    "prod(0)": lambda x: x.prod(0),
+    "cumsum(0)": lambda x: x.cumsum(0),
+    "var(0)": lambda x: x.var(0),
+    "std(1)": lambda x: x.std(1),
+    "transpose()": lambda x: x.transpose(),
+    "transpose(1,0)": lambda x: x.transpose(1, 0),
+    "reshape(3,2)": lambda x: x.reshape(3, 2),
+    "reshape((3,2))": lambda x: x.reshape((3, 2)),
+    "reshape(-1)": lambda x: x.reshape(-1),
+    "swapaxes": lambda x: x.swapaxes(0, 1),
+    "take": lambda x: x.take([0, 4]),
+    "take axis": lambda x: x.take([0], axis=1),
+    "squeeze": lambda x: x[:1].squeeze(0),
+    "ravel": lambda x: x.ravel(),
+    "flatten": lambda x: x.flatten(),
+    "dot": lambda x: x.dot(np.ones(3)),
+    "clip": lambda x: x.clip(2, 4),
+    "np.sum(x, 0)": lambda x: np.sum(x, 0),
+    "np.max(x, 1)": lambda x: np.max(x, 1),
+    "np.cumsum(x,1)": lambda x: np.cumsum(x, 1),
+    "np.mean(x, (0,1))": lambda x: np.mean(x, (0, 1)),
+    "np.std(x, 0, ddof=1)": lambda x: np.std(x, 0, ddof=1),
+    "np.amax": lambda x: np.amax(x, axis=0),
+    "np.var(keepdims)": lambda x: np.var(x, axis=1, keepdims=True),
+    "np.diagonal offset": lambda x: np.diagonal(x, 1),
+    "np.tile": lambda x: np.tile(x, 2),
+    "np.repeat none": lambda x: np.repeat(x, 2),
+    "np.roll axis": lambda x: np.roll(x, 1, axis=0),
+    "np.flip none": lambda x: np.flip(x),
+    "np.expand_dims tuple": lambda x: np.expand_dims(x, (0, 2)),
+    "np.moveaxis": lambda x: np.moveaxis(x, 1, 0),
+    "np.squeeze none": lambda x: np.squeeze(x[None]),
+    "x[...,1]": lambda x: x[..., 1],
+    "x[:, None, ::-2]": lambda x: x[:, None, ::-2],
+    "x[[1,0]][:, [2, 2]]": lambda x: x[[1, 0]][:, [2, 2]],
+    "x[np.array([[0],[1]]), [1,2]]": lambda x: x[np.array([[0], [1]]), [1, 2]],
+    "x[1][::-1]": lambda x: x[1][::-1],
+    "x[-1, -1]": lambda x: x[-1, -1],
+    "x[np.int64(1)]": lambda x: x[np.int64(1)],
+    "x[[True, False]]": lambda x: x[[True, False]],
+    "x[:, [True, False, True]]": lambda x: x[:, [True, False, True]],
+    "np.split ax1": lambda x: np.split(x, 3, axis=1)[2],
+    "np.concatenate neg": lambda x: np.concatenate([x, x], -2),
+    "np.stack -1": lambda x: np.stack([x, x], -1),
+    "np.outer": lambda x: np.outer(x, x[0]),
+    "np.inner": lambda x: np.inner(x, x),
+    "np.tensordot 1": lambda x: np.tensordot(x, x.T, 1),
+    "np.square": lambda x: np.square(x),
+    "np.reciprocal": lambda x: np.reciprocal(x),
+    "np.negative": lambda x: np.negative(x),
+    "np.deg2rad": lambda x: np.deg2rad(x),
+    "np.power": lambda x: np.power(x, 2.5),
+    "np.true_divide": lambda x: np.true_divide(1.0, x),
+    "np.fabs": lambda x: np.fabs(-x),
+    "np.positive": lambda x: np.positive(x),
+    "np.rint": lambda x: np.rint(x * 1.3),
+    "np.remainder": lambda x: np.remainder(x, 2.5),
+    "np.fmod": lambda x: np.fmod(-x, 2.5),
+    "np.floor_divide": lambda x: np.floor_divide(x, 2.5),
+    "np.logaddexp2": lambda x: np.logaddexp2(x, 1.0),
+    "np.arctan2": lambda x: np.arctan2(x, -x[::-1]),
+    "np.sign": lambda x: np.sign(x - 3),
+    "np.matmul": lambda x: np.matmul(x, x.T),
+}
+SURFACE_DATA = np.array([[1.1, 2.3, 2.9], [4.2, 5.35, 6.05]])  # away from the kinks of clip, rint, mod, sign
+
+
+@pytest.mark.parametrize("name", list(SURFACE))
+def test_numpy_surface(name):
+    f = SURFACE[name]
+    oracle(f, SURFACE_DATA)
+    ref = f(SURFACE_DATA)
+    got = tensor_value(f, [SURFACE_DATA])
+    assert got.shape == np.shape(ref)
+    np.testing.assert_allclose(got, ref, rtol=1e-14)
+
+
 def test_repeated_indices_scatter_add():
     x = pytape.Tensor([1.0, 2.0, 3.0])
     y = x[[0, 0, 2, 0]]
@@ -718,8 +803,8 @@ TORCH_PROGRAMS = {
     "softmax_xent": (lambda X, W: -np.sum(pytape.log_softmax(X @ W, axis=1)[np.arange(4), [0, 2, 1, 0]]),
                      lambda X, W: -torch.sum(torch.log_softmax(X @ W, dim=1)[torch.arange(4), [0, 2, 1, 0]])),
     "reductions": (lambda X, W: np.sum(np.max(X, axis=0) * np.prod(W, axis=1)[:3]) + np.std(X) * np.var(W),
-                   lambda X, W: torch.sum(torch.amax(X, dim=0) * torch.prod(W, dim=1)[:3]) + torch.std(X, unbiased=False)
-                   * torch.var(W, unbiased=False)),
+                   lambda X, W: torch.sum(torch.amax(X, dim=0) * torch.prod(W, dim=1)[:3])
+                   + torch.std(X, unbiased=False) * torch.var(W, unbiased=False)),
 }
 
 
