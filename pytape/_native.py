@@ -390,7 +390,6 @@ E_SHAPE = lib.PT_E_SHAPE
 #: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
 #: (code, ha, double), (code, double, hb)
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
-_shape_buf = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
 
 
 # the same on a CTape: for tapes outside the registry of handles (more tapes
@@ -418,10 +417,13 @@ def arr_map2_cv_on(tape, code, a, hb):
 def arr_shape(h, owner=None):
     """The shape of the array instruction of handle h (() for a scalar slot)
     on the Tape ``owner`` (None: the tape the handle names)."""
-    n = lib.pt_arr_shape(h, _shape_buf) if owner is None else lib.pt_arr_shape_on(owner._c._p, h, _shape_buf)
+    # a buffer per call: cffi releases the GIL around C calls, so a shared
+    # one could be overwritten by another thread before it is read
+    buf = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
+    n = lib.pt_arr_shape(h, buf) if owner is None else lib.pt_arr_shape_on(owner._c._p, h, buf)
     if n < 0:
         check(n)
-    return tuple(_shape_buf[0:n]) if n > 0 else ()
+    return tuple(buf[0:n]) if n > 0 else ()
 
 
 def _dims(shape):
