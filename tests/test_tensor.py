@@ -11,6 +11,7 @@ do not take array tapes yet).
 """
 import gc
 import pickle
+import sys
 import threading
 import warnings
 
@@ -496,3 +497,41 @@ def test_gathers_of_large_tensors_read_only_their_own_memory():
     np.testing.assert_array_equal(y.value, [n - 2.0, 2.0 * n - 3.0, n // 2 + n - 2.0])
     y.backward(np.ones(3))
     assert x.grad[n - 1] == 1.0 and x.grad[n - 2] == 3.0 and x.grad.sum() == 6.0
+
+
+def test_threads_recording_arrays_at_once():
+    """Each thread on its own tape, with its own shapes: results keep theirs
+    (the shape of a result was read through one buffer shared by all
+    threads, and cffi releases the GIL in between)."""
+    errors = []
+
+    def work(k):
+        rng = np.random.default_rng(k)
+        shape = (k + 2, 7 - k)
+        a = rng.normal(size=shape)
+        ref = np.sum(np.tanh(a)[::-1] * np.tanh(a)) * 4.0
+        try:
+            for _ in range(300):
+                x = pytape.Tensor(a)
+                with pytape.Tape():
+                    y = np.tanh(x) * 2.0
+                    z = (y[::-1] * y).sum(axis=0)
+                    s = z.sum()
+                assert y.shape == shape and z.shape == (shape[1],)
+                s.backward()
+                assert float(s) == pytest.approx(ref, rel=1e-12)
+                np.testing.assert_allclose(x.grad, 4.0 * (1 - np.tanh(a) ** 2) * 2.0 * np.tanh(a)[::-1], rtol=1e-12)
+        except Exception as e:  # reported in the main thread
+            errors.append(repr(e))
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors[:3]
