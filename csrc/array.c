@@ -412,7 +412,8 @@ static int64_t record_map(pt_tape *t, int kind, int op, int64_t sa, int64_t sb, 
     const int64_t *s0, *s1;
     int32_t n0 = slot_shape(t, sa, &s0, &size);
     if (kind == PT_A_MAP1) {
-        memcpy(shape, s0, (size_t)n0 * sizeof *shape);
+        if (n0)  /* a 0-d operand's shape may be NULL (no dims on the tape yet) */
+            memcpy(shape, s0, (size_t)n0 * sizeof *shape);
         e.ndim = n0;
     } else {
         int32_t n1 = slot_shape(t, sb, &s1, &size);
@@ -506,7 +507,8 @@ static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, i
         return PT_OK;
     }
     case PT_A_CUMSUM:
-        memcpy(shape, xs, (size_t)xn * sizeof *shape);
+        if (xn)
+            memcpy(shape, xs, (size_t)xn * sizeof *shape);
         e->ndim = xn;
         __attribute__((fallthrough));  /* the rows' check */
     case PT_A_MAX:
@@ -639,7 +641,8 @@ int pt_arr_shape(int64_t h, int64_t *shape)
     if (t->op[i] != PT_ARRAY)
         return 0;
     const struct pt_arr *e = &t->ar[t->a[i]];
-    memcpy(shape, pt_arr_shape_of(t, e), (size_t)e->ndim * sizeof *shape);
+    if (e->ndim)
+        memcpy(shape, pt_arr_shape_of(t, e), (size_t)e->ndim * sizeof *shape);
     return e->ndim;
 }
 

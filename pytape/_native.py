@@ -394,7 +394,6 @@ E_HANDLE = lib.PT_E_HANDLE
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
 #: the number of elements of an array handle's instruction (1 for a scalar slot or another tape's handle of id 0)
 arr_size = lib.pt_arr_size
-_shape_buf = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
 
 
 def arr_map1_given(code, h, value):
@@ -415,8 +414,10 @@ def on_unregistered(tape, fn, *args):
 
 def arr_shape(h):
     """The shape of the array instruction of handle h (() for a scalar slot)."""
-    n = check(lib.pt_arr_shape(h, _shape_buf), "read")
-    return tuple(_shape_buf[0:n]) if n > 0 else ()
+    # a buffer per call: another thread may run between the call and the read
+    buf = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
+    n = check(lib.pt_arr_shape(h, buf), "read")
+    return tuple(buf[0:n]) if n > 0 else ()
 
 
 def _dims(shape):

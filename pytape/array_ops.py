@@ -644,7 +644,9 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
         if fn is not None and set(kwargs) <= {"dtype", "casting", "order", "subok"}:
             return fn(*inputs)
     elif method == "reduce" and ufunc in _REDUCTIONS and len(inputs) == 1:
-        return _REDUCTIONS[ufunc](inputs[0], **{k: v for k, v in kwargs.items() if k in ("axis", "keepdims")})
+        kwargs.setdefault("axis", 0)  # ufunc.reduce's default, not the functions' (all axes)
+        kwargs.pop("dtype", None)  # float64 anyway; initial= and where= are refused by the reduction
+        return _REDUCTIONS[ufunc](inputs[0], **kwargs)
     raise TypeError(f"pytape: np.{ufunc.__name__}{'' if method == '__call__' else '.' + method} is not "
                     f"supported on a pytape.Tensor (no derivative rule for it)")
 
