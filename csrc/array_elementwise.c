@@ -115,6 +115,17 @@ PT_INLINE void row2_chain(int op, int which, int64_t n, const double *pa, int64_
         CALL(sa, sb);                                                         \
     }
 
+/* the stride patterns for the operand `which` (0: a, 1: b), a constant in
+ * each call, so that every pattern of every row is a loop of its own that
+ * the compiler vectorises (a select per element does not: the adjoint loops
+ * ran at half the value loops' speed) */
+#define PT_BY_OPERAND(CALL_A, CALL_B)                                         \
+    if (which) {                                                              \
+        PT_PATTERNS(CALL_B)                                                   \
+    } else {                                                                  \
+        PT_PATTERNS(CALL_A)                                                   \
+    }
+
 static void rows2_value(int op, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb, double *py)
 {
 #define CALL(A, B) row2_value(op, n, pa, A, pb, B, py)
@@ -122,19 +133,12 @@ static void rows2_value(int op, int64_t n, const double *pa, int64_t sa, const d
 #undef CALL
 }
 
-/* `which` a constant in each call, so that every pattern of every row is a
- * loop of its own that the compiler vectorises (a select per element does
- * not: the adjoint loops ran at half the value loops' speed) */
 static void rows2_chain(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
                         const double *py, const double *g, double *gx)
 {
 #define CALL_A(A, B) row2_chain(op, 0, n, pa, A, pb, B, py, g, gx, A)
 #define CALL_B(A, B) row2_chain(op, 1, n, pa, A, pb, B, py, g, gx, B)
-    if (which) {
-        PT_PATTERNS(CALL_B)
-    } else {
-        PT_PATTERNS(CALL_A)
-    }
+    PT_BY_OPERAND(CALL_A, CALL_B)
 #undef CALL_A
 #undef CALL_B
 }
@@ -179,11 +183,7 @@ static void rows2_tangent(int op, int which, int64_t n, const double *pa, int64_
 {
 #define CALL_A(A, B) row2_tangent(op, 0, n, pa, A, pb, B, py, tx, A, out)
 #define CALL_B(A, B) row2_tangent(op, 1, n, pa, A, pb, B, py, tx, B, out)
-    if (which) {
-        PT_PATTERNS(CALL_B)
-    } else {
-        PT_PATTERNS(CALL_A)
-    }
+    PT_BY_OPERAND(CALL_A, CALL_B)
 #undef CALL_A
 #undef CALL_B
 }

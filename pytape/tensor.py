@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _native
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled
-from .var import ARGUMENTS, Leaf as VarLeaf, Result as VarResult, Var, place as var_place
+from .var import ARGUMENTS, Leaf as VarLeaf, Recorded, Result as VarResult, Var, place as var_place
 
 __all__ = ["Tensor", "TensorResult", "TensorLeaf", "array", "map1", "map2", "record", "as_tensor_operand"]
 
@@ -178,7 +178,7 @@ class Tensor(metaclass=_TensorType):
     __hash__ = object.__hash__  # by identity, like Var
 
 
-class TensorResult(Tensor, metaclass=_MadeByPytape):
+class TensorResult(Recorded, Tensor, metaclass=_MadeByPytape):
     """A recorded array: the handle ``_i`` of its slot on tape ``_t``."""
 
     __slots__ = ("_t", "_i", "_shape")
@@ -216,21 +216,6 @@ class TensorResult(Tensor, metaclass=_MadeByPytape):
         """d(self) along the seeds of the last tangent sweep (zeros where it did not reach)."""
         d = _native.arr_tangent(self._t, self._t._c, self._i >> _B, self.shape)
         return np.zeros(self.shape) if d is None else d
-
-    @property
-    def requires_grad(self):
-        """True: a recorded result (constants are TensorLeafs)."""
-        return True
-
-    @property
-    def is_leaf(self):
-        """False for recorded results."""
-        return False
-
-    @property
-    def tape(self):
-        """The ``Tape`` this array was recorded on."""
-        return self._t
 
     @property
     def slot(self):

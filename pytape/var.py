@@ -35,7 +35,7 @@ from . import _native
 from .anomaly import caller, explain, note
 from .errors import OuterVar, TapeConsumedError
 
-__all__ = ["Var", "Result", "Leaf", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
+__all__ = ["Var", "Result", "Leaf", "Recorded", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
 
 _new = object.__new__
 _B = _native.ID_BITS
@@ -197,7 +197,29 @@ class Var(metaclass=_VarType):
         return self
 
 
-class Result(Var, metaclass=_MadeByPytape):
+class Recorded:
+    """What a recorded result is, a Var's or a Tensor's (pytape/tensor.py):
+    it has a slot on tape ``_t`` (handle ``_i``) and requires grad."""
+
+    __slots__ = ()
+
+    @property
+    def requires_grad(self):
+        """True for recorded results (False for constants: ``detach()``, ``no_grad``)."""
+        return True
+
+    @property
+    def is_leaf(self):
+        """False for recorded results (True for leaves and constants)."""
+        return False
+
+    @property
+    def tape(self):
+        """The ``Tape`` this result was recorded on (None for leaves)."""
+        return self._t
+
+
+class Result(Recorded, Var, metaclass=_MadeByPytape):
     """A recorded result: the handle ``_i`` of its slot on tape ``_t``."""
 
     __slots__ = ("_t", "_i")
@@ -258,21 +280,6 @@ class Result(Var, metaclass=_MadeByPytape):
         if not c.is_owner():
             _native.check(_native.THREAD, "read", c)
         return c.tangent(self._i >> _B)
-
-    @property
-    def requires_grad(self):
-        """False for constants (``detach()``, results under ``no_grad``)."""
-        return True
-
-    @property
-    def is_leaf(self):
-        """True for leaves and constants, False for recorded results."""
-        return False
-
-    @property
-    def tape(self):
-        """The ``Tape`` this result was recorded on (None for leaves)."""
-        return self._t
 
     @property
     def slot(self):
