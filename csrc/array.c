@@ -525,11 +525,12 @@ static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, i
             return PT_E_SHAPE;
         if (e->size == 0)
             return PT_OK;
-        int64_t lo = par[0], hi = par[0];
+        int64_t lo = par[0], hi = par[0], reach;
         for (int32_t d = 0; d < e->ndim; ++d) {
-            const int64_t step = par[1 + d], reach = (shape[d] - 1) * (step < 0 ? -step : step);
-            if (step > PT_MAX_ELEMENTS || step < -PT_MAX_ELEMENTS)
-                return PT_E_SHAPE;
+            const int64_t step = par[1 + d];
+            if (step > PT_MAX_ELEMENTS || step < -PT_MAX_ELEMENTS ||
+                __builtin_mul_overflow(shape[d] - 1, step < 0 ? -step : step, &reach) || reach > PT_MAX_ELEMENTS)
+                return PT_E_SHAPE;  /* beyond any array: no overflow below */
             if (step < 0)
                 lo -= reach;
             else
