@@ -313,10 +313,12 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
     if (e->npar)
         memcpy(t->ar_par + e->par, par, (size_t)e->npar * sizeof *par);
     e->adj = e->tan = NULL;
-    e->val = pt_arr_alloc(e->size);
+    e->val = e->borrowed ? (double *)data : pt_arr_alloc(e->size);
     if (!e->val)
         return PT_E_NOMEM;
-    if (data) {
+    if (e->borrowed) {
+        /* the caller's memory, kept alive and unchanged as long as the tape (pytape/tensor.py) */
+    } else if (data) {
         if (e->size)
             memcpy(e->val, data, (size_t)e->size * sizeof(double));
     } else {
@@ -348,7 +350,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
 }
 
 static int64_t record_data(pt_tape *t, int kind, int32_t ndim, const int64_t *shape, const double *data,
-                           double *grad)
+                           double *grad, int borrow)
 {
     const int64_t s = pt_check_recording(t);
     if (s < 0)
@@ -360,17 +362,18 @@ static int64_t record_data(pt_tape *t, int kind, int32_t ndim, const int64_t *sh
     if (e.size < 0)
         return e.size;
     e.grad = grad;
+    e.borrowed = borrow != 0 && e.size > 0;
     return append(t, &e, shape, NULL, NULL, data);
 }
 
-int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data)
+int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, int borrow)
 {
-    return record_data(t, PT_A_CONST, ndim, shape, data, NULL);
+    return record_data(t, PT_A_CONST, ndim, shape, data, NULL, borrow);
 }
 
-int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad)
+int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad, int borrow)
 {
-    return record_data(t, PT_A_LEAF, ndim, shape, data, grad);
+    return record_data(t, PT_A_LEAF, ndim, shape, data, grad, borrow);
 }
 
 /* the shape and size of operand slot s (s < 0: a constant, 0-d) */
@@ -796,7 +799,8 @@ void pt_array_leaf_grads(pt_tape *t, int64_t m)
 void pt_array_free(pt_tape *t)
 {
     for (int64_t k = 0; k < t->nar; ++k) {
-        pt_arr_release(t->ar[k].val, t->ar[k].size);
+        if (!t->ar[k].borrowed)
+            pt_arr_release(t->ar[k].val, t->ar[k].size);
         pt_arr_release(t->ar[k].adj, t->ar[k].size);
         pt_arr_release(t->ar[k].tan, t->ar[k].size);
     }
@@ -814,7 +818,7 @@ size_t pt_array_nbytes(const pt_tape *t, int used)
                    + (size_t)(used ? t->nar_par : t->ar_par_cap) * sizeof *t->ar_par;
     for (int64_t k = 0; k < t->nar; ++k) {
         const struct pt_arr *e = &t->ar[k];
-        bytes += (size_t)e->size * sizeof(double) * (1 + (e->adj != NULL) + (e->tan != NULL));
+        bytes += (size_t)e->size * sizeof(double) * (!e->borrowed + (e->adj != NULL) + (e->tan != NULL));
     }
     return bytes;
 }

@@ -40,6 +40,7 @@
 struct pt_arr {
     int32_t kind;        /* enum pt_array_kind */
     int32_t op;          /* MAP1 / MAP2: the op-table row (unary, or the VV form) */
+    int32_t borrowed;    /* CONST / LEAF: val is the caller's memory (not freed with the tape) */
     int32_t ndim;
     int32_t nargs;       /* operands: t->ar_arg[arg .. arg + nargs) */
     int64_t size;        /* elements: the product of the shape */

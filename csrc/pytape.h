@@ -310,8 +310,11 @@ int pt_array_op(void);
 /* the tape that handles of id 0 name in the calling thread (NULL: none):
  * Python sets it around array calls on a tape that got no id */
 void pt_set_unregistered(pt_tape *t);
-int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data);
-int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad);
+/* CONST and LEAF: a copy of data, or with `borrow` data itself, which the
+ * caller keeps alive and unchanged as long as the tape (Python: a Tensor
+ * leaf lends its array and copies it before anyone may write to it) */
+int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, int borrow);
+int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad, int borrow);
 int64_t pt_arr_map1(int op, int64_t ha);
 /* the same instruction as pt_arr_map1, its value given (numpy's SIMD loop
  * computed it: pytape/array_ops.py; as many doubles as the operand has) */

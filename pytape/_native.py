@@ -424,15 +424,17 @@ def _dims(shape):
     return ffi.new("int64_t[]", tuple(shape) or (1,))
 
 
-def arr_const(tape, a):
-    """A CONST instruction holding a copy of float64 C-contiguous array a: its handle or a status."""
-    return lib.pt_arr_const(tape._p, a.ndim, _dims(a.shape), _f64(a))
+def arr_const(tape, a, borrow=False):
+    """A CONST instruction holding float64 C-contiguous array a (a copy; with
+    ``borrow``, a itself, which the caller keeps alive and unchanged as long
+    as the tape): its handle or a status."""
+    return lib.pt_arr_const(tape._p, a.ndim, _dims(a.shape), _f64(a), int(borrow))
 
 
-def arr_leaf(tape, a, grad):
-    """An array LEAF holding a copy of a, whose adjoint backward() adds to the
-    float64 array grad (kept alive by the caller): its handle or a status."""
-    return lib.pt_arr_leaf(tape._p, a.ndim, _dims(a.shape), _f64(a), ffi.cast("double *", _f64(grad)))
+def arr_leaf(tape, a, grad, borrow=False):
+    """An array LEAF holding a (as arr_const), whose adjoint backward() adds
+    to the float64 array grad (kept alive by the caller): its handle or a status."""
+    return lib.pt_arr_leaf(tape._p, a.ndim, _dims(a.shape), _f64(a), ffi.cast("double *", _f64(grad)), int(borrow))
 
 
 def arr_record(kind, handles, shape, par):

@@ -49,14 +49,15 @@ class Tape:
     # guards; _guards: pytape.trace records comparisons as guards; _sealed: a
     # function transformation records f here and a Var from outside f must
     # not become a constant (pytape/var.py place raises OuterVar); _transforming:
-    # how many function transformations record f here now (var.py arguments)
+    # how many function transformations record f here now (var.py arguments);
+    # _lent: the arrays of Tensor leaves the tape reads in place (tensor.py)
     __slots__ = ("_c", "_cells", "_serial", "_consumed", "_where", "_guards", "_sealed", "_transforming",
-                 "__weakref__")
+                 "_lent", "__weakref__")
 
     def __init__(self):
         self._c = CTape(register=True)
         self._cells, self._serial, self._consumed, self._where, self._guards = [], next(_serials), False, None, False
-        self._sealed, self._transforming = False, 0
+        self._sealed, self._transforming, self._lent = False, 0, []
         if not self._c.id:
             _warn_no_id()
 
@@ -66,7 +67,7 @@ class Tape:
         t = object.__new__(cls)
         t._c = ctape
         t._cells, t._serial, t._consumed, t._where, t._guards = [], next(_serials), False, None, False
-        t._sealed, t._transforming = False, 0
+        t._sealed, t._transforming, t._lent = False, 0, []
         return t
 
     def __enter__(self):

@@ -269,7 +269,9 @@ class TensorResult(Recorded, Tensor, metaclass=_MadeByPytape):
 class TensorLeaf(Tensor, metaclass=_MadeByPytape):
     """A leaf (``pytape.Tensor(data)``) or a constant: owns its value and gradient."""
 
-    __slots__ = ("_v", "_g", "_hs", "_hh")
+    # _lent: _v is lent to a tape (placed without a copy): it is copied before
+    # anyone may write to it (the value getter), so a tape's values never change
+    __slots__ = ("_v", "_g", "_hs", "_hh", "_lent")
 
     @classmethod
     def _make(cls, value, requires_grad=True):
@@ -277,6 +279,7 @@ class TensorLeaf(Tensor, metaclass=_MadeByPytape):
         x._v = value
         x._g = np.zeros(value.shape) if requires_grad else None
         x._hs = 0
+        x._lent = False
         return x
 
     @property
@@ -287,9 +290,12 @@ class TensorLeaf(Tensor, metaclass=_MadeByPytape):
     @property
     def value(self):
         """The leaf's own array (alias ``.data``): writable; a change applies
-        to the next recording that uses the leaf (tapes keep the copy they
-        made), so ``w.data -= lr * w.grad`` is a gradient step."""
-        self._hs = 0  # it may be written through this array: the next use copies it again
+        to the next recording that uses the leaf (tapes keep the values they
+        recorded), so ``w.data -= lr * w.grad`` is a gradient step."""
+        if self._lent:  # tapes hold this array: they keep it, the leaf takes a copy to be written
+            self._v = np.array(self._v)
+            self._lent = False
+        self._hs = 0  # it may be written through this array: the next use places it again
         return self._v
 
     @value.setter
@@ -298,6 +304,7 @@ class TensorLeaf(Tensor, metaclass=_MadeByPytape):
         if v.shape != self._v.shape:
             raise ValueError(f"value: shape {v.shape} does not match the leaf's shape {self._v.shape}")
         self._v = v
+        self._lent = False
         self._hs = 0
 
     data = value
@@ -360,7 +367,7 @@ class TensorLeaf(Tensor, metaclass=_MadeByPytape):
 
 
 def _unpickle_leaf(value, grad):
-    x = TensorLeaf._make(value, grad is not None)
+    x = TensorLeaf._make(np.array(value, dtype=_F64), grad is not None)
     if grad is not None:
         x._g[...] = grad
     return x
@@ -396,11 +403,12 @@ def _place_leaf(x, tape):
     h = x._hh if s else -1
     if s == tape._serial and x._hs == s:  # read twice: no other thread re-placed it meanwhile (as var.place)
         return h
-    if x._g is None:
-        h = _native.arr_const(tape._c, x._v)
-    else:
-        h = _native.arr_leaf(tape._c, x._v, x._g)
-        if h >= 0:
+    v = x._v  # lent, not copied: the tape reads it as long as it lives, and the leaf copies before a write
+    h = _native.arr_const(tape._c, v, True) if x._g is None else _native.arr_leaf(tape._c, v, x._g, True)
+    if h >= 0:
+        tape._lent.append(v)
+        x._lent = True
+        if x._g is not None:
             tape._cells.append(x._g)  # C adds into it: alive as long as the tape
     if h >= 0:
         x._hs = 0

@@ -535,3 +535,26 @@ def test_threads_recording_arrays_at_once():
     finally:
         sys.setswitchinterval(old)
     assert not errors, errors[:3]
+
+
+def test_a_leaf_lends_its_array_to_tapes_and_copies_it_before_a_write():
+    # placing a leaf on a tape does not copy its values (the tape reads the leaf's own array); taking
+    # .data / .value to write copies it first, so recorded values never change
+    w = pytape.Tensor([1.0, 2.0])
+    with pytape.Tape() as t:
+        y = (w * w).sum()
+    assert any(a is w._v for a in t._lent)
+    before = w._v
+    w.data[0] = 100.0                      # the write goes to a copy: the tape keeps [1, 2]
+    assert w._v is not before and before.tolist() == [1.0, 2.0]
+    y.backward(retain_graph=True)
+    assert w.grad.tolist() == [2.0, 4.0] and float(y) == 5.0
+    w.zero_grad()
+    z = (w * w).sum()                      # the next recording uses the new values
+    z.backward()
+    assert w.grad.tolist() == [200.0, 4.0] and float(z) == 10004.0
+    c = pytape.Tensor([3.0], requires_grad=False)
+    with pytape.Tape() as t2:
+        u = c * 2.0
+    c.value[0] = 7.0                       # a constant lends too, and copies before a write
+    assert u.value.tolist() == [6.0] and any(a is not c._v for a in t2._lent)
