@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _native
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled
-from .var import ARGUMENTS, Leaf as VarLeaf, Recorded, Result as VarResult, Var, place as var_place
+from .var import ARGUMENTS, Leaf as VarLeaf, Owned, Recorded, Result as VarResult, Var, place as var_place
 
 __all__ = ["Tensor", "TensorResult", "TensorLeaf", "array", "map1", "map2", "record", "as_tensor_operand"]
 
@@ -266,7 +266,7 @@ class TensorResult(Recorded, Tensor, metaclass=_MadeByPytape):
                         "(t.value) or a leaf made from it")
 
 
-class TensorLeaf(Tensor, metaclass=_MadeByPytape):
+class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
     """A leaf (``pytape.Tensor(data)``) or a constant: owns its value and gradient."""
 
     # _lent: _v is lent to a tape (placed without a copy): it is copied before
@@ -332,21 +332,6 @@ class TensorLeaf(Tensor, metaclass=_MadeByPytape):
     def tangent(self):
         """Zeros: a leaf's tangent is its seed (see pytape.jvp)."""
         return np.zeros(self._v.shape)
-
-    @property
-    def requires_grad(self):
-        """False for constants."""
-        return self._g is not None
-
-    @property
-    def is_leaf(self):
-        """True."""
-        return True
-
-    @property
-    def tape(self):
-        """None: a leaf has a slot on each tape that uses it."""
-        return None
 
     def detach(self):
         """A constant with this leaf's value (a copy)."""

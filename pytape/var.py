@@ -35,7 +35,7 @@ from . import _native
 from .anomaly import caller, explain, note
 from .errors import OuterVar, TapeConsumedError
 
-__all__ = ["Var", "Result", "Leaf", "Recorded", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
+__all__ = ["Var", "Result", "Leaf", "Recorded", "Owned", "TRACING", "place", "slot_on", "leaf_slots", "result", "value_of", "arguments"]
 
 _new = object.__new__
 _B = _native.ID_BITS
@@ -219,6 +219,29 @@ class Recorded:
         return self._t
 
 
+class Owned:
+    """What a leaf or constant is, a Var's or a Tensor's (pytape/tensor.py):
+    it owns its value and grad ``_g`` (None for a constant) and gets a slot
+    on each tape that uses it."""
+
+    __slots__ = ()
+
+    @property
+    def requires_grad(self):
+        """False for constants (``detach()``, results under ``no_grad``)."""
+        return self._g is not None
+
+    @property
+    def is_leaf(self):
+        """True for leaves and constants, False for recorded results."""
+        return True
+
+    @property
+    def tape(self):
+        """None: a leaf has a slot on each tape that uses it."""
+        return None
+
+
 class Result(Recorded, Var, metaclass=_MadeByPytape):
     """A recorded result: the handle ``_i`` of its slot on tape ``_t``."""
 
@@ -343,7 +366,7 @@ class Result(Recorded, Var, metaclass=_MadeByPytape):
         )
 
 
-class Leaf(Var, metaclass=_MadeByPytape):
+class Leaf(Owned, Var, metaclass=_MadeByPytape):
     """A leaf (``pytape.Var(2.0)``) or a constant: owns its value and grad cell.
 
     ``_v`` is the value, ``_g`` a one-double C cell the reverse sweep adds the
@@ -402,21 +425,6 @@ class Leaf(Var, metaclass=_MadeByPytape):
         if cell is None:
             raise AttributeError("a constant has no gradient (requires_grad is False)")
         set_grad(cell, g if type(g) is float else _real(g, "grad"))
-
-    @property
-    def requires_grad(self):
-        """False for constants (``detach()``, results under ``no_grad``)."""
-        return self._g is not None
-
-    @property
-    def is_leaf(self):
-        """True for leaves and constants, False for recorded results."""
-        return True
-
-    @property
-    def tape(self):
-        """The ``Tape`` this result was recorded on (None for leaves)."""
-        return None
 
     @property
     def slot(self):
