@@ -50,7 +50,8 @@ static int operand_ok(const uint16_t *op, int64_t i, int which, int64_t x, int64
     case PT_OPERAND_LEAF:  return x == (*nleaf)++;
     case PT_OPERAND_CUSTOM: return custom_ok(op, i, x, nconst, c);
     case PT_OPERAND_PRIMITIVE: return x >= 0;
-    default:               return -1 - x < nconst;  /* a GUARD's b < 0: constant -1 - b */
+    case PT_OPERAND_SLOT_OR_CONST: return -1 - x < nconst;  /* a GUARD's b < 0: constant -1 - b */
+    default:               return 0;  /* an operand kind loading does not know */
     }
 }
 
@@ -66,6 +67,7 @@ static int check(int64_t n, const uint16_t *op, const int32_t *a, const int32_t 
     int64_t nleaf = 0;
     for (int64_t i = 0; i < n; ++i) {
         const int ok = pt_op_kind(op[i]) != PT_KIND_NONE  /* not NOP or an unknown opcode */
+                       && op[i] != PT_ARRAY  /* array instructions are never saved (their table is not) */
                        && operand_ok(op, i, 0, a[i], nconst, &nleaf, c)
                        && operand_ok(op, i, 1, b[i], nconst, &nleaf, c)
                        && (op[i] != PT_GUARD || guard_code_ok(val[i]));

@@ -92,6 +92,14 @@ def test_real_failures_raise_through_check():
         CTape.load([0], [0], [0], [0.0], [])  # opcode 0 is reserved: never a valid instruction
 
 
+@pytest.mark.parametrize("a, b", [(0, _native.ARRAY_KINDS["MAP1"]), (0, 0), (5, 1)])
+def test_a_loaded_tape_never_holds_array_instructions(a, b):
+    # array instructions are never saved (their table is not): a file claiming one is refused, whatever
+    # its operands, rather than loaded as a tape whose sweeps would read an array table it lacks
+    with pytest.raises(TapeFormatError):
+        CTape.load([1, _native.OP_ARRAY], [0, a], [0, b], [1.0, 1.0], [1.0])
+
+
 # ---- the operand table ------------------------------------------------------------
 
 def test_operand_table_by_kind():
