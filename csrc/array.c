@@ -214,10 +214,8 @@ static int reserve(void **p, int64_t *cap, int64_t need, size_t sz)
     int64_t c = *cap ? 2 * *cap : 64;
     while (c < need)
         c *= 2;
-    void *q = realloc(*p, (size_t)c * sz);
-    if (!q)
+    if (pt_grow(p, c, sz))
         return PT_E_NOMEM;
-    *p = q;
     *cap = c;
     return PT_OK;
 }
@@ -258,27 +256,27 @@ void pt_arr_operand(const pt_tape *t, const struct pt_arr *e, int j, struct pt_v
 
 /* ---- the kernels by kind -------------------------------------------------- */
 
-static int kernel_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
-{
-    switch (e->kind) {
-    case PT_A_MAP1:
-    case PT_A_MAP2:
-        return pt_map_value(t, e, x, y);
-    case PT_A_VIEW:
-    case PT_A_GATHER:
-    case PT_A_CONCAT:
-        return pt_move_value(t, e, x, y);
-    case PT_A_SUM:
-    case PT_A_MAX:
-    case PT_A_PROD:
-    case PT_A_CUMSUM:
-        return pt_reduce_value(t, e, x, y);
-    case PT_A_MATMUL:
-        return pt_matmul_value(t, e, x, y);
-    default:
-        return PT_E_OP;
-    }
-}
+typedef int (*value_fn)(const pt_tape *, const struct pt_arr *, const struct pt_view *, double *);
+typedef int (*vjp_fn)(const pt_tape *, const struct pt_arr *, const struct pt_view *, const double *);
+
+/* each kind's kernels: its value (recording), adjoint (reverse sweep) and
+ * tangent (tangent sweep) rules; CONST and LEAF have none */
+static const struct kernels {
+    value_fn value;
+    vjp_fn vjp;
+    value_fn jvp;
+} kernels[PT_A_NUM_KINDS] = {
+    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp},
+    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp},
+    [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp},
+    [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp},
+    [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp},
+    [PT_A_CUMSUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp},
+    [PT_A_VIEW] = {pt_move_value, pt_move_vjp, pt_move_jvp},
+    [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp},
+    [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp},
+    [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp},
+};
 
 /* ---- recording ------------------------------------------------------------- */
 
@@ -330,7 +328,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
         }
         for (int j = 0; j < e->nargs; ++j)
             pt_arr_operand(t, e, j, &xs[j]);
-        const int st = kernel_value(t, e, xs, e->val);
+        const int st = kernels[e->kind].value ? kernels[e->kind].value(t, e, xs, e->val) : PT_E_OP;
         if (xs != x)
             free(xs);
         if (st) {
@@ -703,22 +701,6 @@ const double *pt_arr_tan_of(const pt_tape *t, int64_t s)
     return t->op[s] == PT_ARRAY ? t->ar[t->a[s]].tan : &t->tan[s];
 }
 
-typedef int (*vjp_fn)(const pt_tape *, const struct pt_arr *, const struct pt_view *, const double *);
-typedef int (*jvp_fn)(const pt_tape *, const struct pt_arr *, const struct pt_view *, double *);
-
-static const vjp_fn vjps[PT_A_NUM_KINDS] = {
-    [PT_A_MAP1] = pt_map_vjp, [PT_A_MAP2] = pt_map_vjp, [PT_A_SUM] = pt_reduce_vjp,
-    [PT_A_VIEW] = pt_move_vjp, [PT_A_GATHER] = pt_move_vjp, [PT_A_MATMUL] = pt_matmul_vjp,
-    [PT_A_MAX] = pt_reduce_vjp, [PT_A_PROD] = pt_reduce_vjp, [PT_A_CUMSUM] = pt_reduce_vjp,
-    [PT_A_CONCAT] = pt_move_vjp,
-};
-static const jvp_fn jvps[PT_A_NUM_KINDS] = {
-    [PT_A_MAP1] = pt_map_jvp, [PT_A_MAP2] = pt_map_jvp, [PT_A_SUM] = pt_reduce_jvp,
-    [PT_A_VIEW] = pt_move_jvp, [PT_A_GATHER] = pt_move_jvp, [PT_A_MATMUL] = pt_matmul_jvp,
-    [PT_A_MAX] = pt_reduce_jvp, [PT_A_PROD] = pt_reduce_jvp, [PT_A_CUMSUM] = pt_reduce_jvp,
-    [PT_A_CONCAT] = pt_move_jvp,
-};
-
 /* the operand views of e with their adjoint buffers (reverse) or tangents */
 static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view *stack, int reverse)
 {
@@ -745,13 +727,13 @@ static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view 
 int pt_array_vjp(pt_tape *t, int64_t i)
 {
     const struct pt_arr *e = &t->ar[t->a[i]];
-    if (!vjps[e->kind] || !e->adj)
+    if (!kernels[e->kind].vjp || !e->adj)
         return PT_OK;  /* CONST and LEAF: nothing below them */
     struct pt_view stack[8] = {{0}};
     struct pt_view *x = views(t, e, stack, 1);
     if (!x)
         return PT_E_NOMEM;
-    const int st = vjps[e->kind](t, e, x, e->adj);
+    const int st = kernels[e->kind].vjp(t, e, x, e->adj);
     if (x != stack)
         free(x);
     return st;
@@ -760,7 +742,7 @@ int pt_array_vjp(pt_tape *t, int64_t i)
 int pt_array_jvp(pt_tape *t, int64_t i)
 {
     struct pt_arr *e = &t->ar[t->a[i]];
-    if (!jvps[e->kind])
+    if (!kernels[e->kind].jvp)
         return PT_OK;  /* CONST: zero; LEAF: its seed */
     struct pt_view stack[8] = {{0}};
     struct pt_view *x = views(t, e, stack, 0);
@@ -776,7 +758,7 @@ int pt_array_jvp(pt_tape *t, int64_t i)
             st = PT_E_NOMEM;
         else {
             memset(e->tan, 0, (size_t)e->size * sizeof(double));
-            st = jvps[e->kind](t, e, x, e->tan);
+            st = kernels[e->kind].jvp(t, e, x, e->tan);
             t->tan[i] = 1.0;
         }
     }

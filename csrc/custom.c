@@ -40,21 +40,11 @@ int64_t pt_tape_custom_entry(const pt_tape *t, int64_t k, int32_t *args)
     return n;
 }
 
-/* grow *p (elements of size sz) to newcap; the old block stays on failure */
-static int grow(void **p, int64_t newcap, size_t sz)
-{
-    void *q = realloc(*p, (size_t)newcap * sz);
-    if (!q)
-        return PT_E_NOMEM;
-    *p = q;
-    return PT_OK;
-}
-
 int64_t pt_custom_append(pt_tape *t, int64_t nargs, const int32_t *args)
 {
     if (t->ncu + 2 > t->cu_cap) {
         const int64_t cap = t->cu_cap ? 2 * t->cu_cap : 64;
-        if (grow((void **)&t->cu_start, cap, sizeof *t->cu_start))
+        if (pt_grow((void **)&t->cu_start, cap, sizeof *t->cu_start))
             return PT_E_NOMEM;
         t->cu_cap = cap;
         t->cu_start[0] = t->ncu ? t->cu_start[0] : 0;
@@ -63,7 +53,7 @@ int64_t pt_custom_append(pt_tape *t, int64_t nargs, const int32_t *args)
         int64_t cap = t->cu_arg_cap ? 2 * t->cu_arg_cap : 256;
         while (cap < t->ncu_arg + nargs)
             cap *= 2;
-        if (grow((void **)&t->cu_arg, cap, sizeof *t->cu_arg))
+        if (pt_grow((void **)&t->cu_arg, cap, sizeof *t->cu_arg))
             return PT_E_NOMEM;
         t->cu_arg_cap = cap;
     }

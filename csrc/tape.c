@@ -236,8 +236,7 @@ void pt_tape_free(pt_tape *t)
 
 #define PT_MAX_SLOTS ((int64_t)INT32_MAX)
 
-/* grow *p (elements of size sz) to hold newcap; keep the old block on failure */
-static int grow_array(void **p, int64_t newcap, size_t sz)
+int pt_grow(void **p, int64_t newcap, size_t sz)
 {
     void *q = realloc(*p, (size_t)newcap * sz);
     if (!q)
@@ -255,10 +254,10 @@ static int grow_instructions(pt_tape *t)
         newcap = PT_MAX_SLOTS;
     /* each array may end up larger than cap if a later one fails: harmless,
      * cap only moves once all four hold newcap entries */
-    if (grow_array((void **)&t->op, newcap, sizeof *t->op) ||
-        grow_array((void **)&t->a, newcap, sizeof *t->a) ||
-        grow_array((void **)&t->b, newcap, sizeof *t->b) ||
-        grow_array((void **)&t->val, newcap, sizeof *t->val))
+    if (pt_grow((void **)&t->op, newcap, sizeof *t->op) ||
+        pt_grow((void **)&t->a, newcap, sizeof *t->a) ||
+        pt_grow((void **)&t->b, newcap, sizeof *t->b) ||
+        pt_grow((void **)&t->val, newcap, sizeof *t->val))
         return PT_E_NOMEM;
     t->cap = newcap;
     return PT_OK;
@@ -271,7 +270,7 @@ static int64_t append_const(pt_tape *t, double c)
         if (t->ccap >= PT_MAX_SLOTS)
             return PT_E_FULL;
         int64_t newcap = t->ccap ? 2 * t->ccap : 256;
-        if (grow_array((void **)&t->consts, newcap, sizeof *t->consts))
+        if (pt_grow((void **)&t->consts, newcap, sizeof *t->consts))
             return PT_E_NOMEM;
         t->ccap = newcap;
     }
@@ -349,8 +348,8 @@ static int64_t record_leaf(pt_tape *t, double value, double *grad)
 {
     if (t->nleaf == t->lcap) {
         int64_t newcap = t->lcap ? 2 * t->lcap : 64;
-        if (grow_array((void **)&t->leaf_slot, newcap, sizeof *t->leaf_slot) ||
-            grow_array((void **)&t->leaf_grad, newcap, sizeof *t->leaf_grad))
+        if (pt_grow((void **)&t->leaf_slot, newcap, sizeof *t->leaf_slot) ||
+            pt_grow((void **)&t->leaf_grad, newcap, sizeof *t->leaf_grad))
             return PT_E_NOMEM;
         t->lcap = newcap;
     }

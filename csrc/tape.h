@@ -176,6 +176,9 @@ int64_t pt_append_const(pt_tape *t, double c);      /* shares an equal recent on
 int64_t pt_append_const_at(pt_tape *t, double c);   /* always at index nconst */
 int64_t pt_append_leaf(pt_tape *t, double value);   /* no grad cell */
 
+/* grow *p (elements of size sz) to hold newcap; PT_E_NOMEM keeps the old block */
+int pt_grow(void **p, int64_t newcap, size_t sz);
+
 /* for array.c: the recording checks and append of tape.c */
 pt_tape *pt_recording_tape(int64_t h, int64_t *status);
 int64_t pt_check_recording(pt_tape *t);

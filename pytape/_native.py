@@ -387,8 +387,6 @@ ARRAY_KINDS = {name: getattr(lib, "PT_A_" + name) for name in
                 "CONCAT")}
 ARRAY_MAX_DIMS = lib.PT_ARRAY_MAX_DIMS
 E_SHAPE = lib.PT_E_SHAPE
-#: a handle of id 0 that no tape is named for (see on_unregistered)
-E_HANDLE = lib.PT_E_HANDLE
 #: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
 #: (code, ha, double), (code, double, hb)
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv

@@ -35,7 +35,6 @@ from numpy.lib import stride_tricks
 
 from . import _native
 from .ops import NUMPY_NAMES
-from .recording import FUNCTIONS as SCALAR_FUNCTIONS
 from .tensor import KIND, NUMPY_VALUES, NUMPY_VALUES_FROM, Tensor, TensorLeaf, TensorResult, map1, map2, record
 from .var import Var
 
@@ -70,11 +69,6 @@ def _normalize_axes(axis, ndim, what):
     if len(set(out)) != len(out):
         raise ValueError(f"{what}: duplicate value in 'axis'")
     return tuple(out)
-
-
-def _tensor(x):
-    """x as an operand with a shape (numbers and arrays stay as they are)."""
-    return x
 
 
 # ---- movement: views and gathers -------------------------------------------------------
