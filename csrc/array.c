@@ -239,6 +239,7 @@ void pt_arr_operand(const pt_tape *t, const struct pt_arr *e, int j, struct pt_v
     static const int64_t no_shape[1] = {1};
     const int64_t s = t->ar_arg[e->arg + j];
     x->adj = NULL;
+    x->fresh = 0;
     x->tan = NULL;
     if (s >= 0 && t->op[s] == PT_ARRAY) {
         const struct pt_arr *o = &t->ar[t->a[s]];
@@ -265,17 +266,18 @@ static const struct kernels {
     value_fn value;
     vjp_fn vjp;
     value_fn jvp;
+    int assigns;  /* vjp honours x[j].fresh (writes a fresh buffer instead of zeroing and adding) */
 } kernels[PT_A_NUM_KINDS] = {
-    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp},
-    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp},
-    [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp},
-    [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp},
-    [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp},
-    [PT_A_CUMSUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp},
-    [PT_A_VIEW] = {pt_move_value, pt_move_vjp, pt_move_jvp},
-    [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp},
-    [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp},
-    [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp},
+    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1},
+    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1},
+    [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 1},
+    [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0},
+    [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0},
+    [PT_A_CUMSUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0},
+    [PT_A_VIEW] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0},
+    [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0},
+    [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0},
+    [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp, 1},
 };
 
 /* ---- recording ------------------------------------------------------------- */
@@ -429,14 +431,18 @@ static int64_t record_map(pt_tape *t, int kind, int op, int64_t sa, int64_t sb, 
     return append(t, &e, shape, args, NULL, value);
 }
 
-int64_t pt_arr_map1(int op, int64_t ha)
+int64_t pt_arr_map1(int op, int64_t ha, int64_t limit)
 {
     int64_t s;
     pt_tape *t = pt_recording_tape(ha, &s);
     if (!t)
         return s;
     const int64_t ia = operand_slot(t, ha);
-    return ia < 0 ? PT_E_SLOT : record_map(t, PT_A_MAP1, op, ia, 0, NULL);
+    if (ia < 0)
+        return PT_E_SLOT;
+    if (t->op[ia] == PT_ARRAY && t->ar[t->a[ia]].size >= limit)
+        return PT_E_LARGE;
+    return record_map(t, PT_A_MAP1, op, ia, 0, NULL);
 }
 
 int64_t pt_arr_map1_given(int op, int64_t ha, const double *value)
@@ -676,8 +682,10 @@ const double *pt_arr_tangent(pt_tape *t, int64_t i)
 
 /* ---- the sweeps --------------------------------------------------------------- */
 
-double *pt_arr_adj_buffer(pt_tape *t, int64_t s)
+double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh)
 {
+    if (fresh)
+        *fresh = 0;
     if (s < 0)
         return NULL;
     if (t->op[s] != PT_ARRAY)
@@ -688,10 +696,23 @@ double *pt_arr_adj_buffer(pt_tape *t, int64_t s)
     if (t->adj[s] == 0.0) {  /* the first contribution of this sweep */
         if (!o->adj && !(o->adj = pt_arr_alloc(o->size)))
             return NULL;
-        memset(o->adj, 0, (size_t)o->size * sizeof(double));
+        if (fresh)
+            *fresh = 1;
+        else
+            memset(o->adj, 0, (size_t)o->size * sizeof(double));
         t->adj[s] = 1.0;
     }
     return o->adj;
+}
+
+int pt_adj_accumulate(const struct pt_view *x, int covers)
+{
+    if (!x->fresh)
+        return 1;
+    if (covers)
+        return 0;
+    memset(x->adj, 0, (size_t)x->size * sizeof(double));
+    return 1;
 }
 
 const double *pt_arr_tan_of(const pt_tape *t, int64_t s)
@@ -701,7 +722,9 @@ const double *pt_arr_tan_of(const pt_tape *t, int64_t s)
     return t->op[s] == PT_ARRAY ? t->ar[t->a[s]].tan : &t->tan[s];
 }
 
-/* the operand views of e with their adjoint buffers (reverse) or tangents */
+/* the operand views of e with their adjoint buffers (reverse) or tangents;
+ * reverse: fresh buffers are left unwritten for kinds whose vjp assigns
+ * (an operand twice is fresh at most once: the vjp handles operands in order) */
 static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view *stack, int reverse)
 {
     struct pt_view *x = e->nargs <= 8 ? stack : malloc((size_t)e->nargs * sizeof *x);
@@ -711,7 +734,7 @@ static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view 
         const int64_t s = t->ar_arg[e->arg + j];
         pt_arr_operand(t, e, j, &x[j]);
         if (reverse) {
-            if (s >= 0 && !(x[j].adj = pt_arr_adj_buffer(t, s)) &&
+            if (s >= 0 && !(x[j].adj = pt_arr_adj_buffer(t, s, kernels[e->kind].assigns ? &x[j].fresh : NULL)) &&
                 !(t->op[s] == PT_ARRAY && t->ar[t->a[s]].kind == PT_A_CONST)) {
                 if (x != stack)
                     free(x);

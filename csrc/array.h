@@ -56,6 +56,8 @@ struct pt_arr {
 struct pt_view {
     const double *val;
     double *adj;         /* where its adjoint goes (NULL: a constant) */
+    int fresh;           /* adj holds nothing yet this sweep: the kernel writes
+                            (not adds) every element, or zeroes it first */
     const double *tan;   /* its tangent (NULL: zero) */
     int64_t size;
     int32_t ndim;
@@ -75,10 +77,16 @@ static inline const int64_t *pt_arr_shape_of(const pt_tape *t, const struct pt_a
 
 /* operand j of entry e: value and shape; adj/tan pointers filled by the sweeps */
 void pt_arr_operand(const pt_tape *t, const struct pt_arr *e, int j, struct pt_view *x);
-/* the adjoint buffer of slot s for this sweep (array slot: zeroed at the
- * first contribution; scalar slot: &adj[s]); NULL for constants (s < 0) or
- * when it cannot be allocated */
-double *pt_arr_adj_buffer(pt_tape *t, int64_t s);
+/* the adjoint buffer of slot s for this sweep (scalar slot: &adj[s]); NULL
+ * for constants (s < 0) or when it cannot be allocated.  An array slot's
+ * buffer holds nothing at the first contribution of a sweep: with fresh ==
+ * NULL it is zeroed then; otherwise *fresh says whether it was (1: the
+ * caller writes every element, 0: it adds) */
+double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh);
+/* how a vjp contributes to x's adjoint buffer: 0 = write it (fresh, and the
+ * kernel writes each element once: `covers`), 1 = add (a fresh buffer the
+ * kernel would not cover, e.g. a broadcast operand, is zeroed first) */
+int pt_adj_accumulate(const struct pt_view *x, int covers);
 /* the tangent of operand slot s for this sweep, or NULL when it is zero */
 const double *pt_arr_tan_of(const pt_tape *t, int64_t s);
 
@@ -143,7 +151,9 @@ enum { PT_PARALLEL_GRAIN = 1 << 17 };
 
 /* ---- the kernels: value (record), vjp (reverse), jvp (tangent) ------------
  * value: e's value from its operands; vjp: g = e's adjoint into the
- * operands' adjoint buffers (x[j].adj, NULL: not needed); jvp: e's tangent
+ * operands' adjoint buffers (x[j].adj, NULL: not needed), written where
+ * x[j].fresh (kinds marked `assigns` in array.c; the others get zeroed
+ * buffers), added to otherwise, operands in order; jvp: e's tangent
  * into `out` from the operands' tangents (x[j].tan, NULL: zero), `out`
  * zeroed by the caller.  0 or PT_E_NOMEM. */
 int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);

@@ -36,8 +36,10 @@ static void map1_value(int op, int64_t n, const double *x, double *y)
     }
 }
 
-/* gx += dy/dx * g, or out = dy/dx * tx (tangent: gx = out, accumulate 0) */
-static void map1_chain(int op, int64_t n, const double *x, const double *py, const double *g, double *gx)
+/* gx (+)= dy/dx * g: ACC 1 adds, 0 writes (a constant where it is called,
+ * so that each is a loop of its own) */
+PT_INLINE void map1_chain_acc(int op, int acc, int64_t n, const double *x, const double *py, const double *g,
+                              double *gx)
 {
     switch (op) {
 #define PT_OP1(N, S, V, DA, DAA)                                              \
@@ -45,7 +47,7 @@ static void map1_chain(int op, int64_t n, const double *x, const double *py, con
         for (int64_t j = 0; j < n; ++j) {                                     \
             const double a = x[j], y = py[j];                                 \
             (void)a; (void)y;                                                 \
-            gx[j] += pt_chain((DA), g[j]);                                    \
+            gx[j] = (acc ? gx[j] : 0.0) + pt_chain((DA), g[j]);               \
         }                                                                     \
         break;
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
@@ -55,6 +57,14 @@ static void map1_chain(int op, int64_t n, const double *x, const double *py, con
     default:
         break;
     }
+}
+
+static void map1_chain(int op, int acc, int64_t n, const double *x, const double *py, const double *g, double *gx)
+{
+    if (acc)
+        map1_chain_acc(op, 1, n, x, py, g, gx);
+    else
+        map1_chain_acc(op, 0, n, x, py, g, gx);
 }
 
 /* ---- binary rows ---------------------------------------------------------- */
@@ -81,8 +91,9 @@ PT_INLINE void row2_value(int op, int64_t n, const double *pa, int64_t sa, const
     }
 }
 
-/* which = 0: ga[j*sa] += dy/da * g[j]; which = 1: gb[j*sb] += dy/db * g[j] */
-PT_INLINE void row2_chain(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb,
+/* which = 0: ga[j*sa] (+)= dy/da * g[j]; which = 1: gb[j*sb] (+)= dy/db * g[j]
+ * (acc 1: add, 0: write) */
+PT_INLINE void row2_chain(int op, int which, int acc, int64_t n, const double *pa, int64_t sa, const double *pb,
                           int64_t sb, const double *py, const double *g, double *gx, int64_t sx)
 {
     switch (op) {
@@ -92,7 +103,7 @@ PT_INLINE void row2_chain(int op, int which, int64_t n, const double *pa, int64_
         for (int64_t j = 0; j < n; ++j) {                                     \
             const double a = pa[j * sa], b = pb[j * sb], y = py[j];           \
             (void)a; (void)b; (void)y;                                        \
-            gx[j * sx] += pt_chain(which ? (DB) : (DA), g[j]);                \
+            gx[j * sx] = (acc ? gx[j * sx] : 0.0) + pt_chain(which ? (DB) : (DA), g[j]); \
         }                                                                     \
         break;
 #include "ops.def"
@@ -133,14 +144,22 @@ static void rows2_value(int op, int64_t n, const double *pa, int64_t sa, const d
 #undef CALL
 }
 
-static void rows2_chain(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
-                        const double *py, const double *g, double *gx)
+static void rows2_chain(int op, int which, int acc, int64_t n, const double *pa, int64_t sa, const double *pb,
+                        int64_t sb, const double *py, const double *g, double *gx)
 {
-#define CALL_A(A, B) row2_chain(op, 0, n, pa, A, pb, B, py, g, gx, A)
-#define CALL_B(A, B) row2_chain(op, 1, n, pa, A, pb, B, py, g, gx, B)
-    PT_BY_OPERAND(CALL_A, CALL_B)
+    if (acc) {
+#define CALL_A(A, B) row2_chain(op, 0, 1, n, pa, A, pb, B, py, g, gx, A)
+#define CALL_B(A, B) row2_chain(op, 1, 1, n, pa, A, pb, B, py, g, gx, B)
+        PT_BY_OPERAND(CALL_A, CALL_B)
 #undef CALL_A
 #undef CALL_B
+    } else {
+#define CALL_A(A, B) row2_chain(op, 0, 0, n, pa, A, pb, B, py, g, gx, A)
+#define CALL_B(A, B) row2_chain(op, 1, 0, n, pa, A, pb, B, py, g, gx, B)
+        PT_BY_OPERAND(CALL_A, CALL_B)
+#undef CALL_A
+#undef CALL_B
+    }
 }
 
 /* the loop over e's shape with operands y (contiguous), a and b broadcast */
@@ -194,6 +213,7 @@ static void rows2_tangent(int op, int which, int64_t n, const double *pa, int64_
  * adjoint accumulated into a broadcast operand (stride 0) is not split. */
 struct row_job {
     int op, mode, which;   /* mode: 0 value, 1 adjoint, 2 tangent (MAP1: which = -1) */
+    int acc;               /* adjoint: add (1) or write (0) */
     const double *pa, *pb, *py, *in;
     int64_t sa, sb;
     double *out;
@@ -210,7 +230,7 @@ static void row_chunk(void *p, int64_t lo, int64_t hi)
         if (j->mode == ROW_VALUE)
             map1_value(j->op, n, pa, j->out + lo);
         else
-            map1_chain(j->op, n, pa, py, j->in + lo, j->out + lo);
+            map1_chain(j->op, j->acc, n, pa, py, j->in + lo, j->out + lo);
         return;
     }
     const int64_t sx = j->which ? j->sb : j->sa;
@@ -218,8 +238,8 @@ static void row_chunk(void *p, int64_t lo, int64_t hi)
     case ROW_VALUE:
         rows2_value(j->op, n, pa, j->sa, pb, j->sb, j->out + lo);
         break;
-    case ROW_ADJOINT:  /* gx (stride sx = 1) += d * g */
-        rows2_chain(j->op, j->which, n, pa, j->sa, pb, j->sb, py, j->in + lo, j->out + lo * sx);
+    case ROW_ADJOINT:  /* gx (stride sx = 1) (+)= d * g */
+        rows2_chain(j->op, j->which, j->acc, n, pa, j->sa, pb, j->sb, py, j->in + lo, j->out + lo * sx);
         break;
     default:           /* out += d * tx (tx read through stride sx) */
         rows2_tangent(j->op, j->which, n, pa, j->sa, pb, j->sb, py, j->in + lo * sx, j->out + lo);
@@ -238,14 +258,14 @@ static void run_row(struct row_job *j, int64_t n, int split)
 int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
 {
     if (e->kind == PT_A_MAP1) {
-        struct row_job j = {e->op, ROW_VALUE, -1, x[0].val, NULL, e->val, NULL, 1, 0, y};
+        struct row_job j = {e->op, ROW_VALUE, -1, 0, x[0].val, NULL, e->val, NULL, 1, 0, y};
         run_row(&j, e->size, 1);
         return PT_OK;
     }
     struct pt_loop L;
     loop2(t, e, x, &L);
     if (L.nd == 1) {
-        struct row_job j = {e->op, ROW_VALUE, 0, x[0].val, x[1].val, y, NULL, L.st[1][0], L.st[2][0], y};
+        struct row_job j = {e->op, ROW_VALUE, 0, 0, x[0].val, x[1].val, y, NULL, L.st[1][0], L.st[2][0], y};
         run_row(&j, L.shape[0], 1);
         return PT_OK;
     }
@@ -257,7 +277,7 @@ int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
 {
     if (e->kind == PT_A_MAP1) {
         if (x[0].adj) {
-            struct row_job j = {e->op, ROW_ADJOINT, -1, x[0].val, NULL, e->val, g, 1, 0, x[0].adj};
+            struct row_job j = {e->op, ROW_ADJOINT, -1, !x[0].fresh, x[0].val, NULL, e->val, g, 1, 0, x[0].adj};
             run_row(&j, e->size, 1);
         }
         return PT_OK;
@@ -268,13 +288,15 @@ int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
         double *gx = x[which].adj;
         if (!gx)
             continue;
+        const int acc = pt_adj_accumulate(&x[which], x[which].size == e->size);  /* not broadcast: covered once */
         if (L.nd == 1) {  /* split unless gx is a broadcast scalar (every chunk would add to it) */
-            struct row_job j = {e->op, ROW_ADJOINT, which, x[0].val, x[1].val, e->val, g, L.st[1][0], L.st[2][0], gx};
+            struct row_job j = {e->op, ROW_ADJOINT, which, acc, x[0].val, x[1].val, e->val, g, L.st[1][0],
+                                L.st[2][0], gx};
             run_row(&j, L.shape[0], L.st[1 + which][0] != 0);
             continue;
         }
         PT_FOR_ROWS(&L, o, n, s,
-                    rows2_chain(e->op, which, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
+                    rows2_chain(e->op, which, acc, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
                                 g + o[0], gx + o[1 + which]););
     }
     return PT_OK;
@@ -284,7 +306,7 @@ int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
 {
     if (e->kind == PT_A_MAP1) {
         if (x[0].tan) {
-            struct row_job j = {e->op, ROW_TANGENT, -1, x[0].val, NULL, e->val, x[0].tan, 1, 0, out};
+            struct row_job j = {e->op, ROW_TANGENT, -1, 1, x[0].val, NULL, e->val, x[0].tan, 1, 0, out};
             run_row(&j, e->size, 1);
         }
         return PT_OK;
@@ -296,7 +318,7 @@ int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
         if (!tx)
             continue;
         if (L.nd == 1) {
-            struct row_job j = {e->op, ROW_TANGENT, which, x[0].val, x[1].val, e->val, tx, L.st[1][0], L.st[2][0], out};
+            struct row_job j = {e->op, ROW_TANGENT, which, 1, x[0].val, x[1].val, e->val, tx, L.st[1][0], L.st[2][0], out};
             run_row(&j, L.shape[0], 1);
             continue;
         }

@@ -6,7 +6,8 @@
  * outer, tensordot, einsum of two operands) is lowered to this by Python
  * with views and reshapes around it (pytape/array_ops.py).
  *
- * The adjoints are two more products per batch, accumulated with beta = 1:
+ * The adjoints are two more products per batch, accumulated with beta = 1
+ * (beta = 0 writes an adjoint buffer that is fresh this sweep):
  *   dA += dC op(B)^T   (or, A stored transposed, op(B) dC^T)
  *   dB += op(A)^T dC   (or, B stored transposed, dC^T op(A))
  * and the tangent is op(tA) op(B) + op(A) op(tB).
@@ -119,21 +120,25 @@ int pt_matmul_value(const pt_tape *t, const struct pt_arr *e, const struct pt_vi
 int pt_matmul_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
 {
     const struct mm q = params(t, e);
+    /* beta 0 writes a fresh buffer: each block once, or a broadcast operand's at b = 0 (no batch: zeroed) */
+    const int fresh[2] = {!pt_adj_accumulate(&x[0], q.nb > 0), !pt_adj_accumulate(&x[1], q.nb > 0)};
     for (int64_t b = 0; b < q.nb; ++b) {
         const double *A = x[0].val + b * q.sa, *B = x[1].val + b * q.sb, *G = g + b * q.sc;
         if (x[0].adj) {
             double *dA = x[0].adj + b * q.sa;
+            const double beta = fresh[0] && (q.sa || !b) ? 0.0 : 1.0;
             if (!q.ta)  /* dA (m x k) += G op(B)^T */
-                gemm(0, !q.tb, q.m, q.k, q.n, G, q.n, B, q.ldb, 1.0, dA, q.k);
+                gemm(0, !q.tb, q.m, q.k, q.n, G, q.n, B, q.ldb, beta, dA, q.k);
             else        /* dA stored (k x m) += op(B) G^T */
-                gemm((int)q.tb, 1, q.k, q.m, q.n, B, q.ldb, G, q.n, 1.0, dA, q.m);
+                gemm((int)q.tb, 1, q.k, q.m, q.n, B, q.ldb, G, q.n, beta, dA, q.m);
         }
         if (x[1].adj) {
             double *dB = x[1].adj + b * q.sb;
+            const double beta = fresh[1] && (q.sb || !b) ? 0.0 : 1.0;
             if (!q.tb)  /* dB (k x n) += op(A)^T G */
-                gemm(!q.ta, 0, q.k, q.n, q.m, A, q.lda, G, q.n, 1.0, dB, q.n);
+                gemm(!q.ta, 0, q.k, q.n, q.m, A, q.lda, G, q.n, beta, dB, q.n);
             else        /* dB stored (n x k) += G^T op(A) */
-                gemm(1, (int)q.ta, q.n, q.k, q.m, G, q.n, A, q.lda, 1.0, dB, q.k);
+                gemm(1, (int)q.ta, q.n, q.k, q.m, G, q.n, A, q.lda, beta, dB, q.k);
         }
     }
     return PT_OK;

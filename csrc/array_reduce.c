@@ -192,12 +192,20 @@ int pt_reduce_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
         return rows_rule(e, t->ar_par + e->par, x, e->val, g, x->adj, 0);
     struct pt_loop L;
     sum_loop(t, e, x, &L);
-    PT_FOR_ROWS(&L, o, n, s, {
-        double *p = x->adj + o[0];
-        const double *q = g + o[1];
-        for (int64_t j = 0; j < n; ++j)
-            p[j] += q[j * s[1]];
-    });
+    if (x->fresh)  /* g broadcast back over x: each element written once */
+        PT_FOR_ROWS(&L, o, n, s, {
+            double *p = x->adj + o[0];
+            const double *q = g + o[1];
+            for (int64_t j = 0; j < n; ++j)
+                p[j] = q[j * s[1]];
+        });
+    else
+        PT_FOR_ROWS(&L, o, n, s, {
+            double *p = x->adj + o[0];
+            const double *q = g + o[1];
+            for (int64_t j = 0; j < n; ++j)
+                p[j] += q[j * s[1]];
+        });
     return PT_OK;
 }
 

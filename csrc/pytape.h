@@ -31,7 +31,8 @@ enum pt_status {
     PT_E_CALLBACK = -13, /* a custom primitive's rule failed in the callback (Python re-raises) */
     PT_E_BUSY = -14,     /* the tape is in a sweep that is calling a custom rule */
     PT_E_SHAPE = -15,    /* array operands whose shapes do not fit the operation */
-    PT_E_ARRAY = -16     /* this sweep does not take array instructions (yet) */
+    PT_E_ARRAY = -16,    /* this sweep does not take array instructions (yet) */
+    PT_E_LARGE = -17     /* pt_arr_map1: the operand has `limit` elements or more (nothing recorded) */
 };
 
 /* Handles: how Python names a slot when it records.  handle = slot <<
@@ -315,7 +316,9 @@ void pt_set_unregistered(pt_tape *t);
  * leaf lends its array and copies it before anyone may write to it) */
 int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, int borrow);
 int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad, int borrow);
-int64_t pt_arr_map1(int op, int64_t ha);
+/* MAP1 of row op on ha when ha has fewer than `limit` elements, else
+ * PT_E_LARGE: Python computes large values with numpy (pt_arr_map1_given) */
+int64_t pt_arr_map1(int op, int64_t ha, int64_t limit);
 /* the same instruction as pt_arr_map1, its value given (numpy's SIMD loop
  * computed it: pytape/array_ops.py; as many doubles as the operand has) */
 int64_t pt_arr_map1_given(int op, int64_t ha, const double *value);
@@ -335,6 +338,11 @@ const double *pt_arr_value(int64_t h);
 const double *pt_arr_adjoint(pt_tape *t, int64_t i);
 const double *pt_arr_tangent(pt_tape *t, int64_t i);
 int64_t pt_tape_narrays(const pt_tape *t);
+/* array memory from the tapes' allocator (a cache of freed large blocks:
+ * no page faults in a loop that makes the same sizes each step); Python's
+ * large Tensor leaves and grads live there too.  NULL: no memory */
+double *pt_arr_alloc(int64_t n);
+void pt_arr_release(double *p, int64_t n);
 /* backward from array slot out with adjoint seed (its size); as pt_backward */
 int pt_backward_array(pt_tape *t, int64_t out, const double *seed, int retain);
 /* the tangent sweep with seeds for scalar LEAF slots and array leaves

@@ -142,7 +142,8 @@ static int backward(pt_tape *t, int64_t out, double seed, const double *aseed, i
     if (aseed) {
         if (t->op[out] != PT_ARRAY)
             return PT_E_OP;
-        double *g = pt_arr_adj_buffer(t, out);
+        int fresh;  /* the seed is written over it */
+        double *g = pt_arr_adj_buffer(t, out, &fresh);
         if (!g)
             return PT_E_NOMEM;
         memcpy(g, aseed, (size_t)t->ar[t->a[out]].size * sizeof *g);

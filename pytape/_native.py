@@ -243,7 +243,7 @@ def check(status, what="record", tape=None):
         raise IndexError("pytape: slot outside the tape (internal error, please report)")
     if status == lib.PT_E_OP:
         raise ValueError("pytape: opcode of the wrong kind (internal error, please report)")
-    if status in (lib.PT_E_NOGRAD, lib.PT_E_HANDLE, lib.PT_E_GUARD):
+    if status in (lib.PT_E_NOGRAD, lib.PT_E_HANDLE, lib.PT_E_GUARD, lib.PT_E_LARGE):
         raise RuntimeError(f"pytape: status {status} reached check() (internal error, please report)")
     raise RuntimeError(f"pytape: unexpected status {status}")
 
@@ -451,6 +451,24 @@ class _Memory:
         self._owner = owner
         self.__array_interface__ = {"shape": shape, "typestr": "<f8", "version": 3,
                                     "data": (int(ffi.cast("uintptr_t", pointer)), True)}
+
+
+#: elements from which arrays come from the tapes' allocator (its cache
+#: holds blocks of 128 KB and more: csrc/array.c)
+ALLOC_FROM = 16384
+
+
+def arr_empty(shape, size):
+    """An uninitialised float64 array of ``shape`` (``size`` elements): from
+    the tapes' allocator from ALLOC_FROM elements on (a freed block is
+    reused without page faults), else numpy's; MemoryError when there is none."""
+    if size < ALLOC_FROM:
+        return np.empty(shape)
+    p = lib.pt_arr_alloc(size)
+    if p == ffi.NULL:
+        raise MemoryError(f"pytape: no memory for an array of {size} float64 elements")
+    p = ffi.gc(p, lambda q, n=size: lib.pt_arr_release(q, n), size * 8)
+    return np.frombuffer(ffi.buffer(p, size * 8), dtype=np.float64).reshape(shape)
 
 
 def _tape_array(owner, pointer, shape, copy):

@@ -59,7 +59,18 @@ def _as_float64(data, what):
                         f"complex, object, string and time arrays have no float64 value")
     if a.ndim > MAX_DIMS:
         raise ValueError(f"{what}: at most {MAX_DIMS} dimensions, got {a.ndim}")
-    return np.array(a, dtype=_F64, order="C", copy=True)
+    out = _native.arr_empty(a.shape, a.size)
+    np.copyto(out, a, casting="unsafe")
+    return out
+
+
+def _zeros(shape, size):
+    """float64 zeros (large ones from the tapes' allocator, as _as_float64's copies)."""
+    if size < _native.ALLOC_FROM:
+        return np.zeros(shape)
+    z = _native.arr_empty(shape, size)
+    z.fill(0.0)
+    return z
 
 
 class _TensorType(type):
@@ -277,7 +288,7 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
     def _make(cls, value, requires_grad=True):
         x = cls()
         x._v = value
-        x._g = np.zeros(value.shape) if requires_grad else None
+        x._g = _zeros(value.shape, value.size) if requires_grad else None
         x._hs = 0
         x._lent = False
         return x
@@ -516,13 +527,20 @@ NUMPY_VALUES = {_native.OPCODES[name]: f for name, f in (
     ("atan", np.arctan), ("sinh", np.sinh), ("cosh", np.cosh), ("tanh", np.tanh), ("asinh", np.arcsinh),
     ("atanh", np.arctanh))}
 NUMPY_VALUES_FROM = 512
+#: elements from which row code's values come from numpy: C's pt_arr_map1
+#: records smaller operands only (PT_E_LARGE otherwise)
+NO_LIMIT = 2**62
+
+
+def map1_limit(code):
+    return NUMPY_VALUES_FROM if code in NUMPY_VALUES else NO_LIMIT
 
 
 def map1(code, x):
     """The unary op-table row ``code`` elementwise over x (a MAP1 instruction)."""
     fast = NUMPY_VALUES.get(code)
-    if type(x) is TensorResult and (fast is None or _native.arr_size(x._i) < NUMPY_VALUES_FROM):
-        h = _native.arr_map1(code, x._i)
+    if type(x) is TensorResult:
+        h = _native.arr_map1(code, x._i, NUMPY_VALUES_FROM if fast is not None else NO_LIMIT)
         if h >= 0:
             return _result(x._t, h)
     if not is_grad_enabled():
@@ -538,7 +556,7 @@ def map1(code, x):
             r = _call(t, _native.arr_map1_given, code, h,
                       np.ascontiguousarray(fast(x._v if type(x) is TensorLeaf else x.value)))
     else:
-        r = _call(t, _native.arr_map1, code, h)
+        r = _call(t, _native.arr_map1, code, h, NO_LIMIT)
     return _finish(t, r, lambda a: map1(code, a), (x,), f"pytape.{_native.OP_NAMES[code]}")
 
 

@@ -524,6 +524,47 @@ def test_matmul_transposed_and_constant_operands():
     oracle(lambda x, y: (x.T @ y).T @ x.T, a, b, fd=False)
 
 
+# The first contribution to an adjoint buffer in a sweep writes it (no zeroing
+# pass) where the kernel covers every element once; every other contribution
+# adds.  These programs reach one instruction through each kind of kernel in
+# several orders, twice in one instruction, broadcast, and through empty
+# batches: a buffer left unwritten or written twice would show here.
+FIRST_CONTRIBUTION = {
+    "same operand twice": lambda x: x * x + np.sin(x),
+    "broadcast then full": lambda x: (x[:1] * x).sum(axis=0) + np.exp(x[0]),
+    "full then broadcast": lambda x: np.exp(x[0]) + (x[:1] * x).sum(axis=0),
+    "sum then map": lambda x: np.sum(x, axis=0, keepdims=True) * x + np.tanh(x),
+    "map then sum": lambda x: np.tanh(x) + np.sum(x, axis=1, keepdims=True) * x,
+    "view of a part": lambda x: x[1:] * 2.0 + np.cos(x)[:-1],
+    "matmul square": lambda x: x @ x,
+    "matmul then map": lambda x: (x @ x.T) * 3.0 - x.sum(),
+    "batched broadcast matmul": lambda x: np.stack([x, 2.0 * x]) @ x,
+    "empty batch": lambda x: (np.zeros((0, 3, 3)) @ x).sum(axis=0) + x,
+    "max and map": lambda x: np.max(x, axis=1, keepdims=True) + x * x,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_CONTRIBUTION))
+def test_first_contribution_writes_the_adjoint(name):
+    a = np.random.default_rng(3).normal(size=(3, 3))
+    oracle(FIRST_CONTRIBUTION[name], a)
+
+
+def test_fresh_adjoints_every_sweep_and_leaf_grads_accumulate():
+    a = np.random.default_rng(4).normal(size=(4, 3))
+    x = pytape.Tensor(a)
+    with pytape.Tape():
+        m = x * 2.0
+        y = (m * m + np.sin(m)).sum()
+    y.backward(retain_graph=True)
+    g1, gm = x.grad.copy(), m.grad
+    y.backward()  # the second sweep writes the same buffers again: the leaf adds
+    want = 2.0 * (2.0 * 2.0 * a + np.cos(2.0 * a))
+    np.testing.assert_allclose(g1, want, rtol=1e-13)
+    np.testing.assert_allclose(x.grad, 2.0 * want, rtol=1e-13)
+    np.testing.assert_allclose(m.grad, gm, rtol=0)
+
+
 @pytest.mark.parametrize("n", [3, 8, 24])  # 27, 512 below / 13824 multiply-adds above the BLAS threshold
 def test_own_loops_equal_blas(n):
     rng = np.random.default_rng(n)
