@@ -155,6 +155,53 @@ void pt_arr_release(double *p, int64_t n)
     free(p);
 }
 
+/* the arena: chunks of doubles, each twice the last (up to ARENA_CHUNK_MAX) */
+struct pt_chunk {
+    struct pt_chunk *next;
+    int64_t used, cap;
+    int64_t pad;  /* mem 16-byte aligned */
+    double mem[];
+};
+enum { ARENA_CHUNK_MIN = 4096, ARENA_CHUNK_MAX = 1 << 17 };
+
+double *pt_tape_buffer(pt_tape *t, int64_t n)
+{
+    if (n > PT_ARENA_MAX)
+        return pt_arr_alloc(n);
+    const int64_t m = ((n > 0 ? n : 1) + 3) & ~(int64_t)3;  /* 32-byte steps */
+    struct pt_chunk *c = t->arena;
+    if (!c || c->used + m > c->cap) {
+        int64_t cap = c ? 2 * c->cap : ARENA_CHUNK_MIN;
+        if (cap > ARENA_CHUNK_MAX)
+            cap = ARENA_CHUNK_MAX;
+        struct pt_chunk *d = malloc(sizeof *d + (size_t)cap * sizeof(double));
+        if (!d)
+            return NULL;
+        d->next = c;
+        d->used = 0;
+        d->cap = cap;
+        t->arena = c = d;
+    }
+    double *p = c->mem + c->used;
+    c->used += m;
+    return p;
+}
+
+void pt_tape_buffer_release(double *p, int64_t n)
+{
+    if (n > PT_ARENA_MAX)
+        pt_arr_release(p, n);
+}
+
+static void arena_free(pt_tape *t)
+{
+    for (struct pt_chunk *c = t->arena, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    t->arena = NULL;
+}
+
 enum { MAX_THREADS = 16 };
 
 struct chunk {
@@ -239,7 +286,7 @@ void pt_arr_operand(const pt_tape *t, const struct pt_arr *e, int j, struct pt_v
     static const int64_t no_shape[1] = {1};
     const int64_t s = t->ar_arg[e->arg + j];
     x->adj = NULL;
-    x->fresh = 0;
+    x->fresh = x->uniform = x->solo = 0;
     x->tan = NULL;
     if (s >= 0 && t->op[s] == PT_ARRAY) {
         const struct pt_arr *o = &t->ar[t->a[s]];
@@ -258,7 +305,7 @@ void pt_arr_operand(const pt_tape *t, const struct pt_arr *e, int j, struct pt_v
 /* ---- the kernels by kind -------------------------------------------------- */
 
 typedef int (*value_fn)(const pt_tape *, const struct pt_arr *, const struct pt_view *, double *);
-typedef int (*vjp_fn)(const pt_tape *, const struct pt_arr *, const struct pt_view *, const double *);
+typedef int (*vjp_fn)(const pt_tape *, const struct pt_arr *, struct pt_view *, const double *);
 
 /* each kind's kernels: its value (recording), adjoint (reverse sweep) and
  * tangent (tangent sweep) rules; CONST and LEAF have none */
@@ -267,17 +314,18 @@ static const struct kernels {
     vjp_fn vjp;
     value_fn jvp;
     int assigns;  /* vjp honours x[j].fresh (writes a fresh buffer instead of zeroing and adding) */
+    int uniform;  /* vjp takes uniform adjoints (its own and its operands': pt_view.uniform) */
 } kernels[PT_A_NUM_KINDS] = {
-    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1},
-    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1},
-    [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 1},
-    [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0},
-    [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0},
-    [PT_A_CUMSUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0},
-    [PT_A_VIEW] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0},
-    [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0},
-    [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0},
-    [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp, 1},
+    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1},
+    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1},
+    [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 1, 1},
+    [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
+    [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
+    [PT_A_CUMSUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
+    [PT_A_VIEW] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0},
+    [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0},
+    [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0},
+    [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp, 1, 0},
 };
 
 /* ---- recording ------------------------------------------------------------- */
@@ -313,7 +361,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
     if (e->npar)
         memcpy(t->ar_par + e->par, par, (size_t)e->npar * sizeof *par);
     e->adj = e->tan = NULL;
-    e->val = e->borrowed ? (double *)data : pt_arr_alloc(e->size);
+    e->val = e->borrowed ? (double *)data : pt_tape_buffer(t, e->size);
     if (!e->val)
         return PT_E_NOMEM;
     if (e->borrowed) {
@@ -322,10 +370,10 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
         if (e->size)
             memcpy(e->val, data, (size_t)e->size * sizeof(double));
     } else {
-        struct pt_view x[8] = {{0}};
+        struct pt_view x[8];  /* pt_arr_operand fills each operand's */
         struct pt_view *xs = e->nargs <= 8 ? x : malloc((size_t)e->nargs * sizeof *xs);
         if (!xs) {
-            pt_arr_release(e->val, e->size);
+            pt_tape_buffer_release(e->val, e->size);
             return PT_E_NOMEM;
         }
         for (int j = 0; j < e->nargs; ++j)
@@ -334,7 +382,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
         if (xs != x)
             free(xs);
         if (st) {
-            pt_arr_release(e->val, e->size);
+            pt_tape_buffer_release(e->val, e->size);
             return st;
         }
     }
@@ -350,7 +398,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
 }
 
 static int64_t record_data(pt_tape *t, int kind, int32_t ndim, const int64_t *shape, const double *data,
-                           double *grad, int borrow)
+                           double *grad, int64_t *gstate, int borrow)
 {
     const int64_t s = pt_check_recording(t);
     if (s < 0)
@@ -362,18 +410,20 @@ static int64_t record_data(pt_tape *t, int kind, int32_t ndim, const int64_t *sh
     if (e.size < 0)
         return e.size;
     e.grad = grad;
+    e.gstate = gstate;
     e.borrowed = borrow != 0 && e.size > 0;
     return append(t, &e, shape, NULL, NULL, data);
 }
 
 int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, int borrow)
 {
-    return record_data(t, PT_A_CONST, ndim, shape, data, NULL, borrow);
+    return record_data(t, PT_A_CONST, ndim, shape, data, NULL, NULL, borrow);
 }
 
-int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad, int borrow)
+int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad,
+                    int64_t *gstate, int borrow)
 {
-    return record_data(t, PT_A_LEAF, ndim, shape, data, grad, borrow);
+    return record_data(t, PT_A_LEAF, ndim, shape, data, grad, gstate, borrow);
 }
 
 /* the shape and size of operand slot s (s < 0: a constant, 0-d) */
@@ -666,10 +716,22 @@ const double *pt_arr_value(int64_t h)
     return e ? e->val : NULL;
 }
 
+/* a uniform adjoint written out to every element */
+static void expand(pt_tape *t, int64_t s)
+{
+    const struct pt_arr *o = &t->ar[t->a[s]];
+    const double u = o->adj[0];
+    for (int64_t j = 1; j < o->size; ++j)
+        o->adj[j] = u;
+    t->adj[s] = PT_ADJ_FULL;
+}
+
 const double *pt_arr_adjoint(pt_tape *t, int64_t i)
 {
     if (!pt_tape_is_owner(t) || i < 0 || i >= t->adj_n || t->op[i] != PT_ARRAY || t->adj[i] == 0.0)
         return NULL;
+    if (t->adj[i] == PT_ADJ_UNIFORM)
+        expand(t, i);
     return t->ar[t->a[i]].adj;
 }
 
@@ -682,10 +744,16 @@ const double *pt_arr_tangent(pt_tape *t, int64_t i)
 
 /* ---- the sweeps --------------------------------------------------------------- */
 
-double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh)
+/* slot s's adjoint buffer for a kernel: NULL for constants or without
+ * memory; *fresh = 1 at the first contribution of the sweep (the buffer
+ * unwritten: fresh == NULL zeroes it), *uniform = 1 when it holds one value
+ * for all (uniform == NULL expands it) */
+static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform)
 {
     if (fresh)
         *fresh = 0;
+    if (uniform)
+        *uniform = 0;
     if (s < 0)
         return NULL;
     if (t->op[s] != PT_ARRAY)
@@ -694,24 +762,53 @@ double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh)
     if (o->kind == PT_A_CONST)
         return NULL;
     if (t->adj[s] == 0.0) {  /* the first contribution of this sweep */
-        if (!o->adj && !(o->adj = pt_arr_alloc(o->size)))
+        if (!o->adj && !(o->adj = pt_tape_buffer(t, o->size)))
             return NULL;
         if (fresh)
             *fresh = 1;
         else
             memset(o->adj, 0, (size_t)o->size * sizeof(double));
-        t->adj[s] = 1.0;
+        t->adj[s] = PT_ADJ_FULL;
+    } else if (t->adj[s] == PT_ADJ_UNIFORM) {
+        if (uniform)
+            *uniform = 1;
+        else
+            expand(t, s);
     }
     return o->adj;
 }
 
-int pt_adj_accumulate(const struct pt_view *x, int covers)
+double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh)
 {
-    if (!x->fresh)
+    return adj_buffer(t, s, fresh, NULL);
+}
+
+int pt_adj_accumulate(struct pt_view *x, int covers)
+{
+    const int fresh = x->fresh;
+    x->fresh = 0;
+    if (x->uniform) {
+        const double u = x->adj[0];
+        for (int64_t j = 1; j < x->size; ++j)
+            x->adj[j] = u;
+        x->uniform = 0;
+        return 1;
+    }
+    if (!fresh)
         return 1;
     if (covers)
         return 0;
     memset(x->adj, 0, (size_t)x->size * sizeof(double));
+    return 1;
+}
+
+int pt_adj_uniform(struct pt_view *x, double v)
+{
+    if (!x->solo || !(x->fresh || x->uniform))
+        return 0;
+    x->adj[0] = (x->fresh ? 0.0 : x->adj[0]) + v;  /* 0.0 + v: the sum a zeroed buffer would hold */
+    x->fresh = 0;
+    x->uniform = 1;
     return 1;
 }
 
@@ -723,25 +820,35 @@ const double *pt_arr_tan_of(const pt_tape *t, int64_t s)
 }
 
 /* the operand views of e with their adjoint buffers (reverse) or tangents;
- * reverse: fresh buffers are left unwritten for kinds whose vjp assigns
- * (an operand twice is fresh at most once: the vjp handles operands in order) */
+ * reverse: fresh buffers are left unwritten for kinds whose vjp assigns (an
+ * operand twice is fresh at most once: the vjp handles operands in order),
+ * uniform ones stay so for kinds that take them, unless an operand repeats */
 static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view *stack, int reverse)
 {
     struct pt_view *x = e->nargs <= 8 ? stack : malloc((size_t)e->nargs * sizeof *x);
     if (!x)
         return NULL;
+    const struct kernels *k = &kernels[e->kind];
     for (int j = 0; j < e->nargs; ++j) {
         const int64_t s = t->ar_arg[e->arg + j];
         pt_arr_operand(t, e, j, &x[j]);
-        if (reverse) {
-            if (s >= 0 && !(x[j].adj = pt_arr_adj_buffer(t, s, kernels[e->kind].assigns ? &x[j].fresh : NULL)) &&
-                !(t->op[s] == PT_ARRAY && t->ar[t->a[s]].kind == PT_A_CONST)) {
-                if (x != stack)
-                    free(x);
-                return NULL;
-            }
-        } else {
+        if (!reverse) {
             x[j].tan = pt_arr_tan_of(t, s);
+            continue;
+        }
+        int repeats = 0;
+        for (int i = 0; i < j && k->uniform; ++i)
+            if (t->ar_arg[e->arg + i] == s) {  /* x * x: its elements for both (the fetch below expands it) */
+                repeats = 1;
+                x[i].solo = 0;
+                x[i].uniform = 0;
+            }
+        x[j].adj = adj_buffer(t, s, k->assigns ? &x[j].fresh : NULL, k->uniform && !repeats ? &x[j].uniform : NULL);
+        x[j].solo = k->uniform && !repeats && s >= 0 && t->op[s] == PT_ARRAY;
+        if (s >= 0 && !x[j].adj && !(t->op[s] == PT_ARRAY && t->ar[t->a[s]].kind == PT_A_CONST)) {
+            if (x != stack)
+                free(x);
+            return NULL;
         }
     }
     return x;
@@ -752,11 +859,16 @@ int pt_array_vjp(pt_tape *t, int64_t i)
     const struct pt_arr *e = &t->ar[t->a[i]];
     if (!kernels[e->kind].vjp || !e->adj)
         return PT_OK;  /* CONST and LEAF: nothing below them */
-    struct pt_view stack[8] = {{0}};
+    if (t->adj[i] == PT_ADJ_UNIFORM && !kernels[e->kind].uniform)
+        expand(t, i);
+    struct pt_view stack[8];  /* views() fills each operand's */
     struct pt_view *x = views(t, e, stack, 1);
     if (!x)
         return PT_E_NOMEM;
     const int st = kernels[e->kind].vjp(t, e, x, e->adj);
+    for (int j = 0; j < e->nargs; ++j)  /* the operands the kernel left uniform, or expanded */
+        if (x[j].solo && x[j].adj)
+            t->adj[t->ar_arg[e->arg + j]] = x[j].uniform ? PT_ADJ_UNIFORM : PT_ADJ_FULL;
     if (x != stack)
         free(x);
     return st;
@@ -767,7 +879,7 @@ int pt_array_jvp(pt_tape *t, int64_t i)
     struct pt_arr *e = &t->ar[t->a[i]];
     if (!kernels[e->kind].jvp)
         return PT_OK;  /* CONST: zero; LEAF: its seed */
-    struct pt_view stack[8] = {{0}};
+    struct pt_view stack[8];  /* views() fills each operand's */
     struct pt_view *x = views(t, e, stack, 0);
     if (!x)
         return PT_E_NOMEM;
@@ -777,7 +889,7 @@ int pt_array_jvp(pt_tape *t, int64_t i)
     int st = PT_OK;
     t->tan[i] = 0.0;
     if (any) {
-        if (!e->tan && !(e->tan = pt_arr_alloc(e->size)))
+        if (!e->tan && !(e->tan = pt_tape_buffer(t, e->size)))
             st = PT_E_NOMEM;
         else {
             memset(e->tan, 0, (size_t)e->size * sizeof(double));
@@ -794,10 +906,28 @@ void pt_array_leaf_grads(pt_tape *t, int64_t m)
 {
     for (int64_t k = 0; k < t->nar; ++k) {
         const struct pt_arr *e = &t->ar[k];
-        if (e->kind != PT_A_LEAF || !e->grad || e->slot >= m || t->adj[e->slot] == 0.0)
+        const double flag = e->slot < m ? t->adj[e->slot] : 0.0;
+        if (e->kind != PT_A_LEAF || !e->grad || flag == 0.0)
             continue;
-        for (int64_t j = 0; j < e->size; ++j)
-            e->grad[j] += e->adj[j];
+        double *g = e->grad;
+        const int zero = e->gstate && *e->gstate == 0;  /* grad is zero: written, not added to */
+        if (flag == PT_ADJ_UNIFORM) {
+            const double u = e->adj[0];
+            if (zero)
+                for (int64_t j = 0; j < e->size; ++j)
+                    g[j] = 0.0 + u;
+            else
+                for (int64_t j = 0; j < e->size; ++j)
+                    g[j] += u;
+        } else if (zero) {
+            for (int64_t j = 0; j < e->size; ++j)
+                g[j] = 0.0 + e->adj[j];
+        } else {
+            for (int64_t j = 0; j < e->size; ++j)
+                g[j] += e->adj[j];
+        }
+        if (e->gstate)
+            *e->gstate = 1;
     }
 }
 
@@ -805,10 +935,11 @@ void pt_array_free(pt_tape *t)
 {
     for (int64_t k = 0; k < t->nar; ++k) {
         if (!t->ar[k].borrowed)
-            pt_arr_release(t->ar[k].val, t->ar[k].size);
-        pt_arr_release(t->ar[k].adj, t->ar[k].size);
-        pt_arr_release(t->ar[k].tan, t->ar[k].size);
+            pt_tape_buffer_release(t->ar[k].val, t->ar[k].size);
+        pt_tape_buffer_release(t->ar[k].adj, t->ar[k].size);
+        pt_tape_buffer_release(t->ar[k].tan, t->ar[k].size);
     }
+    arena_free(t);
     free(t->ar);
     free(t->ar_dim);
     free(t->ar_arg);

@@ -18,11 +18,14 @@
  * array.
  *
  * Adjoints and tangents of array slots are flagged in the scalar arrays:
- * adj[i] != 0 means "ar[k].adj holds this sweep's adjoint"; 0 means the
- * instruction has not been reached (its buffer, if any, is stale).  The
- * reverse sweep's `if (adj[i] == 0) continue` therefore skips unreached
- * array instructions like scalar ones, and a buffer is zeroed only when the
- * first contribution of a sweep arrives (pt_arr_adj_buffer).  Likewise
+ * adj[i] == PT_ADJ_FULL means "ar[k].adj holds this sweep's adjoint",
+ * PT_ADJ_UNIFORM "every element of it is ar[k].adj[0]" (the adjoint of a
+ * sum's operand, and what constant derivatives make of it: no pass over
+ * memory until a kernel needs the elements); 0 means the instruction has
+ * not been reached (its buffer, if any, is stale).  The reverse sweep's
+ * `if (adj[i] == 0) continue` therefore skips unreached array instructions
+ * like scalar ones, and the first contribution of a sweep writes a buffer
+ * instead of adding to it (pt_view.fresh).  Likewise
  * tan[i] for tangents: a zero flag is a zero tangent, and a kernel whose
  * operands all have zero tangents leaves its own flag 0.
  *
@@ -37,6 +40,8 @@
 
 #include "tape.h"
 
+enum { PT_ADJ_FULL = 1, PT_ADJ_UNIFORM = 2 };  /* adj[i] of an array slot (0: not reached) */
+
 struct pt_arr {
     int32_t kind;        /* enum pt_array_kind */
     int32_t op;          /* MAP1 / MAP2: the op-table row (unary, or the VV form) */
@@ -50,6 +55,7 @@ struct pt_arr {
     int64_t slot;        /* the instruction's slot */
     double *val, *adj, *tan;
     double *grad;        /* LEAF: Python's grad array, which backward() adds to */
+    int64_t *gstate;     /* LEAF: Python's cell: 0 = grad is zero (its memory stale), 1 = it holds values */
 };
 
 /* an operand as a kernel sees it: data (NULL: none), size and shape */
@@ -58,6 +64,12 @@ struct pt_view {
     double *adj;         /* where its adjoint goes (NULL: a constant) */
     int fresh;           /* adj holds nothing yet this sweep: the kernel writes
                             (not adds) every element, or zeroes it first */
+    int uniform;         /* adj[0] stands for every element (PT_ADJ_UNIFORM):
+                            the kernel adds to adj[0] or expands it first
+                            (pt_adj_accumulate); it sets uniform when it
+                            writes one value for all (kinds marked `uniform`) */
+    int solo;            /* an array slot that no other operand of the
+                            instruction names: it may be made uniform */
     const double *tan;   /* its tangent (NULL: zero) */
     int64_t size;
     int32_t ndim;
@@ -83,10 +95,19 @@ void pt_arr_operand(const pt_tape *t, const struct pt_arr *e, int j, struct pt_v
  * NULL it is zeroed then; otherwise *fresh says whether it was (1: the
  * caller writes every element, 0: it adds) */
 double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh);
-/* how a vjp contributes to x's adjoint buffer: 0 = write it (fresh, and the
- * kernel writes each element once: `covers`), 1 = add (a fresh buffer the
- * kernel would not cover, e.g. a broadcast operand, is zeroed first) */
-int pt_adj_accumulate(const struct pt_view *x, int covers);
+/* how a vjp contributes to x's adjoint buffer element by element: 0 =
+ * write it (fresh, and the kernel writes each element once: `covers`), 1 =
+ * add (a fresh buffer the kernel would not cover, e.g. a broadcast operand,
+ * is zeroed first; a uniform one is expanded) */
+int pt_adj_accumulate(struct pt_view *x, int covers);
+/* x's adjoint (+)= v for every element, kept uniform (x->solo, and fresh or
+ * uniform; answers 0 otherwise, and the caller writes the elements) */
+int pt_adj_uniform(struct pt_view *x, double v);
+/* is e's own adjoint uniform this sweep (its value g[0])? */
+static inline int pt_adj_is_uniform(const pt_tape *t, const struct pt_arr *e)
+{
+    return t->adj[e->slot] == PT_ADJ_UNIFORM;
+}
 /* the tangent of operand slot s for this sweep, or NULL when it is zero */
 const double *pt_arr_tan_of(const pt_tape *t, int64_t s);
 
@@ -139,6 +160,13 @@ void pt_broadcast_strides(int32_t nd, int32_t xnd, const int64_t *xshape, int64_
  * NULL when it cannot be had; released with its element count */
 double *pt_arr_alloc(int64_t n);
 void pt_arr_release(double *p, int64_t n);
+/* a buffer of n doubles owned by tape t, freed with it: small ones (up to
+ * PT_ARENA_MAX) from the tape's arena, one pointer bump each (malloc and free
+ * per buffer were a tenth of a small array operation's cost), larger ones
+ * from pt_arr_alloc; releasing a small one returns nothing until the tape goes */
+enum { PT_ARENA_MAX = 1024 };
+double *pt_tape_buffer(pt_tape *t, int64_t n);
+void pt_tape_buffer_release(double *p, int64_t n);
 
 /* fn(ctx, lo, hi) over [0, n) in chunks of at least `grain` elements, on up
  * to as many threads as the machine has cores (the caller's among them);
@@ -153,23 +181,25 @@ enum { PT_PARALLEL_GRAIN = 1 << 17 };
  * value: e's value from its operands; vjp: g = e's adjoint into the
  * operands' adjoint buffers (x[j].adj, NULL: not needed), written where
  * x[j].fresh (kinds marked `assigns` in array.c; the others get zeroed
- * buffers), added to otherwise, operands in order; jvp: e's tangent
+ * buffers), added to otherwise, operands in order; kinds marked `uniform`
+ * read a uniform g (pt_adj_is_uniform) and may leave uniform operand
+ * adjoints (pt_adj_uniform), the others see every element; jvp: e's tangent
  * into `out` from the operands' tangents (x[j].tan, NULL: zero), `out`
  * zeroed by the caller.  0 or PT_E_NOMEM. */
 int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
-int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g);
+int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
 
 int pt_move_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
-int pt_move_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g);
+int pt_move_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_move_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
 
 int pt_reduce_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
-int pt_reduce_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g);
+int pt_reduce_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_reduce_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
 
 int pt_matmul_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
-int pt_matmul_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g);
+int pt_matmul_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
 
 /* the sweeps' calls for array slot i (array.c) */

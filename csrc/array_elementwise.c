@@ -11,7 +11,9 @@
  *
  * The chain rule is the scalar sweeps' (pt_chain): a zero adjoint or tangent
  * passes nothing on, even through an infinite derivative. */
+#include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include "array.h"
 #include "rules.h"
 
@@ -36,10 +38,11 @@ static void map1_value(int op, int64_t n, const double *x, double *y)
     }
 }
 
-/* gx (+)= dy/dx * g: ACC 1 adds, 0 writes (a constant where it is called,
- * so that each is a loop of its own) */
-PT_INLINE void map1_chain_acc(int op, int acc, int64_t n, const double *x, const double *py, const double *g,
-                              double *gx)
+/* gx (+)= dy/dx * g: ACC 1 adds, 0 writes; g read with stride GS (0: a
+ * uniform adjoint); constants where it is called, so that each is a loop
+ * of its own */
+PT_INLINE void map1_chain_acc(int op, int acc, int64_t gs, int64_t n, const double *x, const double *py,
+                              const double *g, double *gx)
 {
     switch (op) {
 #define PT_OP1(N, S, V, DA, DAA)                                              \
@@ -47,7 +50,7 @@ PT_INLINE void map1_chain_acc(int op, int acc, int64_t n, const double *x, const
         for (int64_t j = 0; j < n; ++j) {                                     \
             const double a = x[j], y = py[j];                                 \
             (void)a; (void)y;                                                 \
-            gx[j] = (acc ? gx[j] : 0.0) + pt_chain((DA), g[j]);               \
+            gx[j] = (acc ? gx[j] : 0.0) + pt_chain((DA), g[j * gs]);          \
         }                                                                     \
         break;
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
@@ -59,12 +62,82 @@ PT_INLINE void map1_chain_acc(int op, int acc, int64_t n, const double *x, const
     }
 }
 
-static void map1_chain(int op, int acc, int64_t n, const double *x, const double *py, const double *g, double *gx)
+static void map1_chain(int op, int acc, int64_t gs, int64_t n, const double *x, const double *py, const double *g,
+                       double *gx)
 {
-    if (acc)
-        map1_chain_acc(op, 1, n, x, py, g, gx);
-    else
-        map1_chain_acc(op, 0, n, x, py, g, gx);
+    if (gs) {
+        if (acc)
+            map1_chain_acc(op, 1, 1, n, x, py, g, gx);
+        else
+            map1_chain_acc(op, 0, 1, n, x, py, g, gx);
+    } else {
+        if (acc)
+            map1_chain_acc(op, 1, 0, n, x, py, g, gx);
+        else
+            map1_chain_acc(op, 0, 0, n, x, py, g, gx);
+    }
+}
+
+/* ---- derivatives at one point, and what they depend on ------------------------
+ * A derivative column that names none of the operands that vary along the
+ * array (a, b: those with more than one element; y) is the same for every
+ * element: a uniform adjoint through it stays uniform (x + c, x - y, x * c,
+ * x / c, -x).  Which names a column uses is read off its own C text. */
+static double d_at(int op, int which, double a, double b, double y)
+{
+    (void)a; (void)b; (void)y;
+    switch (op) {
+#define PT_OP1(N, S, V, DA, DAA) case PT_##N: return (DA);
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) case PT_##N: return which ? (DB) : (DA);
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    default:
+        return NAN;
+    }
+}
+
+enum { USES_A = 1, USES_B = 2, USES_Y = 4 };
+
+/* the names a, b, y among the identifiers of C text s */
+static int names_used(const char *s)
+{
+    int m = 0;
+    while (*s) {
+        if (isalnum((unsigned char)*s) || *s == '_' || *s == '.') {
+            const char *w = s;
+            while (isalnum((unsigned char)*s) || *s == '_' || *s == '.')
+                ++s;
+            if (s - w == 1)
+                m |= *w == 'a' ? USES_A : *w == 'b' ? USES_B : *w == 'y' ? USES_Y : 0;
+        } else {
+            ++s;
+        }
+    }
+    return m;
+}
+
+static int uses_table[PT_NUM_OPS][2];
+static pthread_once_t uses_once = PTHREAD_ONCE_INIT;
+
+static void uses_init(void)
+{
+#define PT_OP1(N, S, V, DA, DAA) uses_table[PT_##N][0] = names_used(#DA);
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+    uses_table[PT_##N][0] = names_used(#DA);                                  \
+    uses_table[PT_##N][1] = names_used(#DB);
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+}
+
+/* is row op's derivative for operand `which` the same at every element of e? */
+static int d_uniform(const struct pt_arr *e, const struct pt_view *x, int which)
+{
+    pthread_once(&uses_once, uses_init);
+    const int m = uses_table[e->op][which];
+    return e->size <= 1 || ((!(m & USES_A) || x[0].size == 1) && (!(m & USES_B) || (e->nargs > 1 && x[1].size == 1))
+                            && !(m & USES_Y));
 }
 
 /* ---- binary rows ---------------------------------------------------------- */
@@ -91,10 +164,10 @@ PT_INLINE void row2_value(int op, int64_t n, const double *pa, int64_t sa, const
     }
 }
 
-/* which = 0: ga[j*sa] (+)= dy/da * g[j]; which = 1: gb[j*sb] (+)= dy/db * g[j]
- * (acc 1: add, 0: write) */
-PT_INLINE void row2_chain(int op, int which, int acc, int64_t n, const double *pa, int64_t sa, const double *pb,
-                          int64_t sb, const double *py, const double *g, double *gx, int64_t sx)
+/* which = 0: ga[j*sa] (+)= dy/da * g[j*gs]; which = 1: gb[j*sb] (+)= dy/db * g[j*gs]
+ * (acc 1: add, 0: write; gs 0: a uniform adjoint) */
+PT_INLINE void row2_chain(int op, int which, int acc, int64_t gs, int64_t n, const double *pa, int64_t sa,
+                          const double *pb, int64_t sb, const double *py, const double *g, double *gx, int64_t sx)
 {
     switch (op) {
 #define PT_OP1(N, S, V, DA, DAA)
@@ -103,7 +176,7 @@ PT_INLINE void row2_chain(int op, int which, int acc, int64_t n, const double *p
         for (int64_t j = 0; j < n; ++j) {                                     \
             const double a = pa[j * sa], b = pb[j * sb], y = py[j];           \
             (void)a; (void)b; (void)y;                                        \
-            gx[j * sx] = (acc ? gx[j * sx] : 0.0) + pt_chain(which ? (DB) : (DA), g[j]); \
+            gx[j * sx] = (acc ? gx[j * sx] : 0.0) + pt_chain(which ? (DB) : (DA), g[j * gs]); \
         }                                                                     \
         break;
 #include "ops.def"
@@ -144,22 +217,30 @@ static void rows2_value(int op, int64_t n, const double *pa, int64_t sa, const d
 #undef CALL
 }
 
-static void rows2_chain(int op, int which, int acc, int64_t n, const double *pa, int64_t sa, const double *pb,
-                        int64_t sb, const double *py, const double *g, double *gx)
+static void rows2_chain(int op, int which, int acc, int64_t gs, int64_t n, const double *pa, int64_t sa,
+                        const double *pb, int64_t sb, const double *py, const double *g, double *gx)
 {
-    if (acc) {
-#define CALL_A(A, B) row2_chain(op, 0, 1, n, pa, A, pb, B, py, g, gx, A)
-#define CALL_B(A, B) row2_chain(op, 1, 1, n, pa, A, pb, B, py, g, gx, B)
-        PT_BY_OPERAND(CALL_A, CALL_B)
-#undef CALL_A
-#undef CALL_B
-    } else {
-#define CALL_A(A, B) row2_chain(op, 0, 0, n, pa, A, pb, B, py, g, gx, A)
-#define CALL_B(A, B) row2_chain(op, 1, 0, n, pa, A, pb, B, py, g, gx, B)
-        PT_BY_OPERAND(CALL_A, CALL_B)
-#undef CALL_A
-#undef CALL_B
+#define CALL_A(A, B) row2_chain(op, 0, ACC, GS, n, pa, A, pb, B, py, g, gx, A)
+#define CALL_B(A, B) row2_chain(op, 1, ACC, GS, n, pa, A, pb, B, py, g, gx, B)
+#define ACC_GS(ACC_, GS_)                                                     \
+    do {                                                                      \
+        enum { ACC = ACC_, GS = GS_ };                                        \
+        PT_BY_OPERAND(CALL_A, CALL_B)                                         \
+    } while (0)
+    if (gs) {
+        if (acc)
+            ACC_GS(1, 1);
+        else
+            ACC_GS(0, 1);
+    } else {  /* a uniform adjoint g[0] */
+        if (acc)
+            ACC_GS(1, 0);
+        else
+            ACC_GS(0, 0);
     }
+#undef ACC_GS
+#undef CALL_A
+#undef CALL_B
 }
 
 /* the loop over e's shape with operands y (contiguous), a and b broadcast */
@@ -170,6 +251,19 @@ static void loop2(const pt_tape *t, const struct pt_arr *e, const struct pt_view
     pt_broadcast_strides(e->ndim, x[0].ndim, x[0].shape, st[1]);
     pt_broadcast_strides(e->ndim, x[1].ndim, x[1].shape, st[2]);
     pt_loop_init(L, e->ndim, pt_arr_shape_of(t, e), 3, st);
+}
+
+/* operands of e's size or of one element, the common case: one row whose
+ * strides are 1 or 0 (an operand of e's size has e's layout: broadcasting
+ * can only have added axes of length 1), without setting up a loop */
+static int one_row(const struct pt_arr *e, const struct pt_view *x, int64_t *sa, int64_t *sb)
+{
+    const int64_t n = e->size;
+    if ((x[0].size != n && x[0].size != 1) || (x[1].size != n && x[1].size != 1))
+        return 0;
+    *sa = x[0].size == n;
+    *sb = x[1].size == n;
+    return 1;
 }
 
 /* ---- the kernels -------------------------------------------------------- */
@@ -214,6 +308,7 @@ static void rows2_tangent(int op, int which, int64_t n, const double *pa, int64_
 struct row_job {
     int op, mode, which;   /* mode: 0 value, 1 adjoint, 2 tangent (MAP1: which = -1) */
     int acc;               /* adjoint: add (1) or write (0) */
+    int64_t gs;            /* adjoint: g's stride (0: uniform, `in` = &g[0]) */
     const double *pa, *pb, *py, *in;
     int64_t sa, sb;
     double *out;
@@ -230,7 +325,7 @@ static void row_chunk(void *p, int64_t lo, int64_t hi)
         if (j->mode == ROW_VALUE)
             map1_value(j->op, n, pa, j->out + lo);
         else
-            map1_chain(j->op, j->acc, n, pa, py, j->in + lo, j->out + lo);
+            map1_chain(j->op, j->acc, j->gs, n, pa, py, j->in + lo * j->gs, j->out + lo);
         return;
     }
     const int64_t sx = j->which ? j->sb : j->sa;
@@ -239,7 +334,7 @@ static void row_chunk(void *p, int64_t lo, int64_t hi)
         rows2_value(j->op, n, pa, j->sa, pb, j->sb, j->out + lo);
         break;
     case ROW_ADJOINT:  /* gx (stride sx = 1) (+)= d * g */
-        rows2_chain(j->op, j->which, j->acc, n, pa, j->sa, pb, j->sb, py, j->in + lo, j->out + lo * sx);
+        rows2_chain(j->op, j->which, j->acc, j->gs, n, pa, j->sa, pb, j->sb, py, j->in + lo * j->gs, j->out + lo * sx);
         break;
     default:           /* out += d * tx (tx read through stride sx) */
         rows2_tangent(j->op, j->which, n, pa, j->sa, pb, j->sb, py, j->in + lo * sx, j->out + lo);
@@ -258,14 +353,20 @@ static void run_row(struct row_job *j, int64_t n, int split)
 int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
 {
     if (e->kind == PT_A_MAP1) {
-        struct row_job j = {e->op, ROW_VALUE, -1, 0, x[0].val, NULL, e->val, NULL, 1, 0, y};
+        struct row_job j = {e->op, ROW_VALUE, -1, 0, 1, x[0].val, NULL, e->val, NULL, 1, 0, y};
+        run_row(&j, e->size, 1);
+        return PT_OK;
+    }
+    int64_t sa, sb;
+    if (one_row(e, x, &sa, &sb)) {
+        struct row_job j = {e->op, ROW_VALUE, 0, 0, 1, x[0].val, x[1].val, y, NULL, sa, sb, y};
         run_row(&j, e->size, 1);
         return PT_OK;
     }
     struct pt_loop L;
     loop2(t, e, x, &L);
     if (L.nd == 1) {
-        struct row_job j = {e->op, ROW_VALUE, 0, 0, x[0].val, x[1].val, y, NULL, L.st[1][0], L.st[2][0], y};
+        struct row_job j = {e->op, ROW_VALUE, 0, 0, 1, x[0].val, x[1].val, y, NULL, L.st[1][0], L.st[2][0], y};
         run_row(&j, L.shape[0], 1);
         return PT_OK;
     }
@@ -273,31 +374,43 @@ int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view 
     return PT_OK;
 }
 
-int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
+int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
 {
-    if (e->kind == PT_A_MAP1) {
-        if (x[0].adj) {
-            struct row_job j = {e->op, ROW_ADJOINT, -1, !x[0].fresh, x[0].val, NULL, e->val, g, 1, 0, x[0].adj};
-            run_row(&j, e->size, 1);
-        }
-        return PT_OK;
-    }
-    struct pt_loop L;
-    loop2(t, e, x, &L);
-    for (int which = 0; which < 2; ++which) {
-        double *gx = x[which].adj;
-        if (!gx)
+    const int64_t gs = !pt_adj_is_uniform(t, e);  /* 0: g[0] is every element's adjoint */
+    for (int which = 0; which < e->nargs; ++which) {
+        struct pt_view *v = &x[which];
+        if (!v->adj)
             continue;
-        const int acc = pt_adj_accumulate(&x[which], x[which].size == e->size);  /* not broadcast: covered once */
+        /* a uniform g through a derivative that is the same everywhere, into
+         * an operand of e's shape (a broadcast one sums): one value */
+        if (!gs && e->size > 0 && v->size == e->size && d_uniform(e, x, which) &&
+            pt_adj_uniform(v, pt_chain(d_at(e->op, which, x[0].val[0], e->nargs > 1 ? x[1].val[0] : 0.0, e->val[0]),
+                                       g[0])))
+            continue;
+        const int acc = pt_adj_accumulate(v, v->size == e->size);  /* not broadcast: covered once */
+        if (e->kind == PT_A_MAP1) {
+            struct row_job j = {e->op, ROW_ADJOINT, -1, acc, gs, x[0].val, NULL, e->val, g, 1, 0, v->adj};
+            run_row(&j, e->size, 1);
+            return PT_OK;
+        }
+        int64_t sa, sb;
+        if (one_row(e, x, &sa, &sb)) {  /* split unless gx is a broadcast scalar (every chunk would add to it) */
+            struct row_job j = {e->op, ROW_ADJOINT, which, acc, gs, x[0].val, x[1].val, e->val, g, sa, sb, v->adj};
+            run_row(&j, e->size, which ? sb : sa);
+            continue;
+        }
+        struct pt_loop L;
+        loop2(t, e, x, &L);
         if (L.nd == 1) {  /* split unless gx is a broadcast scalar (every chunk would add to it) */
-            struct row_job j = {e->op, ROW_ADJOINT, which, acc, x[0].val, x[1].val, e->val, g, L.st[1][0],
-                                L.st[2][0], gx};
+            struct row_job j = {e->op, ROW_ADJOINT, which, acc, gs, x[0].val, x[1].val, e->val, g, L.st[1][0],
+                                L.st[2][0], v->adj};
             run_row(&j, L.shape[0], L.st[1 + which][0] != 0);
             continue;
         }
+        double *gx = v->adj;
         PT_FOR_ROWS(&L, o, n, s,
-                    rows2_chain(e->op, which, acc, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
-                                g + o[0], gx + o[1 + which]););
+                    rows2_chain(e->op, which, acc, gs, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2],
+                                e->val + o[0], g + o[0] * gs, gx + o[1 + which]););
     }
     return PT_OK;
 }
@@ -306,7 +419,7 @@ int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
 {
     if (e->kind == PT_A_MAP1) {
         if (x[0].tan) {
-            struct row_job j = {e->op, ROW_TANGENT, -1, 1, x[0].val, NULL, e->val, x[0].tan, 1, 0, out};
+            struct row_job j = {e->op, ROW_TANGENT, -1, 1, 1, x[0].val, NULL, e->val, x[0].tan, 1, 0, out};
             run_row(&j, e->size, 1);
         }
         return PT_OK;
@@ -318,7 +431,7 @@ int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
         if (!tx)
             continue;
         if (L.nd == 1) {
-            struct row_job j = {e->op, ROW_TANGENT, which, 1, x[0].val, x[1].val, e->val, tx, L.st[1][0], L.st[2][0], out};
+            struct row_job j = {e->op, ROW_TANGENT, which, 1, 1, x[0].val, x[1].val, e->val, tx, L.st[1][0], L.st[2][0], out};
             run_row(&j, L.shape[0], 1);
             continue;
         }

@@ -117,7 +117,7 @@ int pt_matmul_value(const pt_tape *t, const struct pt_arr *e, const struct pt_vi
     return PT_OK;
 }
 
-int pt_matmul_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
+int pt_matmul_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
 {
     const struct mm q = params(t, e);
     /* beta 0 writes a fresh buffer: each block once, or a broadcast operand's at b = 0 (no batch: zeroed) */

@@ -72,7 +72,7 @@ int pt_move_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *
     return PT_OK;
 }
 
-int pt_move_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
+int pt_move_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
 {
     const int64_t *par = t->ar_par + e->par;
     switch (e->kind) {

@@ -184,28 +184,41 @@ static int rows_rule(const struct pt_arr *e, const int64_t *par, const struct pt
     return PT_OK;
 }
 
-int pt_reduce_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
+int pt_reduce_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
 {
     if (!x->adj)
         return PT_OK;
     if (e->kind != PT_A_SUM)
         return rows_rule(e, t->ar_par + e->par, x, e->val, g, x->adj, 0);
+    /* one value for every element of x: a full sum (or a sum of a uniform adjoint) */
+    const int gu = e->size == 1 || pt_adj_is_uniform(t, e);
+    if (gu && pt_adj_uniform(x, g[0]))
+        return PT_OK;
     struct pt_loop L;
     sum_loop(t, e, x, &L);
-    if (x->fresh)  /* g broadcast back over x: each element written once */
+    if (gu) {
+        const double u = g[0];
+        if (pt_adj_accumulate(x, 1))
+            for (int64_t j = 0; j < x->size; ++j)
+                x->adj[j] += u;
+        else
+            for (int64_t j = 0; j < x->size; ++j)
+                x->adj[j] = 0.0 + u;
+    } else if (!pt_adj_accumulate(x, 1)) {  /* g broadcast back over x: each element written once */
         PT_FOR_ROWS(&L, o, n, s, {
             double *p = x->adj + o[0];
             const double *q = g + o[1];
             for (int64_t j = 0; j < n; ++j)
-                p[j] = q[j * s[1]];
+                p[j] = 0.0 + q[j * s[1]];
         });
-    else
+    } else {
         PT_FOR_ROWS(&L, o, n, s, {
             double *p = x->adj + o[0];
             const double *q = g + o[1];
             for (int64_t j = 0; j < n; ++j)
                 p[j] += q[j * s[1]];
         });
+    }
     return PT_OK;
 }
 

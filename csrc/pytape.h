@@ -135,6 +135,9 @@ int64_t pt_leaf(pt_tape *t, double value, double *grad);
  * *cells[k] += g[k] for k < n; *cell = g */
 void pt_grad_add(int64_t n, double *const *cells, const double *g);
 void pt_grad_set(double *cell, double g);
+/* an array leaf's grad whose state cell says zero (0) written as zeros, and
+ * the cell set to 1, under the same lock as backward's writes to grads */
+void pt_arr_grad_zero(double *grad, int64_t n, int64_t *state);
 int64_t pt_record(pt_tape *t, int op, int64_t a, int64_t b, double c);
 /* a slot's value, adjoint and tangent by handle (Var.value, .grad, .tangent):
  * NAN where the handle's tape is not registered, or for the adjoint and
@@ -315,7 +318,10 @@ void pt_set_unregistered(pt_tape *t);
  * caller keeps alive and unchanged as long as the tape (Python: a Tensor
  * leaf lends its array and copies it before anyone may write to it) */
 int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, int borrow);
-int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad, int borrow);
+/* LEAF: backward() adds its adjoint to grad (or writes it there while the
+ * caller's cell *gstate is 0, "grad is zero", and sets it to 1; NULL: add) */
+int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad,
+                    int64_t *gstate, int borrow);
 /* MAP1 of row op on ha when ha has fewer than `limit` elements, else
  * PT_E_LARGE: Python computes large values with numpy (pt_arr_map1_given) */
 int64_t pt_arr_map1(int op, int64_t ha, int64_t limit);

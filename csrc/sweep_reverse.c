@@ -100,6 +100,16 @@ void pt_grad_set(double *cell, double g)
     pthread_mutex_unlock(&grad_cells_lock);
 }
 
+void pt_arr_grad_zero(double *grad, int64_t n, int64_t *state)
+{
+    pthread_mutex_lock(&grad_cells_lock);
+    if (*state == 0) {
+        memset(grad, 0, (size_t)n * sizeof *grad);
+        *state = 1;
+    }
+    pthread_mutex_unlock(&grad_cells_lock);
+}
+
 int pt_tape_adjoints(pt_tape *t, int64_t m)
 {
     if (!pt_buffer(&t->adj, &t->adj_cap, m, 1))

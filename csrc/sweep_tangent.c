@@ -71,7 +71,7 @@ int pt_forward_tangent_arrays(pt_tape *t, int64_t nseeds, const int64_t *slots, 
         t->tan[slots[k]] += seeds[k];
     for (int64_t k = 0; k < narr; ++k) {  /* an array leaf's seed: its tangent buffer, flagged */
         struct pt_arr *e = &t->ar[t->a[aslots[k]]];
-        if (!e->tan && !(e->tan = pt_arr_alloc(e->size)))
+        if (!e->tan && !(e->tan = pt_tape_buffer(t, e->size)))
             return PT_E_NOMEM;
         if (t->tan[aslots[k]] == 0.0)
             memset(e->tan, 0, (size_t)e->size * sizeof(double));

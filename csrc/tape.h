@@ -148,6 +148,7 @@ struct pt_tape {
     int64_t *ar_dim, nar_dim, ar_dim_cap;  /* their shapes */
     int64_t *ar_arg, nar_arg, ar_arg_cap;  /* their operands */
     int64_t *ar_par, nar_par, ar_par_cap;  /* their parameters */
+    struct pt_chunk *arena;    /* small array buffers (array.c: pt_tape_buffer) */
 
     int32_t id;                /* index in the registry of handles (pytape.h), 0: none */
     int consumed;

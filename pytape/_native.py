@@ -429,10 +429,23 @@ def arr_const(tape, a, borrow=False):
     return lib.pt_arr_const(tape._p, a.ndim, _dims(a.shape), _f64(a), int(borrow))
 
 
-def arr_leaf(tape, a, grad, borrow=False):
+def arr_leaf(tape, a, grad, state, borrow=False):
     """An array LEAF holding a (as arr_const), whose adjoint backward() adds
-    to the float64 array grad (kept alive by the caller): its handle or a status."""
-    return lib.pt_arr_leaf(tape._p, a.ndim, _dims(a.shape), _f64(a), ffi.cast("double *", _f64(grad)), int(borrow))
+    to the float64 array grad, or writes there while the cell ``state``
+    (new_grad_state) is 0 and sets it to 1 (both kept alive by the caller):
+    its handle or a status."""
+    return lib.pt_arr_leaf(tape._p, a.ndim, _dims(a.shape), _f64(a), ffi.cast("double *", _f64(grad)), state,
+                           int(borrow))
+
+
+#: new_grad_state(): an array leaf's grad state cell, 0 = its grad is zero
+#: (the array's memory not written yet), 1 = the array holds the grad
+new_grad_state = functools.partial(ffi.new, ffi.typeof("int64_t[1]"))
+
+
+def arr_grad_zero(grad, state):
+    """Write zeros into grad if its state cell says zero, under backward's lock."""
+    lib.pt_arr_grad_zero(ffi.cast("double *", _f64(grad)), grad.size, state)
 
 
 def arr_record(kind, handles, shape, par):

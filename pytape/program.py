@@ -444,6 +444,8 @@ class TensorRecording(Program):
                         _native.check(h, "record", self.tape._c)
                     self._slots.append(h >> _native.ID_BITS)
                 own_cells.add(id(leaf._g))
+                if not scalar:
+                    own_cells.add(id(leaf._gs))
                 self.shapes.append(arr.shape)
                 self.scalar_in.append(scalar)
                 self.sizes.append(arr.size)

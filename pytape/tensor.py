@@ -9,7 +9,9 @@ the same recording context (``with pytape.Tape()``, ``no_grad``, threads):
   use).  Their values live in the tape's memory;
 * leaves (class ``TensorLeaf``), made by ``pytape.Tensor(data)``: they own
   their value ``_v`` (a float64 array) and gradient ``_g`` (an array of the
-  same shape that backward() adds to), and get an array LEAF instruction,
+  same shape that backward() adds to, or writes while the state cell ``_gs``
+  says it is zero: ``zero_grad()`` costs no pass over memory, and the first
+  backward() no zeroing and adding), and get an array LEAF instruction,
   holding a copy of the value, on each tape that uses them (``_hs``, ``_hh``:
   that tape's serial and the handle there, as for Var leaves);
 * constants: a ``TensorLeaf`` with no gradient (``detach()``, ``no_grad``,
@@ -62,15 +64,6 @@ def _as_float64(data, what):
     out = _native.arr_empty(a.shape, a.size)
     np.copyto(out, a, casting="unsafe")
     return out
-
-
-def _zeros(shape, size):
-    """float64 zeros (large ones from the tapes' allocator, as _as_float64's copies)."""
-    if size < _native.ALLOC_FROM:
-        return np.zeros(shape)
-    z = _native.arr_empty(shape, size)
-    z.fill(0.0)
-    return z
 
 
 class _TensorType(type):
@@ -281,14 +274,20 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
     """A leaf (``pytape.Tensor(data)``) or a constant: owns its value and gradient."""
 
     # _lent: _v is lent to a tape (placed without a copy): it is copied before
-    # anyone may write to it (the value getter), so a tape's values never change
-    __slots__ = ("_v", "_g", "_hs", "_hh", "_lent")
+    # anyone may write to it (the value getter), so a tape's values never change;
+    # _gs: the grad's state cell (C reads and sets it): 0 = the grad is zero
+    # (_g's memory unwritten), 1 = _g holds it
+    __slots__ = ("_v", "_g", "_gs", "_hs", "_hh", "_lent")
 
     @classmethod
     def _make(cls, value, requires_grad=True):
         x = cls()
         x._v = value
-        x._g = _zeros(value.shape, value.size) if requires_grad else None
+        if requires_grad:
+            x._g = _native.arr_empty(value.shape, value.size)
+            x._gs = _native.new_grad_state()
+        else:
+            x._g = x._gs = None
         x._hs = 0
         x._lent = False
         return x
@@ -323,21 +322,26 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
     @property
     def grad(self):
         """Accumulated d(output)/d(leaf) over backward calls (an array of the
-        leaf's shape, zeros before any); None for constants."""
-        return self._g
+        leaf's shape, zeros before any, which backward() adds to in place);
+        None for constants."""
+        g = self._g
+        if g is not None and not self._gs[0]:
+            _native.arr_grad_zero(g, self._gs)
+        return g
 
     @grad.setter
     def grad(self, g):
         if self._g is None:
             raise AttributeError("a constant has no gradient (requires_grad is False)")
-        if g is None:
-            self._g[...] = 0.0
+        if g is None:  # zero: the next backward writes instead of adding
+            self._gs[0] = 0
             return
         g = _as_float64(g, "grad")
         try:
             self._g[...] = g
         except ValueError:
             raise ValueError(f"grad: shape {g.shape} does not fit the leaf's shape {self._v.shape}") from None
+        self._gs[0] = 1
 
     @property
     def tangent(self):
@@ -356,16 +360,17 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
             if self._v.size != 1:
                 raise RuntimeError(f"backward() of a Tensor of shape {self.shape} needs gradient=")
             gradient = np.ones(self.shape)
-        self._g += _as_float64(gradient, "backward(gradient=)")
+        g = _as_float64(gradient, "backward(gradient=)")
+        self.grad += g
 
     def __reduce__(self):
-        return (_unpickle_leaf, (self._v, self._g))
+        return (_unpickle_leaf, (self._v, self.grad))
 
 
 def _unpickle_leaf(value, grad):
     x = TensorLeaf._make(np.array(value, dtype=_F64), grad is not None)
     if grad is not None:
-        x._g[...] = grad
+        x.grad = grad
     return x
 
 
@@ -400,12 +405,12 @@ def _place_leaf(x, tape):
     if s == tape._serial and x._hs == s:  # read twice: no other thread re-placed it meanwhile (as var.place)
         return h
     v = x._v  # lent, not copied: the tape reads it as long as it lives, and the leaf copies before a write
-    h = _native.arr_const(tape._c, v, True) if x._g is None else _native.arr_leaf(tape._c, v, x._g, True)
+    h = _native.arr_const(tape._c, v, True) if x._g is None else _native.arr_leaf(tape._c, v, x._g, x._gs, True)
     if h >= 0:
         tape._lent.append(v)
         x._lent = True
         if x._g is not None:
-            tape._cells.append(x._g)  # C adds into it: alive as long as the tape
+            tape._cells += (x._g, x._gs)  # C writes them: alive as long as the tape
     if h >= 0:
         x._hs = 0
         x._hh = h

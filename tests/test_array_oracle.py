@@ -526,10 +526,25 @@ def test_matmul_transposed_and_constant_operands():
 
 # The first contribution to an adjoint buffer in a sweep writes it (no zeroing
 # pass) where the kernel covers every element once; every other contribution
-# adds.  These programs reach one instruction through each kind of kernel in
-# several orders, twice in one instruction, broadcast, and through empty
-# batches: a buffer left unwritten or written twice would show here.
+# adds.  A full sum's operand gets a uniform adjoint (one value for every
+# element), which constant derivatives (x + c, x - y, x * c, -x) pass on as
+# such, until a kernel needs its elements.  These programs reach one
+# instruction through each kind of kernel in several orders, twice in one
+# instruction, broadcast, uniform and not, and through empty batches: a
+# buffer left unwritten, written twice or a uniform value lost would show here.
 FIRST_CONTRIBUTION = {
+    "uniform through constant derivatives": lambda x: np.sum(-(x * 2.0 + 1.0) / 4.0 - 3.0),
+    "uniform into two operands": lambda x: np.sum(x[0] - x[1]) + np.sum(x[2] + x[0]),
+    "uniform then elements": lambda x: np.sum(x * 3.0) + np.sum(x * x),
+    "elements then uniform": lambda x: np.sum(x * x) + np.sum(x * 3.0),
+    "uniform into a view": lambda x: np.sum(x[1:] * 2.0),
+    "uniform into a transcendental": lambda x: np.sum(np.sin(x) * 0.5),
+    "uniform mean": lambda x: np.mean(x + 1.0) * np.mean(x),
+    "uniform twice in one instruction": lambda x: (lambda u: np.sum(u * u) + np.sum(u))(x * 2.0),
+    "uniform into a broadcast row": lambda x: np.sum(x + x[0]),
+    "uniform sum of a sum": lambda x: np.sum(np.sum(x, axis=0) * 2.0),
+    "uniform into matmul": lambda x: np.sum((x @ x) * 2.0),
+    "uniform into max": lambda x: np.sum(np.max(x * 2.0, axis=0)),
     "same operand twice": lambda x: x * x + np.sin(x),
     "broadcast then full": lambda x: (x[:1] * x).sum(axis=0) + np.exp(x[0]),
     "full then broadcast": lambda x: np.exp(x[0]) + (x[:1] * x).sum(axis=0),
@@ -550,19 +565,57 @@ def test_first_contribution_writes_the_adjoint(name):
     oracle(FIRST_CONTRIBUTION[name], a)
 
 
-def test_fresh_adjoints_every_sweep_and_leaf_grads_accumulate():
-    a = np.random.default_rng(4).normal(size=(4, 3))
-    x = pytape.Tensor(a)
+def test_uniform_adjoints_with_zero_d_operands():
+    # a 0-d Tensor times an array: its adjoint sums over the array (not one
+    # element's share), the array's is uniform
+    rng = np.random.default_rng(5)
+    oracle(lambda x, s: np.sum(x * s), rng.normal(size=(4, 3)), rng.normal(size=()))
+    oracle(lambda x, s: np.sum(x + s) * np.sum(s - x), rng.normal(size=(4, 3)), rng.normal(size=()))
+    oracle(lambda x, s: np.sum(x / s), rng.normal(size=7), 1.5 + rng.random(size=()))
+
+
+def test_uniform_adjoint_read_as_elements():
+    x = pytape.Tensor(np.arange(6.0).reshape(2, 3))
     with pytape.Tape():
-        m = x * 2.0
-        y = (m * m + np.sin(m)).sum()
+        u = x * 2.0 + 1.0  # its adjoint is uniform in the sweep
+        y = np.sum(u * 0.5)
+    y.backward()
+    np.testing.assert_array_equal(u.grad, np.full((2, 3), 0.5))
+    np.testing.assert_array_equal(x.grad, np.full((2, 3), 1.0))
+    g = pytape.grad(lambda a: np.sum(a * 3.0 - 1.0))(np.ones(4))
+    np.testing.assert_array_equal(g, np.full(4, 3.0))
+
+
+@pytest.mark.parametrize("n", [5, 40000])  # numpy's memory, the tapes' allocator
+@pytest.mark.parametrize("uniform", [False, True])
+def test_fresh_adjoints_every_sweep_and_leaf_grads_accumulate(n, uniform):
+    a = np.random.default_rng(4).normal(size=(n, 3))
+    x = pytape.Tensor(a)
+
+    def record():
+        with pytape.Tape():
+            m = x * 2.0
+            y = (m * 3.0 if uniform else m * m + np.sin(m)).sum()
+        return m, y
+    want = np.full(a.shape, 6.0) if uniform else 2.0 * (2.0 * 2.0 * a + np.cos(2.0 * a))
+    m, y = record()
     y.backward(retain_graph=True)
     g1, gm = x.grad.copy(), m.grad
     y.backward()  # the second sweep writes the same buffers again: the leaf adds
-    want = 2.0 * (2.0 * 2.0 * a + np.cos(2.0 * a))
     np.testing.assert_allclose(g1, want, rtol=1e-13)
     np.testing.assert_allclose(x.grad, 2.0 * want, rtol=1e-13)
     np.testing.assert_allclose(m.grad, gm, rtol=0)
+    x.zero_grad()  # zero without a pass: the next backward writes
+    np.testing.assert_array_equal(x.grad, np.zeros(a.shape))
+    x.zero_grad()
+    record()[1].backward()
+    np.testing.assert_allclose(x.grad, want, rtol=1e-13)
+    x.grad = np.ones(a.shape)
+    record()[1].backward()
+    np.testing.assert_allclose(x.grad, want + 1.0, rtol=1e-13)
+    x.grad = None
+    x.backward(np.full(a.shape, 2.0))  # a leaf's own backward adds to its (zero) grad
+    np.testing.assert_array_equal(x.grad, np.full(a.shape, 2.0))
 
 
 @pytest.mark.parametrize("n", [3, 8, 24])  # 27, 512 below / 13824 multiply-adds above the BLAS threshold

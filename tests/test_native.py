@@ -44,6 +44,7 @@ EXPECTED = {
     "PT_E_BUSY": [("backward", RuntimeError, "tape whose sweep is calling it")],
     "PT_E_SHAPE": [("record", ValueError, "shapes or parameters do not fit")],
     "PT_E_ARRAY": [("backward", NotImplementedError, "holds array operations")],
+    "PT_E_LARGE": [("record", RuntimeError, "internal error")],  # the Tensor layer falls back, never raises it
 }
 
 
