@@ -732,7 +732,23 @@ const double *pt_arr_adjoint(pt_tape *t, int64_t i)
         return NULL;
     if (t->adj[i] == PT_ADJ_UNIFORM)
         expand(t, i);
-    return t->ar[t->a[i]].adj;
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    return t->adj[i] == PT_ADJ_GRAD ? e->grad : e->adj;
+}
+
+/* does this sweep accumulate LEAF o's adjoint in its grad array directly?
+ * Yes if the grad is zero (its state cell says so) and no other sweep has
+ * claimed it: the claim is taken under the grads' lock */
+static int claim_grad(const struct pt_arr *o)
+{
+    if (!o->gstate)
+        return 0;
+    pt_grad_lock();
+    const int mine = *o->gstate == PT_GRAD_ZERO;
+    if (mine)
+        *o->gstate = PT_GRAD_CLAIMED;
+    pt_grad_unlock();
+    return mine;
 }
 
 const double *pt_arr_tangent(pt_tape *t, int64_t i)
@@ -761,14 +777,23 @@ static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform)
     struct pt_arr *o = &t->ar[t->a[s]];
     if (o->kind == PT_A_CONST)
         return NULL;
+    if (t->adj[s] == PT_ADJ_GRAD)
+        return o->grad;
     if (t->adj[s] == 0.0) {  /* the first contribution of this sweep */
-        if (!o->adj && !(o->adj = pt_tape_buffer(t, o->size)))
-            return NULL;
+        double *buf = o->adj;
+        if (o->kind == PT_A_LEAF && claim_grad(o)) {  /* no pass to copy it there later */
+            buf = o->grad;
+            t->adj[s] = PT_ADJ_GRAD;
+        } else {
+            if (!buf && !(buf = o->adj = pt_tape_buffer(t, o->size)))
+                return NULL;
+            t->adj[s] = PT_ADJ_FULL;
+        }
         if (fresh)
             *fresh = 1;
         else
-            memset(o->adj, 0, (size_t)o->size * sizeof(double));
-        t->adj[s] = PT_ADJ_FULL;
+            memset(buf, 0, (size_t)o->size * sizeof(double));
+        return buf;
     } else if (t->adj[s] == PT_ADJ_UNIFORM) {
         if (uniform)
             *uniform = 1;
@@ -844,7 +869,7 @@ static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view 
                 x[i].uniform = 0;
             }
         x[j].adj = adj_buffer(t, s, k->assigns ? &x[j].fresh : NULL, k->uniform && !repeats ? &x[j].uniform : NULL);
-        x[j].solo = k->uniform && !repeats && s >= 0 && t->op[s] == PT_ARRAY;
+        x[j].solo = k->uniform && !repeats && s >= 0 && t->op[s] == PT_ARRAY && t->adj[s] != PT_ADJ_GRAD;
         if (s >= 0 && !x[j].adj && !(t->op[s] == PT_ARRAY && t->ar[t->a[s]].kind == PT_A_CONST)) {
             if (x != stack)
                 free(x);
@@ -902,15 +927,37 @@ int pt_array_jvp(pt_tape *t, int64_t i)
     return st;
 }
 
+/* the LEAF entries of t below slot m that this sweep reached, with grads */
+#define PT_FOR_LEAF_GRADS(t, m, e, flag, BODY)                                \
+    for (int64_t k_ = 0; k_ < (t)->nar; ++k_) {                               \
+        const struct pt_arr *e = &(t)->ar[k_];                                \
+        if (e->kind != PT_A_LEAF || !e->grad || e->slot >= (m))               \
+            continue;                                                         \
+        const double flag = (t)->adj[e->slot];                                \
+        if (flag == 0.0)                                                      \
+            continue;                                                         \
+        BODY                                                                  \
+    }
+
 void pt_array_leaf_grads(pt_tape *t, int64_t m)
 {
-    for (int64_t k = 0; k < t->nar; ++k) {
-        const struct pt_arr *e = &t->ar[k];
-        const double flag = e->slot < m ? t->adj[e->slot] : 0.0;
-        if (e->kind != PT_A_LEAF || !e->grad || flag == 0.0)
+    /* first the grads this sweep wrote directly: done (another sweep may be waiting for one) */
+    int any = 0;
+    PT_FOR_LEAF_GRADS(t, m, e, flag, {
+        if (flag == PT_ADJ_GRAD) {
+            *e->gstate = PT_GRAD_HELD;
+            any = 1;
+        }
+    });
+    if (any)
+        pt_grad_wake();
+    PT_FOR_LEAF_GRADS(t, m, e, flag, {
+        if (flag == PT_ADJ_GRAD)
             continue;
+        if (e->gstate)
+            pt_grad_wait_unclaimed(e->gstate);
         double *g = e->grad;
-        const int zero = e->gstate && *e->gstate == 0;  /* grad is zero: written, not added to */
+        const int zero = e->gstate && *e->gstate == PT_GRAD_ZERO;  /* written, not added to */
         if (flag == PT_ADJ_UNIFORM) {
             const double u = e->adj[0];
             if (zero)
@@ -927,9 +974,26 @@ void pt_array_leaf_grads(pt_tape *t, int64_t m)
                 g[j] += e->adj[j];
         }
         if (e->gstate)
-            *e->gstate = 1;
-    }
+            *e->gstate = PT_GRAD_HELD;
+    });
 }
+
+void pt_array_leaf_unclaim(pt_tape *t, int64_t m)
+{
+    int any = 0;
+    pt_grad_lock();
+    PT_FOR_LEAF_GRADS(t, m, e, flag, {
+        if (flag == PT_ADJ_GRAD) {
+            *e->gstate = PT_GRAD_ZERO;
+            any = 1;
+        }
+    });
+    if (any)
+        pt_grad_wake();
+    pt_grad_unlock();
+}
+
+#undef PT_FOR_LEAF_GRADS
 
 void pt_array_free(pt_tape *t)
 {

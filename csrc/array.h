@@ -40,7 +40,9 @@
 
 #include "tape.h"
 
-enum { PT_ADJ_FULL = 1, PT_ADJ_UNIFORM = 2 };  /* adj[i] of an array slot (0: not reached) */
+/* adj[i] of an array slot (0: not reached); PT_ADJ_GRAD: a LEAF whose
+ * adjoint this sweep accumulates in its grad array (the grad was zero) */
+enum { PT_ADJ_FULL = 1, PT_ADJ_UNIFORM = 2, PT_ADJ_GRAD = 3 };
 
 struct pt_arr {
     int32_t kind;        /* enum pt_array_kind */
@@ -205,8 +207,16 @@ int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
 /* the sweeps' calls for array slot i (array.c) */
 int pt_array_vjp(pt_tape *t, int64_t i);
 int pt_array_jvp(pt_tape *t, int64_t i);
-/* array leaves' adjoints into their grad arrays (backward, under the lock) */
+/* array leaves' adjoints into their grad arrays (backward, after the sweep) */
 void pt_array_leaf_grads(pt_tape *t, int64_t m);
+/* after a failed sweep: the grads it claimed are zero again */
+void pt_array_leaf_unclaim(pt_tape *t, int64_t m);
+/* the lock of grad cells and array grads (sweep_reverse.c), and waiting
+ * (with it held) until no sweep writes grad state *state's array directly */
+void pt_grad_lock(void);
+void pt_grad_unlock(void);
+void pt_grad_wake(void);
+void pt_grad_wait_unclaimed(const int64_t *state);
 /* free every buffer of the array table */
 void pt_array_free(pt_tape *t);
 size_t pt_array_nbytes(const pt_tape *t, int used);

@@ -135,9 +135,11 @@ int64_t pt_leaf(pt_tape *t, double value, double *grad);
  * *cells[k] += g[k] for k < n; *cell = g */
 void pt_grad_add(int64_t n, double *const *cells, const double *g);
 void pt_grad_set(double *cell, double g);
-/* an array leaf's grad whose state cell says zero (0) written as zeros, and
- * the cell set to 1, under the same lock as backward's writes to grads */
-void pt_arr_grad_zero(double *grad, int64_t n, int64_t *state);
+/* an array leaf's grad (n doubles) and its state cell (pt_arr_leaf), under
+ * the lock of backward's writes to grads, once no sweep writes it directly:
+ * src != NULL: grad = src; n < 0: zero it (the cell only); else: write
+ * out the zeros a zero cell stands for */
+void pt_arr_grad_set(double *grad, int64_t n, int64_t *state, const double *src);
 int64_t pt_record(pt_tape *t, int op, int64_t a, int64_t b, double c);
 /* a slot's value, adjoint and tangent by handle (Var.value, .grad, .tangent):
  * NAN where the handle's tape is not registered, or for the adjoint and
@@ -318,8 +320,12 @@ void pt_set_unregistered(pt_tape *t);
  * caller keeps alive and unchanged as long as the tape (Python: a Tensor
  * leaf lends its array and copies it before anyone may write to it) */
 int64_t pt_arr_const(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, int borrow);
-/* LEAF: backward() adds its adjoint to grad (or writes it there while the
- * caller's cell *gstate is 0, "grad is zero", and sets it to 1; NULL: add) */
+/* LEAF: backward() adds its adjoint to grad, or writes it there while the
+ * caller's cell *gstate says zero (PT_GRAD_ZERO: its memory is stale) and
+ * sets it to PT_GRAD_HELD: a sweep that reaches the leaf first claims such a
+ * grad (PT_GRAD_CLAIMED) and accumulates the adjoint in it directly.
+ * gstate NULL: add */
+enum pt_grad_state { PT_GRAD_ZERO = 0, PT_GRAD_HELD = 1, PT_GRAD_CLAIMED = 2 };
 int64_t pt_arr_leaf(pt_tape *t, int32_t ndim, const int64_t *shape, const double *data, double *grad,
                     int64_t *gstate, int borrow);
 /* MAP1 of row op on ha when ha has fewer than `limit` elements, else

@@ -76,6 +76,18 @@ PT_SWEEP_ALIGNED int64_t pt_sweep_reverse_checked(const pt_tape *t, int64_t out,
  * fork() takes it too (pthread_atfork), so the child never inherits it held
  * by a thread that does not exist there. */
 static pthread_mutex_t grad_cells_lock = PTHREAD_MUTEX_INITIALIZER;
+/* signalled when a sweep stops writing array grads directly (PT_GRAD_CLAIMED) */
+static pthread_cond_t grad_cells_done = PTHREAD_COND_INITIALIZER;
+
+void pt_grad_lock(void) { pthread_mutex_lock(&grad_cells_lock); }
+void pt_grad_unlock(void) { pthread_mutex_unlock(&grad_cells_lock); }
+void pt_grad_wake(void) { pthread_cond_broadcast(&grad_cells_done); }
+
+void pt_grad_wait_unclaimed(const int64_t *state)
+{
+    while (*state == PT_GRAD_CLAIMED)
+        pthread_cond_wait(&grad_cells_done, &grad_cells_lock);
+}
 
 static void fork_prepare(void) { pthread_mutex_lock(&grad_cells_lock); }
 static void fork_done(void) { pthread_mutex_unlock(&grad_cells_lock); }
@@ -100,12 +112,18 @@ void pt_grad_set(double *cell, double g)
     pthread_mutex_unlock(&grad_cells_lock);
 }
 
-void pt_arr_grad_zero(double *grad, int64_t n, int64_t *state)
+void pt_arr_grad_set(double *grad, int64_t n, int64_t *state, const double *src)
 {
     pthread_mutex_lock(&grad_cells_lock);
-    if (*state == 0) {
+    pt_grad_wait_unclaimed(state);
+    if (src) {  /* a new grad */
+        memcpy(grad, src, (size_t)n * sizeof *grad);
+        *state = PT_GRAD_HELD;
+    } else if (n < 0) {  /* zero_grad(): no pass over memory */
+        *state = PT_GRAD_ZERO;
+    } else if (*state == PT_GRAD_ZERO) {  /* read: the zeros written out */
         memset(grad, 0, (size_t)n * sizeof *grad);
-        *state = 1;
+        *state = PT_GRAD_HELD;
     }
     pthread_mutex_unlock(&grad_cells_lock);
 }
@@ -164,8 +182,11 @@ static int backward(pt_tape *t, int64_t out, double seed, const double *aseed, i
     pt_sweep_begin(t);
     const int st = backward_sweep(t, out);
     pt_sweep_end(t);
-    if (st)
+    if (st) {
+        if (t->nar)
+            pt_array_leaf_unclaim(t, m);  /* grads it wrote directly: zero again */
         return st;  /* no leaf grad changed, the tape not consumed */
+    }
 
     pthread_mutex_lock(&grad_cells_lock);
     for (int64_t k = 0; k < t->nleaf; ++k) {

@@ -438,14 +438,19 @@ def arr_leaf(tape, a, grad, state, borrow=False):
                            int(borrow))
 
 
-#: new_grad_state(): an array leaf's grad state cell, 0 = its grad is zero
-#: (the array's memory not written yet), 1 = the array holds the grad
+#: new_grad_state(): an array leaf's grad state cell (pytape.h: enum
+#: pt_grad_state): GRAD_ZERO = its grad is zero (the array's memory stale),
+#: GRAD_HELD = the array holds it, GRAD_CLAIMED = a sweep is writing it
 new_grad_state = functools.partial(ffi.new, ffi.typeof("int64_t[1]"))
+GRAD_ZERO, GRAD_HELD = lib.PT_GRAD_ZERO, lib.PT_GRAD_HELD
 
 
-def arr_grad_zero(grad, state):
-    """Write zeros into grad if its state cell says zero, under backward's lock."""
-    lib.pt_arr_grad_zero(ffi.cast("double *", _f64(grad)), grad.size, state)
+def arr_grad_set(grad, state, src=None, zero=False):
+    """Under backward's lock, once no sweep writes grad directly: grad = src
+    (a float64 C-contiguous array of its size); zero=True: the grad is zero
+    (the cell only); else the zeros a zero cell stands for written out."""
+    lib.pt_arr_grad_set(ffi.cast("double *", _f64(grad)), -1 if zero else grad.size, state,
+                        ffi.NULL if src is None else ffi.cast("double *", _f64(src)))
 
 
 def arr_record(kind, handles, shape, par):

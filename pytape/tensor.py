@@ -43,6 +43,7 @@ from .var import ARGUMENTS, Leaf as VarLeaf, Owned, Recorded, Result as VarResul
 __all__ = ["Tensor", "TensorResult", "TensorLeaf", "array", "map1", "map2", "record", "as_tensor_operand"]
 
 _B = _native.ID_BITS
+_GRAD_HELD = _native.GRAD_HELD
 _F64 = np.dtype(np.float64)
 KIND = _native.ARRAY_KINDS
 MAX_DIMS = _native.ARRAY_MAX_DIMS
@@ -275,8 +276,8 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
 
     # _lent: _v is lent to a tape (placed without a copy): it is copied before
     # anyone may write to it (the value getter), so a tape's values never change;
-    # _gs: the grad's state cell (C reads and sets it): 0 = the grad is zero
-    # (_g's memory unwritten), 1 = _g holds it
+    # _gs: the grad's state cell (C reads and sets it, pytape.h: pt_grad_state):
+    # zero (_g's memory stale), held (_g holds it) or claimed (a sweep writes it)
     __slots__ = ("_v", "_g", "_gs", "_hs", "_hh", "_lent")
 
     @classmethod
@@ -325,8 +326,8 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
         leaf's shape, zeros before any, which backward() adds to in place);
         None for constants."""
         g = self._g
-        if g is not None and not self._gs[0]:
-            _native.arr_grad_zero(g, self._gs)
+        if g is not None and self._gs[0] != _GRAD_HELD:  # zero, or a sweep is writing it: wait, read
+            _native.arr_grad_set(g, self._gs)
         return g
 
     @grad.setter
@@ -334,14 +335,15 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
         if self._g is None:
             raise AttributeError("a constant has no gradient (requires_grad is False)")
         if g is None:  # zero: the next backward writes instead of adding
-            self._gs[0] = 0
+            _native.arr_grad_set(self._g, self._gs, zero=True)
             return
         g = _as_float64(g, "grad")
+        new = np.empty(self._v.shape)
         try:
-            self._g[...] = g
+            new[...] = g
         except ValueError:
             raise ValueError(f"grad: shape {g.shape} does not fit the leaf's shape {self._v.shape}") from None
-        self._gs[0] = 1
+        _native.arr_grad_set(self._g, self._gs, new)
 
     @property
     def tangent(self):
