@@ -12,6 +12,7 @@
 #include <math.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include "array.h"
 
@@ -202,18 +203,44 @@ static void arena_free(pt_tape *t)
     t->arena = NULL;
 }
 
-enum { MAX_THREADS = 16 };
+/* ---- splitting a loop across cores ----------------------------------------
+ * The range is cut into a few chunks per thread that the threads take in
+ * turn (an atomic counter), so a core that another process keeps busy does
+ * less of it instead of holding everyone up (an even split made a loaded
+ * 2-core machine twice as slow as one thread).  The caller works too and
+ * then waits only for chunks already taken; threads are detached and hold
+ * the team by a count, so one that starts late finds no work and goes. */
+enum { MAX_THREADS = 16, CHUNKS_PER_THREAD = 4 };
 
-struct chunk {
+struct team {
     void (*fn)(void *, int64_t, int64_t);
     void *ctx;
-    int64_t lo, hi;
+    int64_t n, chunk, nchunks;
+    int64_t next;  /* atomic: the next chunk to take */
+    int64_t done;  /* atomic: chunks finished */
+    int refs;      /* atomic: the caller and the threads that started */
 };
 
-static void *run_chunk(void *p)
+static void team_release(struct team *w)
 {
-    const struct chunk *c = p;
-    c->fn(c->ctx, c->lo, c->hi);
+    if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(w);
+}
+
+static void team_work(struct team *w)
+{
+    int64_t k;
+    while ((k = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->nchunks) {
+        const int64_t lo = k * w->chunk, hi = lo + w->chunk < w->n ? lo + w->chunk : w->n;
+        w->fn(w->ctx, lo, hi);
+        __atomic_fetch_add(&w->done, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void *team_thread(void *p)
+{
+    team_work(p);
+    team_release(p);
     return NULL;
 }
 
@@ -232,24 +259,30 @@ void pt_parallel(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64_t),
     int64_t nt = grain > 0 ? n / grain : 1;
     if (nt > cores())
         nt = cores();
-    if (nt < 2) {
+    struct team *w = nt < 2 ? NULL : malloc(sizeof *w);
+    if (!w) {
         fn(ctx, 0, n);
         return;
     }
-    struct chunk jobs[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int64_t k = 0; k < nt; ++k)
-        jobs[k] = (struct chunk){fn, ctx, n * k / nt, n * (k + 1) / nt};
-    for (int64_t k = 1; k < nt; ++k)
-        started[k] = pthread_create(&tid[k], NULL, run_chunk, &jobs[k]) == 0;
-    run_chunk(&jobs[0]);
-    for (int64_t k = 1; k < nt; ++k) {
-        if (started[k])
-            pthread_join(tid[k], NULL);
-        else
-            run_chunk(&jobs[k]);
+    const int64_t chunk = ((n + nt * CHUNKS_PER_THREAD - 1) / (nt * CHUNKS_PER_THREAD) + 63) & ~(int64_t)63;
+    *w = (struct team){fn, ctx, n, chunk, (n + chunk - 1) / chunk, 0, 0, 1};
+    pthread_attr_t attr;
+    const int attr_made = pthread_attr_init(&attr) == 0;
+    const int attr_ok = attr_made && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
+    for (int64_t k = 1; k < nt && attr_ok; ++k) {
+        pthread_t tid;
+        __atomic_add_fetch(&w->refs, 1, __ATOMIC_RELAXED);
+        if (pthread_create(&tid, &attr, team_thread, w)) {
+            __atomic_sub_fetch(&w->refs, 1, __ATOMIC_RELAXED);
+            break;  /* the caller does the rest */
+        }
     }
+    if (attr_made)
+        pthread_attr_destroy(&attr);
+    team_work(w);
+    while (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) < w->nchunks)
+        sched_yield();  /* a chunk another thread took is still running */
+    team_release(w);
 }
 
 /* grow *p (elements of sz bytes, capacity *cap) to hold need; the old block

@@ -170,10 +170,10 @@ enum { PT_ARENA_MAX = 1024 };
 double *pt_tape_buffer(pt_tape *t, int64_t n);
 void pt_tape_buffer_release(double *p, int64_t n);
 
-/* fn(ctx, lo, hi) over [0, n) in chunks of at least `grain` elements, on up
- * to as many threads as the machine has cores (the caller's among them);
- * inline when n is small or a thread cannot start.  fn must write disjoint
- * memory for disjoint ranges. */
+/* fn(ctx, lo, hi) over [0, n) in chunks, on up to one thread per `grain`
+ * elements and per core (the caller's among them), each thread taking the
+ * next chunk when done with one; inline when n < 2 grain.  fn must write
+ * disjoint memory for disjoint ranges. */
 void pt_parallel(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64_t), void *ctx);
 /* elements below which an elementwise kernel stays on one thread (measured:
  * a thread's start and join cost about as much as 2^16 multiplications) */

@@ -1076,3 +1076,19 @@ def test_values_within_two_ulps_of_numpy_and_equal_to_it_where_numpy_computes_th
             assert np.array_equal(got, want, equal_nan=True), name
         else:
             assert _ulps(got, want) <= 2.0, name
+
+
+@pytest.mark.parametrize("n", [(1 << 18) + 37, 3 * (1 << 17) - 1])  # split across threads, ragged last chunk
+def test_rows_split_across_threads_equal_numpy(n):
+    # from 2^18 elements a row runs on several threads, each taking chunks in turn: every element
+    # once, values, adjoints and tangents equal numpy's rows and the hand-written derivative
+    a = np.linspace(-2.0, 2.0, n)
+    x = pytape.Tensor(a)
+    with pytape.Tape():
+        y = np.sum(np.sin(x * 0.5 + 0.25) * x)
+    y.backward()
+    u = a * 0.5 + 0.25
+    assert float(y) == pytest.approx(np.sum(np.sin(u) * a), rel=1e-12)
+    np.testing.assert_allclose(x.grad, np.cos(u) * 0.5 * a + np.sin(u), rtol=1e-13, atol=1e-15)
+    _, t = pytape.jvp(lambda v: np.sin(v * 0.5 + 0.25) * v, (a,), (np.ones(n),))
+    np.testing.assert_allclose(t, np.cos(u) * 0.5 * a + np.sin(u), rtol=1e-13, atol=1e-15)
