@@ -14,6 +14,11 @@
 #include <string.h>
 #include <math.h>
 #include "array.h"
+#if defined(__SSE2__)
+#include <emmintrin.h>  /* every x86-64 compiler has it: the extremum and
+                           tie-search loops below, which gcc does not
+                           vectorise itself (a max with nans, an early exit) */
+#endif
 
 /* SUM's loop: over x's shape, x contiguous (operand 0), y's strides 0 on
  * the summed axes (operand 1) */
@@ -35,32 +40,158 @@ static void sum_loop(const pt_tape *t, const struct pt_arr *e, const struct pt_v
     pt_loop_init(L, x->ndim, x->shape, 2, st);
 }
 
-/* the extremum of a row and how many elements attain it */
-static double row_extremum(const double *x, int64_t r, double sign, int64_t *ties)
+/* the sum of p[0 .. n): numpy's pairwise summation (blocks of 128 in 8
+ * independent lanes, halves added recursively), which the compiler
+ * vectorises and whose error grows with log n, as numpy's does */
+static double pairwise_sum(const double *p, int64_t n)
 {
-    double m = x[0] * sign;
-    int nan = m != m;
-    for (int64_t k = 1; k < r; ++k) {
-        const double v = x[k] * sign;
+    if (n < 8) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < n; ++j)
+            acc += p[j];
+        return acc;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int l = 0; l < 8; ++l)
+            r[l] = p[l];
+        int64_t j = 8;
+        for (; j + 8 <= n; j += 8)
+            for (int l = 0; l < 8; ++l)
+                r[l] += p[j + l];
+        double acc = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; j < n; ++j)
+            acc += p[j];
+        return acc;
+    }
+    int64_t h = n / 2;
+    h -= h % 8;
+    return pairwise_sum(p, h) + pairwise_sum(p + h, n - h);
+}
+
+/* one row of SUM (and of its tangent): x's row p of n elements into y,
+ * whose stride along it is s (0: summed over, 1: kept, the usual cases) */
+static void sum_row(const double *p, int64_t n, double *y, int64_t s)
+{
+    if (s == 0) {
+        *y += pairwise_sum(p, n);
+    } else if (s == 1) {  /* a row of x added into y: vectorised */
+        double *restrict yy = y;
+        for (int64_t j = 0; j < n; ++j)
+            yy[j] += p[j];
+    } else {
+        for (int64_t j = 0; j < n; ++j)
+            y[j * s] += p[j];
+    }
+}
+
+/* the max of a row of r >= 1 elements (sign = 1) or its min (sign = -1);
+ * nan when it holds a nan */
+static double row_extremum(const double *x, int64_t r, int sign)
+{
+    int64_t k = 0;
+#if defined(__SSE2__)
+    if (r >= 8) {
+        __m128d m0 = _mm_loadu_pd(x), m1 = _mm_loadu_pd(x + 2), m2 = _mm_loadu_pd(x + 4), m3 = _mm_loadu_pd(x + 6);
+        __m128d n0 = _mm_cmpunord_pd(m0, m0), n1 = _mm_cmpunord_pd(m1, m1);
+        n0 = _mm_or_pd(n0, _mm_cmpunord_pd(m2, m2));
+        n1 = _mm_or_pd(n1, _mm_cmpunord_pd(m3, m3));
+        k = 8;
+#define PT_EXTREMUM_LOOP(OP)                                                    \
+        for (; k + 8 <= r; k += 8) {                                            \
+            const __m128d v0 = _mm_loadu_pd(x + k), v1 = _mm_loadu_pd(x + k + 2); \
+            const __m128d v2 = _mm_loadu_pd(x + k + 4), v3 = _mm_loadu_pd(x + k + 6); \
+            n0 = _mm_or_pd(n0, _mm_cmpunord_pd(v0, v1));                        \
+            n1 = _mm_or_pd(n1, _mm_cmpunord_pd(v2, v3));                        \
+            m0 = OP(m0, v0);                                                    \
+            m1 = OP(m1, v1);                                                    \
+            m2 = OP(m2, v2);                                                    \
+            m3 = OP(m3, v3);                                                    \
+        }
+        if (sign > 0)
+            PT_EXTREMUM_LOOP(_mm_max_pd)
+        else
+            PT_EXTREMUM_LOOP(_mm_min_pd)
+#undef PT_EXTREMUM_LOOP
+        double m[8];
+        _mm_storeu_pd(m, m0);
+        _mm_storeu_pd(m + 2, m1);
+        _mm_storeu_pd(m + 4, m2);
+        _mm_storeu_pd(m + 6, m3);
+        if (_mm_movemask_pd(_mm_or_pd(n0, n1)))
+            return NAN;
+        double best = m[0];
+        for (int l = 1; l < 8; ++l)
+            best = sign > 0 ? (m[l] > best ? m[l] : best) : (m[l] < best ? m[l] : best);
+        for (; k < r; ++k) {
+            const double v = x[k];
+            if (v != v)
+                return NAN;
+            best = sign > 0 ? (v > best ? v : best) : (v < best ? v : best);
+        }
+        return best;
+    }
+#endif
+    double best = x[0];
+    int nan = best != best;
+    for (k = 1; k < r; ++k) {
+        const double v = x[k];
         nan |= v != v;
-        if (v > m)
-            m = v;
+        best = sign > 0 ? (v > best ? v : best) : (v < best ? v : best);
     }
-    int64_t c = 0;
-    if (nan) {
-        for (int64_t k = 0; k < r; ++k)
-            c += x[k] != x[k];
-        *ties = c;
-        return NAN;
-    }
-    for (int64_t k = 0; k < r; ++k)
-        c += x[k] * sign == m;
-    *ties = c;
-    return m * sign;
+    return nan ? NAN : best;
 }
 
 /* is x[k] one of the elements a row's extremum y came from? */
 static inline int attains(double xk, double y) { return y != y ? xk != xk : xk == y; }
+
+/* the elements of a row of r attaining its extremum y: how many, and the
+ * first of them (*first; r when none) */
+static int64_t row_ties(const double *x, int64_t r, double y, int64_t *first)
+{
+    int64_t k = 0, c = 0;
+    if (y != y) {  /* a nan row: its nans */
+        for (; k < r && x[k] == x[k]; ++k)
+            ;
+        *first = k;
+        for (; k < r; ++k)
+            c += x[k] != x[k];
+        return c;
+    }
+#if defined(__SSE2__)
+    /* the first match, 8 elements at a time */
+    const __m128d yy = _mm_set1_pd(y);
+    for (; k + 8 <= r; k += 8) {
+        const __m128d e = _mm_or_pd(_mm_or_pd(_mm_cmpeq_pd(_mm_loadu_pd(x + k), yy),
+                                              _mm_cmpeq_pd(_mm_loadu_pd(x + k + 2), yy)),
+                                    _mm_or_pd(_mm_cmpeq_pd(_mm_loadu_pd(x + k + 4), yy),
+                                              _mm_cmpeq_pd(_mm_loadu_pd(x + k + 6), yy)));
+        if (_mm_movemask_pd(e))
+            break;
+    }
+#endif
+    for (; k < r && x[k] != y; ++k)
+        ;
+    *first = k;
+    if (k == r)
+        return 0;
+    /* the others after it (equal: -1 per lane, subtracted) */
+    c = 1;
+    ++k;
+#if defined(__SSE2__)
+    __m128i n = _mm_setzero_si128();
+    for (; k + 4 <= r; k += 4) {
+        n = _mm_sub_epi64(n, _mm_castpd_si128(_mm_cmpeq_pd(_mm_loadu_pd(x + k), yy)));
+        n = _mm_sub_epi64(n, _mm_castpd_si128(_mm_cmpeq_pd(_mm_loadu_pd(x + k + 2), yy)));
+    }
+    int64_t lanes[2];
+    _mm_storeu_si128((__m128i *)lanes, n);
+    c += lanes[0] + lanes[1];
+#endif
+    for (; k < r; ++k)
+        c += x[k] == y;
+    return c;
+}
 
 int pt_reduce_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
 {
@@ -70,24 +201,12 @@ int pt_reduce_value(const pt_tape *t, const struct pt_arr *e, const struct pt_vi
         struct pt_loop L;
         sum_loop(t, e, x, &L);
         memset(y, 0, (size_t)e->size * sizeof *y);
-        PT_FOR_ROWS(&L, o, n, s, {
-            const double *p = x->val + o[0];
-            if (s[1] == 0) {
-                double acc = 0.0;
-                for (int64_t j = 0; j < n; ++j)
-                    acc += p[j];
-                y[o[1]] += acc;
-            } else {
-                for (int64_t j = 0; j < n; ++j)
-                    y[o[1] + j * s[1]] += p[j];
-            }
-        });
+        PT_FOR_ROWS(&L, o, n, s, { sum_row(x->val + o[0], n, y + o[1], s[1]); });
     } break;
     case PT_A_MAX: {
         const int64_t r = par[0], rows = x->size / r;
-        int64_t ties;
         for (int64_t i = 0; i < rows; ++i)
-            y[i] = row_extremum(x->val + i * r, r, (double)par[1], &ties);
+            y[i] = row_extremum(x->val + i * r, r, (int)par[1]);
     } break;
     case PT_A_PROD: {
         const int64_t r = par[0], rows = x->size / r;
@@ -138,20 +257,22 @@ static int rows_rule(const struct pt_arr *e, const int64_t *par, const struct pt
         const double *xr = x->val + i * r;
         switch (e->kind) {
         case PT_A_MAX: {
-            int64_t c = 0;
-            for (int64_t k = 0; k < r; ++k)
-                c += attains(xr[k], yv[i]);
+            if (!tangent && din[i] == 0.0)
+                break;
+            int64_t k0;
+            const int64_t c = row_ties(xr, r, yv[i], &k0);
             if (!c)
                 break;
             if (tangent) {
-                double acc = 0.0;
-                for (int64_t k = 0; k < r; ++k)
+                double acc = din[i * r + k0];
+                for (int64_t k = k0 + 1; k < r && c > 1; ++k)
                     if (attains(xr[k], yv[i]))
                         acc += din[i * r + k];
                 dout[i] = acc / (double)c;
-            } else if (din[i] != 0.0) {
+            } else {
                 const double share = din[i] / (double)c;
-                for (int64_t k = 0; k < r; ++k)
+                dout[i * r + k0] += share;
+                for (int64_t k = k0 + 1; k < r && c > 1; ++k)
                     if (attains(xr[k], yv[i]))
                         dout[i * r + k] += share;
             }
@@ -184,6 +305,33 @@ static int rows_rule(const struct pt_arr *e, const int64_t *par, const struct pt
     return PT_OK;
 }
 
+/* SUM's adjoint for one row of x: g (stride s along it: 0 or 1 usually)
+ * written (fresh) or added into the row p of n elements */
+static void broadcast_row(const double *q, int64_t s, double *restrict p, int64_t n, int fresh)
+{
+    if (s == 0) {
+        const double v = *q;
+        if (fresh)
+            for (int64_t j = 0; j < n; ++j)
+                p[j] = v;
+        else
+            for (int64_t j = 0; j < n; ++j)
+                p[j] += v;
+    } else if (s == 1) {
+        if (fresh)
+            memcpy(p, q, (size_t)n * sizeof *p);
+        else
+            for (int64_t j = 0; j < n; ++j)
+                p[j] += q[j];
+    } else if (fresh) {
+        for (int64_t j = 0; j < n; ++j)
+            p[j] = q[j * s];
+    } else {
+        for (int64_t j = 0; j < n; ++j)
+            p[j] += q[j * s];
+    }
+}
+
 int pt_reduce_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, const double *g)
 {
     if (!x->adj)
@@ -192,20 +340,8 @@ int pt_reduce_vjp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
         return rows_rule(e, t->ar_par + e->par, x, e->val, g, x->adj, 0);
     struct pt_loop L;
     sum_loop(t, e, x, &L);
-    if (x->fresh)  /* g broadcast back over x: each element written once */
-        PT_FOR_ROWS(&L, o, n, s, {
-            double *p = x->adj + o[0];
-            const double *q = g + o[1];
-            for (int64_t j = 0; j < n; ++j)
-                p[j] = q[j * s[1]];
-        });
-    else
-        PT_FOR_ROWS(&L, o, n, s, {
-            double *p = x->adj + o[0];
-            const double *q = g + o[1];
-            for (int64_t j = 0; j < n; ++j)
-                p[j] += q[j * s[1]];
-        });
+    const int fresh = x->fresh;  /* g broadcast back over x: each element written once */
+    PT_FOR_ROWS(&L, o, n, s, { broadcast_row(g + o[1], s[1], x->adj + o[0], n, fresh); });
     return PT_OK;
 }
 
@@ -217,10 +353,6 @@ int pt_reduce_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
         return rows_rule(e, t->ar_par + e->par, x, e->val, x->tan, out, 1);
     struct pt_loop L;
     sum_loop(t, e, x, &L);
-    PT_FOR_ROWS(&L, o, n, s, {
-        const double *p = x->tan + o[0];
-        for (int64_t j = 0; j < n; ++j)
-            out[o[1] + j * s[1]] += p[j];
-    });
+    PT_FOR_ROWS(&L, o, n, s, { sum_row(x->tan + o[0], n, out + o[1], s[1]); });
     return PT_OK;
 }
