@@ -14,6 +14,10 @@
 #include <string.h>
 #include <math.h>
 #include "array.h"
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__) && !defined(PT_NO_AVX2)
+#include <immintrin.h>  /* an AVX2 variant of the extremum loop, chosen at run time */
+#define PT_AVX2_DISPATCH 1
+#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>  /* every x86-64 compiler has it: the extremum and
                            tie-search loops below, which gcc does not
@@ -100,11 +104,101 @@ static void sum_rows(const double *p, int64_t xs, int64_t m, int64_t n, double *
         sum_row(p + i * xs, n, y, 1);
 }
 
+#if defined(PT_AVX2_DISPATCH)
+/* row_extremum's loop on 16 elements a step (r >= 16): max (or min) in 4
+ * lanes of 4, a nan flag; the rest of the row by the caller from *k */
+__attribute__((target("avx2"))) static int extremum_avx2(const double *x, int64_t r, int sign, int64_t *k,
+                                                          double *best)
+{
+    __m256d m0 = _mm256_loadu_pd(x), m1 = _mm256_loadu_pd(x + 4), m2 = _mm256_loadu_pd(x + 8),
+            m3 = _mm256_loadu_pd(x + 12);
+    __m256d n0 = _mm256_cmp_pd(m0, m1, _CMP_UNORD_Q), n1 = _mm256_cmp_pd(m2, m3, _CMP_UNORD_Q);
+    int64_t j = 16;
+#define PT_EXTREMUM_LOOP(OP)                                                    \
+    for (; j + 16 <= r; j += 16) {                                              \
+        const __m256d v0 = _mm256_loadu_pd(x + j), v1 = _mm256_loadu_pd(x + j + 4); \
+        const __m256d v2 = _mm256_loadu_pd(x + j + 8), v3 = _mm256_loadu_pd(x + j + 12); \
+        n0 = _mm256_or_pd(n0, _mm256_cmp_pd(v0, v1, _CMP_UNORD_Q));            \
+        n1 = _mm256_or_pd(n1, _mm256_cmp_pd(v2, v3, _CMP_UNORD_Q));            \
+        m0 = OP(m0, v0);                                                        \
+        m1 = OP(m1, v1);                                                        \
+        m2 = OP(m2, v2);                                                        \
+        m3 = OP(m3, v3);                                                        \
+    }
+    if (sign > 0)
+        PT_EXTREMUM_LOOP(_mm256_max_pd)
+    else
+        PT_EXTREMUM_LOOP(_mm256_min_pd)
+#undef PT_EXTREMUM_LOOP
+    *k = j;
+    if (_mm256_movemask_pd(_mm256_or_pd(n0, n1)))
+        return 1;
+    double m[16];
+    _mm256_storeu_pd(m, m0);
+    _mm256_storeu_pd(m + 4, m1);
+    _mm256_storeu_pd(m + 8, m2);
+    _mm256_storeu_pd(m + 12, m3);
+    double b = m[0];
+    for (int l = 1; l < 16; ++l)
+        b = sign > 0 ? (m[l] > b ? m[l] : b) : (m[l] < b ? m[l] : b);
+    *best = b;
+    return 0;
+}
+
+/* row_ties' loops from *k on 16 (then 8) elements a step: the first index
+ * at or after *k whose step holds an element equal to y (into *k: the caller
+ * finds it), or, when count, how many equal y from *k to the last whole step */
+__attribute__((target("avx2"))) static int64_t ties_avx2(const double *x, int64_t r, double y, int64_t *k,
+                                                         int count)
+{
+    const __m256d yy = _mm256_set1_pd(y);
+    int64_t j = *k;
+    if (!count) {
+        for (; j + 16 <= r; j += 16) {
+            const __m256d e = _mm256_or_pd(_mm256_or_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j), yy, _CMP_EQ_OQ),
+                                                         _mm256_cmp_pd(_mm256_loadu_pd(x + j + 4), yy, _CMP_EQ_OQ)),
+                                           _mm256_or_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 8), yy, _CMP_EQ_OQ),
+                                                        _mm256_cmp_pd(_mm256_loadu_pd(x + j + 12), yy, _CMP_EQ_OQ)));
+            if (_mm256_movemask_pd(e))
+                break;
+        }
+        *k = j;
+        return 0;
+    }
+    __m256i n0 = _mm256_setzero_si256(), n1 = _mm256_setzero_si256();
+    for (; j + 8 <= r; j += 8) {
+        n0 = _mm256_sub_epi64(n0, _mm256_castpd_si256(_mm256_cmp_pd(_mm256_loadu_pd(x + j), yy, _CMP_EQ_OQ)));
+        n1 = _mm256_sub_epi64(n1, _mm256_castpd_si256(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 4), yy, _CMP_EQ_OQ)));
+    }
+    int64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, _mm256_add_epi64(n0, n1));
+    *k = j;
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+/* a bit that libgcc's constructor set at load time: cheap per row */
+static int have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+#endif
+
 /* the max of a row of r >= 1 elements (sign = 1) or its min (sign = -1);
  * nan when it holds a nan */
 static double row_extremum(const double *x, int64_t r, int sign)
 {
     int64_t k = 0;
+#if defined(PT_AVX2_DISPATCH)
+    if (r >= 16 && have_avx2()) {
+        double best;
+        if (extremum_avx2(x, r, sign, &k, &best))
+            return NAN;
+        for (; k < r; ++k) {
+            const double v = x[k];
+            if (v != v)
+                return NAN;
+            best = sign > 0 ? (v > best ? v : best) : (v < best ? v : best);
+        }
+        return best;
+    }
+#endif
 #if defined(__SSE2__)
     if (r >= 8) {
         __m128d m0 = _mm_loadu_pd(x), m1 = _mm_loadu_pd(x + 2), m2 = _mm_loadu_pd(x + 4), m3 = _mm_loadu_pd(x + 6);
@@ -173,10 +267,18 @@ static int64_t row_ties(const double *x, int64_t r, double y, int64_t *first)
             c += x[k] != x[k];
         return c;
     }
+#if defined(PT_AVX2_DISPATCH)
+    const int avx2 = r >= 16 && have_avx2();
+    if (avx2)
+        ties_avx2(x, r, y, &k, 0);
+#else
+    const int avx2 = 0;
+#endif
+    (void)avx2;
 #if defined(__SSE2__)
     /* the first match, 8 elements at a time */
     const __m128d yy = _mm_set1_pd(y);
-    for (; k + 8 <= r; k += 8) {
+    for (; !avx2 && k + 8 <= r; k += 8) {
         const __m128d e = _mm_or_pd(_mm_or_pd(_mm_cmpeq_pd(_mm_loadu_pd(x + k), yy),
                                               _mm_cmpeq_pd(_mm_loadu_pd(x + k + 2), yy)),
                                     _mm_or_pd(_mm_cmpeq_pd(_mm_loadu_pd(x + k + 4), yy),
@@ -193,6 +295,10 @@ static int64_t row_ties(const double *x, int64_t r, double y, int64_t *first)
     /* the others after it (equal: -1 per lane, subtracted) */
     c = 1;
     ++k;
+#if defined(PT_AVX2_DISPATCH)
+    if (avx2)
+        c += ties_avx2(x, r, y, &k, 1);
+#endif
 #if defined(__SSE2__)
     __m128i n = _mm_setzero_si128();
     for (; k + 4 <= r; k += 4) {

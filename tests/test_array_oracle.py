@@ -1088,3 +1088,23 @@ def test_sum_long_rows_and_leading_axes(shape, axis):
     np.testing.assert_allclose(value, exact, rtol=1e-13, atol=1e-13)
     np.testing.assert_array_equal(grad, np.broadcast_to(np.expand_dims(w, axis) if axis is not None else w, shape))
     np.testing.assert_allclose(tangent, np.sum(v, axis=axis), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("r", [8, 15, 16, 17, 31, 32, 33, 47, 64, 100])
+@pytest.mark.parametrize("fn", ["max", "min"])
+def test_max_a_lone_nan_or_extremum_at_every_position(r, fn):
+    # every lane of the vectorised loops: row k holds a nan at k alone, row r + k the extremum at k alone,
+    # row 2r + k the extremum at k and at the end
+    sign = 1 if fn == "max" else -1
+    rng = np.random.default_rng(100 + r)
+    a = rng.normal(size=(3 * r, r))
+    for k in range(r):
+        a[k, k] = np.nan
+        a[r + k, k] = 5.0 * sign
+        a[2 * r + k, [k, r - 1]] = 5.0 * sign
+    w, v = weights((3 * r,), rng), rng.normal(size=a.shape)
+    value, (grad,), tangent = run_tensor(lambda t: getattr(np, fn)(t, axis=1), [a], w, [v])
+    want_y, want_g, want_t = _extremum_rule(a, sign, w, v)
+    np.testing.assert_array_equal(value, want_y)
+    np.testing.assert_allclose(grad, want_g, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(tangent, want_t, rtol=1e-14, atol=1e-15)
