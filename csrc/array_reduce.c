@@ -1,10 +1,13 @@
 /* array_reduce.c -- reductions and scans:
  *   SUM     over any set of axes, with or without keepdims: a strided loop
  *           over x in which y's strides are 0 along the summed axes (the
- *           transpose of broadcasting, which is its adjoint)
+ *           transpose of broadcasting, which is its adjoint); summed rows
+ *           by numpy's pairwise summation, a leading axis four rows a pass
  *   MAX     max (or min) of each row of r elements; the adjoint goes to the
  *           elements equal to it, shared evenly among ties (torch.amax's
- *           rule); a row with a nan has the value nan, and its nans share it
+ *           rule); a row with a nan has the value nan, and its nans share it.
+ *           SSE2 loops (AVX2 ones when the CPU has it) find the extremum and,
+ *           in the adjoint, the first tie; the rest are counted after it
  *   PROD    product of each row: the adjoint of x_k is the product of the
  *           others (prefix and suffix products: exact with zeros)
  *   CUMSUM  running sums along rows; the adjoint is the reversed running sum
