@@ -1092,3 +1092,88 @@ def test_rows_split_across_threads_equal_numpy(n):
     np.testing.assert_allclose(x.grad, np.cos(u) * 0.5 * a + np.sin(u), rtol=1e-13, atol=1e-15)
     _, t = pytape.jvp(lambda v: np.sin(v * 0.5 + 0.25) * v, (a,), (np.ones(n),))
     np.testing.assert_allclose(t, np.cos(u) * 0.5 * a + np.sin(u), rtol=1e-13, atol=1e-15)
+
+
+# ---- the reduction kernels' long-row paths (rows of 8 and more: the vectorised loops) ---------------------
+
+
+def _extremum_rule(a, sign, w, v):
+    """numpy's rule for MAX over the last axis: values, gradient of sum(y * w), tangent along v."""
+    rows, wv, vv = a.reshape(-1, a.shape[-1]), np.ravel(w), v.reshape(-1, a.shape[-1])
+    y, g, t = np.empty(len(rows)), np.zeros_like(rows), np.empty(len(rows))
+    for i, r in enumerate(rows):
+        if np.isnan(r).any():
+            y[i], mask = np.nan, np.isnan(r)
+        else:
+            y[i] = r.max() if sign > 0 else r.min()
+            mask = r == y[i]
+        g[i, mask] = wv[i] / mask.sum()
+        t[i] = vv[i, mask].sum() / mask.sum()
+    return y.reshape(a.shape[:-1]), g.reshape(a.shape), t.reshape(a.shape[:-1])
+
+
+@pytest.mark.parametrize("r", [1, 2, 7, 8, 9, 15, 16, 17, 33, 1000])
+@pytest.mark.parametrize("fn", ["max", "min"])
+def test_max_long_rows_ties_and_nans(r, fn):
+    sign = 1 if fn == "max" else -1
+    rng = np.random.default_rng(r)
+    a = rng.integers(-3, 4, size=(12, r)).astype(float)  # small integers: many ties
+    a[1] = rng.normal(size=r)  # no ties
+    top = 9.0 * sign
+    for i, k in enumerate([0, r - 1, r // 2, 7 % r, 8 % r]):  # a lone extremum at the edges of the loops
+        a[2 + i] = rng.normal(size=r)
+        a[2 + i, k] = top
+    a[7, [0, r - 1]] = top  # ties first and last
+    a[8, r - 1] = np.nan  # a nan last, first, in the middle, twice
+    a[9, 0] = np.nan
+    a[10, r // 2] = np.nan
+    a[11, [r // 3, r - 1]] = np.nan
+    a[6, r - 1] = np.inf * sign
+    for shape in [(12, r), (3, 4, r)]:
+        x = a.reshape(shape)
+        w, v = weights(shape[:-1], rng), rng.normal(size=shape)
+        value, (grad,), tangent = run_tensor(lambda t: getattr(np, fn)(t, axis=-1), [x], w, [v])
+        want_y, want_g, want_t = _extremum_rule(x, sign, w, v)
+        np.testing.assert_array_equal(value, getattr(np, fn)(x, axis=-1))
+        np.testing.assert_array_equal(value, want_y)
+        np.testing.assert_allclose(grad, want_g, rtol=1e-15, atol=0)
+        np.testing.assert_allclose(tangent, want_t, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape,axis", [((1000,), None), ((7,), None), ((8,), None), ((129,), None),
+                                        ((5, 300), 1), ((9, 7, 11), 0), ((9, 7, 11), (0, 1)), ((4, 5, 130), 0),
+                                        ((6, 5, 3), (0, 2)), ((300, 2), 0), ((3, 1, 9), 0)])
+def test_sum_long_rows_and_leading_axes(shape, axis):
+    rng = np.random.default_rng(sum(shape))
+    a = rng.normal(size=shape)
+    w = weights(np.sum(a, axis=axis).shape, rng)
+    v = rng.normal(size=shape)
+    value, (grad,), tangent = run_tensor(lambda t: np.sum(t, axis=axis), [a], w, [v])
+    np.testing.assert_allclose(value, np.sum(a, axis=axis), rtol=1e-13, atol=1e-13)
+    # exactly rounded sums: the kernel's error stays near numpy's
+    axes = tuple(range(a.ndim)) if axis is None else tuple(d % a.ndim for d in np.atleast_1d(axis))
+    rows = np.moveaxis(a, axes, range(-len(axes), 0)).reshape(-1, math.prod(a.shape[d] for d in axes))
+    exact = np.array([math.fsum(r) for r in rows]).reshape(np.shape(value))
+    np.testing.assert_allclose(value, exact, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(grad, np.broadcast_to(np.expand_dims(w, axis) if axis is not None else w, shape))
+    np.testing.assert_allclose(tangent, np.sum(v, axis=axis), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("r", [8, 15, 16, 17, 31, 32, 33, 47, 64, 100])
+@pytest.mark.parametrize("fn", ["max", "min"])
+def test_max_a_lone_nan_or_extremum_at_every_position(r, fn):
+    # every lane of the vectorised loops: row k holds a nan at k alone, row r + k the extremum at k alone,
+    # row 2r + k the extremum at k and at the end
+    sign = 1 if fn == "max" else -1
+    rng = np.random.default_rng(100 + r)
+    a = rng.normal(size=(3 * r, r))
+    for k in range(r):
+        a[k, k] = np.nan
+        a[r + k, k] = 5.0 * sign
+        a[2 * r + k, [k, r - 1]] = 5.0 * sign
+    w, v = weights((3 * r,), rng), rng.normal(size=a.shape)
+    value, (grad,), tangent = run_tensor(lambda t: getattr(np, fn)(t, axis=1), [a], w, [v])
+    want_y, want_g, want_t = _extremum_rule(a, sign, w, v)
+    np.testing.assert_array_equal(value, want_y)
+    np.testing.assert_allclose(grad, want_g, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(tangent, want_t, rtol=1e-14, atol=1e-15)
