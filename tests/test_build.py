@@ -10,7 +10,7 @@ import pytest
 import pytape
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(pytape.__file__)))
-NORMAL = ["-std=c99", "-O3", "-pthread", "-fvisibility=hidden", "-fno-plt"]
+NORMAL = ["-std=c99", "-O3", "-fno-trapping-math", "-pthread", "-fvisibility=hidden", "-fno-plt"]
 
 
 def _flags(sanitize):
