@@ -222,6 +222,27 @@ PT_INLINE void row2_chain(int op, int which, int acc, int64_t gs, int64_t n, con
         PT_PATTERNS(CALL_A)                                                   \
     }
 
+/* the adjoint loops' patterns: as PT_BY_OPERAND, but an operand broadcast
+ * over the row (its own stride 0) is summed into one element, serially,
+ * which a loop of its own would not speed up: that pattern takes the
+ * general loop (a quarter fewer loops to compile) */
+#define PT_BY_WRITTEN_OPERAND(CALL_A, CALL_B)                                 \
+    if (which) {                                                              \
+        if (sa == 1 && sb == 1)                                               \
+            CALL_B(1, 1);                                                     \
+        else if (sa == 0 && sb == 1)                                          \
+            CALL_B(0, 1);                                                     \
+        else                                                                  \
+            CALL_B(sa, sb);                                                   \
+    } else {                                                                  \
+        if (sa == 1 && sb == 1)                                               \
+            CALL_A(1, 1);                                                     \
+        else if (sa == 1 && sb == 0)                                          \
+            CALL_A(1, 0);                                                     \
+        else                                                                  \
+            CALL_A(sa, sb);                                                   \
+    }
+
 static void rows2_value(int op, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb, double *py)
 {
 #define CALL(A, B) row2_value(op, n, pa, A, pb, B, py)
@@ -237,7 +258,7 @@ static void rows2_chain(int op, int which, int acc, int64_t gs, int64_t n, const
 #define ACC_GS(ACC_, GS_)                                                     \
     do {                                                                      \
         enum { ACC = ACC_, GS = GS_ };                                        \
-        PT_BY_OPERAND(CALL_A, CALL_B)                                         \
+        PT_BY_WRITTEN_OPERAND(CALL_A, CALL_B)                                 \
     } while (0)
     if (gs) {
         if (acc)
