@@ -514,15 +514,23 @@ static int64_t record_map(pt_tape *t, int kind, int op, int64_t sa, int64_t sb, 
     return append(t, &e, shape, args, NULL, value);
 }
 
-int64_t pt_arr_map1(int op, int64_t ha, int64_t limit)
+/* the tape that records handle h's operation and h's operand slot there:
+ * the slot, or a status (*t NULL when there is no recording tape) */
+static int64_t recording_operand(int64_t h, pt_tape **t)
 {
     int64_t s;
-    pt_tape *t = pt_recording_tape(ha, &s);
-    if (!t)
+    if (!(*t = pt_recording_tape(h, &s)))
         return s;
-    const int64_t ia = operand_slot(t, ha);
+    const int64_t i = operand_slot(*t, h);
+    return i < 0 ? PT_E_SLOT : i;
+}
+
+int64_t pt_arr_map1(int op, int64_t ha, int64_t limit)
+{
+    pt_tape *t;
+    const int64_t ia = recording_operand(ha, &t);
     if (ia < 0)
-        return PT_E_SLOT;
+        return ia;
     if (t->op[ia] == PT_ARRAY && t->ar[t->a[ia]].size >= limit)
         return PT_E_LARGE;
     return record_map(t, PT_A_MAP1, op, ia, 0, NULL);
@@ -530,51 +538,39 @@ int64_t pt_arr_map1(int op, int64_t ha, int64_t limit)
 
 int64_t pt_arr_map1_given(int op, int64_t ha, const double *value)
 {
-    int64_t s;
-    pt_tape *t = pt_recording_tape(ha, &s);
-    if (!t)
-        return s;
-    const int64_t ia = operand_slot(t, ha);
-    return ia < 0 ? PT_E_SLOT : record_map(t, PT_A_MAP1, op, ia, 0, value);
+    pt_tape *t;
+    const int64_t ia = recording_operand(ha, &t);
+    return ia < 0 ? ia : record_map(t, PT_A_MAP1, op, ia, 0, value);
 }
 
 int64_t pt_arr_map2(int op, int64_t ha, int64_t hb)
 {
-    int64_t s;
-    pt_tape *t = pt_recording_tape(ha, &s);
-    if (!t)
-        return s;
+    pt_tape *t;
+    const int64_t ia = recording_operand(ha, &t);
+    if (ia < 0)
+        return ia;
     if ((ha ^ hb) & (((int64_t)1 << PT_ID_BITS) - 1))
         return PT_E_TAPES;
-    const int64_t ia = operand_slot(t, ha), ib = operand_slot(t, hb);
-    return (ia < 0 || ib < 0) ? PT_E_SLOT : record_map(t, PT_A_MAP2, op, ia, ib, NULL);
-}
-
-int64_t pt_arr_map2_vc(int op, int64_t ha, double b)
-{
-    int64_t s;
-    pt_tape *t = pt_recording_tape(ha, &s);
-    if (!t)
-        return s;
-    const int64_t ia = operand_slot(t, ha);
-    if (ia < 0)
-        return PT_E_SLOT;
-    const int64_t k = pt_append_const(t, b);  /* shared with scalar constants */
-    return k < 0 ? k : record_map(t, PT_A_MAP2, op, ia, -1 - k, NULL);
-}
-
-int64_t pt_arr_map2_cv(int op, double a, int64_t hb)
-{
-    int64_t s;
-    pt_tape *t = pt_recording_tape(hb, &s);
-    if (!t)
-        return s;
     const int64_t ib = operand_slot(t, hb);
-    if (ib < 0)
-        return PT_E_SLOT;
-    const int64_t k = pt_append_const(t, a);
-    return k < 0 ? k : record_map(t, PT_A_MAP2, op, -1 - k, ib, NULL);
+    return ib < 0 ? PT_E_SLOT : record_map(t, PT_A_MAP2, op, ia, ib, NULL);
 }
+
+/* MAP2 with constant c on side `which` (its pool index: shared with scalar constants) */
+static int64_t map2_const(int op, int64_t h, double c, int which)
+{
+    pt_tape *t;
+    const int64_t i = recording_operand(h, &t);
+    if (i < 0)
+        return i;
+    const int64_t k = pt_append_const(t, c);
+    if (k < 0)
+        return k;
+    return which ? record_map(t, PT_A_MAP2, op, i, -1 - k, NULL) : record_map(t, PT_A_MAP2, op, -1 - k, i, NULL);
+}
+
+int64_t pt_arr_map2_vc(int op, int64_t ha, double b) { return map2_const(op, ha, b, 1); }
+
+int64_t pt_arr_map2_cv(int op, double a, int64_t hb) { return map2_const(op, hb, a, 0); }
 
 /* the checks of pt_arr_record by kind; fills e's shape (derived ones) */
 static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, int64_t *shape, const int64_t *par)
@@ -735,12 +731,6 @@ int pt_arr_shape(int64_t h, int64_t *shape)
     if (e->ndim)
         memcpy(shape, pt_arr_shape_of(t, e), (size_t)e->ndim * sizeof *shape);
     return e->ndim;
-}
-
-int64_t pt_arr_size(int64_t h)
-{
-    const struct pt_arr *e = entry_h(h);
-    return e ? e->size : 1;
 }
 
 const double *pt_arr_value(int64_t h)

@@ -342,7 +342,6 @@ int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *args, int32_t ndim
 /* an instruction's shape into shape (room for PT_ARRAY_MAX_DIMS): its ndim
  * (0 for a scalar slot), or PT_E_HANDLE / PT_E_SLOT */
 int pt_arr_shape(int64_t h, int64_t *shape);
-int64_t pt_arr_size(int64_t h);
 /* its value (NULL for a scalar slot or a bad handle); valid while the tape lives */
 const double *pt_arr_value(int64_t h);
 /* its adjoint from the last reverse sweep, its tangent from the last tangent

@@ -391,7 +391,6 @@ E_SHAPE = lib.PT_E_SHAPE
 #: (code, ha, double), (code, double, hb)
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
 #: the number of elements of an array handle's instruction (1 for a scalar slot or another tape's handle of id 0)
-arr_size = lib.pt_arr_size
 
 
 def arr_map1_given(code, h, value):

@@ -540,6 +540,7 @@ NO_LIMIT = 2**62
 
 
 def map1_limit(code):
+    """The operand size from which row code's MAP1 takes numpy's values (pt_arr_map1's limit)."""
     return NUMPY_VALUES_FROM if code in NUMPY_VALUES else NO_LIMIT
 
 
@@ -547,7 +548,7 @@ def map1(code, x):
     """The unary op-table row ``code`` elementwise over x (a MAP1 instruction)."""
     fast = NUMPY_VALUES.get(code)
     if type(x) is TensorResult:
-        h = _native.arr_map1(code, x._i, NUMPY_VALUES_FROM if fast is not None else NO_LIMIT)
+        h = _native.arr_map1(code, x._i, map1_limit(code))
         if h >= 0:
             return _result(x._t, h)
     if not is_grad_enabled():

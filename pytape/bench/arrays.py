@@ -28,7 +28,6 @@ once, the order rotating), medians; ``format_arrays`` prints the table;
 >>> rows[0].engine, rows[0].nops
 ('pytape', 100)
 """
-import gc
 import statistics
 import time
 from typing import Any, Callable, List, NamedTuple, Optional
@@ -37,6 +36,8 @@ import numpy as np
 
 import pytape
 from pytape import _native
+
+from .runner import _ns, _ratio
 
 __all__ = ["ARRAY_ENGINES", "ARRAY_CASES", "ARRAY_SIZES", "ArrayEngine", "ArrayRow", "get_array_engine",
            "available_array_engines", "run_arrays", "format_arrays", "tape_bytes", "main_arrays"]
@@ -264,7 +265,7 @@ def _chain_ref(inputs, seed):
         b = np.sin(a)
         y = np.tanh(b)
         keep.append((a, y))
-    s = np.sum(y)
+    np.sum(y)  # the forward's output, as the other engines compute it
     g = np.ones_like(x) * (1.0 if seed is None else seed)
     for a, t in reversed(keep):
         g = g * (1.0 - t * t)
@@ -523,20 +524,12 @@ def run_arrays(cases, sizes, engines, repeat=5, log=None, sample_ns=20_000_000):
 
 
 def _fmt(ns):
-    if ns is None:
-        return "-"
-    if ns < 1e4:
-        return f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
+    """runner's cells, with k and M from 10^4 ns on."""
+    if ns is None or ns < 1e4:
+        return _ns(ns)
     if ns < 1e7:
         return f"{ns / 1e3:,.1f}k"
     return f"{ns / 1e6:,.1f}M"
-
-
-def _ratio(a, b):
-    if a is None or b is None or b <= 0:
-        return "-"
-    r = a / b
-    return f"{r:.2f}x" if r < 10 else f"{r:.0f}x"
 
 
 def format_arrays(rows):

@@ -10,7 +10,7 @@ import platform
 import sys
 
 from .engines import ENGINES, EngineError, available_engines, load_engine
-from .runner import _ns, run_case
+from .runner import _ns, _ratio, run_case
 from .workloads import WORKLOADS
 from .arrays import ARRAY_ENGINES, main_arrays
 
@@ -24,13 +24,6 @@ SIZES = {
     "full": {"chain": [10**3, 10**4, 10**5, 10**6], "rosenbrock": [10**2, 10**3, 10**4, 10**5], "mlp": [100]},
 }
 BIG = {("chain", 10**6)}
-
-
-def _ratio(a, b):
-    if a is None or b is None or b <= 0:
-        return "-"
-    r = a / b
-    return f"{r:.2f}x" if r < 10 else f"{r:.0f}x"
 
 
 def format_table(rows):

@@ -134,3 +134,11 @@ def _progress(row):
 
 def _ns(x):
     return "-" if x is None else (f"{x:.1f}" if x < 100 else f"{x:,.0f}")
+
+
+def _ratio(a, b):
+    """a / b as a table cell ("2.50x", "12x"), "-" when either is missing."""
+    if a is None or b is None or b <= 0:
+        return "-"
+    r = a / b
+    return f"{r:.2f}x" if r < 10 else f"{r:.0f}x"
