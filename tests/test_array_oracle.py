@@ -1159,6 +1159,23 @@ def test_sum_long_rows_and_leading_axes(shape, axis):
     np.testing.assert_allclose(tangent, np.sum(v, axis=axis), rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 16, 17, 1000])
+@pytest.mark.parametrize("n", [3, 16, 33, 1000])
+def test_sum_over_leading_axis_adds_rows_in_order(m, n):
+    # eight rows a pass (SSE2, or AVX2 where the CPU has it), the rest one at a time: every split of m, rows
+    # shorter than a vector step and longer; the value is the rows added in order, exactly (numpy's order)
+    rng = np.random.default_rng(m * 1000 + n)
+    a = rng.normal(size=(m, n)) * 10.0 ** rng.integers(-8, 9, size=(m, 1))
+    want = np.zeros(n)
+    for row in a:
+        want = want + row
+    w, v = weights((n,), rng), rng.normal(size=a.shape)
+    value, (grad,), tangent = run_tensor(lambda t: np.sum(t, axis=0), [a], w, [v])
+    np.testing.assert_array_equal(value, want)
+    np.testing.assert_array_equal(grad, np.broadcast_to(w, a.shape))
+    np.testing.assert_allclose(tangent, np.sum(v, axis=0), rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("r", [8, 15, 16, 17, 31, 32, 33, 47, 64, 100])
 @pytest.mark.parametrize("fn", ["max", "min"])
 def test_max_a_lone_nan_or_extremum_at_every_position(r, fn):
