@@ -348,9 +348,12 @@ static const struct kernels {
     value_fn jvp;
     int assigns;  /* vjp honours x[j].fresh (writes a fresh buffer instead of zeroing and adding) */
     int uniform;  /* vjp takes uniform adjoints (its own and its operands': pt_view.uniform) */
+    /* does operand j get e's adjoint unchanged? Then, at its first
+     * contribution, it shares e's buffer (pt_arr.shared) instead of a copy */
+    int (*passes)(const pt_tape *, const struct pt_arr *, const struct pt_view *, int);
 } kernels[PT_A_NUM_KINDS] = {
-    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1},
-    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1},
+    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_passes},
+    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_passes},
     [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 1, 1},
     [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
     [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
@@ -803,6 +806,10 @@ static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform)
     if (t->adj[s] == PT_ADJ_GRAD)
         return o->grad;
     if (t->adj[s] == 0.0) {  /* the first contribution of this sweep */
+        if (o->shared) {  /* the last sweep's: not ours */
+            o->adj = NULL;
+            o->shared = 0;
+        }
         double *buf = o->adj;
         if (o->kind == PT_A_LEAF && claim_grad(o)) {  /* no pass to copy it there later */
             buf = o->grad;
@@ -822,8 +829,33 @@ static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform)
             *uniform = 1;
         else
             expand(t, s);
+    } else if (o->shared) {  /* a second contribution: to a copy of its own */
+        double *own = pt_tape_buffer(t, o->size);
+        if (!own)
+            return NULL;
+        memcpy(own, o->adj, (size_t)o->size * sizeof(double));
+        o->adj = own;
+        o->shared = 0;
     }
     return o->adj;
+}
+
+/* does operand j of e (slot s) take e's adjoint buffer as its own, read
+ * only, at its first contribution (kinds with `passes`)? Not a LEAF (its
+ * adjoint goes to the grad array) nor an operand with a buffer of its own
+ * (a later sweep's: it would be lost), and e's adjoint holds every element */
+static int shares(pt_tape *t, const struct pt_arr *e, const struct pt_view *x, int j, int64_t s)
+{
+    if (!kernels[e->kind].passes || s < 0 || t->op[s] != PT_ARRAY || t->adj[s] != 0.0 ||
+        t->adj[e->slot] != PT_ADJ_FULL)
+        return 0;
+    struct pt_arr *o = &t->ar[t->a[s]];
+    if (o->kind == PT_A_LEAF || o->kind == PT_A_CONST || (o->adj && !o->shared) || !kernels[e->kind].passes(t, e, x, j))
+        return 0;
+    o->adj = e->adj;
+    o->shared = 1;
+    t->adj[s] = PT_ADJ_FULL;
+    return 1;
 }
 
 double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh)
@@ -877,11 +909,16 @@ static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view 
     if (!x)
         return NULL;
     const struct kernels *k = &kernels[e->kind];
+    for (int j = 0; j < e->nargs; ++j)  /* all of them first: `passes` looks at each */
+        pt_arr_operand(t, e, j, &x[j]);
     for (int j = 0; j < e->nargs; ++j) {
         const int64_t s = t->ar_arg[e->arg + j];
-        pt_arr_operand(t, e, j, &x[j]);
         if (!reverse) {
             x[j].tan = pt_arr_tan_of(t, s);
+            continue;
+        }
+        if (shares(t, e, x, j, s)) {
+            x[j].adj = NULL;  /* nothing for the kernel to do */
             continue;
         }
         int repeats = 0;
@@ -1023,7 +1060,8 @@ void pt_array_free(pt_tape *t)
     for (int64_t k = 0; k < t->nar; ++k) {
         if (!t->ar[k].borrowed)
             pt_tape_buffer_release(t->ar[k].val, t->ar[k].size);
-        pt_tape_buffer_release(t->ar[k].adj, t->ar[k].size);
+        if (!t->ar[k].shared)
+            pt_tape_buffer_release(t->ar[k].adj, t->ar[k].size);
         pt_tape_buffer_release(t->ar[k].tan, t->ar[k].size);
     }
     arena_free(t);
@@ -1041,7 +1079,7 @@ size_t pt_array_nbytes(const pt_tape *t, int used)
                    + (size_t)(used ? t->nar_par : t->ar_par_cap) * sizeof *t->ar_par;
     for (int64_t k = 0; k < t->nar; ++k) {
         const struct pt_arr *e = &t->ar[k];
-        bytes += (size_t)e->size * sizeof(double) * (!e->borrowed + (e->adj != NULL) + (e->tan != NULL));
+        bytes += (size_t)e->size * sizeof(double) * (!e->borrowed + (e->adj && !e->shared) + (e->tan != NULL));
     }
     return bytes;
 }

@@ -50,6 +50,10 @@ struct pt_arr {
     int32_t borrowed;    /* CONST / LEAF: val is the caller's memory (not freed with the tape) */
     int32_t ndim;
     int32_t nargs;       /* operands: t->ar_arg[arg .. arg + nargs) */
+    int32_t shared;      /* adj is, this sweep, the adjoint buffer of an instruction
+                            that passes its adjoint on unchanged (x + c: the
+                            derivative 1): read only, not this entry's to free;
+                            a second contribution copies it first (adj_buffer) */
     int64_t size;        /* elements: the product of the shape */
     int64_t dim;         /* shape: t->ar_dim[dim .. dim + ndim) */
     int64_t arg;
@@ -191,6 +195,9 @@ enum { PT_PARALLEL_GRAIN = 1 << 17 };
 int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
 int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
+/* does operand `which` of MAP e get e's adjoint unchanged (a derivative
+ * that is 1 at every element, and the operand not broadcast)? */
+int pt_map_passes(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, int which);
 
 int pt_move_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
 int pt_move_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);

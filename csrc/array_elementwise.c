@@ -150,6 +150,13 @@ static int d_uniform(const struct pt_arr *e, const struct pt_view *x, int which)
                             && !(m & USES_Y));
 }
 
+int pt_map_passes(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, int which)
+{
+    (void)t;
+    return e->size > 0 && x[which].size == e->size && d_uniform(e, x, which) &&
+           d_at(e->op, which, x[0].val[0], e->nargs > 1 ? x[1].val[0] : 0.0, e->val[0]) == 1.0;
+}
+
 /* ---- binary rows ---------------------------------------------------------- */
 
 /* one row of n elements: a = pa[j*sa], b = pb[j*sb]; with constant strides

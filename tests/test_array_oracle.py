@@ -556,6 +556,14 @@ FIRST_CONTRIBUTION = {
     "batched broadcast matmul": lambda x: np.stack([x, 2.0 * x]) @ x,
     "empty batch": lambda x: (np.zeros((0, 3, 3)) @ x).sum(axis=0) + x,
     "max and map": lambda x: np.max(x, axis=1, keepdims=True) + x * x,
+    # a derivative of 1 (x + c, x - y's x) passes the adjoint buffer itself on; a second contribution copies it
+    "passed on, then added to": lambda x: (lambda u: np.sin(u + 1.0) * 2.0 + np.cos(u))(x * 3.0),
+    "added to, then passed on": lambda x: (lambda u: np.cos(u) + np.sin(u + 1.0) * 2.0)(x * 3.0),
+    "passed on twice": lambda x: np.sin(((x * 3.0) + 1.0) - 2.0),
+    "passed on in one instruction twice": lambda x: (lambda u: np.sin(u + u))(x * 0.5),
+    "passed on as a minuend": lambda x: np.sin((x * 3.0) - (x * 2.0)),
+    "passed on, one element": lambda x: np.sin(x[:1, :1] * 3.0 + 1.0) * x,
+    "passed on past a broadcast": lambda x: np.sin((x * 3.0) + x[0]),
 }
 
 
@@ -584,6 +592,70 @@ def test_uniform_adjoint_read_as_elements():
     np.testing.assert_array_equal(x.grad, np.full((2, 3), 1.0))
     g = pytape.grad(lambda a: np.sum(a * 3.0 - 1.0))(np.ones(4))
     np.testing.assert_array_equal(g, np.full(4, 3.0))
+
+
+def test_passed_on_adjoints_read_and_swept_again():
+    # u's adjoint is v's buffer itself (v = u + 1: the derivative 1), until cos(u) adds to it: every
+    # result's .grad stays its own, also in later sweeps from other outputs of the same tape
+    rng = np.random.default_rng(9)
+    a, seed = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    ones, ua = np.ones((4, 5)), 3.0 * a
+    gv = 2.0 * seed * np.cos(ua + 1.0)
+    gu = gv - seed * np.sin(ua)
+
+    def record():
+        x = pytape.Tensor(a)
+        with pytape.Tape():
+            u = x * 3.0
+            w = np.cos(u)
+            v = u + 1.0
+            s = np.sin(v) * 2.0
+            y = s + w
+            y2 = np.sum(v) + np.sum(w)  # v's adjoint uniform: u's first contribution is not v's buffer
+        return x, u, w, v, s, y, y2
+
+    x, u, w, v, s, y, y2 = record()
+    y.backward(seed, retain_graph=True)  # u shares v's buffer, then cos(u) adds to a copy
+    for t, want in [(y, seed), (s, seed), (w, seed), (v, gv), (u, gu), (x, 3.0 * gu)]:
+        np.testing.assert_allclose(t.grad, want, rtol=1e-14, atol=1e-15)
+    u.backward(np.full((4, 5), 2.0))  # u's own seed
+    np.testing.assert_array_equal(u.grad, np.full((4, 5), 2.0))
+    np.testing.assert_array_equal(v.grad, np.zeros((4, 5)))
+
+    x, u, w, v, s, y, y2 = record()
+    v.backward(ones, retain_graph=True)  # u passed v's seed buffer, and keeps it after the sweep
+    np.testing.assert_array_equal(v.grad, ones)
+    np.testing.assert_array_equal(u.grad, ones)
+    np.testing.assert_array_equal(x.grad, np.full((4, 5), 3.0))
+    assert not np.any(s.grad) and not np.any(y.grad)  # not reached by the last sweep
+    x.zero_grad()
+    y2.backward(retain_graph=True)  # u's buffer of the last sweep is v's: not written now
+    np.testing.assert_array_equal(v.grad, ones)
+    np.testing.assert_allclose(u.grad, 1.0 - np.sin(ua), rtol=1e-15)
+    np.testing.assert_allclose(x.grad, 3.0 * (1.0 - np.sin(ua)), rtol=1e-15)
+    u.backward(np.full((4, 5), 2.0))
+    np.testing.assert_array_equal(u.grad, np.full((4, 5), 2.0))
+    np.testing.assert_array_equal(v.grad, np.zeros((4, 5)))
+
+
+def test_passed_on_adjoints_take_no_memory():
+    # eight additions of a constant pass one adjoint buffer down; eight products by 1.5 write eight
+    n = 100_000
+
+    def nbytes_after_backward(step):
+        x = pytape.Tensor(np.linspace(0.0, 1.0, n))
+        with pytape.Tape() as tape:
+            z = np.sin(x)
+            for _ in range(8):
+                z = step(z)
+            y = np.sum(np.sin(z))
+        before = tape.nbytes
+        y.backward()
+        return tape.nbytes - before
+
+    added = nbytes_after_backward(lambda z: z + 1.0)
+    scaled = nbytes_after_backward(lambda z: z * 1.5)
+    assert added <= scaled - 7 * n * 8, (added, scaled)
 
 
 @pytest.mark.parametrize("n", [5, 40000])  # numpy's memory, the tapes' allocator
