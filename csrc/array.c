@@ -709,6 +709,22 @@ int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, 
     return st;
 }
 
+int64_t pt_arr_sum_all(int64_t ha)
+{
+    pt_tape *t;
+    const int64_t ia = recording_operand(ha, &t);
+    if (ia < 0)
+        return ia;
+    if (t->op[ia] != PT_ARRAY)
+        return PT_E_SLOT;
+    int64_t par[1 + PT_MAXDIM], no_shape[1] = {0};
+    const int32_t nd = t->ar[t->a[ia]].ndim;
+    par[0] = 0;  /* keepdims */
+    for (int32_t d = 0; d < nd; ++d)
+        par[1 + d] = 1;
+    return pt_arr_record(PT_A_SUM, 1, &ha, 0, no_shape, 1 + nd, par);
+}
+
 /* ---- reading ---------------------------------------------------------------- */
 
 static const struct pt_arr *entry_h(int64_t h)

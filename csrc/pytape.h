@@ -339,6 +339,9 @@ int64_t pt_arr_map2_vc(int op, int64_t ha, double b);
 int64_t pt_arr_map2_cv(int op, double a, int64_t hb);
 int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *args, int32_t ndim, const int64_t *shape,
                       int64_t npar, const int64_t *par);
+/* SUM of array ha over all its axes (np.sum(t)): pt_arr_record's, without
+ * building its parameters in Python; PT_E_SLOT for a scalar slot */
+int64_t pt_arr_sum_all(int64_t ha);
 /* an instruction's shape into shape (room for PT_ARRAY_MAX_DIMS): its ndim
  * (0 for a scalar slot), or PT_E_HANDLE / PT_E_SLOT */
 int pt_arr_shape(int64_t h, int64_t *shape);

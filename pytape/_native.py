@@ -390,6 +390,8 @@ E_SHAPE = lib.PT_E_SHAPE
 #: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
 #: (code, ha, double), (code, double, hb)
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
+#: SUM of an array handle over all its axes: (ha)
+arr_sum_all = lib.pt_arr_sum_all
 #: the number of elements of an array handle's instruction (1 for a scalar slot or another tape's handle of id 0)
 
 
@@ -428,13 +430,22 @@ def arr_const(tape, a, borrow=False):
     return lib.pt_arr_const(tape._p, a.ndim, _dims(a.shape), _f64(a), int(borrow))
 
 
-def arr_leaf(tape, a, grad, state, borrow=False):
-    """An array LEAF holding a (as arr_const), whose adjoint backward() adds
-    to the float64 array grad, or writes there while the cell ``state``
-    (new_grad_state) is 0 and sets it to 1 (both kept alive by the caller):
-    its handle or a status."""
-    return lib.pt_arr_leaf(tape._p, a.ndim, _dims(a.shape), _f64(a), ffi.cast("double *", _f64(grad)), state,
-                           int(borrow))
+def leaf_arguments(a, grad):
+    """arr_placed's cffi arguments for a Tensor leaf's value a (float64,
+    C-contiguous) and grad array (None: a constant), made once and reused
+    while the leaf keeps these arrays: they cost more than the C call."""
+    return a, _dims(a.shape), _f64(a), None if grad is None else ffi.cast("double *", _f64(grad))
+
+
+def arr_placed(tape, args, state):
+    """A Tensor leaf on ``tape`` without a copy (args: leaf_arguments): its
+    array LEAF (grad state cell ``state``), or a CONST for a constant; its
+    handle or a status.  The caller keeps the arrays alive and unchanged as
+    long as the tape."""
+    a, dims, value, grad = args
+    if grad is None:
+        return lib.pt_arr_const(tape._p, a.ndim, dims, value, 1)
+    return lib.pt_arr_leaf(tape._p, a.ndim, dims, value, grad, state, 1)
 
 
 #: new_grad_state(): an array leaf's grad state cell (pytape.h: enum
@@ -511,9 +522,15 @@ def arr_tangent(owner, tape, slot, shape):
     return _tape_array(owner, lib.pt_arr_tangent(tape._p, slot), shape, True)
 
 
+#: the seed of a one-element output's sweep: read only
+_ONE = ffi.new("double[1]", [1.0])
+
+
 def backward_array(tape, slot, seed, retain):
-    """The reverse sweep from array ``slot`` seeded with float64 array ``seed``."""
-    check(lib.pt_backward_array(tape._p, slot, _f64(seed), int(bool(retain))), "backward", tape)
+    """The reverse sweep from array ``slot`` seeded with float64 array ``seed``
+    (None: 1, for a one-element output)."""
+    check(lib.pt_backward_array(tape._p, slot, _ONE if seed is None else _f64(seed), int(bool(retain))),
+          "backward", tape)
 
 
 def tangent_sweep_arrays(tape, slots, seeds, aslots, aseeds):

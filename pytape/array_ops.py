@@ -249,8 +249,17 @@ def clip(x, lo=None, hi=None):
 
 # ---- reductions ---------------------------------------------------------------------
 
-def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None, _all=_native.arr_sum_all,
+        _new=TensorResult):
     """``np.sum`` over ``axis`` (all by default): one SUM instruction."""
+    if axis is None and type(x) is _new and not keepdims and out is None and initial is None and where is None:
+        h = _all(x._i)  # a recorded array summed whole (a loss): one C call; any refusal takes the path below
+        if h >= 0:
+            r = _new()
+            r._t = x._t
+            r._i = h
+            r._shape = ()
+            return r
     _no_extras("sum", out=out, initial=initial, where=where)
     nd = len(shape_of(x))
     axes = _normalize_axes(axis, nd, "sum")

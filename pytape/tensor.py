@@ -254,7 +254,7 @@ class TensorResult(Recorded, Tensor, metaclass=_MadeByPytape):
             if self.size != 1:
                 raise RuntimeError(f"backward() of a Tensor of shape {shape} needs gradient= (an array of that "
                                    f"shape): only a one-element output has an implied gradient of 1")
-            seed = np.ones(shape)
+            seed = None  # 1
         else:
             seed = _as_float64(gradient, "backward(gradient=)")
             if seed.shape != shape:
@@ -278,7 +278,7 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
     # anyone may write to it (the value getter), so a tape's values never change;
     # _gs: the grad's state cell (C reads and sets it, pytape.h: pt_grad_state):
     # zero (_g's memory stale), held (_g holds it) or claimed (a sweep writes it)
-    __slots__ = ("_v", "_g", "_gs", "_hs", "_hh", "_lent")
+    __slots__ = ("_v", "_g", "_gs", "_hs", "_hh", "_lent", "_args")
 
     @classmethod
     def _make(cls, value, requires_grad=True):
@@ -291,6 +291,7 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
             x._g = x._gs = None
         x._hs = 0
         x._lent = False
+        x._args = None  # _place_leaf's C arguments for _v and _g (_native.leaf_arguments)
         return x
 
     @property
@@ -407,7 +408,10 @@ def _place_leaf(x, tape):
     if s == tape._serial and x._hs == s:  # read twice: no other thread re-placed it meanwhile (as var.place)
         return h
     v = x._v  # lent, not copied: the tape reads it as long as it lives, and the leaf copies before a write
-    h = _native.arr_const(tape._c, v, True) if x._g is None else _native.arr_leaf(tape._c, v, x._g, x._gs, True)
+    args = x._args
+    if args is None or args[0] is not v:  # made for an array the leaf no longer has (value=, a copy before a write)
+        args = x._args = _native.leaf_arguments(v, x._g)
+    h = _native.arr_placed(tape._c, args, x._gs)
     if h >= 0:
         tape._lent.append(v)
         x._lent = True

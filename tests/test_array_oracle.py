@@ -1212,6 +1212,27 @@ def test_max_long_rows_ties_and_nans(r, fn):
         np.testing.assert_allclose(tangent, want_t, rtol=1e-14, atol=1e-15)
 
 
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 1, 4), (2, 3, 4, 5)])
+def test_whole_sum_one_call_equals_the_general_instruction(shape):
+    # np.sum(t) of a recorded array takes one C call (pt_arr_sum_all); the same SUM by its axes goes
+    # through the general recording: equal values and gradients, and the scalar engine's
+    rng = np.random.default_rng(len(shape))
+    a = rng.normal(size=shape)
+    axes = tuple(range(len(shape)))
+    got = run_tensor(lambda t: np.sum(t * 2.0), [a], np.ones(()))
+    want = run_tensor(lambda t: np.sum(t * 2.0, axis=axes), [a], np.ones(()))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1][0], want[1][0])
+    np.testing.assert_array_equal(got[1][0], np.full(shape, 2.0))
+    oracle(lambda t: np.sum(np.sin(t)), a)
+    x = pytape.Tensor(a)
+    with pytape.Tape():
+        s = (x * 2.0).sum()
+    assert isinstance(s, pytape.Tensor) and s.shape == () and float(s) == float(want[0])
+    with pytape.no_grad():  # nothing recorded: the value
+        assert float(np.sum(x * 2.0)) == float(want[0])
+
+
 @pytest.mark.parametrize("shape,axis", [((1000,), None), ((7,), None), ((8,), None), ((129,), None),
                                         ((5, 300), 1), ((9, 7, 11), 0), ((9, 7, 11), (0, 1)), ((4, 5, 130), 0),
                                         ((6, 5, 3), (0, 2)), ((300, 2), 0), ((3, 1, 9), 0)])
