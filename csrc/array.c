@@ -348,12 +348,14 @@ static const struct kernels {
     value_fn jvp;
     int assigns;  /* vjp honours x[j].fresh (writes a fresh buffer instead of zeroing and adding) */
     int uniform;  /* vjp takes uniform adjoints (its own and its operands': pt_view.uniform) */
-    /* does operand j get e's adjoint unchanged? Then, at its first
-     * contribution, it shares e's buffer (pt_arr.shared) instead of a copy */
-    int (*passes)(const pt_tape *, const struct pt_arr *, const struct pt_view *, int);
+    /* how operand j's adjoint follows e's (PT_FLOW_*): PT_FLOW_SAME shares
+     * e's buffer at its first contribution (pt_arr.shared) instead of a copy;
+     * a LEAF that a uniform adjoint reaches through PT_FLOW_ONE or SAME keeps
+     * it uniform before it claims its grad (adj_buffer) */
+    int (*flow)(const pt_tape *, const struct pt_arr *, const struct pt_view *, int);
 } kernels[PT_A_NUM_KINDS] = {
-    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_passes},
-    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_passes},
+    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow},
+    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow},
     [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 1, 1},
     [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
     [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
@@ -805,8 +807,12 @@ const double *pt_arr_tangent(pt_tape *t, int64_t i)
 /* slot s's adjoint buffer for a kernel: NULL for constants or without
  * memory; *fresh = 1 at the first contribution of the sweep (the buffer
  * unwritten: fresh == NULL zeroes it), *uniform = 1 when it holds one value
- * for all (uniform == NULL expands it) */
-static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform)
+ * for all (uniform == NULL expands it).  A LEAF's adjoint goes to its grad
+ * array when the sweep can claim it (claim_grad): at the first contribution,
+ * or, when that one keeps it uniform (`keep`: one number in its own buffer,
+ * no pass), at the first that needs its elements, the number moving to the
+ * grad array's element 0 */
+static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform, int keep)
 {
     if (fresh)
         *fresh = 0;
@@ -827,7 +833,7 @@ static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform)
             o->shared = 0;
         }
         double *buf = o->adj;
-        if (o->kind == PT_A_LEAF && claim_grad(o)) {  /* no pass to copy it there later */
+        if (o->kind == PT_A_LEAF && !keep && claim_grad(o)) {  /* no pass to copy it there later */
             buf = o->grad;
             t->adj[s] = PT_ADJ_GRAD;
         } else {
@@ -841,6 +847,17 @@ static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform)
             memset(buf, 0, (size_t)o->size * sizeof(double));
         return buf;
     } else if (t->adj[s] == PT_ADJ_UNIFORM) {
+        if (o->kind == PT_A_LEAF && !keep && o->size > 0 && claim_grad(o)) {
+            t->adj[s] = PT_ADJ_GRAD;
+            o->grad[0] = o->adj[0];
+            if (uniform) {
+                *uniform = 1;  /* the kernel writes over it (pt_adj_accumulate_base) or expands it */
+            } else {
+                for (int64_t j = 1; j < o->size; ++j)
+                    o->grad[j] = o->grad[0];
+            }
+            return o->grad;
+        }
         if (uniform)
             *uniform = 1;
         else
@@ -857,16 +874,17 @@ static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform)
 }
 
 /* does operand j of e (slot s) take e's adjoint buffer as its own, read
- * only, at its first contribution (kinds with `passes`)? Not a LEAF (its
+ * only, at its first contribution (flow PT_FLOW_SAME)? Not a LEAF (its
  * adjoint goes to the grad array) nor an operand with a buffer of its own
  * (a later sweep's: it would be lost), and e's adjoint holds every element */
 static int shares(pt_tape *t, const struct pt_arr *e, const struct pt_view *x, int j, int64_t s)
 {
-    if (!kernels[e->kind].passes || s < 0 || t->op[s] != PT_ARRAY || t->adj[s] != 0.0 ||
+    if (!kernels[e->kind].flow || s < 0 || t->op[s] != PT_ARRAY || t->adj[s] != 0.0 ||
         t->adj[e->slot] != PT_ADJ_FULL)
         return 0;
     struct pt_arr *o = &t->ar[t->a[s]];
-    if (o->kind == PT_A_LEAF || o->kind == PT_A_CONST || (o->adj && !o->shared) || !kernels[e->kind].passes(t, e, x, j))
+    if (o->kind == PT_A_LEAF || o->kind == PT_A_CONST || (o->adj && !o->shared) ||
+        kernels[e->kind].flow(t, e, x, j) != PT_FLOW_SAME)
         return 0;
     o->adj = e->adj;
     o->shared = 1;
@@ -876,7 +894,7 @@ static int shares(pt_tape *t, const struct pt_arr *e, const struct pt_view *x, i
 
 double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh)
 {
-    return adj_buffer(t, s, fresh, NULL);
+    return adj_buffer(t, s, fresh, NULL, 0);
 }
 
 int pt_adj_accumulate(struct pt_view *x, int covers)
@@ -896,6 +914,17 @@ int pt_adj_accumulate(struct pt_view *x, int covers)
         return 0;
     memset(x->adj, 0, (size_t)x->size * sizeof(double));
     return 1;
+}
+
+int pt_adj_accumulate_base(struct pt_view *x, int covers, double *base)
+{
+    *base = 0.0;
+    if (x->uniform && covers && x->size > 0) {
+        *base = x->adj[0];
+        x->uniform = x->fresh = 0;
+        return 0;
+    }
+    return pt_adj_accumulate(x, covers);
 }
 
 int pt_adj_uniform(struct pt_view *x, double v)
@@ -925,7 +954,7 @@ static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view 
     if (!x)
         return NULL;
     const struct kernels *k = &kernels[e->kind];
-    for (int j = 0; j < e->nargs; ++j)  /* all of them first: `passes` looks at each */
+    for (int j = 0; j < e->nargs; ++j)  /* all of them first: `flow` looks at each */
         pt_arr_operand(t, e, j, &x[j]);
     for (int j = 0; j < e->nargs; ++j) {
         const int64_t s = t->ar_arg[e->arg + j];
@@ -937,14 +966,14 @@ static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view 
             x[j].adj = NULL;  /* nothing for the kernel to do */
             continue;
         }
-        int repeats = 0;
-        for (int i = 0; i < j && k->uniform; ++i)
-            if (t->ar_arg[e->arg + i] == s) {  /* x * x: its elements for both (the fetch below expands it) */
-                repeats = 1;
-                x[i].solo = 0;
-                x[i].uniform = 0;
-            }
-        x[j].adj = adj_buffer(t, s, k->assigns ? &x[j].fresh : NULL, k->uniform && !repeats ? &x[j].uniform : NULL);
+        int repeats = 0;  /* x * x: its elements for both (each fetch expands a uniform adjoint) */
+        for (int i = 0; i < e->nargs && k->uniform; ++i)
+            repeats |= i != j && t->ar_arg[e->arg + i] == s;
+        /* a LEAF that stays uniform through e, the only operand naming it */
+        const int keep = k->flow && !repeats && t->adj[e->slot] == PT_ADJ_UNIFORM && s >= 0 && t->op[s] == PT_ARRAY &&
+                         t->ar[t->a[s]].kind == PT_A_LEAF && k->flow(t, e, x, j) != PT_FLOW_ELEMENTS;
+        x[j].adj = adj_buffer(t, s, k->assigns ? &x[j].fresh : NULL, k->uniform && !repeats ? &x[j].uniform : NULL,
+                              keep);
         x[j].solo = k->uniform && !repeats && s >= 0 && t->op[s] == PT_ARRAY && t->adj[s] != PT_ADJ_GRAD;
         if (s >= 0 && !x[j].adj && !(t->op[s] == PT_ARRAY && t->ar[t->a[s]].kind == PT_A_CONST)) {
             if (x != stack)

@@ -106,6 +106,10 @@ double *pt_arr_adj_buffer(pt_tape *t, int64_t s, int *fresh);
  * add (a fresh buffer the kernel would not cover, e.g. a broadcast operand,
  * is zeroed first; a uniform one is expanded) */
 int pt_adj_accumulate(struct pt_view *x, int covers);
+/* pt_adj_accumulate for kernels that write base + their contribution: a
+ * uniform adjoint u that the kernel covers is written over (0, *base = u)
+ * instead of expanded and added to; otherwise *base = 0 */
+int pt_adj_accumulate_base(struct pt_view *x, int covers, double *base);
 /* x's adjoint (+)= v for every element, kept uniform (x->solo, and fresh or
  * uniform; answers 0 otherwise, and the caller writes the elements) */
 int pt_adj_uniform(struct pt_view *x, double v);
@@ -195,9 +199,13 @@ enum { PT_PARALLEL_GRAIN = 1 << 17 };
 int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
 int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
-/* does operand `which` of MAP e get e's adjoint unchanged (a derivative
- * that is 1 at every element, and the operand not broadcast)? */
-int pt_map_passes(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, int which);
+/* how operand `which` of e gets its adjoint from e's (kinds with a `flow`
+ * rule in array.c): PT_FLOW_ONE when a derivative that is the same at every
+ * element scales it (an operand of e's size: x + c, x * c), PT_FLOW_SAME
+ * when that derivative is 1 (the adjoint passes on unchanged); a uniform
+ * adjoint stays uniform through both, and PT_FLOW_SAME shares the buffer */
+enum { PT_FLOW_ELEMENTS = 0, PT_FLOW_ONE = 1, PT_FLOW_SAME = 2 };
+int pt_map_flow(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, int which);
 
 int pt_move_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
 int pt_move_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);

@@ -47,11 +47,12 @@ static void map1_value(int op, int64_t n, const double *x, double *y)
     }
 }
 
-/* gx (+)= dy/dx * g: ACC 1 adds, 0 writes; g read with stride GS (0: a
+/* gx (+)= dy/dx * g: ACC 1 adds, 0 writes (base + it: 0, or the uniform
+ * adjoint gx held before, pt_adj_accumulate_base); g read with stride GS (0: a
  * uniform adjoint); constants where it is called, so that each is a loop
  * of its own */
-PT_INLINE void map1_chain_acc(int op, int acc, int64_t gs, int64_t n, const double *x, const double *py,
-                              const double *g, double *restrict gx)
+PT_INLINE void map1_chain_acc(int op, int acc, double base, int64_t gs, int64_t n, const double *x,
+                              const double *py, const double *g, double *restrict gx)
 {
     const double g0 = n ? g[0] : 0.0;  /* gs 0: a loop invariant (gx, another buffer, never changes it) */
     switch (op) {
@@ -60,7 +61,7 @@ PT_INLINE void map1_chain_acc(int op, int acc, int64_t gs, int64_t n, const doub
         for (int64_t j = 0; j < n; ++j) {                                     \
             const double a = x[j], y = py[j];                                 \
             (void)a; (void)y;                                                 \
-            gx[j] = (acc ? gx[j] : 0.0) + chain((DA), gs ? g[j * gs] : g0); \
+            gx[j] = (acc ? gx[j] : base) + chain((DA), gs ? g[j * gs] : g0); \
         }                                                                     \
         break;
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
@@ -72,19 +73,19 @@ PT_INLINE void map1_chain_acc(int op, int acc, int64_t gs, int64_t n, const doub
     }
 }
 
-static void map1_chain(int op, int acc, int64_t gs, int64_t n, const double *x, const double *py, const double *g,
-                       double *gx)
+static void map1_chain(int op, int acc, double base, int64_t gs, int64_t n, const double *x, const double *py,
+                       const double *g, double *gx)
 {
     if (gs) {
         if (acc)
-            map1_chain_acc(op, 1, 1, n, x, py, g, gx);
+            map1_chain_acc(op, 1, base, 1, n, x, py, g, gx);
         else
-            map1_chain_acc(op, 0, 1, n, x, py, g, gx);
+            map1_chain_acc(op, 0, base, 1, n, x, py, g, gx);
     } else {
         if (acc)
-            map1_chain_acc(op, 1, 0, n, x, py, g, gx);
+            map1_chain_acc(op, 1, base, 0, n, x, py, g, gx);
         else
-            map1_chain_acc(op, 0, 0, n, x, py, g, gx);
+            map1_chain_acc(op, 0, base, 0, n, x, py, g, gx);
     }
 }
 
@@ -150,11 +151,19 @@ static int d_uniform(const struct pt_arr *e, const struct pt_view *x, int which)
                             && !(m & USES_Y));
 }
 
-int pt_map_passes(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, int which)
+/* operand which's derivative at element 0 (the same at every element where
+ * pt_map_flow says PT_FLOW_ONE or more) */
+static double d_first(const struct pt_arr *e, const struct pt_view *x, int which)
+{
+    return d_at(e->op, which, x[0].val[0], e->nargs > 1 ? x[1].val[0] : 0.0, e->val[0]);
+}
+
+int pt_map_flow(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, int which)
 {
     (void)t;
-    return e->size > 0 && x[which].size == e->size && d_uniform(e, x, which) &&
-           d_at(e->op, which, x[0].val[0], e->nargs > 1 ? x[1].val[0] : 0.0, e->val[0]) == 1.0;
+    if (e->size == 0 || x[which].size != e->size || !d_uniform(e, x, which))
+        return PT_FLOW_ELEMENTS;
+    return d_first(e, x, which) == 1.0 ? PT_FLOW_SAME : PT_FLOW_ONE;
 }
 
 /* ---- binary rows ---------------------------------------------------------- */
@@ -182,10 +191,10 @@ PT_INLINE void row2_value(int op, int64_t n, const double *pa, int64_t sa, const
 }
 
 /* which = 0: ga[j*sa] (+)= dy/da * g[j*gs]; which = 1: gb[j*sb] (+)= dy/db * g[j*gs]
- * (acc 1: add, 0: write; gs 0: a uniform adjoint) */
-PT_INLINE void row2_chain(int op, int which, int acc, int64_t gs, int64_t n, const double *pa, int64_t sa,
-                          const double *pb, int64_t sb, const double *py, const double *g, double *restrict gx,
-                          int64_t sx)
+ * (acc 1: add, 0: write base + it; gs 0: a uniform adjoint) */
+PT_INLINE void row2_chain(int op, int which, int acc, double base, int64_t gs, int64_t n, const double *pa,
+                          int64_t sa, const double *pb, int64_t sb, const double *py, const double *g,
+                          double *restrict gx, int64_t sx)
 {
     const double g0 = n ? g[0] : 0.0;  /* gs 0: a loop invariant (gx, another buffer, never changes it) */
     switch (op) {
@@ -195,7 +204,7 @@ PT_INLINE void row2_chain(int op, int which, int acc, int64_t gs, int64_t n, con
         for (int64_t j = 0; j < n; ++j) {                                     \
             const double a = pa[j * sa], b = pb[j * sb], y = py[j];           \
             (void)a; (void)b; (void)y;                                        \
-            gx[j * sx] = (acc ? gx[j * sx] : 0.0) + chain(which ? (DB) : (DA), gs ? g[j * gs] : g0); \
+            gx[j * sx] = (acc ? gx[j * sx] : base) + chain(which ? (DB) : (DA), gs ? g[j * gs] : g0); \
         }                                                                     \
         break;
 #include "ops.def"
@@ -257,11 +266,11 @@ static void rows2_value(int op, int64_t n, const double *pa, int64_t sa, const d
 #undef CALL
 }
 
-static void rows2_chain(int op, int which, int acc, int64_t gs, int64_t n, const double *pa, int64_t sa,
-                        const double *pb, int64_t sb, const double *py, const double *g, double *gx)
+static void rows2_chain(int op, int which, int acc, double base, int64_t gs, int64_t n, const double *pa,
+                        int64_t sa, const double *pb, int64_t sb, const double *py, const double *g, double *gx)
 {
-#define CALL_A(A, B) row2_chain(op, 0, ACC, GS, n, pa, A, pb, B, py, g, gx, A)
-#define CALL_B(A, B) row2_chain(op, 1, ACC, GS, n, pa, A, pb, B, py, g, gx, B)
+#define CALL_A(A, B) row2_chain(op, 0, ACC, base, GS, n, pa, A, pb, B, py, g, gx, A)
+#define CALL_B(A, B) row2_chain(op, 1, ACC, base, GS, n, pa, A, pb, B, py, g, gx, B)
 #define ACC_GS(ACC_, GS_)                                                     \
     do {                                                                      \
         enum { ACC = ACC_, GS = GS_ };                                        \
@@ -347,11 +356,12 @@ static void rows2_tangent(int op, int which, int64_t n, const double *pa, int64_
  * adjoint accumulated into a broadcast operand (stride 0) is not split. */
 struct row_job {
     int op, mode, which;   /* mode: 0 value, 1 adjoint, 2 tangent (MAP1: which = -1) */
-    int acc;               /* adjoint: add (1) or write (0) */
+    int acc;               /* adjoint: add (1) or write (0: base + it) */
     int64_t gs;            /* adjoint: g's stride (0: uniform, `in` = &g[0]) */
     const double *pa, *pb, *py, *in;
     int64_t sa, sb;
     double *out;
+    double base;           /* adjoint, written: what is added to each element (0, or a uniform adjoint held) */
 };
 
 enum { ROW_VALUE = 0, ROW_ADJOINT = 1, ROW_TANGENT = 2 };
@@ -365,7 +375,7 @@ static void row_chunk(void *p, int64_t lo, int64_t hi)
         if (j->mode == ROW_VALUE)
             map1_value(j->op, n, pa, j->out + lo);
         else
-            map1_chain(j->op, j->acc, j->gs, n, pa, py, j->in + lo * j->gs, j->out + lo);
+            map1_chain(j->op, j->acc, j->base, j->gs, n, pa, py, j->in + lo * j->gs, j->out + lo);
         return;
     }
     const int64_t sx = j->which ? j->sb : j->sa;
@@ -374,7 +384,8 @@ static void row_chunk(void *p, int64_t lo, int64_t hi)
         rows2_value(j->op, n, pa, j->sa, pb, j->sb, j->out + lo);
         break;
     case ROW_ADJOINT:  /* gx (stride sx = 1) (+)= d * g */
-        rows2_chain(j->op, j->which, j->acc, j->gs, n, pa, j->sa, pb, j->sb, py, j->in + lo * j->gs, j->out + lo * sx);
+        rows2_chain(j->op, j->which, j->acc, j->base, j->gs, n, pa, j->sa, pb, j->sb, py, j->in + lo * j->gs,
+                    j->out + lo * sx);
         break;
     default:           /* out += d * tx (tx read through stride sx) */
         rows2_tangent(j->op, j->which, n, pa, j->sa, pb, j->sb, py, j->in + lo * sx, j->out + lo);
@@ -393,20 +404,20 @@ static void run_row(struct row_job *j, int64_t n, int split)
 int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
 {
     if (e->kind == PT_A_MAP1) {
-        struct row_job j = {e->op, ROW_VALUE, -1, 0, 1, x[0].val, NULL, e->val, NULL, 1, 0, y};
+        struct row_job j = {e->op, ROW_VALUE, -1, 0, 1, x[0].val, NULL, e->val, NULL, 1, 0, y, 0.0};
         run_row(&j, e->size, 1);
         return PT_OK;
     }
     int64_t sa, sb;
     if (one_row(e, x, &sa, &sb)) {
-        struct row_job j = {e->op, ROW_VALUE, 0, 0, 1, x[0].val, x[1].val, y, NULL, sa, sb, y};
+        struct row_job j = {e->op, ROW_VALUE, 0, 0, 1, x[0].val, x[1].val, y, NULL, sa, sb, y, 0.0};
         run_row(&j, e->size, 1);
         return PT_OK;
     }
     struct pt_loop L;
     loop2(t, e, x, &L);
     if (L.nd == 1) {
-        struct row_job j = {e->op, ROW_VALUE, 0, 0, 1, x[0].val, x[1].val, y, NULL, L.st[1][0], L.st[2][0], y};
+        struct row_job j = {e->op, ROW_VALUE, 0, 0, 1, x[0].val, x[1].val, y, NULL, L.st[1][0], L.st[2][0], y, 0.0};
         run_row(&j, L.shape[0], 1);
         return PT_OK;
     }
@@ -423,19 +434,19 @@ int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, cons
             continue;
         /* a uniform g through a derivative that is the same everywhere, into
          * an operand of e's shape (a broadcast one sums): one value */
-        if (!gs && e->size > 0 && v->size == e->size && d_uniform(e, x, which) &&
-            pt_adj_uniform(v, pt_chain(d_at(e->op, which, x[0].val[0], e->nargs > 1 ? x[1].val[0] : 0.0, e->val[0]),
-                                       g[0])))
+        if (!gs && pt_map_flow(t, e, x, which) != PT_FLOW_ELEMENTS && pt_adj_uniform(v, pt_chain(d_first(e, x, which), g[0])))
             continue;
-        const int acc = pt_adj_accumulate(v, v->size == e->size);  /* not broadcast: covered once */
+        double base;
+        const int acc = pt_adj_accumulate_base(v, v->size == e->size, &base);  /* not broadcast: covered once */
         if (e->kind == PT_A_MAP1) {
-            struct row_job j = {e->op, ROW_ADJOINT, -1, acc, gs, x[0].val, NULL, e->val, g, 1, 0, v->adj};
+            struct row_job j = {e->op, ROW_ADJOINT, -1, acc, gs, x[0].val, NULL, e->val, g, 1, 0, v->adj, base};
             run_row(&j, e->size, 1);
             return PT_OK;
         }
         int64_t sa, sb;
         if (one_row(e, x, &sa, &sb)) {  /* split unless gx is a broadcast scalar (every chunk would add to it) */
-            struct row_job j = {e->op, ROW_ADJOINT, which, acc, gs, x[0].val, x[1].val, e->val, g, sa, sb, v->adj};
+            struct row_job j = {e->op, ROW_ADJOINT, which, acc, gs, x[0].val, x[1].val, e->val, g, sa, sb, v->adj,
+                                base};
             run_row(&j, e->size, which ? sb : sa);
             continue;
         }
@@ -443,13 +454,13 @@ int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, cons
         loop2(t, e, x, &L);
         if (L.nd == 1) {  /* split unless gx is a broadcast scalar (every chunk would add to it) */
             struct row_job j = {e->op, ROW_ADJOINT, which, acc, gs, x[0].val, x[1].val, e->val, g, L.st[1][0],
-                                L.st[2][0], v->adj};
+                                L.st[2][0], v->adj, base};
             run_row(&j, L.shape[0], L.st[1 + which][0] != 0);
             continue;
         }
         double *gx = v->adj;
         PT_FOR_ROWS(&L, o, n, s,
-                    rows2_chain(e->op, which, acc, gs, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2],
+                    rows2_chain(e->op, which, acc, base, gs, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2],
                                 e->val + o[0], g + o[0] * gs, gx + o[1 + which]););
     }
     return PT_OK;
@@ -459,7 +470,7 @@ int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
 {
     if (e->kind == PT_A_MAP1) {
         if (x[0].tan) {
-            struct row_job j = {e->op, ROW_TANGENT, -1, 1, 1, x[0].val, NULL, e->val, x[0].tan, 1, 0, out};
+            struct row_job j = {e->op, ROW_TANGENT, -1, 1, 1, x[0].val, NULL, e->val, x[0].tan, 1, 0, out, 0.0};
             run_row(&j, e->size, 1);
         }
         return PT_OK;
@@ -471,7 +482,8 @@ int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
         if (!tx)
             continue;
         if (L.nd == 1) {
-            struct row_job j = {e->op, ROW_TANGENT, which, 1, 1, x[0].val, x[1].val, e->val, tx, L.st[1][0], L.st[2][0], out};
+            struct row_job j = {e->op, ROW_TANGENT, which, 1, 1, x[0].val, x[1].val, e->val, tx, L.st[1][0], L.st[2][0],
+                                out, 0.0};
             run_row(&j, L.shape[0], 1);
             continue;
         }

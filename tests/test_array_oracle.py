@@ -564,6 +564,15 @@ FIRST_CONTRIBUTION = {
     "passed on as a minuend": lambda x: np.sin((x * 3.0) - (x * 2.0)),
     "passed on, one element": lambda x: np.sin(x[:1, :1] * 3.0 + 1.0) * x,
     "passed on past a broadcast": lambda x: np.sin((x * 3.0) + x[0]),
+    # a leaf reached first by a uniform adjoint keeps it as one number; the first contribution that needs
+    # elements claims the grad array and writes the number plus itself there (a result: into its own buffer)
+    "leaf uniform, then elements": lambda x: np.sum(np.sin(x)) + np.sum(x * 0.125),
+    "leaf uniform twice, then elements": lambda x: np.sum(np.sin(x)) + np.sum(x + 1.0) + np.sum(x * 2.0),
+    "leaf uniform, then elements twice": lambda x: np.sum(np.sin(x) * np.cos(x)) + np.sum(x - 1.0),
+    "leaf uniform, then a view": lambda x: np.sum(x.T * np.arange(3.0)) + np.sum(x * 2.0),
+    "leaf uniform, then twice in one instruction": lambda x: np.sum(x * x) + np.sum(x * 2.0),
+    "leaf uniform, then a matmul": lambda x: np.sum(x @ x) + np.sum(x / 4.0),
+    "result uniform, then elements": lambda x: (lambda u: np.sum(np.sin(u)) + np.sum(u))(x * 3.0),
 }
 
 
@@ -592,6 +601,27 @@ def test_uniform_adjoint_read_as_elements():
     np.testing.assert_array_equal(x.grad, np.full((2, 3), 1.0))
     g = pytape.grad(lambda a: np.sum(a * 3.0 - 1.0))(np.ones(4))
     np.testing.assert_array_equal(g, np.full(4, 3.0))
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_uniform_leaf_adjoint_then_elements(held):
+    # x's first contribution is one number (x * 2, summed); then x broadcast into a product and x's
+    # elements (sin): the number is expanded into x's grad, or, when the grad holds a value (no claim),
+    # into x's own buffer, and added to it
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(size=3), rng.normal(size=(4, 3))
+    x = pytape.Tensor(a)
+    if held:
+        x.grad = np.full(3, 0.5)
+    with pytape.Tape():
+        y = np.sum(np.sin(x) * 3.0) + np.sum(x * b) + np.sum(x * 2.0)
+    y.backward()
+    want = 3.0 * np.cos(a) + b.sum(axis=0) + 2.0 + (0.5 if held else 0.0)
+    np.testing.assert_allclose(x.grad, want, rtol=1e-14, atol=1e-15)
+    with pytape.Tape():  # the same, the grad now held: accumulated in x's own buffer and added
+        y = np.sum(np.sin(x) * 3.0) + np.sum(x * 2.0)
+    y.backward()
+    np.testing.assert_allclose(x.grad, want + 3.0 * np.cos(a) + 2.0, rtol=1e-14, atol=1e-15)
 
 
 def test_passed_on_adjoints_read_and_swept_again():
