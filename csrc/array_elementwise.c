@@ -434,7 +434,8 @@ int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, cons
             continue;
         /* a uniform g through a derivative that is the same everywhere, into
          * an operand of e's shape (a broadcast one sums): one value */
-        if (!gs && pt_map_flow(t, e, x, which) != PT_FLOW_ELEMENTS && pt_adj_uniform(v, pt_chain(d_first(e, x, which), g[0])))
+        if (!gs && pt_map_flow(t, e, x, which) != PT_FLOW_ELEMENTS &&
+            pt_adj_uniform(v, pt_chain(d_first(e, x, which), g[0])))
             continue;
         double base;
         const int acc = pt_adj_accumulate_base(v, v->size == e->size, &base);  /* not broadcast: covered once */
