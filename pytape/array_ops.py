@@ -35,7 +35,7 @@ from numpy.lib import stride_tricks
 
 from . import _native
 from .ops import NUMPY_NAMES
-from .tensor import KIND, Tensor, TensorLeaf, TensorResult, map1, map1_limit, map2, record
+from .tensor import KIND, Tensor, TensorLeaf, TensorResult, _result, map1, map1_limit, map2, record
 from .var import Var
 
 __all__ = ["FUNCTIONS", "UFUNCS", "reshape", "transpose", "matmul", "sum", "mean", "max", "min", "prod",
@@ -255,11 +255,7 @@ def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
     if axis is None and type(x) is _new and not keepdims and out is None and initial is None and where is None:
         h = _all(x._i)  # a recorded array summed whole (a loss): one C call; any refusal takes the path below
         if h >= 0:
-            r = _new()
-            r._t = x._t
-            r._i = h
-            r._shape = ()
-            return r
+            return _result(x._t, h)
     _no_extras("sum", out=out, initial=initial, where=where)
     nd = len(shape_of(x))
     axes = _normalize_axes(axis, nd, "sum")
