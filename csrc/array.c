@@ -84,7 +84,8 @@ void pt_broadcast_strides(int32_t nd, int32_t xnd, const int64_t *xshape, int64_
  * ns per element in fresh memory, 0.37 in reused memory; numpy's own loop
  * 0.29).  So buffers of CACHE_MIN bytes or more that a freed tape gives
  * back are kept, up to CACHE_BYTES in all, and handed to the next buffer
- * that fits (a training loop makes the same sizes every step); fresh ones
+ * that fits, the last given back first (the likeliest still in cache; a
+ * training loop makes the same sizes every step); fresh ones
  * of HUGE bytes or more are aligned to 2 MB and asked to be backed by
  * transparent huge pages (one fault per 2 MB), as numpy does. */
 enum { CACHE_SLOTS = 64 };
@@ -92,8 +93,28 @@ enum { CACHE_SLOTS = 64 };
 #define CACHE_BYTES ((size_t)256 << 20)
 #define HUGE ((size_t)4 << 20)
 
-static struct cached { double *p; int64_t n; } cache[CACHE_SLOTS];
-static int ncache;
+/* a block of n doubles kept for reuse: in the cache, or a tape's spares (recycling) */
+struct pt_spare { double *p; int64_t n; };
+
+/* the block of list[0 .. count) to hand to a buffer of n doubles, taken out
+ * of the list (NULL: none): the smallest that fits, wasting at most half,
+ * and of equals the last given back (the likeliest still in cache) */
+static double *take_fitting(struct pt_spare *list, int64_t *count, int64_t n, int64_t *got)
+{
+    int64_t best = -1;
+    for (int64_t k = *count - 1; k >= 0; --k)
+        if (list[k].n >= n && list[k].n / 2 <= n && (best < 0 || list[k].n < list[best].n))
+            best = k;
+    if (best < 0)
+        return NULL;
+    double *p = list[best].p;
+    *got = list[best].n;
+    memmove(list + best, list + best + 1, (size_t)(--*count - best) * sizeof *list);
+    return p;
+}
+
+static struct pt_spare cache[CACHE_SLOTS];
+static int64_t ncache;
 static size_t cached_bytes;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -110,17 +131,11 @@ double *pt_arr_alloc(int64_t n)
     const size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(double);
     if (bytes < CACHE_MIN)
         return malloc(bytes);
-    double *p = NULL;
+    int64_t got;
     pthread_mutex_lock(&cache_lock);
-    int best = -1;
-    for (int k = 0; k < ncache; ++k)  /* the smallest that fits, wasting at most half */
-        if (cache[k].n >= n && cache[k].n / 2 <= n && (best < 0 || cache[k].n < cache[best].n))
-            best = k;
-    if (best >= 0) {
-        p = cache[best].p;
-        cached_bytes -= (size_t)cache[best].n * sizeof(double);
-        cache[best] = cache[--ncache];
-    }
+    double *p = take_fitting(cache, &ncache, n, &got);
+    if (p)
+        cached_bytes -= (size_t)got * sizeof(double);
     pthread_mutex_unlock(&cache_lock);
     if (p)
         return p;
@@ -148,7 +163,7 @@ void pt_arr_release(double *p, int64_t n)
             cached_bytes -= (size_t)cache[0].n * sizeof(double);
             memmove(cache, cache + 1, (size_t)--ncache * sizeof *cache);
         }
-        cache[ncache++] = (struct cached){p, n};
+        cache[ncache++] = (struct pt_spare){p, n};
         cached_bytes += bytes;
         pthread_mutex_unlock(&cache_lock);
         return;
@@ -165,10 +180,28 @@ struct pt_chunk {
 };
 enum { ARENA_CHUNK_MIN = 4096, ARENA_CHUNK_MAX = 1 << 17 };
 
+/* p (n doubles, the tape's) given back for the tape's next buffers: 0, or -1 without memory */
+static int spare_give(pt_tape *t, double *p, int64_t n)
+{
+    if (t->nspare == t->spare_cap) {
+        const int64_t cap = t->spare_cap ? 2 * t->spare_cap : 8;
+        struct pt_spare *q = realloc(t->spare, (size_t)cap * sizeof *q);
+        if (!q)
+            return -1;
+        t->spare = q;
+        t->spare_cap = cap;
+    }
+    t->spare[t->nspare++] = (struct pt_spare){p, n};
+    return 0;
+}
+
 double *pt_tape_buffer(pt_tape *t, int64_t n)
 {
-    if (n > PT_ARENA_MAX)
-        return pt_arr_alloc(n);
+    if (n > PT_ARENA_MAX) {
+        int64_t got;  /* a buffer the tape gave back (recycling), else a new one */
+        double *p = t->nspare ? take_fitting(t->spare, &t->nspare, n, &got) : NULL;
+        return p ? p : pt_arr_alloc(n);
+    }
     const int64_t m = ((n > 0 ? n : 1) + 3) & ~(int64_t)3;  /* 32-byte steps */
     struct pt_chunk *c = t->arena;
     if (!c || c->used + m > c->cap) {
@@ -379,6 +412,109 @@ static int64_t operand_slot(const pt_tape *t, int64_t h)
     return s;
 }
 
+/* ---- recycling (array.h) ------------------------------------------------------ */
+
+/* mark the values e's sweeps will read (PT_LIFE_KEEP): operands and its own */
+static void keep_what_sweeps_read(pt_tape *t, struct pt_arr *e, const int64_t *args)
+{
+    int operands, own;
+    switch (e->kind) {
+    case PT_A_MAP1:
+    case PT_A_MAP2: {
+        const int m = pt_map_reads(e->op, (args[0] >= 0) | (e->nargs > 1 && args[1] >= 0) << 1);
+        operands = m & 3;  /* bit j: operand j */
+        own = (m & 4) != 0;
+    } break;
+    case PT_A_SUM:
+    case PT_A_VIEW:
+    case PT_A_GATHER:
+    case PT_A_CUMSUM:
+    case PT_A_CONCAT:
+    case PT_A_CONST:
+    case PT_A_LEAF:
+        operands = own = 0;
+        break;
+    case PT_A_MATMUL:
+        operands = 3;
+        own = 0;
+        break;
+    default:  /* MAX, PROD (and any kind added later, until it says otherwise) */
+        operands = ~0;
+        own = 1;
+        break;
+    }
+    if (own)
+        e->life |= PT_LIFE_KEEP;
+    for (int j = 0; j < e->nargs; ++j) {
+        const int64_t s = args[j];
+        if (s >= 0 && t->op[s] == PT_ARRAY && ((operands >> (j < 30 ? j : 30)) & 1))
+            t->ar[t->a[s]].life |= PT_LIFE_KEEP;
+    }
+}
+
+int pt_arr_drop(pt_tape *t, int64_t slot)
+{
+    if (!t || slot < 0 || pthread_mutex_trylock(&t->dead_lock))
+        return 0;  /* busy: this one is not recycled (only memory is lost, never a value) */
+    int st = 0;
+    if (t->ndead == t->dead_cap) {
+        const int64_t cap = t->dead_cap ? 2 * t->dead_cap : 16;
+        int64_t *q = realloc(t->dead, (size_t)cap * sizeof *q);
+        if (q) {
+            t->dead = q;
+            t->dead_cap = cap;
+        }
+    }
+    if (t->ndead < t->dead_cap) {
+        t->dead[t->ndead] = slot;
+        __atomic_store_n(&t->ndead, t->ndead + 1, __ATOMIC_RELEASE);
+        st = 1;
+    }
+    pthread_mutex_unlock(&t->dead_lock);
+    return st;
+}
+
+/* the slots of results that died (pt_arr_drop): mark them, and give back the
+ * values no sweep reads, except those of `args` (the operands of an
+ * instruction being recorded) */
+void pt_array_give_back_dead(pt_tape *t, const int64_t *args, int nargs)
+{
+    if (!__atomic_load_n(&t->ndead, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&t->dead_lock))
+        return;
+    for (int64_t k = 0; k < t->ndead; ++k) {
+        const int64_t s = t->dead[k];
+        if (s >= t->n || t->op[s] != PT_ARRAY)
+            continue;
+        struct pt_arr *e = &t->ar[t->a[s]];
+        e->life |= PT_LIFE_DEAD;
+        int operand = 0;
+        for (int j = 0; j < nargs; ++j)
+            operand |= args[j] == s;
+        if (operand || (e->life & (PT_LIFE_KEEP | PT_LIFE_SPARE)) || e->borrowed || e->kind == PT_A_LEAF ||
+            e->kind == PT_A_CONST || e->size < PT_RECYCLE_MIN || spare_give(t, e->val, e->size))
+            continue;
+        e->life |= PT_LIFE_SPARE;
+    }
+    __atomic_store_n(&t->ndead, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&t->dead_lock);
+}
+
+/* after the reverse sweep passed e's adjoint on: give its buffer back if
+ * e's result died and no operand shares the buffer (an operand that shares
+ * it has it as its own adj; its view may say NULL: nothing to write) */
+static void give_back_adjoint(pt_tape *t, struct pt_arr *e)
+{
+    if (!(e->life & PT_LIFE_DEAD) || !e->adj || e->shared || e->size < PT_RECYCLE_MIN)
+        return;
+    for (int j = 0; j < e->nargs; ++j) {
+        const int64_t s = t->ar_arg[e->arg + j];
+        if (s >= 0 && t->op[s] == PT_ARRAY && t->ar[t->a[s]].adj == e->adj)
+            return;
+    }
+    if (!spare_give(t, e->adj, e->size))
+        e->adj = NULL;
+}
+
 /* a new entry's room, value and commit: the entry is written at t->nar but
  * counted only by commit */
 static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const int64_t *args, const int64_t *par,
@@ -399,6 +535,8 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
     if (e->npar)
         memcpy(t->ar_par + e->par, par, (size_t)e->npar * sizeof *par);
     e->adj = e->tan = NULL;
+    e->life = 0;
+    pt_array_give_back_dead(t, args, e->nargs);
     e->val = e->borrowed ? (double *)data : pt_tape_buffer(t, e->size);
     if (!e->val)
         return PT_E_NOMEM;
@@ -425,6 +563,9 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
         }
     }
     /* commit: nothing below can fail (pt_check_recording made room for the instruction) */
+    keep_what_sweeps_read(t, e, args);
+    const int64_t watch = !e->borrowed && e->size >= PT_RECYCLE_MIN && e->kind != PT_A_LEAF && e->kind != PT_A_CONST
+                              ? (int64_t)1 << PT_WATCH_SHIFT : 0;
     const int64_t k = t->nar;
     e->slot = t->n;
     t->ar[k] = *e;
@@ -432,7 +573,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
     t->nar_dim += e->ndim;
     t->nar_arg += e->nargs;
     t->nar_par += e->npar;
-    return pt_handle_of(t, pt_emit(t, PT_ARRAY, k, e->kind, e->size ? e->val[0] : NAN));
+    return pt_handle_of(t, pt_emit(t, PT_ARRAY, k, e->kind, e->size ? e->val[0] : NAN)) + watch;
 }
 
 static int64_t record_data(pt_tape *t, int kind, int32_t ndim, const int64_t *shape, const double *data,
@@ -986,7 +1127,7 @@ static struct pt_view *views(pt_tape *t, const struct pt_arr *e, struct pt_view 
 
 int pt_array_vjp(pt_tape *t, int64_t i)
 {
-    const struct pt_arr *e = &t->ar[t->a[i]];
+    struct pt_arr *e = &t->ar[t->a[i]];
     if (!kernels[e->kind].vjp || !e->adj)
         return PT_OK;  /* CONST and LEAF: nothing below them */
     if (t->adj[i] == PT_ADJ_UNIFORM && !kernels[e->kind].uniform)
@@ -999,6 +1140,8 @@ int pt_array_vjp(pt_tape *t, int64_t i)
     for (int j = 0; j < e->nargs; ++j)  /* the operands the kernel left uniform, or expanded */
         if (x[j].solo && x[j].adj)
             t->adj[t->ar_arg[e->arg + j]] = x[j].uniform ? PT_ADJ_UNIFORM : PT_ADJ_FULL;
+    if (!st)
+        give_back_adjoint(t, e);
     if (x != stack)
         free(x);
     return st;
@@ -1100,15 +1243,23 @@ void pt_array_leaf_unclaim(pt_tape *t, int64_t m)
 
 #undef PT_FOR_LEAF_GRADS
 
+/* Buffers go back to the cache (which hands out the last given back first)
+ * from the last instruction to the first, adjoints after values and spares
+ * last, so that those a reverse sweep touched last, the likeliest still in
+ * cache, are the first the next tape gets */
 void pt_array_free(pt_tape *t)
 {
-    for (int64_t k = 0; k < t->nar; ++k) {
-        if (!t->ar[k].borrowed)
+    for (int64_t k = t->nar - 1; k >= 0; --k) {
+        pt_tape_buffer_release(t->ar[k].tan, t->ar[k].size);
+        if (!t->ar[k].borrowed && !(t->ar[k].life & PT_LIFE_SPARE))
             pt_tape_buffer_release(t->ar[k].val, t->ar[k].size);
         if (!t->ar[k].shared)
             pt_tape_buffer_release(t->ar[k].adj, t->ar[k].size);
-        pt_tape_buffer_release(t->ar[k].tan, t->ar[k].size);
     }
+    for (int64_t k = 0; k < t->nspare; ++k)
+        pt_tape_buffer_release(t->spare[k].p, t->spare[k].n);
+    free(t->spare);
+    free(t->dead);
     arena_free(t);
     free(t->ar);
     free(t->ar_dim);
@@ -1124,7 +1275,11 @@ size_t pt_array_nbytes(const pt_tape *t, int used)
                    + (size_t)(used ? t->nar_par : t->ar_par_cap) * sizeof *t->ar_par;
     for (int64_t k = 0; k < t->nar; ++k) {
         const struct pt_arr *e = &t->ar[k];
-        bytes += (size_t)e->size * sizeof(double) * (!e->borrowed + (e->adj && !e->shared) + (e->tan != NULL));
+        bytes += (size_t)e->size * sizeof(double) *
+                 ((!e->borrowed && !(e->life & PT_LIFE_SPARE)) + (e->adj && !e->shared) + (e->tan != NULL));
     }
+    for (int64_t k = 0; k < t->nspare; ++k)
+        bytes += (size_t)t->spare[k].n * sizeof(double);
+    bytes += (size_t)t->spare_cap * sizeof *t->spare + (size_t)t->dead_cap * sizeof *t->dead;
     return bytes;
 }

@@ -54,6 +54,7 @@ struct pt_arr {
                             that passes its adjoint on unchanged (x + c: the
                             derivative 1): read only, not this entry's to free;
                             a second contribution copies it first (adj_buffer) */
+    int32_t life;        /* PT_LIFE_* bits: may its buffers be recycled? (array.c) */
     int64_t size;        /* elements: the product of the shape */
     int64_t dim;         /* shape: t->ar_dim[dim .. dim + ndim) */
     int64_t arg;
@@ -63,6 +64,28 @@ struct pt_arr {
     double *grad;        /* LEAF: Python's grad array, which backward() adds to */
     int64_t *gstate;     /* LEAF: Python's cell: 0 = grad is zero (its memory stale), 1 = it holds values */
 };
+
+/* ---- recycling: the live set of large arrays, not all of them ---------------
+ * Python tells the tape when the result object of a large array instruction
+ * dies (pt_arr_drop: tensor.py watches results of PT_RECYCLE_MIN elements or
+ * more, whose handles come back from recording with 2^PT_WATCH_SHIFT added).  No instruction can name that slot again, so
+ *  - its value buffer is given back at once, unless a sweep reads it: an
+ *    operand of a product, of MAX, a row whose derivatives name a, b or y
+ *    (PT_LIFE_KEEP, set when the readers are recorded);
+ *  - its adjoint buffer is given back when the reverse sweep has passed it on
+ *    (no one can ask for its .grad), unless an operand shares it.
+ * Given-back buffers stay the tape's (t->spare) and are handed to its next
+ * buffers of about their size, still warm in cache: a chain of operations on
+ * large arrays works in the memory of the arrays alive, as numpy's
+ * temporaries do.  An entry whose value was given back keeps the pointer: a
+ * kernel that does not use a value may still load it (a dead load), and the
+ * memory is the tape's until it is freed. */
+enum { PT_LIFE_KEEP = 1, PT_LIFE_DEAD = 2, PT_LIFE_SPARE = 4 };
+
+/* which of a row's operand values (bit 0: a, 1: b) and own value (bit 2: y)
+ * its first and second derivatives read, those for its variable operands
+ * (vars: bit 0 a, bit 1 b; a constant operand gets no derivative) */
+int pt_map_reads(int op, int vars);
 
 /* an operand as a kernel sees it: data (NULL: none), size and shape */
 struct pt_view {
@@ -234,6 +257,9 @@ void pt_grad_wake(void);
 void pt_grad_wait_unclaimed(const int64_t *state);
 /* free every buffer of the array table */
 void pt_array_free(pt_tape *t);
+/* recycling: the slots of results that died are marked and the values no
+ * sweep reads given back, except those of args (an instruction's operands) */
+void pt_array_give_back_dead(pt_tape *t, const int64_t *args, int nargs);
 size_t pt_array_nbytes(const pt_tape *t, int used);
 
 #endif

@@ -129,17 +129,31 @@ static int names_used(const char *s)
 }
 
 static int uses_table[PT_NUM_OPS][2];
+/* the names read by the derivatives needed when operand a (index 1), b (2)
+ * or both (3) are variables: first and second derivative columns */
+static int reads_table[PT_NUM_OPS][4];
 static pthread_once_t uses_once = PTHREAD_ONCE_INIT;
 
 static void uses_init(void)
 {
-#define PT_OP1(N, S, V, DA, DAA) uses_table[PT_##N][0] = names_used(#DA);
+#define PT_OP1(N, S, V, DA, DAA)                                              \
+    uses_table[PT_##N][0] = names_used(#DA);                                  \
+    reads_table[PT_##N][1] = reads_table[PT_##N][3] = uses_table[PT_##N][0] | names_used(#DAA);
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
     uses_table[PT_##N][0] = names_used(#DA);                                  \
-    uses_table[PT_##N][1] = names_used(#DB);
+    uses_table[PT_##N][1] = names_used(#DB);                                  \
+    reads_table[PT_##N][1] = uses_table[PT_##N][0] | names_used(#DAA);        \
+    reads_table[PT_##N][2] = uses_table[PT_##N][1] | names_used(#DBB);        \
+    reads_table[PT_##N][3] = reads_table[PT_##N][1] | reads_table[PT_##N][2] | names_used(#DAB);
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
+}
+
+int pt_map_reads(int op, int vars)
+{
+    pthread_once(&uses_once, uses_init);
+    return op >= 0 && op < PT_NUM_OPS && vars >= 0 && vars < 4 ? reads_table[op][vars] : USES_A | USES_B | USES_Y;
 }
 
 /* is row op's derivative for operand `which` the same at every element of e? */

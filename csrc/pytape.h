@@ -342,6 +342,13 @@ int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *args, int32_t ndim
 /* SUM of array ha over all its axes (np.sum(t)): pt_arr_record's, without
  * building its parameters in Python; PT_E_SLOT for a scalar slot */
 int64_t pt_arr_sum_all(int64_t ha);
+/* recycling (csrc/array.h): the array recording entry points above return
+ * the handle plus 2^PT_WATCH_SHIFT for a result of PT_RECYCLE_MIN elements
+ * or more that is not a LEAF or CONST: Python watches its result object and
+ * calls pt_arr_drop(t, slot) when it dies (1; 0: not noted, the slot keeps
+ * its memory) */
+enum { PT_RECYCLE_MIN = 16384, PT_WATCH_SHIFT = 62 };
+int pt_arr_drop(pt_tape *t, int64_t slot);
 /* an instruction's shape into shape (room for PT_ARRAY_MAX_DIMS): its ndim
  * (0 for a scalar slot), or PT_E_HANDLE / PT_E_SLOT */
 int pt_arr_shape(int64_t h, int64_t *shape);

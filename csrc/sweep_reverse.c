@@ -165,6 +165,8 @@ static int backward(pt_tape *t, int64_t out, double seed, const double *aseed, i
         return PT_E_SLOT;
 
     const int64_t m = out + 1;
+    if (t->nar)
+        pt_array_give_back_dead(t, NULL, 0);  /* results that died since the last recording */
     if (pt_tape_adjoints(t, m))
         return PT_E_NOMEM;
     if (aseed) {

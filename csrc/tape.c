@@ -166,6 +166,10 @@ pt_tape *pt_tape_new(void)
     t->owner = pthread_self();
     t->owner_key = &thread_marker;
     t->bad = -1;
+    if (pthread_mutex_init(&t->dead_lock, NULL)) {
+        free(t);
+        return NULL;
+    }
     pthread_mutex_lock(&registry_lock);
     t->next = tapes;
     if (tapes)
@@ -229,6 +233,7 @@ void pt_tape_free(pt_tape *t)
     free(t->cu_start);
     free(t->cu_reg);
     pt_array_free(t);
+    pthread_mutex_destroy(&t->dead_lock);
     free(t);
 }
 

@@ -149,6 +149,10 @@ struct pt_tape {
     int64_t *ar_arg, nar_arg, ar_arg_cap;  /* their operands */
     int64_t *ar_par, nar_par, ar_par_cap;  /* their parameters */
     struct pt_chunk *arena;    /* small array buffers (array.c: pt_tape_buffer) */
+    struct pt_spare *spare;    /* large array buffers given back while the tape lives (array.c: recycling) */
+    int64_t nspare, spare_cap;
+    int64_t *dead, ndead, dead_cap;  /* array slots whose Python result died, not yet looked at */
+    pthread_mutex_t dead_lock; /* guards dead: a result may die in any thread */
 
     int32_t id;                /* index in the registry of handles (pytape.h), 0: none */
     int consumed;

@@ -411,6 +411,17 @@ def on_unregistered(tape, fn, *args):
         lib.pt_set_unregistered(ffi.NULL)
 
 
+#: added to the handle an array recording returns when Python should watch
+#: the result (csrc/pytape.h: PT_WATCH_SHIFT); the result's handle is h - WATCH
+WATCH = 1 << lib.PT_WATCH_SHIFT
+
+
+def arr_drop(p, slot, _ref=None):
+    """Tell C tape p that the result object of array ``slot`` died (a weak
+    reference's callback: tensor.py _watch)."""
+    lib.pt_arr_drop(p, slot)
+
+
 def arr_shape(h):
     """The shape of the array instruction of handle h (() for a scalar slot)."""
     # a buffer per call: another thread may run between the call and the read

@@ -35,7 +35,7 @@ from numpy.lib import stride_tricks
 
 from . import _native
 from .ops import NUMPY_NAMES
-from .tensor import KIND, Tensor, TensorLeaf, TensorResult, _result, map1, map1_limit, map2, record
+from .tensor import KIND, Tensor, TensorLeaf, TensorResult, _result, _watch, map1, map1_limit, map2, record
 from .var import Var
 
 __all__ = ["FUNCTIONS", "UFUNCS", "reshape", "transpose", "matmul", "sum", "mean", "max", "min", "prod",
@@ -182,7 +182,7 @@ def _row(name):
     """The function of op-table row ``name`` on Tensors: one C call for a
     recorded operand (and a number), the general primitive otherwise."""
     code = _OPC[name]
-    new = TensorResult
+    new, watched = TensorResult, _native.WATCH
     if name in _native.UNARY:
         m1 = _native.arr_map1
         limit = map1_limit(code)  # from there numpy's loop computes the value (map1)
@@ -193,8 +193,11 @@ def _row(name):
                 if h >= 0:
                     r = new()
                     r._t = a._t
-                    r._i = h
                     r._shape = None
+                    if h >= watched:  # large: tensor._result
+                        h -= watched
+                        _watch(a._t, r, h)
+                    r._i = h
                     return r
             return map1(code, a)
         unary.__name__ = name
@@ -219,8 +222,11 @@ def _row(name):
         if h >= 0:
             r = new()
             r._t = t
-            r._i = h
             r._shape = None
+            if h >= watched:  # large: tensor._result
+                h -= watched
+                _watch(t, r, h)
+            r._i = h
             return r
         return map2(code, a, b)
     binary.__name__ = name
@@ -632,7 +638,7 @@ _UNARY = {uf: (_OPC[name], map1_limit(_OPC[name])) for uf, name in
 
 
 def _array_ufunc(self, ufunc, method, *inputs, _unary=_UNARY.get, _m1=_native.arr_map1, _new=TensorResult,
-                 **kwargs):
+                 _watched=_native.WATCH, **kwargs):
     if method == "__call__" and not kwargs:  # np.exp(t), a + t: straight to the row
         row = _unary(ufunc)
         if row is not None and type(self) is _new:  # a unary ufunc's one input is self
@@ -640,8 +646,11 @@ def _array_ufunc(self, ufunc, method, *inputs, _unary=_UNARY.get, _m1=_native.ar
             if h >= 0:
                 r = _new()
                 r._t = self._t
-                r._i = h
                 r._shape = None
+                if h >= _watched:  # large: tensor._result
+                    h -= _watched
+                    _watch(self._t, r, h)
+                r._i = h
                 return r
         fn = UFUNCS.get(ufunc)
         if fn is not None:

@@ -31,8 +31,10 @@ primitives.
 >>> x.grad
 array([2., 4., 6.])
 """
+import functools
 import math
 import numbers
+import weakref
 
 import numpy as np
 
@@ -43,6 +45,7 @@ from .var import ARGUMENTS, Leaf as VarLeaf, Owned, Recorded, Result as VarResul
 __all__ = ["Tensor", "TensorResult", "TensorLeaf", "array", "map1", "map2", "record", "as_tensor_operand"]
 
 _B = _native.ID_BITS
+_WATCH = _native.WATCH
 _GRAD_HELD = _native.GRAD_HELD
 _F64 = np.dtype(np.float64)
 KIND = _native.ARRAY_KINDS
@@ -186,7 +189,9 @@ class Tensor(metaclass=_TensorType):
 class TensorResult(Recorded, Tensor, metaclass=_MadeByPytape):
     """A recorded array: the handle ``_i`` of its slot on tape ``_t``."""
 
-    __slots__ = ("_t", "_i", "_shape")
+    # _w: for a large result, the weak reference whose callback tells the
+    # tape this object died (its buffers may be recycled: _watch)
+    __slots__ = ("_t", "_i", "_shape", "_w", "__weakref__")
 
     @property
     def shape(self):
@@ -200,8 +205,9 @@ class TensorResult(Recorded, Tensor, metaclass=_MadeByPytape):
     def value(self):
         """The array's value: a read-only numpy view of the tape's memory
         (alias ``.data``).  A recorded value never changes, and the view
-        keeps the tape alive: it stays valid as long as it is held."""
-        v = _call(self._t, _native.arr_value, self._t, self._i, self.shape)
+        keeps this result (and its tape) alive: it stays valid as long as it
+        is held."""
+        v = _call(self._t, _native.arr_value, self, self._i, self.shape)  # the view holds self: no recycling
         return v if v is not None else _empty(self.shape)
 
     data = value
@@ -475,11 +481,25 @@ def as_tensor_operand(x, tape):
 
 
 def _result(tape, h):
+    """The TensorResult of handle h that an array recording returned (with
+    WATCH added: a large result, watched)."""
     r = TensorResult()
     r._t = tape
-    r._i = h
     r._shape = None
+    if h >= _WATCH:
+        h -= _WATCH
+        _watch(tape, r, h)
+    r._i = h
     return r
+
+
+def _watch(tape, r, h):
+    """Tell ``tape`` when large result r dies: no instruction can read its
+    slot again, so the tape recycles the slot's value (unless a sweep reads
+    it) and, once swept, its adjoint (csrc/array.h: recycling).  The weak
+    reference lives in r itself: it dies with r, its callback still runs.
+    C says which results to watch by adding WATCH to their handles."""
+    r._w = weakref.ref(r, functools.partial(_native.arr_drop, tape._c._p, h >> _B))
 
 
 def _constant_inputs(xs):
