@@ -416,10 +416,11 @@ def on_unregistered(tape, fn, *args):
 WATCH = 1 << lib.PT_WATCH_SHIFT
 
 
-def arr_drop(p, slot, _ref=None):
+def arr_drop(p, slot, _ref=None, _drop=lib.pt_arr_drop):
     """Tell C tape p that the result object of array ``slot`` died (a weak
-    reference's callback: tensor.py _watch)."""
-    lib.pt_arr_drop(p, slot)
+    reference's callback: tensor.py _watch; the C function is bound here, so
+    a result that dies while the interpreter shuts down still reaches it)."""
+    _drop(p, slot)
 
 
 def arr_shape(h):

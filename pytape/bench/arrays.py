@@ -467,6 +467,11 @@ def run_arrays(cases, sizes, engines, repeat=5, log=None, sample_ns=20_000_000):
     as in a training loop (no ``gc.collect()`` between calls: it empties
     CPython's free lists and makes the next call pay for refilling them).
     Each repeat then takes one sample of every engine, the order rotating.
+    A sample starts after untimed calls for a quarter of ``sample_ns`` (at
+    least one): after another engine ran, the first calls on large arrays
+    take up to three times as long for every engine (measured on 1000 x
+    1000 arrays: about five calls, 2 ms), and a sample measures the engine
+    in a loop of its own.
     """
     rows = []
     for cname in cases:
@@ -501,6 +506,10 @@ def run_arrays(cases, sizes, engines, repeat=5, log=None, sample_ns=20_000_000):
                         rec = bwd = 0
                         m = inner[e.name]
                         run, st, nd = e.run, states[e.name], case.ndiff
+                        lead_in = time.perf_counter_ns() + sample_ns // 4
+                        run(fn, nd, st)  # the lead-in: untimed
+                        while time.perf_counter_ns() < lead_in:
+                            run(fn, nd, st)
                         t0 = time.perf_counter_ns()
                         for _ in range(m):
                             _, a, b = run(fn, nd, st)  # the previous call's graph is freed here: timed too
@@ -613,7 +622,8 @@ def main_arrays(mode, repeat, names, log, print_=print):
            + "; torch: 1 thread; jax: its own thread pool; float64 everywhere")
     print_(f"times: ns per call (per operation for 'ops'; total = wall time, freeing the graph included), median of "
            f"{repeat} samples (each the mean of back-to-back "
-           f"calls filling {'2' if mode == 'quick' else '20'} ms) after a warm-up, engines interleaved; "
+           f"calls filling {'2' if mode == 'quick' else '20'} ms, after a quarter of that untimed) "
+           "after a warm-up, engines interleaved; "
            "vs pytape = engine / pytape in the same run (> 1: pytape faster); numpy = the same "
            "forward and a hand-written backward with numpy's kernels")
     print_()
