@@ -387,6 +387,10 @@ ARRAY_KINDS = {name: getattr(lib, "PT_A_" + name) for name in
                 "CONCAT")}
 ARRAY_MAX_DIMS = lib.PT_ARRAY_MAX_DIMS
 E_SHAPE = lib.PT_E_SHAPE
+#: pt_arr_map1's answer for an operand whose values numpy computes (tensor.map1)
+E_LARGE = lib.PT_E_LARGE
+#: elements from which an array result is watched and its buffers recycled (csrc/array.h)
+RECYCLE_MIN = lib.PT_RECYCLE_MIN
 #: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
 #: (code, ha, double), (code, double, hb)
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
@@ -516,6 +520,14 @@ def _tape_array(owner, pointer, shape, copy):
         return None
     a = np.asarray(_Memory(owner, pointer, tuple(shape)))
     return np.array(a) if copy else a
+
+
+def arr_value_now(h, shape, size):
+    """The value of array handle h (``size`` elements, at least one) as a
+    numpy view for immediate use: unlike arr_value it does not hold the
+    result alive, so the caller reads it while it holds the result (a fifth
+    of arr_value's cost: tensor.map1 hands it to numpy's loops)."""
+    return np.frombuffer(ffi.buffer(lib.pt_arr_value(h), size * 8)).reshape(shape)
 
 
 def arr_value(owner, h, shape):

@@ -279,7 +279,8 @@ def mean(x, axis=None, dtype=None, out=None, keepdims=False, where=None):
     _no_extras("mean", out=out, where=where)
     axes = _normalize_axes(axis, len(shape_of(x)), "mean")
     n = _count(x, axes)
-    return sum(x, axes, keepdims=keepdims) * (1.0 / n if n else math.nan)
+    s = sum(x) if axis is None and not keepdims else sum(x, axes, keepdims=keepdims)  # whole: the one-call path
+    return s * (1.0 / n if n else math.nan)
 
 
 def _rows(x, axes, kind, what, par_tail=(), keepdims=False):

@@ -46,6 +46,7 @@ __all__ = ["Tensor", "TensorResult", "TensorLeaf", "array", "map1", "map2", "rec
 
 _B = _native.ID_BITS
 _WATCH = _native.WATCH
+_E_LARGE = _native.E_LARGE
 _GRAD_HELD = _native.GRAD_HELD
 _F64 = np.dtype(np.float64)
 KIND = _native.ARRAY_KINDS
@@ -575,6 +576,13 @@ def map1(code, x):
         h = _native.arr_map1(code, x._i, map1_limit(code))
         if h >= 0:
             return _result(x._t, h)
+        if h == _E_LARGE:  # recording, and numpy computes the values (contiguous float64: a ufunc's output)
+            t = x._t
+            with np.errstate(all="ignore"):
+                v = fast(_call(t, _native.arr_value_now, x._i, x.shape, x.size))
+            h = _call(t, _native.arr_map1_given, code, x._i, v)
+            if h >= 0:
+                return _result(t, h)
     if not is_grad_enabled():
         return _no_grad(lambda a: map1(code, a), (x,))
     t = tape_of((x,))
@@ -586,7 +594,8 @@ def map1(code, x):
     if fast is not None and isinstance(x, Tensor) and x.size >= NUMPY_VALUES_FROM:
         with np.errstate(all="ignore"):
             r = _call(t, _native.arr_map1_given, code, h,
-                      np.ascontiguousarray(fast(x._v if type(x) is TensorLeaf else x.value)))
+                      np.ascontiguousarray(fast(x._v if type(x) is TensorLeaf else
+                                                _call(t, _native.arr_value_now, x._i, x.shape, x.size))))
     else:
         r = _call(t, _native.arr_map1, code, h, NO_LIMIT)
     return _finish(t, r, lambda a: map1(code, a), (x,), f"pytape.{_native.OP_NAMES[code]}")

@@ -15,7 +15,7 @@ import pytape
 from pytape import _native, array_ops
 from pytape import tensor as tensor_module
 
-N = 2 * _native.lib.PT_RECYCLE_MIN  # large enough to be recycled
+N = 2 * _native.RECYCLE_MIN  # large enough to be recycled
 
 
 def _x(seed=0, n=N):
