@@ -396,7 +396,6 @@ RECYCLE_MIN = lib.PT_RECYCLE_MIN
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
 #: SUM of an array handle over all its axes: (ha)
 arr_sum_all = lib.pt_arr_sum_all
-#: the number of elements of an array handle's instruction (1 for a scalar slot or another tape's handle of id 0)
 
 
 def arr_map1_given(code, h, value):
@@ -532,7 +531,8 @@ def arr_value_now(h, shape, size):
 
 def arr_value(owner, h, shape):
     """The value of array handle h: a read-only view of the tape's memory
-    that keeps ``owner`` (the Tape) alive."""
+    that keeps ``owner`` alive (TensorResult.value passes the result
+    itself: its slot is not recycled while the view lives)."""
     return _tape_array(owner, lib.pt_arr_value(h), shape, False)
 
 

@@ -35,7 +35,7 @@ from numpy.lib import stride_tricks
 
 from . import _native
 from .ops import NUMPY_NAMES
-from .tensor import KIND, Tensor, TensorLeaf, TensorResult, _result, _watch, map1, map1_limit, map2, record
+from .tensor import KIND, Tensor, TensorLeaf, TensorResult, _result, map1, map1_limit, map2, record
 from .var import Var
 
 __all__ = ["FUNCTIONS", "UFUNCS", "reshape", "transpose", "matmul", "sum", "mean", "max", "min", "prod",
@@ -190,14 +190,13 @@ def _row(name):
         def unary(a):
             if type(a) is new:
                 h = m1(code, a._i, limit)
+                if h >= watched:  # large: watched (tensor._result)
+                    return _result(a._t, h)
                 if h >= 0:
                     r = new()
                     r._t = a._t
-                    r._shape = None
-                    if h >= watched:  # large: tensor._result
-                        h -= watched
-                        _watch(a._t, r, h)
                     r._i = h
+                    r._shape = None
                     return r
             return map1(code, a)
         unary.__name__ = name
@@ -219,14 +218,13 @@ def _row(name):
             t = b._t
         else:
             return map2(code, a, b)
+        if h >= watched:  # large: watched (tensor._result)
+            return _result(t, h)
         if h >= 0:
             r = new()
             r._t = t
-            r._shape = None
-            if h >= watched:  # large: tensor._result
-                h -= watched
-                _watch(t, r, h)
             r._i = h
+            r._shape = None
             return r
         return map2(code, a, b)
     binary.__name__ = name
@@ -644,14 +642,13 @@ def _array_ufunc(self, ufunc, method, *inputs, _unary=_UNARY.get, _m1=_native.ar
         row = _unary(ufunc)
         if row is not None and type(self) is _new:  # a unary ufunc's one input is self
             h = _m1(row[0], self._i, row[1])
+            if h >= _watched:  # large: watched (tensor._result)
+                return _result(self._t, h)
             if h >= 0:
                 r = _new()
                 r._t = self._t
-                r._shape = None
-                if h >= _watched:  # large: tensor._result
-                    h -= _watched
-                    _watch(self._t, r, h)
                 r._i = h
+                r._shape = None
                 return r
         fn = UFUNCS.get(ufunc)
         if fn is not None:

@@ -569,6 +569,14 @@ def map1_limit(code):
     return NUMPY_VALUES_FROM if code in NUMPY_VALUES else NO_LIMIT
 
 
+def _numpy_values(t, code, fast, x, h):
+    """MAP1 of row ``code`` on Tensor x (handle h on tape t), its values
+    computed by numpy's loop ``fast``: the handle or a status."""
+    v = x._v if type(x) is TensorLeaf else _call(t, _native.arr_value_now, x._i, x.shape, x.size)
+    with np.errstate(all="ignore"):
+        return _call(t, _native.arr_map1_given, code, h, np.ascontiguousarray(fast(v)))
+
+
 def map1(code, x):
     """The unary op-table row ``code`` elementwise over x (a MAP1 instruction)."""
     fast = NUMPY_VALUES.get(code)
@@ -576,13 +584,10 @@ def map1(code, x):
         h = _native.arr_map1(code, x._i, map1_limit(code))
         if h >= 0:
             return _result(x._t, h)
-        if h == _E_LARGE:  # recording, and numpy computes the values (contiguous float64: a ufunc's output)
-            t = x._t
-            with np.errstate(all="ignore"):
-                v = fast(_call(t, _native.arr_value_now, x._i, x.shape, x.size))
-            h = _call(t, _native.arr_map1_given, code, x._i, v)
+        if h == _E_LARGE:  # recording, and numpy computes the values
+            h = _numpy_values(x._t, code, fast, x, x._i)
             if h >= 0:
-                return _result(t, h)
+                return _result(x._t, h)
     if not is_grad_enabled():
         return _no_grad(lambda a: map1(code, a), (x,))
     t = tape_of((x,))
@@ -592,10 +597,7 @@ def map1(code, x):
     if h < 0:
         _native.check(h, "record", t._c)
     if fast is not None and isinstance(x, Tensor) and x.size >= NUMPY_VALUES_FROM:
-        with np.errstate(all="ignore"):
-            r = _call(t, _native.arr_map1_given, code, h,
-                      np.ascontiguousarray(fast(x._v if type(x) is TensorLeaf else
-                                                _call(t, _native.arr_value_now, x._i, x.shape, x.size))))
+        r = _numpy_values(t, code, fast, x, h)
     else:
         r = _call(t, _native.arr_map1, code, h, NO_LIMIT)
     return _finish(t, r, lambda a: map1(code, a), (x,), f"pytape.{_native.OP_NAMES[code]}")
