@@ -386,17 +386,20 @@ static const struct kernels {
      * a LEAF that a uniform adjoint reaches through PT_FLOW_ONE or SAME keeps
      * it uniform before it claims its grad (adj_buffer) */
     int (*flow)(const pt_tape *, const struct pt_arr *, const struct pt_view *, int);
+    /* the second-derivative term of forward over reverse (array.h); NULL:
+     * none (the kind is linear, or piecewise linear, in its operands) */
+    vjp_fn hvp;
 } kernels[PT_A_NUM_KINDS] = {
-    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow},
-    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow},
-    [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 1, 1},
-    [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
-    [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
-    [PT_A_CUMSUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0},
-    [PT_A_VIEW] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0},
-    [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0},
-    [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0},
-    [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp, 1, 0},
+    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow, pt_map_hvp},
+    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow, pt_map_hvp},
+    [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 1, 1, NULL, NULL},
+    [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0, NULL, NULL},
+    [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0, NULL, pt_reduce_hvp},
+    [PT_A_CUMSUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0, NULL, NULL},
+    [PT_A_VIEW] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
+    [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
+    [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
+    [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp, 1, 0, NULL, pt_matmul_hvp},
 };
 
 /* ---- recording ------------------------------------------------------------- */
@@ -534,7 +537,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
         memcpy(t->ar_arg + e->arg, args, (size_t)e->nargs * sizeof *args);
     if (e->npar)
         memcpy(t->ar_par + e->par, par, (size_t)e->npar * sizeof *par);
-    e->adj = e->tan = NULL;
+    e->adj = e->tan = e->adt = NULL;
     e->life = 0;
     pt_array_give_back_dead(t, args, e->nargs);
     e->val = e->borrowed ? (double *)data : pt_tape_buffer(t, e->size);
@@ -1175,6 +1178,74 @@ int pt_array_jvp(pt_tape *t, int64_t i)
     return st;
 }
 
+/* the tangent of slot s's adjoint for pt_array_hvp: &adjd[s] for a scalar
+ * slot, an array's adt buffer (zeroed at the first contribution of the
+ * sweep, flagged in adjd[s]); NULL for a constant, and *nomem = 1 when the
+ * buffer cannot be had */
+static double *adt_buffer(pt_tape *t, int64_t s, double *adjd, int *nomem)
+{
+    if (s < 0)
+        return NULL;
+    if (t->op[s] != PT_ARRAY)
+        return &adjd[s];
+    struct pt_arr *o = &t->ar[t->a[s]];
+    if (o->kind == PT_A_CONST)
+        return NULL;
+    if (adjd[s] == 0.0) {
+        if (!o->adt && !(o->adt = pt_tape_buffer(t, o->size))) {
+            *nomem = 1;
+            return NULL;
+        }
+        memset(o->adt, 0, (size_t)o->size * sizeof(double));
+        adjd[s] = 1.0;
+    }
+    return o->adt;
+}
+
+int pt_array_hvp(pt_tape *t, int64_t i, double *adjd)
+{
+    struct pt_arr *e = &t->ar[t->a[i]];
+    const struct kernels *k = &kernels[e->kind];
+    if (!k->vjp)
+        return PT_OK;  /* CONST and LEAF: nothing below them */
+    const int has_gd = adjd[i] != 0.0 && e->adt;
+    const int has_g = t->adj[i] != 0.0 && e->adj;
+    int any_tan = 0;
+    for (int j = 0; j < e->nargs; ++j)
+        any_tan |= pt_arr_tan_of(t, t->ar_arg[e->arg + j]) != NULL;
+    if (has_gd || (has_g && k->hvp && any_tan)) {
+        struct pt_view stack[8];
+        struct pt_view *x = e->nargs <= 8 ? stack : malloc((size_t)e->nargs * sizeof *x);
+        if (!x)
+            return PT_E_NOMEM;
+        int nomem = 0;
+        for (int j = 0; j < e->nargs; ++j) {  /* plain views: every adjoint added to, element by element */
+            const int64_t s = t->ar_arg[e->arg + j];
+            pt_arr_operand(t, e, j, &x[j]);
+            x[j].tan = pt_arr_tan_of(t, s);
+            x[j].adj = adt_buffer(t, s, adjd, &nomem);
+            x[j].fresh = x[j].uniform = x[j].solo = 0;
+        }
+        int st = nomem ? PT_E_NOMEM : PT_OK;
+        if (!st && has_gd) {  /* f_a g': the kind's vjp of the adjoint's tangent, which holds every element */
+            const double flag = t->adj[i];
+            t->adj[i] = PT_ADJ_FULL;
+            st = k->vjp(t, e, x, e->adt);
+            t->adj[i] = flag;
+        }
+        if (!st && has_g && k->hvp && any_tan) {  /* (f_aa a' + f_ab b') g */
+            if (t->adj[i] == PT_ADJ_UNIFORM)
+                expand(t, i);
+            st = k->hvp(t, e, x, e->adj);
+        }
+        if (x != stack)
+            free(x);
+        if (st)
+            return st;
+    }
+    return pt_array_vjp(t, i);
+}
+
 /* the LEAF entries of t below slot m that this sweep reached, with grads */
 #define PT_FOR_LEAF_GRADS(t, m, e, flag, BODY)                                \
     for (int64_t k_ = 0; k_ < (t)->nar; ++k_) {                               \
@@ -1251,6 +1322,7 @@ void pt_array_free(pt_tape *t)
 {
     for (int64_t k = t->nar - 1; k >= 0; --k) {
         pt_tape_buffer_release(t->ar[k].tan, t->ar[k].size);
+        pt_tape_buffer_release(t->ar[k].adt, t->ar[k].size);
         if (!t->ar[k].borrowed && !(t->ar[k].life & PT_LIFE_SPARE))
             pt_tape_buffer_release(t->ar[k].val, t->ar[k].size);
         if (!t->ar[k].shared)
@@ -1276,7 +1348,8 @@ size_t pt_array_nbytes(const pt_tape *t, int used)
     for (int64_t k = 0; k < t->nar; ++k) {
         const struct pt_arr *e = &t->ar[k];
         bytes += (size_t)e->size * sizeof(double) *
-                 ((!e->borrowed && !(e->life & PT_LIFE_SPARE)) + (e->adj && !e->shared) + (e->tan != NULL));
+                 ((!e->borrowed && !(e->life & PT_LIFE_SPARE)) + (e->adj && !e->shared) + (e->tan != NULL) +
+                  (e->adt != NULL));
     }
     for (int64_t k = 0; k < t->nspare; ++k)
         bytes += (size_t)t->spare[k].n * sizeof(double);

@@ -61,6 +61,7 @@ struct pt_arr {
     int64_t par, npar;   /* integer parameters: t->ar_par[par .. par + npar) */
     int64_t slot;        /* the instruction's slot */
     double *val, *adj, *tan;
+    double *adt;         /* the tangent of the adjoint (second order: pt_array_hvp) */
     double *grad;        /* LEAF: Python's grad array, which backward() adds to */
     int64_t *gstate;     /* LEAF: Python's cell: 0 = grad is zero (its memory stale), 1 = it holds values */
 };
@@ -242,9 +243,30 @@ int pt_matmul_value(const pt_tape *t, const struct pt_arr *e, const struct pt_vi
 int pt_matmul_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
 
+/* ---- second order: the kernels' second-derivative terms --------------------
+ * Forward over reverse (sweep_hessian.c) carries the tangent of every
+ * adjoint (pt_arr.adt).  For y = f(a, b) with adjoint g and its tangent g':
+ *
+ *   a' bar += f_a g' + (f_aa a' + f_ab b') g
+ *
+ * The first term is the kind's own vjp applied to g' (a linear map of the
+ * adjoint); the second is the kind's `hvp` kernel below, which adds g times
+ * the tangent of the derivative into x[j].adj (the operands' adt buffers),
+ * reading the operands' tangents x[j].tan (NULL: zero).  Kinds that are
+ * linear in their operands (sums, views, gathers, scans) or piecewise
+ * linear (MAX: the selection depends on values only) have no second term.
+ * g holds every element (not uniform). */
+int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
+int pt_reduce_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
+int pt_matmul_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
+
 /* the sweeps' calls for array slot i (array.c) */
 int pt_array_vjp(pt_tape *t, int64_t i);
 int pt_array_jvp(pt_tape *t, int64_t i);
+/* forward over reverse at array slot i: the tangents of the operands'
+ * adjoints (adt buffers; adjd[s] for a scalar slot s, and for an array slot
+ * the flag "its adt holds this sweep's values"), then pt_array_vjp */
+int pt_array_hvp(pt_tape *t, int64_t i, double *adjd);
 /* array leaves' adjoints into their grad arrays (backward, after the sweep) */
 void pt_array_leaf_grads(pt_tape *t, int64_t m);
 /* after a failed sweep: the grads it claimed are zero again */

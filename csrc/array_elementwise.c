@@ -508,3 +508,88 @@ int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x
     }
     return PT_OK;
 }
+
+/* ---- second order: (f_aa a' + f_ab b') g into each operand's adt (array.h) ---- */
+
+static void map1_second(int op, int64_t n, const double *x, const double *py, const double *g, const double *tx,
+                        double *restrict gx)
+{
+    switch (op) {
+#define PT_OP1(N, S, V, DA, DAA)                                              \
+    case PT_##N:                                                              \
+        for (int64_t j = 0; j < n; ++j) {                                     \
+            const double a = x[j], y = py[j];                                 \
+            (void)a; (void)y;                                                 \
+            gx[j] += chain(chain((DAA), tx[j]), g[j]);                        \
+        }                                                                     \
+        break;
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    default:
+        break;
+    }
+}
+
+/* one row: gx[j*sx] += (f_wa ta + f_wb tb) g for operand w = which, the
+ * tangents read through their operands' strides (NULL: zero) */
+PT_INLINE void row2_second(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
+                           const double *py, const double *g, const double *ta, const double *tb, double *gx,
+                           int64_t sx)
+{
+    switch (op) {
+#define PT_OP1(N, S, V, DA, DAA)
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+    case PT_##N:                                                              \
+        for (int64_t j = 0; j < n; ++j) {                                     \
+            const double a = pa[j * sa], b = pb[j * sb], y = py[j];           \
+            (void)a; (void)b; (void)y;                                        \
+            double d = 0.0;                                                   \
+            if (ta)                                                           \
+                d += chain(chain(which ? (DAB) : (DAA), ta[j * sa]), g[j]);   \
+            if (tb)                                                           \
+                d += chain(chain(which ? (DBB) : (DAB), tb[j * sb]), g[j]);   \
+            gx[j * sx] += d;                                                  \
+        }                                                                     \
+        break;
+#include "ops.def"
+#undef PT_OP1
+#undef PT_OP2
+    default:
+        break;
+    }
+}
+
+static void rows2_second(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
+                         const double *py, const double *g, const double *ta, const double *tb, double *gx)
+{
+#define CALL_A(A, B) row2_second(op, 0, n, pa, A, pb, B, py, g, ta, tb, gx, A)
+#define CALL_B(A, B) row2_second(op, 1, n, pa, A, pb, B, py, g, ta, tb, gx, B)
+    PT_BY_WRITTEN_OPERAND(CALL_A, CALL_B)
+#undef CALL_A
+#undef CALL_B
+}
+
+int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
+{
+    if (e->kind == PT_A_MAP1) {
+        if (x[0].adj && x[0].tan)
+            map1_second(e->op, e->size, x[0].val, e->val, g, x[0].tan, x[0].adj);
+        return PT_OK;
+    }
+    if (!x[0].tan && !x[1].tan)
+        return PT_OK;
+    struct pt_loop L;
+    loop2(t, e, x, &L);
+    for (int which = 0; which < 2; ++which) {
+        double *gx = x[which].adj;
+        if (!gx)
+            continue;
+        const double *ta = x[0].tan, *tb = x[1].tan;
+        PT_FOR_ROWS(&L, o, n, s,
+                    rows2_second(e->op, which, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
+                                 g + o[0], ta ? ta + o[1] : NULL, tb ? tb + o[2] : NULL, gx + o[1 + which]););
+    }
+    return PT_OK;
+}

@@ -158,3 +158,27 @@ int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
     }
     return PT_OK;
 }
+
+/* second order: the product is bilinear, so the tangent of A's adjoint
+ * G op(B)^T gains G op(B')^T, and B's op(A)^T G gains op(A')^T G: the vjp
+ * with the other operand's tangent in place of its value (array.h) */
+int pt_matmul_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
+{
+    struct pt_view y[2];
+    int st = PT_OK;
+    if (x[0].adj && x[1].tan) {
+        y[0] = x[0];
+        y[1] = x[1];
+        y[1].val = x[1].tan;
+        y[1].adj = NULL;
+        st = pt_matmul_vjp(t, e, y, g);
+    }
+    if (!st && x[1].adj && x[0].tan) {
+        y[0] = x[0];
+        y[1] = x[1];
+        y[0].val = x[0].tan;
+        y[0].adj = NULL;
+        st = pt_matmul_vjp(t, e, y, g);
+    }
+    return st;
+}

@@ -533,3 +533,44 @@ int pt_reduce_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
     PT_FOR_ROWS(&L, o, n, s, { sum_row(x->tan + o[0], n, out + o[1], s[1]); });
     return PT_OK;
 }
+
+/* PROD, second order: each element's adjoint is g times the product of the
+ * others, whose tangent is the sum over the others' tangents of the product
+ * of the rest: prefix and suffix products carried as (value, tangent)
+ * pairs, exact with zeros as in the reverse rule.  MAX has no second term
+ * (which elements attain it depends on the values only), SUM and CUMSUM
+ * are linear. */
+int pt_reduce_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
+{
+    if (e->kind != PT_A_PROD || !x->adj || !x->tan)
+        return PT_OK;
+    const int64_t r = t->ar_par[e->par];
+    if (r <= 0)
+        return PT_OK;
+    const int64_t rows = x->size / r;
+    double *pv = malloc((size_t)(2 * r) * sizeof *pv);
+    if (!pv)
+        return PT_E_NOMEM;
+    double *pd = pv + r;
+    for (int64_t i = 0; i < rows; ++i) {
+        if (g[i] == 0.0)
+            continue;
+        const double *xr = x->val + i * r, *tr = x->tan + i * r;
+        double lv = 1.0, ld = 0.0;
+        for (int64_t k = 0; k < r; ++k) {
+            pv[k] = lv;
+            pd[k] = ld;
+            ld = ld * xr[k] + lv * tr[k];
+            lv *= xr[k];
+        }
+        double rv = 1.0, rd = 0.0;
+        for (int64_t k = r - 1; k >= 0; --k) {
+            pd[k] = pd[k] * rv + pv[k] * rd;
+            rd = rd * xr[k] + rv * tr[k];
+            rv *= xr[k];
+            x->adj[i * r + k] += pd[k] * g[i];
+        }
+    }
+    free(pv);
+    return PT_OK;
+}

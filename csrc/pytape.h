@@ -370,6 +370,13 @@ int pt_backward_array(pt_tape *t, int64_t out, const double *seed, int retain);
  * (aslots[k] an array LEAF, its seed aseeds[aoff[k] ..] of its size) */
 int pt_forward_tangent_arrays(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds,
                               int64_t narr, const int64_t *aslots, const int64_t *aoff, const double *aseeds);
+/* a Hessian-vector product on a tape with arrays: the tangent sweep with
+ * those seeds, then forward over reverse from out (a scalar slot or a
+ * one-element array); H v per scalar seed slot into sres, per array slot k
+ * into ares[aoff[k] ..] */
+int pt_hvp_arrays(pt_tape *t, int64_t out, int64_t nseeds, const int64_t *slots, const double *seeds,
+                  int64_t narr, const int64_t *aslots, const int64_t *aoff, const double *aseeds,
+                  double *sres, double *ares);
 /* the matrix product: dgemm of a BLAS (Fortran interface; ilp64: 64-bit
  * integers), or NULL for pytape's own loops */
 void pt_set_dgemm(void *dgemm, int ilp64);

@@ -11,9 +11,16 @@
  * times the cost of a gradient.  Second derivatives come from ops.def.  A zero
  * factor contributes nothing, as in the other sweeps.  A custom instruction
  * (custom.c) is a call back into Python, which differentiates the
- * primitive's reverse rule along the tangents (PT_CUSTOM_HVP). */
+ * primitive's reverse rule along the tangents (PT_CUSTOM_HVP).
+ *
+ * On a tape with arrays (pt_hvp_arrays, one direction) the scalar slots'
+ * tangents and adjoints are t->tan and t->adj, as in the other sweeps, and
+ * an array instruction's ybar' is its adt buffer (array.h: the kinds'
+ * second-derivative kernels), adjd[i] flagging whether it holds values. */
 #include <math.h>
+#include <string.h>
 #include "tape.h"
+#include "array.h"
 #include "rules.h"
 
 /* dst[k] += f * gd[k] + (f1 * t1[k] + f2 * t2[k]) * g, a zero factor passing nothing */
@@ -68,6 +75,11 @@ PT_INLINE int sweep_hessian(const pt_tape *t, int64_t out, const double *tan, do
             if (pt_custom_hvp(t, i, tan, adj, adjd, p))
                 return PT_E_CALLBACK;
             break;
+        case PT_ARRAY: {  /* pt_hvp_arrays only (p = 1): array.c */
+            const int st = pt_array_hvp((pt_tape *)t, i, adjd);
+            if (st)
+                return st;
+        } break;
         default: /* LEAF */
             break;
         }
@@ -121,6 +133,56 @@ static int hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, i
             grad[i] = inside ? adj[ins[i]] : 0.0;
         for (int64_t k = 0; k < p; ++k)
             result[i * p + k] = inside ? adjd[ins[i] * p + k] : 0.0;
+    }
+    return PT_OK;
+}
+
+/* forward over reverse on a tape with arrays: one direction (seeds for
+ * scalar and array leaves, as pt_forward_tangent_arrays), from out (a scalar
+ * slot, or an array of one element); H v into sres (per scalar seed slot)
+ * and ares (per array slot k at aoff[k], of its size).  Leaf grads are left
+ * as they were. */
+int pt_hvp_arrays(pt_tape *t, int64_t out, int64_t nseeds, const int64_t *slots, const double *seeds,
+                  int64_t narr, const int64_t *aslots, const int64_t *aoff, const double *aseeds,
+                  double *sres, double *ares)
+{
+    if (out < 0 || out >= t->n)
+        return PT_E_SLOT;
+    if (t->op[out] == PT_ARRAY && t->ar[t->a[out]].size != 1)
+        return PT_E_OP;
+    int st = pt_forward_tangent_arrays(t, nseeds, slots, seeds, narr, aslots, aoff, aseeds);
+    if (st)
+        return st;
+    const int64_t m = out + 1;
+    if (t->nar)
+        pt_array_give_back_dead(t, NULL, 0);
+    double *adjd;
+    if (pt_tape_adjoints(t, m) || !(adjd = pt_tape_scratch(t, m)))
+        return PT_E_NOMEM;
+    if (t->op[out] == PT_ARRAY) {
+        int fresh;
+        double *g = pt_arr_adj_buffer(t, out, &fresh);
+        if (!g)
+            return PT_E_NOMEM;
+        g[0] = 1.0;
+    } else {
+        t->adj[out] = 1.0;
+    }
+    pt_sweep_begin(t);
+    st = sweep_hessian(t, out, t->tan, t->adj, adjd, 1);
+    pt_sweep_end(t);
+    pt_array_leaf_unclaim(t, m);  /* grads the sweep wrote directly: zero again, as before it */
+    if (st)
+        return st;
+    for (int64_t k = 0; k < nseeds; ++k)
+        sres[k] = slots[k] < m ? adjd[slots[k]] : 0.0;
+    for (int64_t k = 0; k < narr; ++k) {
+        const int64_t s = aslots[k];
+        const struct pt_arr *e = &t->ar[t->a[s]];
+        if (s < m && adjd[s] != 0.0)
+            memcpy(ares + aoff[k], e->adt, (size_t)e->size * sizeof(double));
+        else
+            memset(ares + aoff[k], 0, (size_t)e->size * sizeof(double));
     }
     return PT_OK;
 }

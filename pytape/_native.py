@@ -199,6 +199,10 @@ def check(status, what="record", tape=None):
         if what == "tangent":
             raise MemoryError("pytape: out of memory allocating the tangents for a forward (tangent) sweep; "
                               "the tape is unchanged and the sweep can be retried once memory is freed")
+        if what == "hvp":
+            raise MemoryError("pytape: out of memory allocating the buffers of a Hessian-vector product "
+                              "(forward over reverse); the tape is unchanged and the sweep can be retried "
+                              "once memory is freed")
         raise MemoryError("pytape: out of memory while growing the tape; the tape is unchanged")
     if status == lib.PT_E_FULL:
         raise MemoryError("pytape: the tape reached its maximum of 2**31 - 1 slots")
@@ -227,10 +231,10 @@ def check(status, what="record", tape=None):
     if status == lib.PT_E_ARRAY:
         raise NotImplementedError(
             "pytape: this tape holds array operations (pytape.Tensor), which this sweep does not take yet: "
-            "Jacobian and Hessian blocks, Hessian-vector products, pytape.trace replays and batches, and "
-            "saved tapes work on scalar tapes only. On array programs use backward(), pytape.grad, "
-            "value_and_grad, vjp, jvp and jacobian; or record the program element by element on object "
-            "arrays of Vars (pytape.ops.VarArray)")
+            "the 64-wide Jacobian and Hessian blocks, pytape.trace replays and batches, and saved tapes work "
+            "on scalar tapes only. On array programs use backward(), pytape.grad, value_and_grad, vjp, jvp, "
+            "jacobian, hessian and hvp; or record the program element by element on object arrays of Vars "
+            "(pytape.ops.VarArray)")
     if status == lib.PT_E_NONFINITE:
         if tape is not None and what in ("backward", "tangent"):
             raise NonFiniteError(tape.bad, what)
@@ -568,6 +572,24 @@ def tangent_sweep_arrays(tape, slots, seeds, aslots, aseeds):
     check(lib.pt_forward_tangent_arrays(tape._p, slots.size, _i64(slots), _f64(seeds), aslots.size, _i64(aslots),
                                         _i64(offs), _f64(np.ascontiguousarray(flat, dtype=np.float64))),
           "tangent", tape)
+
+
+def hvp_arrays(tape, out, slots, seeds, aslots, aseeds):
+    """H v on a tape with arrays: the tangent sweep seeded as
+    :func:`tangent_sweep_arrays`, then forward over reverse from ``out`` (a
+    scalar slot or a one-element array slot).  Returns (per scalar slot, per
+    array slot: arrays of the seeds' shapes)."""
+    slots = np.ascontiguousarray(slots, dtype=np.int64)
+    seeds = np.ascontiguousarray(seeds, dtype=np.float64)
+    aslots = np.ascontiguousarray(aslots, dtype=np.int64)
+    sizes = [int(np.size(s)) for s in aseeds]
+    flat = np.concatenate([np.ravel(s) for s in aseeds]) if sizes else np.zeros(0)
+    offs = np.cumsum([0] + sizes[:-1]).astype(np.int64) if sizes else np.zeros(0, np.int64)
+    flat = np.ascontiguousarray(flat, dtype=np.float64)
+    sres, ares = np.zeros(slots.size), np.zeros(flat.size)
+    check(lib.pt_hvp_arrays(tape._p, out, slots.size, _i64(slots), _f64(seeds), aslots.size, _i64(aslots),
+                            _i64(offs), _f64(flat), _f64(sres), _f64(ares)), "hvp", tape)
+    return sres, [ares[o:o + n].reshape(np.shape(s)) for o, n, s in zip(offs, sizes, aseeds)]
 
 
 def _numpy_openblas():

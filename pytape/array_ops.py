@@ -594,7 +594,11 @@ def norm(x, ord=None, axis=None, keepdims=False):
 # ---- numpy's protocols ------------------------------------------------------------------
 
 def _values(*xs):
-    return [x.value if isinstance(x, (Tensor, Var)) else x for x in xs]
+    """The values of numpy functions without derivatives (comparisons, ...;
+    their answers are new arrays): a leaf's own array is read as it is, not
+    lent for writing as .value does, which would place the leaf again at its
+    next use."""
+    return [x._v if type(x) is TensorLeaf else x.value if isinstance(x, (Tensor, Var)) else x for x in xs]
 
 
 def _on_values(np_fn):

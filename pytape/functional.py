@@ -469,17 +469,20 @@ def jacobian(f, argnums=0, mode="auto", elementwise=False):
     return _jacobian(f, argnums, mode, "pytape.jacobian", elementwise)
 
 
-def hvp(f, x, v, argnums=0):
+def hvp(f, x, v, argnums=0, elementwise=False):
     """Hessian-vector product H v of a scalar f at x: one tangent pass and one
     reverse pass over f's tape (forward over reverse), never the full Hessian.
-    ``v`` has x's shape (x's tree for a pytree x).
+    ``v`` has x's shape (x's tree for a pytree x).  Array arguments reach f as
+    ``pytape.Tensor`` s (one instruction per numpy operation, the sweeps through
+    the array instructions in C); ``elementwise=True`` gives f object arrays
+    of Vars instead, as for :func:`grad`.
 
     >>> import numpy as np, pytape
     >>> f = lambda x: x[0] ** 2 * x[1] + pytape.sin(x[1])
     >>> pytape.hvp(f, np.array([1.0, 2.0]), np.array([1.0, 0.0]))   # column 0 of [[2 x1, 2 x0], [2 x0, -sin x1]]
     array([4., 2.])
     """
-    call = _Call(f, (x,), 0, "pytape.hvp", tensors=False)
+    call = _Call(f, (x,), 0, "pytape.hvp", elementwise=elementwise)
     rec = call.rec
     vs = [_vector(u, rec, j, "v").reshape(-1) for j, u in enumerate(_tree_like(v, call.groups[0][0], "v"))]
     seeds = np.concatenate(vs).reshape(-1, 1) if vs else np.zeros((0, 1))
@@ -488,12 +491,14 @@ def hvp(f, x, v, argnums=0):
     return call.pack([rec.shaped_in(j, col[bounds[j]:bounds[j + 1]]) for j in range(len(rec.sizes))])
 
 
-def hessian(f, argnums=0):
+def hessian(f, argnums=0, elementwise=False):
     """The Hessian of a scalar f: shape ``in.shape + in.shape`` (for a tuple of
     argnums, a nested tuple of blocks ``in_j.shape + in_k.shape``).
 
-    Computed as Hessian-vector products with the unit vectors, 64 directions
-    per forward-over-reverse pass; symmetric up to rounding.
+    Computed as Hessian-vector products with the unit vectors: on object
+    arrays of Vars (``elementwise=True``, or scalar arguments) 64 directions
+    per forward-over-reverse pass, on Tensors (array arguments) one pass per
+    direction through the array instructions; symmetric up to rounding.
 
     >>> import numpy as np, pytape
     >>> pytape.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 2.0]))
@@ -503,7 +508,7 @@ def hessian(f, argnums=0):
     check_argnums(argnums, "pytape.hessian")
 
     def wrapper(*args):
-        call = _Call(f, args, argnums, "pytape.hessian", tensors=False)
+        call = _Call(f, args, argnums, "pytape.hessian", elementwise=elementwise)
         # blocks H[j][k] per pair of flat leaves -> the trees, rows by the
         # arguments' trees and each row's blocks too (dtype: the column's leaf)
         return call.pack([call.pack(list(row)) for row in call.rec.hessian()], cast=False)

@@ -439,6 +439,7 @@ class TensorRecording(Program):
                     var_leaves.append(leaf)
                 else:
                     leaf = TensorLeaf._make(np.array(arr, dtype=np.float64, order="C"), True)
+                    leaf._seal()  # f reading its value must not place it again
                     h = _place_leaf(leaf, self.tape)
                     if h < 0:
                         _native.check(h, "record", self.tape._c)
@@ -573,7 +574,30 @@ class TensorRecording(Program):
         return self._tangent([np.asarray(v, dtype=np.float64).reshape(-1) for v in vectors])
 
     def hvps(self, seeds):
-        raise NeedsElements("second order on a Tensor recording")
+        """seeds (nin, p) over all arguments' elements -> (nin, p) of H v: one
+        tangent sweep and one forward-over-reverse sweep per column, in C."""
+        scalar_output(self, "hessian")
+        n, p = seeds.shape
+        result = np.zeros((n, p))
+        if self.kind == "constant":
+            return result
+        bounds = np.cumsum([0] + self.sizes)
+        arrays = [j for j, a in enumerate(self._is_array) if a]
+        scalars = [j for j, a in enumerate(self._is_array) if not a]
+        c = self.tape._c
+        for col in range(p):
+            if not seeds[:, col].any():
+                continue
+            seed = [seeds[bounds[j]:bounds[j + 1], col] for j in range(len(self.sizes))]
+            with explain(self.tape):
+                sres, ares = _native.hvp_arrays(
+                    c, self._out, [self._slots[j] for j in scalars], [seed[j][0] for j in scalars],
+                    [self._slots[j] for j in arrays], [seed[j].reshape(self.shapes[j]) for j in arrays])
+            for j, r in zip(scalars, sres):
+                result[bounds[j], col] = r
+            for j, r in zip(arrays, ares):
+                result[bounds[j]:bounds[j + 1], col] = r.reshape(-1)
+        return result
 
 
 def _as_output(out):

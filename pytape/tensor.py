@@ -150,6 +150,18 @@ class Tensor(metaclass=_TensorType):
     def __int__(self):
         return int(self.item())
 
+    def __round__(self, ndigits=None):  # of a one-element Tensor's value, as float's (and Var's): not recorded
+        return round(self.item(), ndigits)
+
+    def __trunc__(self):
+        return math.trunc(self.item())
+
+    def __floor__(self):
+        return math.floor(self.item())
+
+    def __ceil__(self):
+        return math.ceil(self.item())
+
     def __bool__(self):
         if self.size != 1:
             raise ValueError("the truth value of a Tensor with more than one element is ambiguous. "
@@ -285,7 +297,11 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
     # anyone may write to it (the value getter), so a tape's values never change;
     # _gs: the grad's state cell (C reads and sets it, pytape.h: pt_grad_state):
     # zero (_g's memory stale), held (_g holds it) or claimed (a sweep writes it)
-    __slots__ = ("_v", "_g", "_gs", "_hs", "_hh", "_lent", "_args")
+    # _ro: None, or for an argument of a function being transformed (pytape.grad,
+    # hessian, ...: program.TensorRecording) a read-only view of _v that .value
+    # answers: reading it must not place the leaf again (the recording
+    # differentiates with respect to its first placement)
+    __slots__ = ("_v", "_g", "_gs", "_hs", "_hh", "_lent", "_args", "_ro")
 
     @classmethod
     def _make(cls, value, requires_grad=True):
@@ -299,7 +315,15 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
         x._hs = 0
         x._lent = False
         x._args = None  # _place_leaf's C arguments for _v and _g (_native.leaf_arguments)
+        x._ro = None
         return x
+
+    def _seal(self):
+        """Make .value a read-only view that never places the leaf again (an
+        argument of a transformed function: pytape/program.py)."""
+        ro = self._v.view()
+        ro.flags.writeable = False
+        self._ro = ro
 
     @property
     def shape(self):
@@ -310,7 +334,11 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
     def value(self):
         """The leaf's own array (alias ``.data``): writable; a change applies
         to the next recording that uses the leaf (tapes keep the values they
-        recorded), so ``w.data -= lr * w.grad`` is a gradient step."""
+        recorded), so ``w.data -= lr * w.grad`` is a gradient step.  Inside a
+        function that pytape.grad, hessian, ... transform, an array argument's
+        value is a read-only view."""
+        if self._ro is not None:
+            return self._ro
         if self._lent:  # tapes hold this array: they keep it, the leaf takes a copy to be written
             self._v = np.array(self._v)
             self._lent = False
@@ -319,6 +347,9 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
 
     @value.setter
     def value(self, v):
+        if self._ro is not None:
+            raise TypeError("pytape: an argument of a function being differentiated is read only: its value "
+                            "cannot be set inside the function (compute a new Tensor from it instead)")
         v = _as_float64(v, "value")
         if v.shape != self._v.shape:
             raise ValueError(f"value: shape {v.shape} does not match the leaf's shape {self._v.shape}")

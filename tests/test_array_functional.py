@@ -259,11 +259,17 @@ def test_second_order_and_composition_give_the_same_numbers(monkeypatch):
     assert np.allclose(g, pytape.grad(f)(x) + H @ x, rtol=1e-12)
 
 
-def test_hessian_and_hvp_do_not_record_tensors(monkeypatch):
+def test_hessian_and_hvp_record_tensors_unless_elementwise(monkeypatch):
     seen = watch(monkeypatch)
-    pytape.hessian(lambda v: np.sum(v ** 3))(np.array([1.0, 2.0]))
-    pytape.hvp(lambda v: np.sum(v ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))
-    assert seen == []
+    f = lambda v: np.sum(v ** 3)  # noqa: E731
+    x = np.array([1.0, 2.0])
+    H = pytape.hessian(f)(x)
+    Hv = pytape.hvp(f, x, np.array([1.0, 0.0]))
+    assert seen == ["tensor", "tensor"]
+    assert H.tolist() == [[6.0, 0.0], [0.0, 12.0]] and Hv.tolist() == [6.0, 0.0]
+    assert pytape.hessian(f, elementwise=True)(x).tolist() == H.tolist()
+    assert pytape.hvp(f, x, np.array([1.0, 0.0]), elementwise=True).tolist() == Hv.tolist()
+    assert seen == ["tensor", "tensor"]
 
 
 def test_a_closure_over_an_outer_var_records_on_object_arrays():
@@ -299,3 +305,39 @@ def test_with_more_tapes_alive_than_handle_ids_tensors_still_record(monkeypatch)
     del tapes
     assert seen == ["tensor"] * len(seen) and seen
     assert np.allclose(g, pytape.grad(logistic_loss, elementwise=True)(w), rtol=1e-12)
+
+
+# ---- reading an argument's values inside f -----------------------------------------------
+
+@pytest.mark.parametrize("f", [
+    lambda x: np.sum(x[x > 0] ** 2),                                  # a mask from a comparison
+    lambda x: np.sum(np.where(x > 0, x ** 3, np.exp(x))),             # np.where on a comparison
+    lambda x: np.sum((x > 0) * x * x),
+    lambda x: np.sum(x * x) * (2.0 if float(x[0, 0]) > 0 else 1.0),  # a Python branch on an element
+    lambda x: np.sum(x * x) * float(np.sum(getattr(x, "value", x)) > 0),   # x.value itself
+    lambda x: np.sum(x ** 3) * (1.0 if x.tolist()[0][0] > 0 else 2.0),
+], ids=["mask", "where", "times comparison", "float branch", "value", "tolist"])
+def test_reading_the_arguments_values_keeps_the_derivatives(f):
+    """Values read from an argument (comparisons, float(), .value) come from
+    the argument's read-only view: the recording still differentiates with
+    respect to it (reading .value used to place the leaf again, and the
+    derivatives went to the copy: zero, silently)."""
+    x = np.array([[0.3, -0.7, 1.1], [0.9, 0.2, -0.4]])
+    g = pytape.grad(f)(x)
+    assert np.abs(g).max() > 0.1
+    np.testing.assert_allclose(g, fd_grad(f, x), rtol=1e-6, atol=1e-8)
+    v = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    np.testing.assert_allclose(pytape.hvp(f, x, v), pytape.hvp(f, x, v, elementwise=True), rtol=1e-12, atol=1e-12)
+
+
+def test_an_argument_is_read_only_inside_f():
+    def f(x):
+        with pytest.raises(ValueError):
+            x.value[0] = 1.0          # numpy: assignment destination is read-only
+        with pytest.raises(TypeError, match="read only"):
+            x.value = np.zeros(3)
+        return np.sum(x * x)
+    np.testing.assert_array_equal(pytape.grad(f)(np.array([1.0, 2.0, 3.0])), [2.0, 4.0, 6.0])
+    leaf = pytape.Tensor([1.0, 2.0])  # outside transformations a leaf's value stays its own writable array
+    leaf.value[0] = 5.0
+    assert leaf.value.tolist() == [5.0, 2.0]

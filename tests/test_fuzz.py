@@ -104,7 +104,7 @@ def run(prog, x):
             nodes.append(math.atan(float(at(s[1]))))
         elif kind == "detach":
             v = at(s[1])
-            nodes.append(v.detach() if isinstance(v, pytape.Var) else v)
+            nodes.append(v.detach() if isinstance(v, (pytape.Var, pytape.Tensor)) else v)
         else:  # no_grad
             with pytape.no_grad():
                 nodes.append(at(s[1]) * s[2])

@@ -343,7 +343,7 @@ def test_np_gradient_of_a_transformations_array_is_differentiated():
         e[k] = 1.0
         uy, ux = np.gradient(e.reshape(3, 4))
         assert np.array_equal(gy.reshape(12, 12)[:, k], uy.ravel()) and np.array_equal(gx.reshape(12, 12)[:, k], ux.ravel())
-    H = pytape.hessian(lambda a: np.sum(np.gradient(a) ** 2))(x)
+    H = pytape.hessian(lambda a: np.sum(np.gradient(a) ** 2), elementwise=True)(x)
     D = np.stack([np.gradient(e) for e in np.eye(len(x))], axis=1)
     assert np.allclose(H, 2.0 * D.T @ D, rtol=1e-14)
     fn = pytape.trace(lambda a: np.sum(np.gradient(a) ** 2), x)

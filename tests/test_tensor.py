@@ -15,6 +15,8 @@ import sys
 import threading
 import warnings
 
+import math
+
 import numpy as np
 import pytest
 
@@ -613,3 +615,11 @@ def test_a_failed_sweep_leaves_a_zero_grad_zero():
         y = np.sum(w * w)
     y.backward()
     np.testing.assert_array_equal(w.grad, 2.0 * w.value)
+
+
+def test_one_element_tensors_round_like_floats():
+    t = pytape.Tensor([2.56])
+    assert round(t) == 3 and round(t, 1) == 2.6 and math.trunc(-t[0]) == -2
+    assert math.floor(t) == 2 and math.ceil(t) == 3
+    with pytest.raises(ValueError, match="one-element"):
+        round(pytape.Tensor([1.0, 2.0]))

@@ -628,9 +628,25 @@ def main_arrays(mode, repeat, names, log, print_=print):
            "forward and a hand-written backward with numpy's kernels")
     print_()
     print_(format_arrays(rows))
+    from .second_order import SECOND_ORDER_ENGINES, SECOND_ORDER_SIZES, format_second_order, run_second_order
+    second = []
+    for n in names:
+        try:
+            second.append(SECOND_ORDER_ENGINES[n]())
+        except (ImportError, KeyError):
+            pass
+    srows = run_second_order(list(SECOND_ORDER_SIZES["quick"]), SECOND_ORDER_SIZES[
+        "quick" if mode == "quick" else "default"], second, repeat, log,
+        sample_ns=2_000_000 if mode == "quick" else 20_000_000)
+    print_()
+    print_("second order: whole calls (record and sweeps) of the gradient and of a Hessian-vector product H v "
+           "(pytape: forward over reverse; torch: double backward; autograd: hessian_vector_product; jax: jvp "
+           "of grad), same timing")
+    print_()
+    print_(format_second_order(srows))
     per, scalar = tape_bytes()
     print_()
     print_("pytape tape bytes per array instruction beyond its values (and adjoints), used: "
            + ", ".join(f"n={n}: {b:.0f} before backward, {a:.0f} after" for n, (b, a) in per.items())
            + f"; scalar Var instruction: {scalar:.1f}")
-    return 1 if any(r.engine == "pytape" and r.note for r in rows) else 0
+    return 1 if any(r.engine == "pytape" and r.note for r in rows + srows) else 0
