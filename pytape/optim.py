@@ -1,5 +1,8 @@
-"""Optimizers for ``Var`` parameters in the style of ``torch.optim``:
-``SGD`` (with momentum) and ``Adam``; ``step()`` and ``zero_grad()``.
+"""Optimizers in the style of ``torch.optim``: ``SGD`` (with momentum) and
+``Adam``; ``step()`` and ``zero_grad()``.  Parameters are ``Var`` leaves
+(micrograd's modules) or ``pytape.Tensor`` leaves (the array layers of
+``pytape.nn``), whose arrays are updated in place with numpy: the optimizer's
+state (momentum, moments) is one array per parameter.
 
 >>> import random, pytape
 >>> from pytape.nn import MLP
@@ -14,6 +17,10 @@ True
 """
 import math
 import numbers
+
+import numpy as np
+
+from .tensor import Tensor
 
 __all__ = ["SGD", "Adam"]
 
@@ -39,9 +46,19 @@ class _Optimizer:
                 raise TypeError("optimizers take leaves that require grad (model.parameters())")
 
     def zero_grad(self):
-        """Set every parameter's grad to 0."""
+        """Set every parameter's grad to 0 (a Tensor's without a pass over its memory)."""
         for p in self.params:
-            p.grad = 0.0
+            p.zero_grad()
+
+    @staticmethod
+    def _grad_of(p, weight_decay):
+        """p's gradient plus weight_decay * p: a float, or a new array for a Tensor."""
+        if isinstance(p, Tensor):
+            g = np.array(p.grad)
+            if weight_decay:
+                g += weight_decay * p.data
+            return g
+        return p.grad + weight_decay * p.data
 
 
 class SGD(_Optimizer):
@@ -58,14 +75,28 @@ class SGD(_Optimizer):
         super().__init__(params)
         self.lr, self.momentum = _hyper("SGD: lr", lr), _hyper("SGD: momentum", momentum)
         self.weight_decay = _hyper("SGD: weight_decay", weight_decay)
-        self._v = [0.0] * len(self.params)
+        self._v = [None] * len(self.params)
 
     def step(self):
         """One update from the parameters' current grad."""
         for k, p in enumerate(self.params):
-            g = p.grad + self.weight_decay * p.data
-            v = self._v[k] = self.momentum * self._v[k] + g if self.momentum else g
-            p.data = p.data - self.lr * v
+            g = self._grad_of(p, self.weight_decay)
+            array = isinstance(p, Tensor)
+            v = g
+            if self.momentum:  # torch's buffer: the first step's gradient, then momentum * v + g
+                v = self._v[k]
+                if v is None:
+                    v = self._v[k] = g.copy() if array else g
+                elif array:
+                    v *= self.momentum
+                    v += g
+                else:
+                    v = self._v[k] = self.momentum * v + g
+            if array:
+                data = p.data   # the leaf's own array (copied first if a tape still holds it)
+                data -= self.lr * v
+            else:
+                p.data = p.data - self.lr * v
 
 
 class Adam(_Optimizer):
@@ -85,8 +116,8 @@ class Adam(_Optimizer):
                       _hyper("Adam: betas[1]", betas[1], 0.0, 1.0, True))
         self.lr, self.eps = _hyper("Adam: lr", lr), _hyper("Adam: eps", eps)
         self.weight_decay = _hyper("Adam: weight_decay", weight_decay)
-        self._m = [0.0] * len(self.params)
-        self._s = [0.0] * len(self.params)
+        self._m = [np.zeros(p.shape) if isinstance(p, Tensor) else 0.0 for p in self.params]
+        self._s = [np.zeros(p.shape) if isinstance(p, Tensor) else 0.0 for p in self.params]
         self._t = 0
 
     def step(self):
@@ -95,7 +126,23 @@ class Adam(_Optimizer):
         b1, b2 = self.betas
         c1, c2 = 1.0 - b1 ** self._t, 1.0 - b2 ** self._t
         for k, p in enumerate(self.params):
-            g = p.grad + self.weight_decay * p.data
+            g = self._grad_of(p, self.weight_decay)
+            if isinstance(p, Tensor):  # in place, in torch's order of operations
+                m, s = self._m[k], self._s[k]
+                m *= b1
+                m += (1.0 - b1) * g
+                s *= b2
+                np.multiply(g, g, out=g)
+                g *= 1.0 - b2
+                s += g
+                denom = np.sqrt(s)
+                denom /= math.sqrt(c2)
+                denom += self.eps
+                np.divide(m, denom, out=denom)
+                denom *= self.lr / c1
+                data = p.data   # the leaf's own array (copied first if a tape still holds it)
+                data -= denom
+                continue
             m = self._m[k] = b1 * self._m[k] + (1.0 - b1) * g
             s = self._s[k] = b2 * self._s[k] + (1.0 - b2) * g * g
             p.data = p.data - self.lr * (m / c1) / (math.sqrt(s / c2) + self.eps)

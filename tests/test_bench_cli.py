@@ -124,6 +124,19 @@ def test_arrays_quick_prints_its_table():
                 assert name in engines, (case, name)
     assert "bytes per array instruction" in out and "scalar Var instruction" in out
     assert "ops 100 ops, n=10: pytape" in r.stderr  # progress, one line per engine and size
+    # the second-order table: pytape's hvp / grad on each program, a number
+    lines = out.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("program") and "hvp / grad" in line)
+    table = lines[start + 2:lines.index("", start)]
+    mine = {line.split()[0]: line for line in table if " pytape " in line}
+    assert set(mine) == {"rosenbrock", "mlp"}, table
+    for line in mine.values():
+        assert 0.5 < float(line.split()[-1]) < 10.0, line
+    # the training steps: a row per model and engine, others against pytape
+    start = next(k for k, line in enumerate(lines) if line.startswith("model") and "vs pytape" in line)
+    table = lines[start + 2:]
+    assert {line.split()[0] for line in table if " pytape " in line} == {"mlp", "digits"}
+    assert "training digits: pytape" in r.stderr
 
 
 def test_arrays_rejects_scalar_engines():

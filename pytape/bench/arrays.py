@@ -629,24 +629,42 @@ def main_arrays(mode, repeat, names, log, print_=print):
     print_()
     print_(format_arrays(rows))
     from .second_order import SECOND_ORDER_ENGINES, SECOND_ORDER_SIZES, format_second_order, run_second_order
-    second = []
-    for n in names:
-        try:
-            second.append(SECOND_ORDER_ENGINES[n]())
-        except (ImportError, KeyError):
-            pass
-    srows = run_second_order(list(SECOND_ORDER_SIZES["quick"]), SECOND_ORDER_SIZES[
-        "quick" if mode == "quick" else "default"], second, repeat, log,
-        sample_ns=2_000_000 if mode == "quick" else 20_000_000)
+    from .training import TRAINING_CASES, TRAINING_ENGINES, format_training, peak_memory, run_training
+    sample = 2_000_000 if mode == "quick" else 20_000_000
+    srows = run_second_order(list(SECOND_ORDER_SIZES[mode]), SECOND_ORDER_SIZES[mode],
+                             _engines(SECOND_ORDER_ENGINES, names), repeat, log, sample_ns=sample)
     print_()
     print_("second order: whole calls (record and sweeps) of the gradient and of a Hessian-vector product H v "
            "(pytape: forward over reverse; torch: double backward; autograd: hessian_vector_product; jax: jvp "
            "of grad), same timing")
     print_()
     print_(format_second_order(srows))
+    trows = run_training(list(TRAINING_CASES), _engines(TRAINING_ENGINES, names), repeat, log, sample_ns=sample)
+    if mode != "quick":
+        for row in trows:
+            if not row.note:
+                row.peak = peak_memory(row.engine, row.case)
+    print_()
+    print_(f"training steps: zero grads, forward (Linear, ReLU, Linear), softmax cross-entropy, backward, SGD "
+           f"with momentum; each engine's own nn and optim (autograd, jax: grad and the update in their numpy); "
+           f"same timing; peak memory: the high-water mark of resident memory over 50 steps above the memory "
+           f"before them, in a fresh process{' (not measured with --quick)' if mode == 'quick' else ''}")
+    print_()
+    print_(format_training(trows))
     per, scalar = tape_bytes()
     print_()
     print_("pytape tape bytes per array instruction beyond its values (and adjoints), used: "
            + ", ".join(f"n={n}: {b:.0f} before backward, {a:.0f} after" for n, (b, a) in per.items())
            + f"; scalar Var instruction: {scalar:.1f}")
-    return 1 if any(r.engine == "pytape" and r.note for r in rows + srows) else 0
+    return 1 if any(r.engine == "pytape" and r.note for r in rows + srows + trows) else 0
+
+
+def _engines(table, names):
+    """The engines of ``table`` among ``names`` that import."""
+    out = []
+    for n in names:
+        try:
+            out.append(table[n]())
+        except (ImportError, KeyError):
+            pass
+    return out

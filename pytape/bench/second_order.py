@@ -58,7 +58,7 @@ SECOND_ORDER_CASES = {
     "mlp": Case("mlp", lambda n: f"batch 128, 784-{n}-10 (W1)", _mlp_inputs, _mlp_mse),
 }
 SECOND_ORDER_SIZES = {"quick": {"rosenbrock": [1000], "mlp": [32]},
-                      "default": {"rosenbrock": [10 ** 4], "mlp": [256]}}
+                      "default": {"rosenbrock": [10 ** 3, 10 ** 5], "mlp": [256]}}
 
 
 # ---- the engines: (grad(x), hvp(x, v)) as whole calls ----------------------------------------
