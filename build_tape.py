@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
 SOURCES = ["tape.c", "tape_compile.c", "tape_load.c", "custom.c", "sweep_forward.c", "sweep_reverse.c",
            "sweep_tangent.c", "sweep_block.c", "sweep_hessian.c", "sweep_batch.c", "array.c",
-           "array_elementwise.c", "array_movement.c", "array_reduce.c", "array_matmul.c"]
+           "array_elementwise.c", "array_movement.c", "array_reduce.c", "array_matmul.c", "array_custom.c"]
 DEPENDS = ["pytape.h", "tape.h", "array.h", "rules.h", "ops.def", "forms.h"]
 
 
@@ -45,6 +45,8 @@ def _cdef():
             decls.append(f"int64_t pt_rec_{name}_CV(double a, int64_t hb);\n")
     # the callback of custom instructions (pytape.h: pt_custom_fn), defined in
     # Python (pytape/_native.py, @ffi.def_extern) and registered at import
+    decls.append('extern "Python" int pt_py_custom_array(int, int64_t, int64_t, const double *const *, '
+                 'const double *const *, const double *, const double *, double *const *);\n')
     decls.append('extern "Python" int pt_py_custom(int, int32_t, int64_t, int64_t, uint64_t, const double *, '
                  'double, int64_t, const double *, double *);\n')
     return "".join(decls)

@@ -400,6 +400,7 @@ static const struct kernels {
     [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
     [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
     [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp, 1, 0, NULL, pt_matmul_hvp},
+    [PT_A_CUSTOM] = {NULL, pt_custom_array_vjp, pt_custom_array_jvp, 0, 0, NULL, pt_custom_array_hvp},
 };
 
 /* ---- recording ------------------------------------------------------------- */
@@ -805,13 +806,17 @@ static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, i
         return (mk == (double)xsize && kn == (double)ysize && (double)nb * m * n == (double)e->size) ? PT_OK
                                                                                                   : PT_E_SHAPE;
     }
+    case PT_A_CUSTOM:  /* the shape the caller gives, its value computed in Python */
+        return e->npar == 1 ? PT_OK : PT_E_SHAPE;
     default:
         return PT_E_OP;
     }
 }
 
-int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape_in,
-                      int64_t npar, const int64_t *par)
+/* an instruction of `kind` on operand handles hs; its value computed by the
+ * kind's kernel, or copied from data (CUSTOM) */
+static int64_t record_kind(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape_in,
+                           int64_t npar, const int64_t *par, const double *data)
 {
     if (nargs < 1 || nargs > PT_ARRAY_MAX_ARGS || npar < 0)
         return PT_E_SHAPE;
@@ -849,10 +854,26 @@ int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, 
     if (!st && (e.size = shape_size(e.ndim, shape)) < 0)
         st = e.size;
     if (!st)
-        st = append(t, &e, shape, args, par, NULL);
+        st = append(t, &e, shape, args, par, data);
+    if (st >= 0 && kind == PT_A_CUSTOM)
+        ++t->nacu;
     if (args != stack_args)
         free(args);
     return st;
+}
+
+int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape_in,
+                      int64_t npar, const int64_t *par)
+{
+    if (kind == PT_A_CUSTOM)
+        return PT_E_OP;  /* pt_arr_custom: it has a value */
+    return record_kind(kind, nargs, hs, ndim, shape_in, npar, par, NULL);
+}
+
+int64_t pt_arr_custom(int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape, const double *data,
+                      int64_t key)
+{
+    return record_kind(PT_A_CUSTOM, nargs, hs, ndim, shape, 1, &key, data);
 }
 
 int64_t pt_arr_sum_all(int64_t ha)

@@ -32,8 +32,9 @@
  * The kernels of each kind live beside each other: elementwise rows
  * (array_elementwise.c, generated from ops.def), views and gathers
  * (array_movement.c), reductions and scans (array_reduce.c), matrix
- * products (array_matmul.c); array.c holds the table, recording and the
- * dispatch of the sweeps.
+ * products (array_matmul.c), custom primitives (array_custom.c: calls back
+ * into Python); array.c holds the table, recording and the dispatch of the
+ * sweeps.
  */
 #ifndef PT_ARRAY_H
 #define PT_ARRAY_H
@@ -257,6 +258,10 @@ int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
  * linear (MAX: the selection depends on values only) have no second term.
  * g holds every element (not uniform). */
 int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
+/* custom primitives on arrays (array_custom.c): every rule is a call back into Python */
+int pt_custom_array_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
+int pt_custom_array_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
+int pt_custom_array_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_reduce_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_matmul_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 

@@ -305,11 +305,12 @@ int64_t pt_tape_tangent_n(const pt_tape *t);      /* slots the last tangent swee
  *   PROD         par = [r]: products of rows of r
  *   CUMSUM       par = [r]: cumulative sums along rows of r (the shape is x's)
  *   CONCAT       the operands' elements one after another
+ *   CUSTOM       par = [key]: a custom primitive on arrays (pt_arr_custom)
  */
 enum pt_array_kind {
     PT_A_CONST = 1, PT_A_LEAF = 2, PT_A_MAP1 = 3, PT_A_MAP2 = 4, PT_A_SUM = 5, PT_A_VIEW = 6,
     PT_A_GATHER = 7, PT_A_MATMUL = 8, PT_A_MAX = 9, PT_A_PROD = 10, PT_A_CUMSUM = 11, PT_A_CONCAT = 12,
-    PT_A_NUM_KINDS = 13
+    PT_A_CUSTOM = 13, PT_A_NUM_KINDS = 14
 };
 enum pt_array_limits { PT_ARRAY_MAX_DIMS = 32, PT_ARRAY_MAX_ARGS = 1024 };
 int pt_array_op(void);
@@ -370,6 +371,21 @@ int pt_backward_array(pt_tape *t, int64_t out, const double *seed, int retain);
  * (aslots[k] an array LEAF, its seed aseeds[aoff[k] ..] of its size) */
 int pt_forward_tangent_arrays(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds,
                               int64_t narr, const int64_t *aslots, const int64_t *aoff, const double *aseeds);
+/* a custom primitive on arrays (kind PT_A_CUSTOM): one instruction on the
+ * operands hs (handles of arrays or scalars of one tape), of the given shape
+ * and value (data, copied: Python computed it); `key` names Python's record
+ * of the call.  Its sweeps call the callback below: mode PT_CUSTOM_VJP adds
+ * to outs[j] (operand j's adjoint buffer of its size, NULL: not needed) what
+ * the cotangent g (of y's size) gives it; PT_CUSTOM_JVP adds to outs[0] (y's
+ * size) the tangent due to the operands' tangents tans[j] (NULL: zero);
+ * PT_CUSTOM_HVP asks for the second-order term (g, tans, outs as for both).
+ * The callback answers 0, or -1 after a failure (the sweep stops:
+ * PT_E_CALLBACK). */
+typedef int (*pt_custom_array_fn)(int mode, int64_t key, int64_t nargs, const double *const *vals,
+                                  const double *const *tans, const double *y, const double *g, double *const *outs);
+void pt_set_custom_array_callback(pt_custom_array_fn f);
+int64_t pt_arr_custom(int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape, const double *data,
+                      int64_t key);
 /* a Hessian-vector product on a tape with arrays: the tangent sweep with
  * those seeds, then forward over reverse from out (a scalar slot or a
  * one-element array); H v per scalar seed slot into sres, per array slot k

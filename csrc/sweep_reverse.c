@@ -48,10 +48,11 @@ PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int c
             if (st)
                 return st < 0 ? st : i;
         } break;
-        case PT_ARRAY:  /* an array kernel's adjoint rule (array.c) */
-            if (pt_array_vjp((pt_tape *)t, i))
-                return PT_SWEEP_NOMEM;
-            break;
+        case PT_ARRAY: {  /* an array kernel's adjoint rule (array.c) */
+            const int st = pt_array_vjp((pt_tape *)t, i);
+            if (st)
+                return st == PT_E_CALLBACK ? PT_E_CALLBACK : PT_SWEEP_NOMEM;
+        } break;
         default: /* LEAF: its adjoint is final */
             break;
         }

@@ -141,6 +141,7 @@ struct pt_tape {
     int64_t ncu_arg, cu_arg_cap;
     int64_t *cu_start;         /* custom k's operands: cu_arg[cu_start[k] .. cu_start[k + 1]) */
     int64_t ncu, cu_cap;       /* custom instructions; cu_start holds ncu + 1 entries */
+    int64_t nacu;              /* custom array instructions (array_custom.c): sweeps call back too */
     int32_t *cu_reg;           /* register plan: cu_arg with slots as registers (ncu_arg) */
 
     struct pt_arr *ar;         /* array table (array.h): entry of every ARRAY instruction */
@@ -225,7 +226,7 @@ static inline int pt_sweep_begin(pt_tape *t)
 {
     if (t->busy)
         return PT_E_BUSY;
-    t->busy = t->ncu > 0;
+    t->busy = t->ncu > 0 || t->nacu > 0;
     return PT_OK;
 }
 static inline void pt_sweep_end(pt_tape *t) { t->busy = 0; }

@@ -40,8 +40,9 @@ from .array_ops import logsumexp, softmax, log_softmax  # noqa: E402
 from .functional import grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 from .checks import gradcheck, gradgradcheck
 from .custom import Primitive, primitive
+from .checkpointing import checkpoint
 from .tracing import CompiledFunction, trace
-from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP
+from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP; array layers
 from . import autograd  # noqa: E402  PyTorch-style autograd.grad
 from . import optimize  # noqa: E402  scipy.optimize.minimize with tape derivatives
 from . import optim  # noqa: E402  SGD, Adam
@@ -56,6 +57,6 @@ __all__ = [
     "Var", "Value", "Tape", "current_tape", "no_grad", "enable_grad", "is_grad_enabled",
     "TapeConsumedError", "TapeThreadError", "MixedTapesError", "nn", "autograd", "optimize", "optim", "to_dot", "render", "detect_anomaly", "is_anomaly_enabled",
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
-    "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError", "primitive", "Primitive",
+    "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError", "primitive", "Primitive", "checkpoint",
     "Tensor", "array", "logsumexp", "softmax", "log_softmax",
 ] + _ops_all

@@ -347,6 +347,80 @@ def pt_py_custom(mode, fn, i, nargs, slots, x, y, lanes, inp, out):
 
 lib.pt_set_custom_callback(lib.pt_py_custom)
 
+_custom_array_handler = [None]
+
+
+def set_custom_array_handler(handler):
+    """``handler(mode, key, call)`` answers C's calls for custom primitives on
+    arrays (pytape/custom.py): ``mode`` CUSTOM_VJP, CUSTOM_JVP or CUSTOM_HVP,
+    ``key`` Python's record of the call, ``call`` an :class:`ArrayCall`
+    (numpy views of the operands, result, cotangent and output buffers)."""
+    _custom_array_handler[0] = handler
+
+
+class ArrayCall:
+    """The buffers of one callback for a custom array instruction, as numpy
+    views of shapes the handler knows (valid during the callback only): the
+    operands' values ``val(j, shape)`` and tangents ``tan(j, shape)`` (None:
+    zero), the result ``y(shape)``, the cotangent ``g(shape)``, and the
+    writable outputs ``out(j, shape)`` (None: not needed), which the handler
+    adds its answers to."""
+
+    __slots__ = ("_vals", "_tans", "_y", "_g", "_outs")
+
+    def __init__(self, vals, tans, y, g, outs):
+        self._vals, self._tans, self._y, self._g, self._outs = vals, tans, y, g, outs
+
+    @staticmethod
+    def _at(p, shape, writable=False):
+        if p == ffi.NULL:
+            return None
+        n = 1
+        for d in shape:
+            n *= d
+        a = np.frombuffer(ffi.buffer(p, 8 * n), dtype=np.float64).reshape(shape)
+        if not writable:
+            a.flags.writeable = False
+        return a
+
+    def val(self, j, shape):
+        return self._at(self._vals[j], shape)
+
+    def tan(self, j, shape):
+        return self._at(self._tans[j], shape)
+
+    def y(self, shape):
+        return self._at(self._y, shape)
+
+    def g(self, shape):
+        return self._at(self._g, shape)
+
+    def out(self, j, shape):
+        return self._at(self._outs[j], shape, True)
+
+
+@ffi.def_extern()
+def pt_py_custom_array(mode, key, nargs, vals, tans, y, g, outs):
+    """C's call for a custom array instruction (pytape.h: pt_custom_array_fn):
+    0, or -1 with the exception kept for check() to raise in the caller."""
+    try:
+        _custom_array_handler[0](mode, key, ArrayCall(vals, tans, y, g, outs))
+        return 0
+    except BaseException as exc:  # noqa: B902  (KeyboardInterrupt too: raised again by check())
+        _pending.exc = exc
+        return -1
+
+
+lib.pt_set_custom_array_callback(lib.pt_py_custom_array)
+
+
+def arr_custom(handles, value, key):
+    """A custom array instruction on operand handles with value ``value`` (a
+    float64 array, copied) and Python's record ``key``: its handle or a status."""
+    v = np.ascontiguousarray(value, dtype=np.float64)
+    return lib.pt_arr_custom(len(handles), ffi.new("int64_t[]", handles), v.ndim, _dims(v.shape),
+                             _f64(v.reshape(-1)) if v.size else ffi.NULL, key)
+
 # ---- the recording fast path's tools ---------------------------------------------------
 
 #: new_grad_cell(): a leaf's grad cell, one double the reverse sweep adds

@@ -59,23 +59,49 @@ An exception raised by ``f`` or a rule inside a sweep stops the sweep and is
 raised again by the call that swept (``backward()`` then changes no gradient
 and leaves the tape unconsumed).
 
-Scope: scalar primitives, n real arguments (at most 64) and one real result;
-numpy arrays of arguments map it elementwise (one instruction per element),
-as for ``pytape.sin``.
-Arrays and several outputs come later as the same instruction kind with a
-richer custom table (a shape per operand, an output count per entry: see
-csrc/tape.h); the rules' signatures stay those of HIPS autograd.
+Scope: n real arguments (at most 64) and one real result; numpy arrays of
+arguments map it elementwise (one instruction per element), as for
+``pytape.sin``.
+
+**On arrays:** a primitive made with ``@pytape.primitive(arrays=True)`` is
+one array instruction per call (csrc/array_custom.c): ``f`` gets numpy
+arrays (a Tensor's value; a ``Var`` as a float; other arguments as they
+are) and returns an array (or a number: a 0-d result); its rules get numpy
+arrays too, HIPS autograd's way: ``maker_j(ans, *args)(g)`` returns
+argument j's share of the cotangent, in argument j's shape (a number for a
+``Var``), and ``jvp_j(t, ans, *args)`` the tangent of ``ans`` in its shape.
+A rule of one direction is not derived from the other's on arrays (a
+Jacobian's transpose is not an elementwise product): each mode used needs
+its own rule.  Second order (``hessian``, ``hvp``) through an array
+primitive raises NotImplementedError; ``elementwise=True`` gives the
+scalar path.  ``pytape.trace`` and saving do not take arrays yet.  A
+primitive without ``arrays=True`` is a scalar function: on Tensors it
+raises TypeError (inside a transformation, f is recorded again on object
+arrays of Vars, where it maps elementwise).
+
+>>> import numpy as np, pytape
+>>> @pytape.primitive(arrays=True)
+... def cumprod(x):                       # a numpy function without an array rule of pytape's
+...     return np.cumprod(x)
+>>> _ = cumprod.defvjp(lambda ans, x: lambda g: np.cumsum((g * ans)[::-1])[::-1] / x)
+>>> x = pytape.Tensor([1.0, 2.0, 3.0])
+>>> y = np.sum(cumprod(x) * 2.0)          # one CUSTOM instruction, then a product and a sum
+>>> y.backward(); x.grad.tolist()
+[18.0, 8.0, 4.0]
 """
 import functools
 import importlib
+import itertools
 import threading
+import weakref
 
 import numpy as np
 
 from . import _native
 from .anomaly import caller, note, where
 from .recording import _BAD, _const, elementwise
-from .tape import Tape, current_tape
+from .tape import Tape, current_tape, is_grad_enabled, no_grad
+from .tensor import Tensor, TensorLeaf, TensorResult, _call, _result, as_tensor_operand, tape_of
 from .var import Leaf, Result, Var, arguments, place, result, slot_on, value_of
 
 __all__ = ["primitive", "Primitive"]
@@ -98,12 +124,16 @@ class Primitive:
     12.0
     """
 
-    def __init__(self, f):
+    def __init__(self, f, arrays=False):
         if not callable(f):
             raise TypeError(f"pytape.primitive takes a function, not {type(f).__name__}")
         self.f = f
+        self.arrays = bool(arrays)
         functools.update_wrapper(self, f)
         self._vjps, self._jvps = (), ()
+        # on arrays, rules for every argument at once (pytape/checkpointing.py):
+        # _vjp_all(ans, args, g) -> a share per argument, _jvp_all(ans, args, tangents) -> ans's tangent
+        self._vjp_all = self._jvp_all = None
         with _LOCK:
             self.id = len(_REGISTRY)
             _REGISTRY.append(self)
@@ -150,6 +180,8 @@ class Primitive:
     # ---- calling: plain numbers, or one recorded instruction ------------------------
 
     def __call__(self, *args):
+        if self.arrays:  # a function of arrays: one array instruction
+            return self._call_arrays(args)
         if any(isinstance(x, np.ndarray) and x.ndim > 0 for x in args):  # elementwise, as pytape.sin
             return elementwise(self, *args)
         if not args or len(args) > _native.CUSTOM_MAX_ARGS:
@@ -203,6 +235,55 @@ class Primitive:
         v._i = h
         return v
 
+    def _call_arrays(self, args):
+        """One PT_A_CUSTOM instruction: f on the arguments' values (numpy), its
+        operands the recorded Tensors and Vars among them."""
+        for x in args:
+            if isinstance(x, np.ndarray) and x.dtype == object:
+                raise TypeError(f"the primitive {self.name} is a function of arrays (arrays=True): it takes "
+                                f"Tensors, numbers and float arrays, not object arrays of Vars (elementwise=True "
+                                f"records element by element, which a function of whole arrays cannot be)")
+        recording = is_grad_enabled()
+        t = tape_of(args) if recording else None
+        values, specs, handles, shapes, consts = [], [], [], [], []
+        for x in args:
+            if isinstance(x, Tensor):
+                v = x._v if type(x) is TensorLeaf else x.value  # a leaf's own array, not lent for writing
+            elif isinstance(x, Var):
+                v = float(value_of(x))
+            else:
+                v = x
+            values.append(v)
+            if recording and (type(x) in (TensorResult, Result) or isinstance(x, (Tensor, Var)) and x.requires_grad):
+                h, c = as_tensor_operand(x, t)
+                if h is not None:
+                    if h < 0:
+                        _native.check(h, "record", t._c)
+                    specs.append(len(handles))
+                    handles.append(h)
+                    shapes.append(np.shape(v))
+                    consts.append(float if isinstance(x, Var) else None)  # float: the rules get a float
+                    continue
+            specs.append(None)
+            consts.append(v)
+        with no_grad():
+            y = self.f(*values)
+        try:
+            y = np.array(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"the primitive {self.name} returned {type(y).__name__}; on Tensors a custom "
+                            f"primitive returns a real array or number") from None
+        if not handles:  # nothing recorded among the arguments: f's value
+            return TensorLeaf._make(y, False) if any(isinstance(x, (Tensor, Var)) for x in args) else (
+                y if y.ndim else float(y))
+        key = _remember(t, (self, specs, y.shape, shapes, consts))
+        h = _call(t, _native.arr_custom, handles, y, key)
+        if h == _native.NOGRAD:
+            return TensorLeaf._make(y, False)
+        if h < 0:
+            _native.check(h, "record", t._c)
+        return _result(t, h)
+
     def _value(self, xs):
         y = self.f(*xs)
         try:
@@ -241,16 +322,112 @@ class Primitive:
         return [self._vjp_maker(j)(ans, *xs)(g) if m else 0.0 for j, m in enumerate(mask)]
 
 
+# ---- custom primitives on arrays: the records of the calls, the callback ----------------
+
+#: key -> (primitive, per argument its operand index or None, result shape, operand shapes, per
+#: argument its value if a constant (float for a Var operand: the rules get a float, else None)):
+#: what a custom array instruction's callbacks need besides C's buffers; forgotten with its tape
+_ARRAY_CALLS = {}
+_KEYS = itertools.count(1)
+_TAPE_KEYS = weakref.WeakKeyDictionary()
+
+
+def _forget(keys):
+    for k in keys:
+        _ARRAY_CALLS.pop(k, None)
+
+
+def _remember(tape, record):
+    key = next(_KEYS)
+    _ARRAY_CALLS[key] = record
+    keys = _TAPE_KEYS.get(tape)
+    if keys is None:
+        keys = _TAPE_KEYS[tape] = []
+        weakref.finalize(tape, _forget, keys)
+    keys.append(key)
+    return key
+
+
+def _array_rule(p, k, mode):
+    """Argument k's own rule for ``mode`` on arrays (never derived from the other direction's)."""
+    rules = p._vjps if mode == "vjp" else p._jvps
+    if k < len(rules) and rules[k] is not None:
+        return rules[k]
+    other = p._jvps if mode == "vjp" else p._vjps
+    hint = (f" (it has a {'jvp' if mode == 'vjp' else 'vjp'} rule, which on arrays cannot stand for this one: "
+            f"give both)") if k < len(other) and other[k] is not None else ""
+    raise NotImplementedError(f"the primitive {p.name} on arrays has no {mode} rule for its argument {k}{hint}: "
+                              f"give one with {p.name}.def{mode}(...)")
+
+
+def _shaped(r, shape, p, what, k):
+    """A rule's answer r as a float64 array of ``shape``, or TypeError naming the rule."""
+    a = np.asarray(r, dtype=np.float64)
+    if a.shape != tuple(shape):
+        raise ValueError(f"the {what} rule of the primitive {p.name} for its argument {k} returned shape "
+                         f"{a.shape}; it must be {tuple(shape)} (the shape of "
+                         f"{'that argument' if what == 'vjp' else 'the result'})")
+    return a
+
+
+def _handle_array(mode, key, call):
+    p, specs, yshape, shapes, consts = _ARRAY_CALLS[key]
+    on = _native.grad_enabled()
+    _native.set_grad_enabled(False)  # the rules compute numbers: nothing recorded meanwhile
+    try:
+        # f's arguments again: operands from the tape (a Var's as a float), constants as given
+        xs = [c if j is None else (float(call.val(j, ())) if c is float else call.val(j, shapes[j]))
+              for j, c in zip(specs, consts)]
+        y = call.y(yshape)
+        if mode == _native.CUSTOM_VJP and p._vjp_all is not None:  # every operand's share from one call
+            g = call.g(yshape)
+            shares = p._vjp_all(y, xs, g)
+            for k, j in enumerate(specs):
+                out = call.out(j, shapes[j]) if j is not None else None
+                if out is not None:
+                    out += _shaped(shares[k], shapes[j], p, "vjp", k)
+        elif mode == _native.CUSTOM_VJP:
+            g = call.g(yshape)
+            for k, j in enumerate(specs):
+                out = call.out(j, shapes[j]) if j is not None else None
+                if out is not None:
+                    out += _shaped(_array_rule(p, k, "vjp")(y, *xs)(g), shapes[j], p, "vjp", k)
+        elif mode == _native.CUSTOM_JVP and p._jvp_all is not None:
+            tans = [call.tan(j, shapes[j]) if j is not None else None for j in specs]
+            if any(tk is not None for tk in tans):
+                out = call.out(0, yshape)
+                out += _shaped(p._jvp_all(y, xs, tans), yshape, p, "jvp", "all")
+        elif mode == _native.CUSTOM_JVP:
+            out = call.out(0, yshape)
+            for k, j in enumerate(specs):
+                tk = call.tan(j, shapes[j]) if j is not None else None
+                if tk is not None:
+                    out += _shaped(_array_rule(p, k, "jvp")(tk if consts[k] is not float else float(tk), y, *xs),
+                                   yshape, p, "jvp", k)
+        else:
+            raise NotImplementedError(
+                f"second order (pytape.hessian, hvp) through the primitive {p.name} on arrays is not supported "
+                f"yet; pass elementwise=True to record it element by element (its scalar rules)")
+    finally:
+        _native.set_grad_enabled(on)
+
+
+_native.set_custom_array_handler(_handle_array)
+
+
 def _check_rules(p, rules, name):
     for k, r in enumerate(rules):
         if r is not None and not callable(r):
             raise TypeError(f"{p.name}.{name}: rule {k} must be a function or None, not {type(r).__name__}")
 
 
-def primitive(f):
+def primitive(f=None, *, arrays=False):
     """Make ``f`` (a function of real numbers returning one) a custom
     primitive: recorded as one instruction, differentiated by the rules given
-    with ``defvjp`` / ``defjvp`` (see pytape/custom.py).
+    with ``defvjp`` / ``defjvp`` (see pytape/custom.py).  With
+    ``@pytape.primitive(arrays=True)``, ``f`` is a function of numpy arrays
+    instead (one array instruction per call on Tensors, its rules get numpy
+    arrays: see "On arrays" in pytape/custom.py).
 
     >>> import math, pytape
     >>> @pytape.primitive
@@ -260,7 +437,9 @@ def primitive(f):
     >>> pytape.grad(lambda x: logistic(x) * 2.0)(0.0)
     0.5
     """
-    return Primitive(f)
+    if f is None:
+        return lambda g: Primitive(g, arrays=arrays)
+    return Primitive(f, arrays=arrays)
 
 
 def lookup(fn):

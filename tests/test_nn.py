@@ -7,20 +7,12 @@ import numpy as np
 import pytest
 
 import pytape
+from test_array_functional import fd_grad
 from pytape import nn
 
 RNG = np.random.default_rng(11)
 X = RNG.normal(size=(12, 5))
 Y = RNG.integers(0, 3, 12)
-
-
-def fd_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[idx] = eps
-        g[idx] = (f(x + e) - f(x - e)) / (2 * eps)
-    return g
 
 
 def np_cross_entropy(z, y):

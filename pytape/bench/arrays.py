@@ -651,6 +651,11 @@ def main_arrays(mode, repeat, names, log, print_=print):
            f"before them, in a fresh process{' (not measured with --quick)' if mode == 'quick' else ''}")
     print_()
     print_(format_training(trows))
+    from .memory import CHECKPOINT_SIZES, format_checkpoint, ode_checkpoint
+    n, steps, block = CHECKPOINT_SIZES[mode]
+    print_()
+    print_("checkpointing (pytape.checkpoint), in fresh processes:")
+    print_(format_checkpoint(ode_checkpoint(n, steps, block), n, steps, block))
     per, scalar = tape_bytes()
     print_()
     print_("pytape tape bytes per array instruction beyond its values (and adjoints), used: "

@@ -22,10 +22,7 @@ loss after the warm-up steps as pytape does (checked).
 >>> rows[0].engine, rows[0].median() > 0
 ('pytape', True)
 """
-import os
 import statistics
-import subprocess
-import sys
 from typing import List, NamedTuple
 
 import numpy as np
@@ -33,6 +30,7 @@ import numpy as np
 import pytape
 
 from .arrays import _fmt, _rng
+from .memory import measured
 from .second_order import _sample
 
 __all__ = ["TRAINING_CASES", "TRAINING_ENGINES", "run_training", "format_training", "peak_memory"]
@@ -227,33 +225,15 @@ def run_training(cases, engines, repeat=5, log=None, sample_ns=20_000_000):
     return rows
 
 
-_MEMORY_SCRIPT = """
-import sys
-from pytape.bench.training import TRAINING_CASES, TRAINING_ENGINES
-step = TRAINING_ENGINES[sys.argv[1]]().make(TRAINING_CASES[sys.argv[2]])
-def status(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # the high-water mark starts again from the resident size now
-before = status("VmRSS")
-for _ in range(50):
-    step()
-print(status("VmHWM") - before)
-"""
-
-
 def peak_memory(engine, case, timeout=300):
-    """Bytes: the peak resident memory of 50 training steps above the memory
-    before them (imports, data and model excluded), in a fresh process: Linux's high-water mark of
-    resident memory (VmHWM, reset through /proc/self/clear_refs before the
-    steps) less the resident size before them; None where unavailable (not
-    Linux, or the engine is not installed)."""
-    if not os.path.exists("/proc/self/clear_refs"):
-        return None
-    r = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, engine, case], capture_output=True, text=True,
-                       timeout=timeout)
-    return int(r.stdout.split()[-1]) if r.returncode == 0 and r.stdout.split() else None
+    """Bytes: the peak resident memory of 50 training steps of ``engine`` on
+    ``case`` above the memory before them (imports, data and model excluded),
+    in a fresh process (:func:`pytape.bench.memory.measured`); None where
+    unavailable (not Linux, or the engine is not installed)."""
+    r = measured(f"from pytape.bench.training import TRAINING_CASES, TRAINING_ENGINES\n"
+                 f"step = TRAINING_ENGINES[{engine!r}]().make(TRAINING_CASES[{case!r}])",
+                 "for _ in range(50):\n    step()", timeout)
+    return None if r is None else r[1]
 
 
 def format_training(rows):
