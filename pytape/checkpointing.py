@@ -7,7 +7,7 @@ csrc/array_custom.c): its value is computed by recording ``f`` on a scratch
 tape of constants that is freed at once, and the reverse sweep, when it
 reaches the instruction, records ``f`` again from the block's inputs (kept
 on the tape, as every operand is) and runs its vjp there (forward mode: its
-jvp).  Memory: the inputs and output of each block instead of every
+jvp; forward over reverse: its Hessian-vector product).  Memory: the inputs and output of each block instead of every
 intermediate; time: one more forward pass of the block per sweep.
 
 >>> import numpy as np, pytape
@@ -59,8 +59,8 @@ def checkpoint(f):
     number); its arguments may be Tensors, Vars, numbers and numpy arrays
     (constants).  Gradients equal those of ``f`` recorded in place (the same
     kernels on the same values); a chain of checkpointed blocks keeps the
-    blocks' inputs and outputs only.  Second order through a checkpoint is
-    not supported yet (NotImplementedError).
+    blocks' inputs and outputs only.  Second order (``hessian``, ``hvp``)
+    recomputes each block's Hessian-vector product the same way.
 
     >>> import numpy as np, pytape
     >>> block = pytape.checkpoint(lambda x, w: np.tanh(x @ w))
@@ -92,7 +92,16 @@ def checkpoint(f):
         with enable_grad():
             return jvp(f, tuple(xs), tuple(ts))[1]
 
-    prim._vjp_all, prim._jvp_all = vjp_all, jvp_all
+    def hvp_all(ans, xs, g, tangents):
+        """The second-order terms: the Hessian of <g, f(args)> along the tangents (forward over reverse)."""
+        from .functional import hvp
+        ts = tuple(t if t is not None else np.zeros(np.shape(x)) if isinstance(x, np.ndarray) else 0.0
+                   for x, t in zip(xs, tangents))
+        gc = np.array(g)
+        with enable_grad():
+            return hvp(lambda a: np.sum(gc * f(*a)), tuple(xs), ts)
+
+    prim._vjp_all, prim._jvp_all, prim._hvp_all = vjp_all, jvp_all, hvp_all
 
     @functools.wraps(f)
     def checkpointed(*args):

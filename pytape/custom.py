@@ -132,8 +132,9 @@ class Primitive:
         functools.update_wrapper(self, f)
         self._vjps, self._jvps = (), ()
         # on arrays, rules for every argument at once (pytape/checkpointing.py):
-        # _vjp_all(ans, args, g) -> a share per argument, _jvp_all(ans, args, tangents) -> ans's tangent
-        self._vjp_all = self._jvp_all = None
+        # _vjp_all(ans, args, g) -> a share per argument, _jvp_all(ans, args, tangents) -> ans's tangent,
+        # _hvp_all(ans, args, g, tangents) -> per argument the second-order term of its share's tangent
+        self._vjp_all = self._jvp_all = self._hvp_all = None
         with _LOCK:
             self.id = len(_REGISTRY)
             _REGISTRY.append(self)
@@ -404,6 +405,15 @@ def _handle_array(mode, key, call):
                 if tk is not None:
                     out += _shaped(_array_rule(p, k, "jvp")(tk if consts[k] is not float else float(tk), y, *xs),
                                    yshape, p, "jvp", k)
+        elif p._hvp_all is not None:  # CUSTOM_HVP: the second-order term of each operand's adjoint tangent
+            g = call.g(yshape)
+            tans = [call.tan(j, shapes[j]) if j is not None else None for j in specs]
+            if any(tk is not None for tk in tans):
+                terms = p._hvp_all(y, xs, g, tans)
+                for k, j in enumerate(specs):
+                    out = call.out(j, shapes[j]) if j is not None else None
+                    if out is not None:
+                        out += _shaped(terms[k], shapes[j], p, "hvp", k)
         else:
             raise NotImplementedError(
                 f"second order (pytape.hessian, hvp) through the primitive {p.name} on arrays is not supported "
