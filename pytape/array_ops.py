@@ -137,9 +137,48 @@ def _index_key(key):
     return key
 
 
+def _basic_view(shape, k):
+    """The VIEW of index k (a tuple of ints and slices, no more than the
+    axes) into a C-ordered array of ``shape``: (its shape, [offset] +
+    strides in elements), as numpy's view of the same index has; None for an
+    integer out of range (numpy's own path raises its IndexError)."""
+    nd = len(shape)
+    strides = [1] * nd
+    for d in range(nd - 2, -1, -1):
+        strides[d] = strides[d + 1] * _builtin_max(shape[d + 1], 1)
+    off, out_shape, out_strides = 0, [], []
+    for d, e in enumerate(k):
+        n = shape[d]
+        if type(e) is slice:
+            start, stop, step = e.indices(n)
+            m = len(range(start, stop, step))
+            if m:
+                off += start * strides[d]
+            out_shape.append(m)
+            out_strides.append(step * strides[d])
+        else:
+            if not -n <= e < n:
+                return None
+            off += (e + n if e < 0 else e) * strides[d]
+    out_shape += shape[len(k):]
+    out_strides += strides[len(k):]
+    return tuple(out_shape), [off] + out_strides
+
+
 def getitem(x, key):
     """x[key]: basic indexing as a VIEW, integer-array and boolean indexing as
     a GATHER (whose adjoint scatter-adds, so repeated indices sum)."""
+    tk = type(key)
+    if tk is slice or tk is int or tk is tuple and all(type(e) is slice or type(e) is int for e in key):
+        # ints and slices, the usual index: the VIEW's parameters directly (numpy's probe costs ~10 us)
+        k = key if tk is tuple else (key,)
+        shape = tuple(shape_of(x))
+        if len(k) <= len(shape):
+            v = _basic_view(shape, k)
+            if v is not None:
+                if v[0] == shape and v[1] == _basic_view(shape, ())[1]:
+                    return x  # the identity (x[:], x[()]): no instruction
+                return record(KIND["VIEW"], [x], v[0], v[1], "Tensor indexing")
     key = _index_key(key)
     k = key if isinstance(key, tuple) else (key,)
     basic = all(e is None or e is Ellipsis or isinstance(e, slice) or

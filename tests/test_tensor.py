@@ -623,3 +623,40 @@ def test_one_element_tensors_round_like_floats():
     assert math.floor(t) == 2 and math.ceil(t) == 3
     with pytest.raises(ValueError, match="one-element"):
         round(pytape.Tensor([1.0, 2.0]))
+
+
+def test_the_direct_view_of_ints_and_slices_is_numpys():
+    """x[ints and slices] computes the VIEW's parameters directly
+    (array_ops._basic_view): the same shape, offset and strides as numpy's
+    view of the probe, the same values and a gradient that lands where
+    numpy's view points, on random indices."""
+    import random
+    from pytape import array_ops
+    rng = random.Random(0)
+    for shape in [(7,), (4, 5), (3, 4, 2), (0, 3), (5, 0)]:
+        base = np.arange(float(np.prod(shape))).reshape(shape) + 1.0
+        for _ in range(150):
+            k = []
+            for n in shape[:rng.randint(0, len(shape))]:
+                if rng.random() < 0.3 and n > 0:
+                    k.append(rng.randint(-n, n - 1))
+                else:
+                    k.append(slice(rng.choice([None, rng.randint(-n - 2, n + 2)]),
+                                   rng.choice([None, rng.randint(-n - 2, n + 2)]), rng.choice([None, 1, 2, -1, -3])))
+            k = tuple(k)
+            vshape, par = array_ops._basic_view(shape, k)
+            probe = array_ops._probe(shape)[k + (Ellipsis,)]
+            assert vshape == probe.shape
+            if probe.size:
+                assert par == [array_ops._offset(probe)] + [s // 8 for s in probe.strides], (shape, k)
+            x = pytape.Tensor(base)
+            y = x[k]
+            assert np.array_equal(np.asarray(y.value), base[k])
+            if probe.size and y is not x:
+                w = np.cos(np.arange(probe.size)).reshape(probe.shape)
+                np.sum(y * w).backward()
+                want = np.zeros(shape)
+                want[k] += w
+                assert np.array_equal(x.grad, want)
+    with pytest.raises(IndexError):
+        pytape.Tensor([1.0, 2.0])[5]
