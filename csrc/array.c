@@ -946,6 +946,79 @@ const double *pt_arr_tangent(pt_tape *t, int64_t i)
     return t->ar[t->a[i]].tan;
 }
 
+/* ---- inspection (pytape/display.py, anomaly.py) -------------------------------- */
+
+static void facts_of(const pt_tape *t, const struct pt_arr *e, int64_t *f)
+{
+    const size_t d = sizeof(double);
+    f[PT_FACT_SLOT] = e->slot;
+    f[PT_FACT_KIND] = e->kind;
+    f[PT_FACT_OP] = e->kind == PT_A_MAP1 || e->kind == PT_A_MAP2 ? e->op : -1;
+    f[PT_FACT_SIGN] = e->kind == PT_A_MAX && e->npar > 1 ? t->ar_par[e->par + 1] : 0;
+    f[PT_FACT_NDIM] = e->ndim;
+    f[PT_FACT_NARGS] = e->nargs;
+    f[PT_FACT_SIZE] = e->size;
+    /* as pt_array_nbytes counts them */
+    f[PT_FACT_VALUE_BYTES] = (!e->borrowed && !(e->life & PT_LIFE_SPARE)) ? (int64_t)(e->size * d) : 0;
+    f[PT_FACT_ADJOINT_BYTES] = (e->adj && !e->shared) ? (int64_t)(e->size * d) : 0;
+    f[PT_FACT_TANGENT_BYTES] = (int64_t)(e->size * d) * ((e->tan != NULL) + (e->adt != NULL));
+}
+
+void pt_tape_array_facts(const pt_tape *t, int64_t *facts)
+{
+    for (int64_t k = 0; k < t->nar; ++k)
+        facts_of(t, &t->ar[k], facts + k * PT_FACT_N);
+}
+
+int64_t pt_tape_narray_args(const pt_tape *t) { return t->nar_arg; }
+
+void pt_tape_array_args(const pt_tape *t, int64_t *args)
+{
+    if (t->nar_arg)
+        memcpy(args, t->ar_arg, (size_t)t->nar_arg * sizeof *args);
+}
+
+int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *shape, int64_t *args)
+{
+    if (i < 0 || i >= t->n || t->op[i] != PT_ARRAY)
+        return PT_E_SLOT;
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    facts_of(t, e, facts);
+    if (e->ndim)
+        memcpy(shape, pt_arr_shape_of(t, e), (size_t)e->ndim * sizeof *shape);
+    if (e->nargs)
+        memcpy(args, t->ar_arg + e->arg, (size_t)e->nargs * sizeof *args);
+    return PT_OK;
+}
+
+int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out)
+{
+    if (i < 0 || i >= t->n || t->op[i] != PT_ARRAY || which < 0 || which > 2)
+        return PT_E_SLOT;
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    if (which && !pt_tape_is_owner(t))
+        return PT_E_THREAD;
+    const double *p = which == 0 ? ((e->life & PT_LIFE_SPARE) ? NULL : e->val)
+                      : which == 1 ? pt_arr_adjoint(t, i) : pt_arr_tangent(t, i);
+    if (!p || e->size == 0)
+        return 1;
+    double lo = NAN, hi = NAN, bad = 0;
+    for (int64_t j = 0; j < e->size; ++j) {
+        const double x = p[j];
+        if (!isfinite(x))
+            bad += 1;
+        else if (!(x >= lo))  /* the first finite one too (lo nan) */
+            lo = x;
+        if (isfinite(x) && !(x <= hi))
+            hi = x;
+    }
+    out[0] = p[0];
+    out[1] = lo;
+    out[2] = hi;
+    out[3] = bad;
+    return 0;
+}
+
 /* ---- the sweeps --------------------------------------------------------------- */
 
 /* slot s's adjoint buffer for a kernel: NULL for constants or without

@@ -359,6 +359,33 @@ const double *pt_arr_value(int64_t h);
 const double *pt_arr_adjoint(pt_tape *t, int64_t i);
 const double *pt_arr_tangent(pt_tape *t, int64_t i);
 int64_t pt_tape_narrays(const pt_tape *t);
+/* inspection of array instructions (pytape/display.py): facts of an entry,
+ * int64s indexed by enum pt_arr_fact.  OP: the op-table row of MAP1 / MAP2
+ * (else -1); SIGN: MAX's 1 (max) or -1 (min), else 0; bytes: of the buffers
+ * the tape holds for it (VALUE: 0 for a value lent by a Tensor leaf or given
+ * back by recycling; TANGENT: the tangent and second order's adt) */
+enum pt_arr_fact {
+    PT_FACT_SLOT = 0, PT_FACT_KIND = 1, PT_FACT_OP = 2, PT_FACT_SIGN = 3, PT_FACT_NDIM = 4,
+    PT_FACT_NARGS = 5, PT_FACT_SIZE = 6, PT_FACT_VALUE_BYTES = 7, PT_FACT_ADJOINT_BYTES = 8,
+    PT_FACT_TANGENT_BYTES = 9, PT_FACT_N = 10
+};
+/* the facts of every array instruction in tape order: facts[k * PT_FACT_N + f] */
+void pt_tape_array_facts(const pt_tape *t, int64_t *facts);
+/* the operands of all array instructions one after another (an entry's
+ * PT_FACT_NARGS of them: slots, or -1 - c for constant c of the pool) */
+int64_t pt_tape_narray_args(const pt_tape *t);
+void pt_tape_array_args(const pt_tape *t, int64_t *args);
+/* array slot i: its facts (PT_FACT_N), shape (room for PT_ARRAY_MAX_DIMS)
+ * and operands (room for PT_ARRAY_MAX_ARGS); 0, or PT_E_SLOT when slot i
+ * holds no array instruction */
+int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *shape, int64_t *args);
+/* a summary of array slot i's value (which = 0), adjoint from the last
+ * reverse sweep (1) or tangent from the last tangent sweep (2): out[0] its
+ * first element, out[1], out[2] the least and greatest finite elements (nan:
+ * none), out[3] how many are nan or inf.  0; 1 when there is none (a zero
+ * adjoint or tangent, an empty array, a value given back by recycling);
+ * PT_E_SLOT; PT_E_THREAD for adjoints and tangents from another thread */
+int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out);
 /* array memory from the tapes' allocator (a cache of freed large blocks:
  * no page faults in a loop that makes the same sizes each step); Python's
  * large Tensor leaves and grads live there too.  NULL: no memory */

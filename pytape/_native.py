@@ -390,6 +390,27 @@ ARRAY_KINDS = {name: getattr(lib, "PT_A_" + name) for name in
                ("CONST", "LEAF", "MAP1", "MAP2", "SUM", "VIEW", "GATHER", "MATMUL", "MAX", "PROD", "CUMSUM",
                 "CONCAT")}
 ARRAY_MAX_DIMS = lib.PT_ARRAY_MAX_DIMS
+#: the kinds by number, in lower case (the names tables and messages give them)
+ARRAY_KIND_NAMES = {number: name.lower() for name, number in ARRAY_KINDS.items()}
+#: the columns of CTape.array_facts() and array_entry()'s facts (csrc/pytape.h: enum pt_arr_fact)
+FACT_SLOT, FACT_KIND, FACT_OP, FACT_SIGN, FACT_NDIM, FACT_NARGS, FACT_SIZE = (
+    lib.PT_FACT_SLOT, lib.PT_FACT_KIND, lib.PT_FACT_OP, lib.PT_FACT_SIGN, lib.PT_FACT_NDIM, lib.PT_FACT_NARGS,
+    lib.PT_FACT_SIZE)
+FACT_VALUE_BYTES, FACT_ADJOINT_BYTES, FACT_TANGENT_BYTES = (lib.PT_FACT_VALUE_BYTES, lib.PT_FACT_ADJOINT_BYTES,
+                                                            lib.PT_FACT_TANGENT_BYTES)
+
+
+def array_op_name(kind, op, sign=0):
+    """The name of an array instruction's operation: its op-table row's for
+    MAP1 / MAP2 (``exp``, ``mul``), ``min`` for a MAX of sign -1, else its
+    kind's (``sum``, ``matmul``, ``view``, ``leaf``, ...)."""
+    if kind in (lib.PT_A_MAP1, lib.PT_A_MAP2):
+        return OP_NAMES[op]
+    if kind == lib.PT_A_MAX and sign < 0:
+        return "min"
+    return ARRAY_KIND_NAMES.get(kind, f"array#{kind}")
+
+
 E_SHAPE = lib.PT_E_SHAPE
 #: pt_arr_map1's answer for an operand whose values numpy computes (tensor.map1)
 E_LARGE = lib.PT_E_LARGE
@@ -875,6 +896,54 @@ class CTape:
         """Record that (v[a] CMP rhs) came out ``outcome`` (rhs: slot b if b >= 0,
         else the constant c); its slot or a negative status."""
         return lib.pt_guard(self._p, a, b, c, cmp, 1 if outcome else 0)
+
+    # ---- array instructions (inspection: pytape/display.py, anomaly.py) ----------------
+
+    @property
+    def narrays(self):
+        """Array instructions on the tape."""
+        return lib.pt_tape_narrays(self._p)
+
+    def array_facts(self):
+        """The facts of every array instruction in tape order: an int64 array
+        (narrays, FACT_N), columns FACT_SLOT, FACT_KIND, ... (csrc/pytape.h)."""
+        facts = np.zeros((self.narrays, lib.PT_FACT_N), dtype=np.int64)
+        if facts.size:
+            lib.pt_tape_array_facts(self._p, _i64(facts))
+        return facts
+
+    def array_args(self):
+        """The operands of all array instructions one after another (each
+        entry's FACT_NARGS: a slot, or -1 - c for constant c)."""
+        args = np.empty(lib.pt_tape_narray_args(self._p), dtype=np.int64)
+        if args.size:
+            lib.pt_tape_array_args(self._p, _i64(args))
+        return args
+
+    def array_entry(self, slot):
+        """(facts, shape, operands) of the array instruction at ``slot``:
+        facts as a row of array_facts(), operands as a list of (is a slot,
+        slot or constant value); IndexError if the slot holds none."""
+        facts = np.empty(lib.PT_FACT_N, dtype=np.int64)
+        shape = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
+        args = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_ARGS)
+        if lib.pt_tape_array_entry(self._p, slot, _i64(facts), shape, args):
+            raise IndexError(f"pytape: slot {slot} holds no array instruction")
+        ops = [args[j] for j in range(int(facts[FACT_NARGS]))]
+        return (facts, tuple(shape[0:int(facts[FACT_NDIM])]),
+                [(True, x) if x >= 0 else (False, self.const(-1 - x)) for x in ops])
+
+    def array_summary(self, slot, which="value"):
+        """(first, min, max, non-finite count) of array ``slot``'s value,
+        ``"adjoint"`` (last reverse sweep) or ``"tangent"``: min and max over
+        its finite elements (nan: none); None when there is none (a zero
+        adjoint or tangent, an empty array, a recycled value)."""
+        out = np.empty(4)
+        st = lib.pt_tape_array_summary(self._p, slot, ("value", "adjoint", "tangent").index(which), _f64(out))
+        if st == 1:
+            return None
+        check(st, "read", self)
+        return float(out[0]), float(out[1]), float(out[2]), int(out[3])
 
     # ---- copies ---------------------------------------------------------------------
 
