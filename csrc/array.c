@@ -518,8 +518,31 @@ static void give_back_adjoint(pt_tape *t, struct pt_arr *e)
         e->adj = NULL;
 }
 
+int pt_array_note_nonfinite(pt_tape *t, const struct pt_arr *e, int64_t operand, const double *p, int64_t n,
+                            int32_t ndim, const int64_t *shape)
+{
+    for (int64_t j = 0; j < n; ++j)
+        if (!isfinite(p[j])) {
+            struct pt_bad_array *b = &t->bad_array;
+            b->facts[PT_BAD_KIND] = e->kind;
+            b->facts[PT_BAD_OP] = e->kind == PT_A_MAP1 || e->kind == PT_A_MAP2 ? e->op : -1;
+            b->facts[PT_BAD_SIGN] = e->kind == PT_A_MAX && e->npar > 1 ? t->ar_par[e->par + 1] : 0;
+            b->facts[PT_BAD_OPERAND] = operand;
+            b->facts[PT_BAD_ELEMENT] = j;
+            b->facts[PT_BAD_NDIM] = ndim;
+            if (ndim)
+                memcpy(b->shape, shape, (size_t)ndim * sizeof *shape);
+            b->value = p[j];
+            return 1;
+        }
+    return 0;
+}
+
 /* a new entry's room, value and commit: the entry is written at t->nar but
- * counted only by commit */
+ * counted only by commit.  In anomaly mode (pt_thread_mode) the value of
+ * an instruction that is not data (LEAF, CONST: as scalar leaves) is
+ * checked: a nan or inf is refused (PT_E_NONFINITE, noted in t->bad_array)
+ * and a recorded one's handle flagged for Python (pytape.h: PT_NOTE_SHIFT) */
 static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const int64_t *args, const int64_t *par,
                       const double *data)
 {
@@ -565,6 +588,15 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
             return st;
         }
     }
+    int64_t note = 0;
+    if (__builtin_expect(pt_thread_mode & PT_MODE_ANOMALY, 0) && e->kind != PT_A_LEAF && e->kind != PT_A_CONST) {
+        /* (e's parameters, read for a MAX's sign, are in the pool already, uncounted) */
+        if (pt_array_note_nonfinite(t, e, -1, e->val, e->size, e->ndim, shape)) {
+            pt_tape_buffer_release(e->val, e->size);
+            return PT_E_NONFINITE;
+        }
+        note = ((int64_t)1 << PT_WATCH_SHIFT) | ((int64_t)1 << PT_NOTE_SHIFT);
+    }
     /* commit: nothing below can fail (pt_check_recording made room for the instruction) */
     keep_what_sweeps_read(t, e, args);
     const int64_t watch = !e->borrowed && e->size >= PT_RECYCLE_MIN && e->kind != PT_A_LEAF && e->kind != PT_A_CONST
@@ -576,7 +608,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
     t->nar_dim += e->ndim;
     t->nar_arg += e->nargs;
     t->nar_par += e->npar;
-    return pt_handle_of(t, pt_emit(t, PT_ARRAY, k, e->kind, e->size ? e->val[0] : NAN)) + watch;
+    return pt_handle_of(t, pt_emit(t, PT_ARRAY, k, e->kind, e->size ? e->val[0] : NAN)) + (watch | note);
 }
 
 static int64_t record_data(pt_tape *t, int kind, int32_t ndim, const int64_t *shape, const double *data,
@@ -1016,6 +1048,18 @@ int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out)
     out[1] = lo;
     out[2] = hi;
     out[3] = bad;
+    return 0;
+}
+
+int pt_tape_bad_array(const pt_tape *t, int64_t *facts, int64_t *shape, double *value)
+{
+    const struct pt_bad_array *b = &t->bad_array;
+    if (!b->facts[PT_BAD_KIND])  /* kinds start at 1: zeroed, nothing found yet */
+        return 1;
+    memcpy(facts, b->facts, sizeof b->facts);
+    if (b->facts[PT_BAD_NDIM])
+        memcpy(shape, b->shape, (size_t)b->facts[PT_BAD_NDIM] * sizeof *shape);
+    *value = b->value;
     return 0;
 }
 

@@ -347,7 +347,13 @@ int64_t pt_arr_sum_all(int64_t ha);
  * or more that is not a LEAF or CONST: Python watches its result object and
  * calls pt_arr_drop(t, slot) when it dies (1; 0: not noted, the slot keeps
  * its memory) */
-enum { PT_RECYCLE_MIN = 16384, PT_WATCH_SHIFT = 62 };
+enum { PT_RECYCLE_MIN = 16384, PT_WATCH_SHIFT = 62, PT_NOTE_SHIFT = 61 };
+/* anomaly mode (pt_set_anomaly): those entry points record at once (no
+ * PT_E_ANOMALY) and check the value: a nan or inf answers PT_E_NONFINITE,
+ * nothing recorded, what was found in pt_tape_bad_array; a recorded result
+ * (not a LEAF or CONST) comes back with 2^PT_WATCH_SHIFT + 2^PT_NOTE_SHIFT
+ * added, whatever its size: Python notes its source line (and watches it
+ * if it has PT_RECYCLE_MIN elements or more) */
 int pt_arr_drop(pt_tape *t, int64_t slot);
 /* an instruction's shape into shape (room for PT_ARRAY_MAX_DIMS): its ndim
  * (0 for a scalar slot), or PT_E_HANDLE / PT_E_SLOT */
@@ -386,6 +392,19 @@ int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *sh
  * adjoint or tangent, an empty array, a value given back by recycling);
  * PT_E_SLOT; PT_E_THREAD for adjoints and tangents from another thread */
 int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out);
+/* anomaly mode: the last nan or inf that a check of an array found on t.
+ * Recording (PT_BAD_OPERAND -1): the refused instruction's kind, row, sign
+ * and shape (it is not on the tape); the reverse sweep stopped at
+ * pt_tape_bad(t) (an array instruction): the operand slot whose adjoint its
+ * rule made nan or inf, in that operand's shape; the tangent sweep
+ * (PT_BAD_OPERAND the slot itself): the instruction whose tangent is.
+ * ELEMENT: the first bad element (flat, C order) and *value its value.
+ * 0, or 1 when no array check found one */
+enum pt_bad_fact {
+    PT_BAD_KIND = 0, PT_BAD_OP = 1, PT_BAD_SIGN = 2, PT_BAD_OPERAND = 3, PT_BAD_ELEMENT = 4, PT_BAD_NDIM = 5,
+    PT_BAD_N = 6
+};
+int pt_tape_bad_array(const pt_tape *t, int64_t *facts, int64_t *shape, double *value);
 /* array memory from the tapes' allocator (a cache of freed large blocks:
  * no page faults in a loop that makes the same sizes each step); Python's
  * large Tensor leaves and grads live there too.  NULL: no memory */

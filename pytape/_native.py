@@ -442,6 +442,9 @@ def on_unregistered(tape, fn, *args):
 #: added to the handle an array recording returns when Python should watch
 #: the result (csrc/pytape.h: PT_WATCH_SHIFT); the result's handle is h - WATCH
 WATCH = 1 << lib.PT_WATCH_SHIFT
+#: added too, in anomaly mode, to every recorded result's handle (not a
+#: leaf's or a constant's): Python notes its source line (tensor._result)
+NOTE = 1 << lib.PT_NOTE_SHIFT
 
 
 def arr_drop(p, slot, _ref=None, _drop=lib.pt_arr_drop):
@@ -944,6 +947,29 @@ class CTape:
             return None
         check(st, "read", self)
         return float(out[0]), float(out[1]), float(out[2]), int(out[3])
+
+    def array_value(self, slot, shape):
+        """A copy of the value of array ``slot`` (None: recycled)."""
+        if self.id:
+            p = lib.pt_arr_value(self.handle(slot))
+        else:
+            p = on_unregistered(self, lib.pt_arr_value, self.handle(slot))
+        return _tape_array(None, p, shape, True)
+
+    def bad_array(self):
+        """What anomaly mode's last check of an array found nan or inf on this
+        tape: a dict (kind, op, sign, operand: -1 for a refused value, else
+        the slot whose adjoint or tangent it is; element: a flat index;
+        shape; value), or None (csrc/pytape.h: pt_tape_bad_array)."""
+        facts = np.empty(lib.PT_BAD_N, dtype=np.int64)
+        shape = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
+        value = ffi.new("double[1]")
+        if lib.pt_tape_bad_array(self._p, _i64(facts), shape, value):
+            return None
+        return {"kind": int(facts[lib.PT_BAD_KIND]), "op": int(facts[lib.PT_BAD_OP]),
+                "sign": int(facts[lib.PT_BAD_SIGN]), "operand": int(facts[lib.PT_BAD_OPERAND]),
+                "element": int(facts[lib.PT_BAD_ELEMENT]), "shape": tuple(shape[0:int(facts[lib.PT_BAD_NDIM])]),
+                "value": value[0]}
 
     # ---- copies ---------------------------------------------------------------------
 
