@@ -403,7 +403,11 @@ FACT_VALUE_BYTES, FACT_ADJOINT_BYTES, FACT_TANGENT_BYTES = (lib.PT_FACT_VALUE_BY
 def array_op_name(kind, op, sign=0):
     """The name of an array instruction's operation: its op-table row's for
     MAP1 / MAP2 (``exp``, ``mul``), ``min`` for a MAX of sign -1, else its
-    kind's (``sum``, ``matmul``, ``view``, ``leaf``, ...)."""
+    kind's (``sum``, ``matmul``, ``view``, ``leaf``, ...).
+
+    >>> array_op_name(ARRAY_KINDS["MAP1"], OPCODES["exp"]), array_op_name(ARRAY_KINDS["MAX"], -1, -1)
+    ('exp', 'min')
+    """
     if kind in (lib.PT_A_MAP1, lib.PT_A_MAP2):
         return OP_NAMES[op]
     if kind == lib.PT_A_MAX and sign < 0:
@@ -909,7 +913,16 @@ class CTape:
 
     def array_facts(self):
         """The facts of every array instruction in tape order: an int64 array
-        (narrays, FACT_N), columns FACT_SLOT, FACT_KIND, ... (csrc/pytape.h)."""
+        (narrays, FACT_N), columns FACT_SLOT, FACT_KIND, ... (csrc/pytape.h).
+
+        >>> t = CTape(register=True)
+        >>> h = arr_const(t, np.arange(3.0))
+        >>> y = arr_map2_vc(OPCODES["mul"], h, 2.0)
+        >>> t.array_facts()[:, [FACT_SLOT, FACT_KIND, FACT_SIZE, FACT_VALUE_BYTES]].tolist()
+        [[0, 1, 3, 24], [1, 4, 3, 24]]
+        >>> t.array_args().tolist()   # mul's operands: slot 0 and constant 0 of the pool
+        [0, -1]
+        """
         facts = np.zeros((self.narrays, lib.PT_FACT_N), dtype=np.int64)
         if facts.size:
             lib.pt_tape_array_facts(self._p, _i64(facts))
@@ -926,7 +939,14 @@ class CTape:
     def array_entry(self, slot):
         """(facts, shape, operands) of the array instruction at ``slot``:
         facts as a row of array_facts(), operands as a list of (is a slot,
-        slot or constant value); IndexError if the slot holds none."""
+        slot or constant value); IndexError if the slot holds none.
+
+        >>> t = CTape(register=True)
+        >>> y = arr_map2_vc(OPCODES["mul"], arr_const(t, np.ones((2, 3))), 2.5)
+        >>> facts, shape, operands = t.array_entry(1)
+        >>> array_op_name(facts[FACT_KIND], facts[FACT_OP]), shape, operands
+        ('mul', (2, 3), [(True, 0), (False, 2.5)])
+        """
         facts = np.empty(lib.PT_FACT_N, dtype=np.int64)
         shape = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
         args = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_ARGS)
@@ -940,7 +960,13 @@ class CTape:
         """(first, min, max, non-finite count) of array ``slot``'s value,
         ``"adjoint"`` (last reverse sweep) or ``"tangent"``: min and max over
         its finite elements (nan: none); None when there is none (a zero
-        adjoint or tangent, an empty array, a recycled value)."""
+        adjoint or tangent, an empty array, a recycled value).
+
+        >>> t = CTape(register=True)
+        >>> h = arr_const(t, np.array([3.0, np.nan, -1.0]))
+        >>> t.array_summary(0), t.array_summary(0, "adjoint")
+        ((3.0, -1.0, 3.0, 1), None)
+        """
         out = np.empty(4)
         st = lib.pt_tape_array_summary(self._p, slot, ("value", "adjoint", "tangent").index(which), _f64(out))
         if st == 1:
@@ -949,7 +975,13 @@ class CTape:
         return float(out[0]), float(out[1]), float(out[2]), int(out[3])
 
     def array_value(self, slot, shape):
-        """A copy of the value of array ``slot`` (None: recycled)."""
+        """A copy of the value of array ``slot`` (None: recycled).
+
+        >>> t = CTape(register=True)
+        >>> h = arr_const(t, np.arange(4.0).reshape(2, 2))
+        >>> t.array_value(0, (2, 2)).tolist()
+        [[0.0, 1.0], [2.0, 3.0]]
+        """
         if self.id:
             p = lib.pt_arr_value(self.handle(slot))
         else:
@@ -960,7 +992,18 @@ class CTape:
         """What anomaly mode's last check of an array found nan or inf on this
         tape: a dict (kind, op, sign, operand: -1 for a refused value, else
         the slot whose adjoint or tangent it is; element: a flat index;
-        shape; value), or None (csrc/pytape.h: pt_tape_bad_array)."""
+        shape; value), or None (csrc/pytape.h: pt_tape_bad_array).
+
+        >>> t = CTape(register=True)
+        >>> h = arr_const(t, np.array([1.0, 0.0]))
+        >>> set_anomaly(1)
+        >>> arr_map2_cv(OPCODES["div"], 1.0, h) == NONFINITE   # refused: 1 / 0
+        True
+        >>> set_anomaly(0)
+        >>> bad = t.bad_array()
+        >>> array_op_name(bad["kind"], bad["op"]), bad["element"], bad["shape"], bad["value"]
+        ('div', 1, (2,), inf)
+        """
         facts = np.empty(lib.PT_BAD_N, dtype=np.int64)
         shape = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
         value = ffi.new("double[1]")

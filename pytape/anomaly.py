@@ -123,7 +123,14 @@ def note(tape, slot, loc):
 
 def note_array(tape, slot):
     """Remember where array instruction ``slot`` of ``tape`` was recorded
-    (anomaly mode: C flags its handle, pytape/tensor.py ``_result`` calls this)."""
+    (anomaly mode: C flags its handle, pytape/tensor.py ``_result`` calls this).
+
+    >>> import numpy as np, pytape
+    >>> with pytape.detect_anomaly(), pytape.Tape() as t:
+    ...     y = pytape.Tensor([1.0, 2.0]) * 2.0
+    >>> t._where[y.slot][1:]     # noted by note_array: the line and function
+    (2, '<module>')
+    """
     note(tape, slot, caller(numpy_too=True))
 
 
