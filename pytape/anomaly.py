@@ -114,6 +114,30 @@ def _inputs(values):
     return f"(input{'s' if len(values) > 1 else ''} {vals})"
 
 
+@contextmanager
+def unchecked():
+    """Anomaly mode off in this thread for a while (pytape/tensor.py: a value
+    computed under no_grad on a scratch tape, which anomaly mode does not
+    check, as it does not check what no_grad computes on Vars).
+
+    >>> import pytape
+    >>> with pytape.detect_anomaly():
+    ...     with unchecked():
+    ...         print(pytape.is_anomaly_enabled())
+    ...     print(pytape.is_anomaly_enabled())
+    False
+    True
+    """
+    prev = _native.anomaly_enabled()
+    if prev:
+        _native.set_anomaly(0)
+    try:
+        yield
+    finally:
+        if prev:
+            _native.set_anomaly(1)
+
+
 def note(tape, slot, loc):
     """Remember that ``slot`` of ``tape`` was recorded at ``loc``."""
     if tape._where is None:

@@ -39,7 +39,7 @@ import weakref
 import numpy as np
 
 from . import _native
-from .anomaly import array_error, explain, note_array
+from .anomaly import array_error, explain, note_array, unchecked
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled
 from .var import ARGUMENTS, Leaf as VarLeaf, Owned, Recorded, Result as VarResult, Var, place as var_place
 
@@ -559,8 +559,10 @@ def _constant_inputs(xs):
 
 
 def _no_grad(fn, xs):
-    """fn on constants under no_grad: recorded on a scratch tape with grad on, the value kept."""
-    with enable_grad(), Tape():
+    """fn on constants under no_grad: recorded on a scratch tape with grad on,
+    the value kept (and not checked in anomaly mode: what no_grad computes is
+    not recorded, as for Vars)."""
+    with enable_grad(), Tape(), unchecked():
         r = fn(*_constant_inputs(xs))
     return TensorLeaf._make(np.array(r.value), False) if isinstance(r, Tensor) else r
 

@@ -358,6 +358,15 @@ def test_outside_anomaly_mode_nothing_is_checked():
     assert t._where is None                       # no source line kept
 
 
+def test_no_grad_values_are_not_checked_in_anomaly_mode_as_for_vars():
+    x = pytape.Tensor([0.2, 1.0])
+    with pytape.detect_anomaly(), pytape.no_grad():
+        y = np.log(x - 0.5)                       # computed on a scratch tape, not recorded
+        v = pytape.log(pytape.Var(-1.0))
+        assert pytape.is_anomaly_enabled()
+    assert math.isnan(y.value[0]) and not y.requires_grad and math.isnan(v.value)
+
+
 # ---- detect_anomaly: reverse and tangent ------------------------------------------------------------
 
 def reverse_sqrt():
