@@ -420,6 +420,18 @@ def test_reverse_inf_from_a_uniform_adjoint():
             y.backward()
 
 
+def test_reverse_inf_into_a_var_operand_of_an_array_operation():
+    """A Var is a 0-d operand: its adjoint sums the array's, here past the largest double."""
+    with pytape.detect_anomaly():
+        x, v = pytape.Tensor([1e308, 1e308]), pytape.Var(1.0)
+        y = x * v  # MARK-var
+        with pytest.raises(FloatingPointError, match=r"^backward through mul produced inf at index \(\) of the "
+                                                     r"gradient of v\d+ \(shape \(\)\) at .*\(inputs of shapes "
+                                                     r"\(2,\), \(\)\)$"):
+            y.backward(gradient=[1.0, 1.0])
+    assert v.grad == 0.0 and x.grad.tolist() == [0.0, 0.0]
+
+
 def test_reverse_of_operations_recorded_outside_the_mode():
     x, y = reverse_sqrt()
     with pytape.detect_anomaly():
