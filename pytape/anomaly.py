@@ -168,16 +168,17 @@ def _at(idx, shape, what):
     return f"at index {idx} of {what} (shape {shape})"
 
 
-def _array_inputs(kind, values, shape, idx):
+def _array_inputs(kind, values, shape, idx, shapes=None):
     """The inputs of an array operation for a message: of an elementwise one
     the operands' elements that made element ``idx`` of its ``shape`` result
-    (broadcast as numpy does), of any other the operands' shapes."""
-    if kind in _ELEMENTWISE:
+    (broadcast as numpy does), of any other the operands' shapes (``shapes``,
+    or the values')."""
+    if kind in _ELEMENTWISE and all(v is not None for v in values):
         try:
             return _inputs([float(np.broadcast_to(np.asarray(v, dtype=np.float64), shape)[idx]) for v in values])
         except (ValueError, TypeError, IndexError):
             pass  # shapes that do not broadcast to the result's: say the shapes
-    shapes = ", ".join(str(np.shape(v)) for v in values)
+    shapes = ", ".join(str(tuple(s)) for s in (shapes if shapes is not None else map(np.shape, values)))
     return f"(input{'s' if len(values) > 1 else ''} of shape{'s' if len(values) > 1 else ''} {shapes})"
 
 
@@ -205,16 +206,18 @@ def array_error(tape, inputs):
 
 
 def _operand_values(c, operands):
-    """The values of an array instruction's operands (CTape.array_entry's list)."""
-    out = []
+    """(values, shapes) of an array instruction's operands (CTape.array_entry's
+    list); a value is None where recycling gave it back (no sweep reads it)."""
+    values, shapes = [], []
     for is_slot, x in operands:
-        if not is_slot:
-            out.append(x)
-        elif c.op_at(x) == OP_ARRAY:
-            out.append(c.array_value(x, c.array_entry(x)[1]))
-        else:
-            out.append(c.value(x))
-    return out
+        if is_slot and c.op_at(x) == OP_ARRAY:
+            shape = c.array_entry(x)[1]
+            values.append(c.array_value(x, shape))
+            shapes.append(shape)
+        else:  # a constant, or a scalar slot: a 0-d operand
+            values.append(c.value(x) if is_slot else x)
+            shapes.append(())
+    return values, shapes
 
 
 def _array_sweep_error(tape, exc, loc):
@@ -224,7 +227,7 @@ def _array_sweep_error(tape, exc, loc):
     kind = int(facts[_native.FACT_KIND])
     name = array_op_name(kind, int(facts[_native.FACT_OP]), int(facts[_native.FACT_SIGN]))
     bad = c.bad_array()
-    values = _operand_values(c, operands)
+    values, shapes = _operand_values(c, operands)
     if bad is None:
         return FloatingPointError(f"{'backward through' if exc.sweep != 'tangent' else 'the tangent of'} {name}: "
                                   f"nan or inf {where(loc)}")
@@ -232,10 +235,10 @@ def _array_sweep_error(tape, exc, loc):
     if exc.sweep == "tangent":
         return FloatingPointError(f"the tangent (forward mode) of {name} is not finite ({bad['value']!r}) "
                                   f"{_at(idx, bad['shape'], 'its tangent')} {where(loc)} "
-                                  f"{_array_inputs(kind, values, shape, idx)}")
+                                  f"{_array_inputs(kind, values, shape, idx, shapes)}")
     # the bad element is in an operand's adjoint, indexed in that operand's shape: the
     # elements of the operands that made it are named where that is the result's shape
-    inputs = _array_inputs(kind if bad["shape"] == shape else -1, values, shape, idx)
+    inputs = _array_inputs(kind if bad["shape"] == shape else -1, values, shape, idx, shapes)
     return FloatingPointError(f"backward through {name} produced {bad['value']!r} "
                               f"{_at(idx, bad['shape'], 'the gradient of v' + str(bad['operand']))} {where(loc)} "
                               f"{inputs}")
