@@ -519,8 +519,31 @@ static void give_back_adjoint(pt_tape *t, struct pt_arr *e)
         e->adj = NULL;
 }
 
+int pt_array_note_nonfinite(pt_tape *t, const struct pt_arr *e, int64_t operand, const double *p, int64_t n,
+                            int32_t ndim, const int64_t *shape)
+{
+    for (int64_t j = 0; j < n; ++j)
+        if (!isfinite(p[j])) {
+            struct pt_bad_array *b = &t->bad_array;
+            b->facts[PT_BAD_KIND] = e->kind;
+            b->facts[PT_BAD_OP] = e->kind == PT_A_MAP1 || e->kind == PT_A_MAP2 ? e->op : -1;
+            b->facts[PT_BAD_SIGN] = e->kind == PT_A_MAX && e->npar > 1 ? t->ar_par[e->par + 1] : 0;
+            b->facts[PT_BAD_OPERAND] = operand;
+            b->facts[PT_BAD_ELEMENT] = j;
+            b->facts[PT_BAD_NDIM] = ndim;
+            if (ndim)
+                memcpy(b->shape, shape, (size_t)ndim * sizeof *shape);
+            b->value = p[j];
+            return 1;
+        }
+    return 0;
+}
+
 /* a new entry's room, value and commit: the entry is written at t->nar but
- * counted only by commit */
+ * counted only by commit.  In anomaly mode (pt_thread_mode) the value of
+ * an instruction that is not data (LEAF, CONST: as scalar leaves) is
+ * checked: a nan or inf is refused (PT_E_NONFINITE, noted in t->bad_array)
+ * and a recorded one's handle flagged for Python (pytape.h: PT_NOTE_SHIFT) */
 static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const int64_t *args, const int64_t *par,
                       const double *data)
 {
@@ -566,6 +589,15 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
             return st;
         }
     }
+    int64_t note = 0;
+    if (__builtin_expect(pt_thread_mode & PT_MODE_ANOMALY, 0) && e->kind != PT_A_LEAF && e->kind != PT_A_CONST) {
+        /* (e's parameters, read for a MAX's sign, are in the pool already, uncounted) */
+        if (pt_array_note_nonfinite(t, e, -1, e->val, e->size, e->ndim, shape)) {
+            pt_tape_buffer_release(e->val, e->size);
+            return PT_E_NONFINITE;
+        }
+        note = ((int64_t)1 << PT_WATCH_SHIFT) | ((int64_t)1 << PT_NOTE_SHIFT);
+    }
     /* commit: nothing below can fail (pt_check_recording made room for the instruction) */
     keep_what_sweeps_read(t, e, args);
     const int64_t watch = !e->borrowed && e->size >= PT_RECYCLE_MIN && e->kind != PT_A_LEAF && e->kind != PT_A_CONST
@@ -577,7 +609,7 @@ static int64_t append(pt_tape *t, struct pt_arr *e, const int64_t *shape, const 
     t->nar_dim += e->ndim;
     t->nar_arg += e->nargs;
     t->nar_par += e->npar;
-    return pt_handle_of(t, pt_emit(t, PT_ARRAY, k, e->kind, e->size ? e->val[0] : NAN)) + watch;
+    return pt_handle_of(t, pt_emit(t, PT_ARRAY, k, e->kind, e->size ? e->val[0] : NAN)) + (watch | note);
 }
 
 static int64_t record_data(pt_tape *t, int kind, int32_t ndim, const int64_t *shape, const double *data,
@@ -965,6 +997,91 @@ const double *pt_arr_tangent(pt_tape *t, int64_t i)
     if (!pt_tape_is_owner(t) || i < 0 || i >= t->tan_n || t->op[i] != PT_ARRAY || t->tan[i] == 0.0)
         return NULL;
     return t->ar[t->a[i]].tan;
+}
+
+/* ---- inspection (pytape/display.py, anomaly.py) -------------------------------- */
+
+static void facts_of(const pt_tape *t, const struct pt_arr *e, int64_t *f)
+{
+    const size_t d = sizeof(double);
+    f[PT_FACT_SLOT] = e->slot;
+    f[PT_FACT_KIND] = e->kind;
+    f[PT_FACT_OP] = e->kind == PT_A_MAP1 || e->kind == PT_A_MAP2 ? e->op : -1;
+    f[PT_FACT_SIGN] = e->kind == PT_A_MAX && e->npar > 1 ? t->ar_par[e->par + 1] : 0;
+    f[PT_FACT_NDIM] = e->ndim;
+    f[PT_FACT_NARGS] = e->nargs;
+    f[PT_FACT_SIZE] = e->size;
+    /* as pt_array_nbytes counts them */
+    f[PT_FACT_VALUE_BYTES] = (!e->borrowed && !(e->life & PT_LIFE_SPARE)) ? (int64_t)(e->size * d) : 0;
+    f[PT_FACT_ADJOINT_BYTES] = (e->adj && !e->shared) ? (int64_t)(e->size * d) : 0;
+    f[PT_FACT_TANGENT_BYTES] = (int64_t)(e->size * d) * ((e->tan != NULL) + (e->adt != NULL));
+}
+
+void pt_tape_array_facts(const pt_tape *t, int64_t *facts)
+{
+    for (int64_t k = 0; k < t->nar; ++k)
+        facts_of(t, &t->ar[k], facts + k * PT_FACT_N);
+}
+
+int64_t pt_tape_narray_args(const pt_tape *t) { return t->nar_arg; }
+
+void pt_tape_array_args(const pt_tape *t, int64_t *args)
+{
+    if (t->nar_arg)
+        memcpy(args, t->ar_arg, (size_t)t->nar_arg * sizeof *args);
+}
+
+int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *shape, int64_t *args)
+{
+    if (i < 0 || i >= t->n || t->op[i] != PT_ARRAY)
+        return PT_E_SLOT;
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    facts_of(t, e, facts);
+    if (e->ndim)
+        memcpy(shape, pt_arr_shape_of(t, e), (size_t)e->ndim * sizeof *shape);
+    if (e->nargs)
+        memcpy(args, t->ar_arg + e->arg, (size_t)e->nargs * sizeof *args);
+    return PT_OK;
+}
+
+int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out)
+{
+    if (i < 0 || i >= t->n || t->op[i] != PT_ARRAY || which < 0 || which > 2)
+        return PT_E_SLOT;
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    if (which && !pt_tape_is_owner(t))
+        return PT_E_THREAD;
+    const double *p = which == 0 ? ((e->life & PT_LIFE_SPARE) ? NULL : e->val)
+                      : which == 1 ? pt_arr_adjoint(t, i) : pt_arr_tangent(t, i);
+    if (!p || e->size == 0)
+        return 1;
+    double lo = NAN, hi = NAN, bad = 0;
+    for (int64_t j = 0; j < e->size; ++j) {
+        const double x = p[j];
+        if (!isfinite(x))
+            bad += 1;
+        else if (!(x >= lo))  /* the first finite one too (lo nan) */
+            lo = x;
+        if (isfinite(x) && !(x <= hi))
+            hi = x;
+    }
+    out[0] = p[0];
+    out[1] = lo;
+    out[2] = hi;
+    out[3] = bad;
+    return 0;
+}
+
+int pt_tape_bad_array(const pt_tape *t, int64_t *facts, int64_t *shape, double *value)
+{
+    const struct pt_bad_array *b = &t->bad_array;
+    if (!b->facts[PT_BAD_KIND])  /* kinds start at 1: zeroed, nothing found yet */
+        return 1;
+    memcpy(facts, b->facts, sizeof b->facts);
+    if (b->facts[PT_BAD_NDIM])
+        memcpy(shape, b->shape, (size_t)b->facts[PT_BAD_NDIM] * sizeof *shape);
+    *value = b->value;
+    return 0;
 }
 
 /* ---- the sweeps --------------------------------------------------------------- */

@@ -289,4 +289,16 @@ void pt_array_free(pt_tape *t);
 void pt_array_give_back_dead(pt_tape *t, const int64_t *args, int nargs);
 size_t pt_array_nbytes(const pt_tape *t, int used);
 
+/* ---- anomaly mode: the checks of array values, adjoints and tangents --------
+ * Recording (append, array.c) refuses a value with a nan or inf; the checked
+ * reverse sweep stops where an array rule made an operand's adjoint nan or
+ * inf (sweep_reverse.c), the tangent sweep at the first array tangent that
+ * is (sweep_tangent.c).  Each notes what it found in t->bad_array
+ * (pt_tape_bad_array) with this: the first element of p[0 .. n) that is
+ * nan or inf, in the shape (ndim, shape), of instruction e (its value for
+ * operand -1, else the adjoint or tangent of slot `operand`); 1 if there is
+ * one, else 0 */
+int pt_array_note_nonfinite(pt_tape *t, const struct pt_arr *e, int64_t operand, const double *p, int64_t n,
+                            int32_t ndim, const int64_t *shape);
+
 #endif

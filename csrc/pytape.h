@@ -348,7 +348,13 @@ int64_t pt_arr_sum_all(int64_t ha);
  * or more that is not a LEAF or CONST: Python watches its result object and
  * calls pt_arr_drop(t, slot) when it dies (1; 0: not noted, the slot keeps
  * its memory) */
-enum { PT_RECYCLE_MIN = 16384, PT_WATCH_SHIFT = 62 };
+enum { PT_RECYCLE_MIN = 16384, PT_WATCH_SHIFT = 62, PT_NOTE_SHIFT = 61 };
+/* anomaly mode (pt_set_anomaly): those entry points record at once (no
+ * PT_E_ANOMALY) and check the value: a nan or inf answers PT_E_NONFINITE,
+ * nothing recorded, what was found in pt_tape_bad_array; a recorded result
+ * (not a LEAF or CONST) comes back with 2^PT_WATCH_SHIFT + 2^PT_NOTE_SHIFT
+ * added, whatever its size: Python notes its source line (and watches it
+ * if it has PT_RECYCLE_MIN elements or more) */
 int pt_arr_drop(pt_tape *t, int64_t slot);
 /* an instruction's shape into shape (room for PT_ARRAY_MAX_DIMS): its ndim
  * (0 for a scalar slot), or PT_E_HANDLE / PT_E_SLOT */
@@ -360,6 +366,46 @@ const double *pt_arr_value(int64_t h);
 const double *pt_arr_adjoint(pt_tape *t, int64_t i);
 const double *pt_arr_tangent(pt_tape *t, int64_t i);
 int64_t pt_tape_narrays(const pt_tape *t);
+/* inspection of array instructions (pytape/display.py): facts of an entry,
+ * int64s indexed by enum pt_arr_fact.  OP: the op-table row of MAP1 / MAP2
+ * (else -1); SIGN: MAX's 1 (max) or -1 (min), else 0; bytes: of the buffers
+ * the tape holds for it (VALUE: 0 for a value lent by a Tensor leaf or given
+ * back by recycling; TANGENT: the tangent and second order's adt) */
+enum pt_arr_fact {
+    PT_FACT_SLOT = 0, PT_FACT_KIND = 1, PT_FACT_OP = 2, PT_FACT_SIGN = 3, PT_FACT_NDIM = 4,
+    PT_FACT_NARGS = 5, PT_FACT_SIZE = 6, PT_FACT_VALUE_BYTES = 7, PT_FACT_ADJOINT_BYTES = 8,
+    PT_FACT_TANGENT_BYTES = 9, PT_FACT_N = 10
+};
+/* the facts of every array instruction in tape order: facts[k * PT_FACT_N + f] */
+void pt_tape_array_facts(const pt_tape *t, int64_t *facts);
+/* the operands of all array instructions one after another (an entry's
+ * PT_FACT_NARGS of them: slots, or -1 - c for constant c of the pool) */
+int64_t pt_tape_narray_args(const pt_tape *t);
+void pt_tape_array_args(const pt_tape *t, int64_t *args);
+/* array slot i: its facts (PT_FACT_N), shape (room for PT_ARRAY_MAX_DIMS)
+ * and operands (room for PT_ARRAY_MAX_ARGS); 0, or PT_E_SLOT when slot i
+ * holds no array instruction */
+int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *shape, int64_t *args);
+/* a summary of array slot i's value (which = 0), adjoint from the last
+ * reverse sweep (1) or tangent from the last tangent sweep (2): out[0] its
+ * first element, out[1], out[2] the least and greatest finite elements (nan:
+ * none), out[3] how many are nan or inf.  0; 1 when there is none (a zero
+ * adjoint or tangent, an empty array, a value given back by recycling);
+ * PT_E_SLOT; PT_E_THREAD for adjoints and tangents from another thread */
+int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out);
+/* anomaly mode: the last nan or inf that a check of an array found on t.
+ * Recording (PT_BAD_OPERAND -1): the refused instruction's kind, row, sign
+ * and shape (it is not on the tape); the reverse sweep stopped at
+ * pt_tape_bad(t) (an array instruction): the operand slot whose adjoint its
+ * rule made nan or inf, in that operand's shape; the tangent sweep
+ * (PT_BAD_OPERAND the slot itself): the instruction whose tangent is.
+ * ELEMENT: the first bad element (flat, C order) and *value its value.
+ * 0, or 1 when no array check found one */
+enum pt_bad_fact {
+    PT_BAD_KIND = 0, PT_BAD_OP = 1, PT_BAD_SIGN = 2, PT_BAD_OPERAND = 3, PT_BAD_ELEMENT = 4, PT_BAD_NDIM = 5,
+    PT_BAD_N = 6
+};
+int pt_tape_bad_array(const pt_tape *t, int64_t *facts, int64_t *shape, double *value);
 /* array memory from the tapes' allocator (a cache of freed large blocks:
  * no page faults in a loop that makes the same sizes each step); Python's
  * large Tensor leaves and grads live there too.  NULL: no memory */

@@ -23,6 +23,35 @@ PT_INLINE int acc(double *adj, int64_t s, double d, int checked)
     return checked && !isfinite(adj[s]);
 }
 
+/* anomaly mode, after array slot i's adjoint rule (pt_array_vjp): did it
+ * make an operand's adjoint nan or inf?  1, noted in t->bad_array (the
+ * operand and its first bad element), else 0.  Each adjoint it wrote is
+ * read whole (a scalar operand's, an array's buffer, one element of a
+ * uniform one, an array leaf's grad where the sweep accumulates it). */
+static int array_adjoints_bad(pt_tape *t, int64_t i)
+{
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    for (int j = 0; j < e->nargs; ++j) {
+        const int64_t s = t->ar_arg[e->arg + j];
+        if (s < 0)
+            continue;  /* a constant */
+        if (t->op[s] != PT_ARRAY) {
+            if (pt_array_note_nonfinite(t, e, s, &t->adj[s], 1, 0, NULL))
+                return 1;
+            continue;
+        }
+        const double flag = t->adj[s];
+        const struct pt_arr *o = &t->ar[t->a[s]];
+        const double *g = flag == PT_ADJ_GRAD ? o->grad : o->adj;
+        if (flag == 0.0 || o->kind == PT_A_CONST || !g)
+            continue;  /* not reached (no adjoint asked for), or none kept */
+        if (pt_array_note_nonfinite(t, e, s, g, flag == PT_ADJ_UNIFORM ? (o->size > 0) : o->size, o->ndim,
+                                    pt_arr_shape_of(t, o)))
+            return 1;
+    }
+    return 0;
+}
+
 /* the loop; `checked` (a constant in each caller) stops it at the first
  * instruction whose adjoint rule makes an adjoint nan or inf (returned);
  * a failed custom rule stops it with PT_E_CALLBACK; else -1 */
@@ -52,6 +81,8 @@ PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int c
             const int st = pt_array_vjp((pt_tape *)t, i);
             if (st)
                 return st == PT_E_CALLBACK ? PT_E_CALLBACK : PT_SWEEP_NOMEM;
+            if (checked && array_adjoints_bad((pt_tape *)t, i))
+                return i;
         } break;
         default: /* LEAF: its adjoint is final */
             break;

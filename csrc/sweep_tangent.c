@@ -44,6 +44,19 @@ PT_SWEEP_ALIGNED int pt_sweep_tangent(const pt_tape *t, double *tan)
     return PT_OK;
 }
 
+/* anomaly mode, after the sweep: the first array slot below `stop` whose
+ * tangent has a nan or inf (noted in t->bad_array), or -1 */
+static int64_t array_tangent_bad(pt_tape *t, int64_t stop)
+{
+    for (int64_t k = 0; k < t->nar && t->ar[k].slot < stop; ++k) {
+        const struct pt_arr *e = &t->ar[k];
+        if (t->tan[e->slot] != 0.0 && e->tan &&
+            pt_array_note_nonfinite(t, e, e->slot, e->tan, e->size, e->ndim, pt_arr_shape_of(t, e)))
+            return e->slot;
+    }
+    return -1;
+}
+
 int pt_forward_tangent(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds)
 {
     return pt_forward_tangent_arrays(t, nseeds, slots, seeds, 0, NULL, NULL, NULL);
@@ -85,8 +98,14 @@ int pt_forward_tangent_arrays(pt_tape *t, int64_t nseeds, const int64_t *slots, 
     t->tan_n = st ? 0 : t->n;  /* a failed custom rule: no tangents to read */
     if (st)
         return st;
-    if (pt_anomaly_active() && (t->bad = pt_first_nonfinite(t->tan, t->n, 1)) >= 0)
-        return PT_E_NONFINITE;  /* anomaly mode: the first nan or inf tangent */
+    if (pt_anomaly_active()) {  /* anomaly mode: the first nan or inf tangent */
+        t->bad = pt_first_nonfinite(t->tan, t->n, 1);  /* scalar slots (array slots hold flags) */
+        const int64_t a = array_tangent_bad(t, t->bad >= 0 ? t->bad : t->n);
+        if (a >= 0)
+            t->bad = a;
+        if (t->bad >= 0)
+            return PT_E_NONFINITE;
+    }
     return PT_OK;
 }
 

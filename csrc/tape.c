@@ -114,19 +114,19 @@ double pt_eval2(int op, double a, double b)
  * every recorded operation (measured: ~15 ns of ~150 ns per op) */
 #define PT_TLS __thread __attribute__((tls_model("initial-exec")))
 
-enum { MODE_NOGRAD = 1, MODE_ANOMALY = 2, MODE_CHECKED = 4 };
-static PT_TLS int mode;  /* 0 in normal recording: one test on the hot path */
+/* 0 in normal recording: one test on the hot path (tape.h: PT_MODE_*) */
+PT_TLS int pt_thread_mode;
 
 /* a per-thread address: cheaper to compare than pthread_self() */
 static PT_TLS char thread_marker;
 
-static void set_mode(int bit, int on) { mode = on ? (mode | bit) : (mode & ~bit); }
+static void set_mode(int bit, int on) { pt_thread_mode = on ? (pt_thread_mode | bit) : (pt_thread_mode & ~bit); }
 
-void pt_set_grad_enabled(int enabled) { set_mode(MODE_NOGRAD, !enabled); }
-int pt_grad_enabled(void) { return !(mode & MODE_NOGRAD); }
-void pt_set_anomaly(int enabled) { set_mode(MODE_ANOMALY, enabled); }
-int pt_anomaly_enabled(void) { return (mode & MODE_ANOMALY) != 0; }
-void pt_set_checked(int enabled) { set_mode(MODE_CHECKED, enabled); }
+void pt_set_grad_enabled(int enabled) { set_mode(PT_MODE_NOGRAD, !enabled); }
+int pt_grad_enabled(void) { return !(pt_thread_mode & PT_MODE_NOGRAD); }
+void pt_set_anomaly(int enabled) { set_mode(PT_MODE_ANOMALY, enabled); }
+int pt_anomaly_enabled(void) { return (pt_thread_mode & PT_MODE_ANOMALY) != 0; }
+void pt_set_checked(int enabled) { set_mode(PT_MODE_CHECKED, enabled); }
 
 /* ---- lifetime and the registry of handles ---------------------------- */
 
@@ -312,10 +312,10 @@ static int64_t add_const(pt_tape *t, double c)
 static inline int64_t check_recording(pt_tape *t, int is_leaf)
 {
     int64_t checked = 0;
-    if (mode) {
-        if (mode & MODE_NOGRAD)
+    if (pt_thread_mode) {
+        if (pt_thread_mode & PT_MODE_NOGRAD)
             return PT_E_NOGRAD;
-        if (mode & MODE_CHECKED)
+        if (pt_thread_mode & PT_MODE_CHECKED)
             checked = 1;
         else if (!is_leaf)
             return PT_E_ANOMALY;
@@ -397,8 +397,10 @@ static inline pt_tape *recording_tape(int64_t h, int64_t *s)
     return *s < 0 ? NULL : t;
 }
 
-/* array instructions (array.c) never answer PT_E_ANOMALY: anomaly mode does
- * not check their values (yet); room for one instruction is made here */
+/* array instructions (array.c) never answer PT_E_ANOMALY: in anomaly mode
+ * they are recorded at once and array.c checks their values (append: it
+ * refuses a nan or inf, and flags the handle for Python to note the line);
+ * room for one instruction is made here */
 int64_t pt_check_recording(pt_tape *t)
 {
     const int64_t s = check_recording(t, 1);
@@ -634,7 +636,7 @@ int64_t pt_tape_nconsts(const pt_tape *t) { return t->nconst; }
 int pt_tape_consumed(const pt_tape *t) { return t->consumed; }
 void pt_tape_consume(pt_tape *t) { t->consumed = 1; }
 int64_t pt_tape_bad(const pt_tape *t) { return t->bad; }
-int pt_anomaly_active(void) { return (mode & MODE_ANOMALY) != 0; }
+int pt_anomaly_active(void) { return (pt_thread_mode & PT_MODE_ANOMALY) != 0; }
 int pt_tape_is_owner(const pt_tape *t) { return t->owner_key == &thread_marker; }
 
 /* glibc and musl: pthread_t is an integer the size of a pointer, equal to

@@ -159,10 +159,21 @@ struct pt_tape {
     int consumed;
     int busy;                  /* a sweep of this tape is calling a custom rule (custom.c) */
     int64_t bad;               /* the instruction a checked sweep stopped at, or -1 */
+    struct pt_bad_array {      /* anomaly mode and arrays: the nan or inf found (array.c) */
+        int64_t facts[PT_BAD_N];   /* enum pt_bad_fact (pytape.h) */
+        int64_t shape[PT_ARRAY_MAX_DIMS];
+        double value;
+    } bad_array;
     pthread_t owner;           /* the thread that records on this tape */
     const void *owner_key;     /* the address of a thread-local of that thread */
     pt_tape *prev, *next;      /* every live tape, for the fork handler (tape.c) */
 };
+
+/* the recording modes of the calling thread (tape.c: pt_set_grad_enabled,
+ * pt_set_anomaly, pt_set_checked; 0 in normal recording); array.c reads it
+ * when it records an array instruction (one load: initial-exec TLS) */
+enum { PT_MODE_NOGRAD = 1, PT_MODE_ANOMALY = 2, PT_MODE_CHECKED = 4 };
+extern __thread int pt_thread_mode __attribute__((tls_model("initial-exec")));
 
 /* the per-op recording entry points (tape.c), generated from ops.def: they
  * take and return handles (pytape.h) */

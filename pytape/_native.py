@@ -462,8 +462,33 @@ handle_tangent = lib.pt_tangent_h
 #: the kinds of array instructions (csrc/pytape.h: enum pt_array_kind) by name
 ARRAY_KINDS = {name: getattr(lib, "PT_A_" + name) for name in
                ("CONST", "LEAF", "MAP1", "MAP2", "SUM", "VIEW", "GATHER", "MATMUL", "MAX", "PROD", "CUMSUM",
-                "CONCAT")}
+                "CONCAT", "CUSTOM")}
 ARRAY_MAX_DIMS = lib.PT_ARRAY_MAX_DIMS
+#: the kinds by number, in lower case (the names tables and messages give them)
+ARRAY_KIND_NAMES = {number: name.lower() for name, number in ARRAY_KINDS.items()}
+#: the columns of CTape.array_facts() and array_entry()'s facts (csrc/pytape.h: enum pt_arr_fact)
+FACT_SLOT, FACT_KIND, FACT_OP, FACT_SIGN, FACT_NDIM, FACT_NARGS, FACT_SIZE = (
+    lib.PT_FACT_SLOT, lib.PT_FACT_KIND, lib.PT_FACT_OP, lib.PT_FACT_SIGN, lib.PT_FACT_NDIM, lib.PT_FACT_NARGS,
+    lib.PT_FACT_SIZE)
+FACT_VALUE_BYTES, FACT_ADJOINT_BYTES, FACT_TANGENT_BYTES = (lib.PT_FACT_VALUE_BYTES, lib.PT_FACT_ADJOINT_BYTES,
+                                                            lib.PT_FACT_TANGENT_BYTES)
+
+
+def array_op_name(kind, op, sign=0):
+    """The name of an array instruction's operation: its op-table row's for
+    MAP1 / MAP2 (``exp``, ``mul``), ``min`` for a MAX of sign -1, else its
+    kind's (``sum``, ``matmul``, ``view``, ``leaf``, ...).
+
+    >>> array_op_name(ARRAY_KINDS["MAP1"], OPCODES["exp"]), array_op_name(ARRAY_KINDS["MAX"], -1, -1)
+    ('exp', 'min')
+    """
+    if kind in (lib.PT_A_MAP1, lib.PT_A_MAP2):
+        return OP_NAMES[op]
+    if kind == lib.PT_A_MAX and sign < 0:
+        return "min"
+    return ARRAY_KIND_NAMES.get(kind, f"array#{kind}")
+
+
 E_SHAPE = lib.PT_E_SHAPE
 #: pt_arr_map1's answer for an operand whose values numpy computes (tensor.map1)
 E_LARGE = lib.PT_E_LARGE
@@ -495,6 +520,9 @@ def on_unregistered(tape, fn, *args):
 #: added to the handle an array recording returns when Python should watch
 #: the result (csrc/pytape.h: PT_WATCH_SHIFT); the result's handle is h - WATCH
 WATCH = 1 << lib.PT_WATCH_SHIFT
+#: added too, in anomaly mode, to every recorded result's handle (not a
+#: leaf's or a constant's): Python notes its source line (tensor._result)
+NOTE = 1 << lib.PT_NOTE_SHIFT
 
 
 def arr_drop(p, slot, _ref=None, _drop=lib.pt_arr_drop):
@@ -949,6 +977,116 @@ class CTape:
         """Record that (v[a] CMP rhs) came out ``outcome`` (rhs: slot b if b >= 0,
         else the constant c); its slot or a negative status."""
         return lib.pt_guard(self._p, a, b, c, cmp, 1 if outcome else 0)
+
+    # ---- array instructions (inspection: pytape/display.py, anomaly.py) ----------------
+
+    @property
+    def narrays(self):
+        """Array instructions on the tape."""
+        return lib.pt_tape_narrays(self._p)
+
+    def array_facts(self):
+        """The facts of every array instruction in tape order: an int64 array
+        (narrays, FACT_N), columns FACT_SLOT, FACT_KIND, ... (csrc/pytape.h).
+
+        >>> t = CTape(register=True)
+        >>> h = arr_const(t, np.arange(3.0))
+        >>> y = arr_map2_vc(OPCODES["mul"], h, 2.0)
+        >>> t.array_facts()[:, [FACT_SLOT, FACT_KIND, FACT_SIZE, FACT_VALUE_BYTES]].tolist()
+        [[0, 1, 3, 24], [1, 4, 3, 24]]
+        >>> t.array_args().tolist()   # mul's operands: slot 0 and constant 0 of the pool
+        [0, -1]
+        """
+        facts = np.zeros((self.narrays, lib.PT_FACT_N), dtype=np.int64)
+        if facts.size:
+            lib.pt_tape_array_facts(self._p, _i64(facts))
+        return facts
+
+    def array_args(self):
+        """The operands of all array instructions one after another (each
+        entry's FACT_NARGS: a slot, or -1 - c for constant c)."""
+        args = np.empty(lib.pt_tape_narray_args(self._p), dtype=np.int64)
+        if args.size:
+            lib.pt_tape_array_args(self._p, _i64(args))
+        return args
+
+    def array_entry(self, slot):
+        """(facts, shape, operands) of the array instruction at ``slot``:
+        facts as a row of array_facts(), operands as a list of (is a slot,
+        slot or constant value); IndexError if the slot holds none.
+
+        >>> t = CTape(register=True)
+        >>> y = arr_map2_vc(OPCODES["mul"], arr_const(t, np.ones((2, 3))), 2.5)
+        >>> facts, shape, operands = t.array_entry(1)
+        >>> array_op_name(facts[FACT_KIND], facts[FACT_OP]), shape, operands
+        ('mul', (2, 3), [(True, 0), (False, 2.5)])
+        """
+        facts = np.empty(lib.PT_FACT_N, dtype=np.int64)
+        shape = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
+        args = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_ARGS)
+        if lib.pt_tape_array_entry(self._p, slot, _i64(facts), shape, args):
+            raise IndexError(f"pytape: slot {slot} holds no array instruction")
+        ops = [args[j] for j in range(int(facts[FACT_NARGS]))]
+        return (facts, tuple(shape[0:int(facts[FACT_NDIM])]),
+                [(True, x) if x >= 0 else (False, self.const(-1 - x)) for x in ops])
+
+    def array_summary(self, slot, which="value"):
+        """(first, min, max, non-finite count) of array ``slot``'s value,
+        ``"adjoint"`` (last reverse sweep) or ``"tangent"``: min and max over
+        its finite elements (nan: none); None when there is none (a zero
+        adjoint or tangent, an empty array, a recycled value).
+
+        >>> t = CTape(register=True)
+        >>> h = arr_const(t, np.array([3.0, np.nan, -1.0]))
+        >>> t.array_summary(0), t.array_summary(0, "adjoint")
+        ((3.0, -1.0, 3.0, 1), None)
+        """
+        out = np.empty(4)
+        st = lib.pt_tape_array_summary(self._p, slot, ("value", "adjoint", "tangent").index(which), _f64(out))
+        if st == 1:
+            return None
+        check(st, "read", self)
+        return float(out[0]), float(out[1]), float(out[2]), int(out[3])
+
+    def array_value(self, slot, shape):
+        """A copy of the value of array ``slot`` (None: recycled).
+
+        >>> t = CTape(register=True)
+        >>> h = arr_const(t, np.arange(4.0).reshape(2, 2))
+        >>> t.array_value(0, (2, 2)).tolist()
+        [[0.0, 1.0], [2.0, 3.0]]
+        """
+        if self.id:
+            p = lib.pt_arr_value(self.handle(slot))
+        else:
+            p = on_unregistered(self, lib.pt_arr_value, self.handle(slot))
+        return _tape_array(None, p, shape, True)
+
+    def bad_array(self):
+        """What anomaly mode's last check of an array found nan or inf on this
+        tape: a dict (kind, op, sign, operand: -1 for a refused value, else
+        the slot whose adjoint or tangent it is; element: a flat index;
+        shape; value), or None (csrc/pytape.h: pt_tape_bad_array).
+
+        >>> t = CTape(register=True)
+        >>> h = arr_const(t, np.array([1.0, 0.0]))
+        >>> set_anomaly(1)
+        >>> arr_map2_cv(OPCODES["div"], 1.0, h) == NONFINITE   # refused: 1 / 0
+        True
+        >>> set_anomaly(0)
+        >>> bad = t.bad_array()
+        >>> array_op_name(bad["kind"], bad["op"]), bad["element"], bad["shape"], bad["value"]
+        ('div', 1, (2,), inf)
+        """
+        facts = np.empty(lib.PT_BAD_N, dtype=np.int64)
+        shape = ffi.new("int64_t[]", lib.PT_ARRAY_MAX_DIMS)
+        value = ffi.new("double[1]")
+        if lib.pt_tape_bad_array(self._p, _i64(facts), shape, value):
+            return None
+        return {"kind": int(facts[lib.PT_BAD_KIND]), "op": int(facts[lib.PT_BAD_OP]),
+                "sign": int(facts[lib.PT_BAD_SIGN]), "operand": int(facts[lib.PT_BAD_OPERAND]),
+                "element": int(facts[lib.PT_BAD_ELEMENT]), "shape": tuple(shape[0:int(facts[lib.PT_BAD_NDIM])]),
+                "value": value[0]}
 
     # ---- copies ---------------------------------------------------------------------
 

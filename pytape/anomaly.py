@@ -10,6 +10,15 @@ sweeps (``hessian``, ``hvp``) are not checked.  Outside the mode
 nothing of this happens: operations take their usual path and no location is
 kept.
 
+Array instructions (``pytape.Tensor``) are checked likewise, element by
+element, in C: a value when it is recorded (the operation is refused, not
+recorded), the adjoints an array instruction's rule writes into its
+operands, and array tangents; the message adds the index of the first bad
+element, a numpy index into the array it is in (the result for a value or
+tangent, the operand for an adjoint).  Array leaves and constants are data,
+not checked, as Var leaves: a nan there is reported at the first operation
+that produces one from it.
+
 The errors are built here, by the callers of the C sweeps (``explain``), from
 the instruction C stopped at and the source lines noted while recording.
 
@@ -25,12 +34,19 @@ import os
 import sys
 from contextlib import contextmanager
 
+import numpy as np
+
 from . import _native
-from ._native import OP_KINDS, OP_NAMES, OPERAND_A, OPERAND_B, OPERAND_CONST, OPERAND_SLOT, NonFiniteError
+from ._native import (OP_ARRAY, OP_KINDS, OP_NAMES, OPERAND_A, OPERAND_B, OPERAND_CONST, OPERAND_SLOT,
+                      NonFiniteError, array_op_name)
 
 __all__ = ["detect_anomaly", "is_anomaly_enabled"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: numpy's own Python frames (np.mean -> Tensor.__array_function__ may pass
+#: through them): skipped too when an array operation's line is looked for
+_NUMPY = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
+_ELEMENTWISE = (_native.ARRAY_KINDS["MAP1"], _native.ARRAY_KINDS["MAP2"])
 
 
 class detect_anomaly:
@@ -73,10 +89,12 @@ def is_anomaly_enabled():
     return _native.anomaly_enabled()
 
 
-def caller():
-    """(file, line, function) of the innermost frame outside pytape."""
+def caller(numpy_too=False):
+    """(file, line, function) of the innermost frame outside pytape (and,
+    ``numpy_too``, outside numpy: an array operation's)."""
+    skip = (_HERE, _NUMPY) if numpy_too else _HERE
     f = sys._getframe(1)
-    while f is not None and f.f_code.co_filename.startswith(_HERE):
+    while f is not None and f.f_code.co_filename.startswith(skip):
         f = f.f_back
     if f is None:
         return ("<unknown>", 0, "?")
@@ -96,11 +114,134 @@ def _inputs(values):
     return f"(input{'s' if len(values) > 1 else ''} {vals})"
 
 
+@contextmanager
+def unchecked():
+    """Anomaly mode off in this thread for a while (pytape/tensor.py: a value
+    computed under no_grad on a scratch tape, which anomaly mode does not
+    check, as it does not check what no_grad computes on Vars).
+
+    >>> import pytape
+    >>> with pytape.detect_anomaly():
+    ...     with unchecked():
+    ...         print(pytape.is_anomaly_enabled())
+    ...     print(pytape.is_anomaly_enabled())
+    False
+    True
+    """
+    prev = _native.anomaly_enabled()
+    if prev:
+        _native.set_anomaly(0)
+    try:
+        yield
+    finally:
+        if prev:
+            _native.set_anomaly(1)
+
+
 def note(tape, slot, loc):
     """Remember that ``slot`` of ``tape`` was recorded at ``loc``."""
     if tape._where is None:
         tape._where = {}
     tape._where[slot] = loc
+
+
+def note_array(tape, slot):
+    """Remember where array instruction ``slot`` of ``tape`` was recorded
+    (anomaly mode: C flags its handle, pytape/tensor.py ``_result`` calls this).
+
+    >>> import numpy as np, pytape
+    >>> with pytape.detect_anomaly(), pytape.Tape() as t:
+    ...     y = pytape.Tensor([1.0, 2.0]) * 2.0
+    >>> t._where[y.slot][1:]     # noted by note_array: the line and function
+    (2, '<module>')
+    """
+    note(tape, slot, caller(numpy_too=True))
+
+
+def _index(element, shape):
+    """Flat index ``element`` as numpy's index tuple into ``shape``."""
+    return tuple(int(k) for k in np.unravel_index(element, shape)) if shape else ()
+
+
+def _at(idx, shape, what):
+    """'at index (1, 0) of its result (shape (2, 3))'."""
+    return f"at index {idx} of {what} (shape {shape})"
+
+
+def _array_inputs(kind, values, shape, idx, shapes=None):
+    """The inputs of an array operation for a message: of an elementwise one
+    the operands' elements that made element ``idx`` of its ``shape`` result
+    (broadcast as numpy does), of any other the operands' shapes (``shapes``,
+    or the values')."""
+    if kind in _ELEMENTWISE and all(v is not None for v in values):
+        try:
+            return _inputs([float(np.broadcast_to(np.asarray(v, dtype=np.float64), shape)[idx]) for v in values])
+        except (ValueError, TypeError, IndexError):
+            pass  # shapes that do not broadcast to the result's: say the shapes
+    shapes = ", ".join(str(tuple(s)) for s in (shapes if shapes is not None else map(np.shape, values)))
+    return f"(input{'s' if len(values) > 1 else ''} of shape{'s' if len(values) > 1 else ''} {shapes})"
+
+
+def array_error(tape, inputs):
+    """The FloatingPointError for an array operation that anomaly mode
+    refused to record on ``tape`` (C answered NONFINITE and noted the first
+    nan or inf of its value: ``CTape.bad_array``), at the caller's line;
+    ``inputs`` the operands' values (arrays or numbers) for the message.
+
+    >>> import numpy as np, pytape
+    >>> x = pytape.Tensor([0.25, 1.0])
+    >>> with pytape.detect_anomaly():
+    ...     y = np.log(x - 0.5)          # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    FloatingPointError: log produced nan at index (0,) of its result (shape (2,)) at ...:2 in <module>() (input -0.25)
+    """
+    bad = tape._c.bad_array()
+    if bad is None or bad["operand"] != -1:
+        return FloatingPointError("pytape: an array operation produced nan or inf (anomaly mode)")
+    name = array_op_name(bad["kind"], bad["op"], bad["sign"])
+    shape = bad["shape"]
+    idx = _index(bad["element"], shape)
+    return FloatingPointError(f"{name} produced {bad['value']!r} {_at(idx, shape, 'its result')} "
+                              f"{where(caller(numpy_too=True))} {_array_inputs(bad['kind'], inputs, shape, idx)}")
+
+
+def _operand_values(c, operands):
+    """(values, shapes) of an array instruction's operands (CTape.array_entry's
+    list); a value is None where recycling gave it back (no sweep reads it)."""
+    values, shapes = [], []
+    for is_slot, x in operands:
+        if is_slot and c.op_at(x) == OP_ARRAY:
+            shape = c.array_entry(x)[1]
+            values.append(c.array_value(x, shape))
+            shapes.append(shape)
+        else:  # a constant, or a scalar slot: a 0-d operand
+            values.append(c.value(x) if is_slot else x)
+            shapes.append(())
+    return values, shapes
+
+
+def _array_sweep_error(tape, exc, loc):
+    """sweep_error's message for array instruction ``exc.instruction``."""
+    c, i = tape._c, exc.instruction
+    facts, shape, operands = c.array_entry(i)
+    kind = int(facts[_native.FACT_KIND])
+    name = array_op_name(kind, int(facts[_native.FACT_OP]), int(facts[_native.FACT_SIGN]))
+    bad = c.bad_array()
+    values, shapes = _operand_values(c, operands)
+    if bad is None:
+        return FloatingPointError(f"{'backward through' if exc.sweep != 'tangent' else 'the tangent of'} {name}: "
+                                  f"nan or inf {where(loc)}")
+    idx = _index(bad["element"], bad["shape"])
+    if exc.sweep == "tangent":
+        return FloatingPointError(f"the tangent (forward mode) of {name} is not finite ({bad['value']!r}) "
+                                  f"{_at(idx, bad['shape'], 'its tangent')} {where(loc)} "
+                                  f"{_array_inputs(kind, values, shape, idx, shapes)}")
+    # the bad element is in an operand's adjoint, indexed in that operand's shape: the
+    # elements of the operands that made it are named where that is the result's shape
+    inputs = _array_inputs(kind if bad["shape"] == shape else -1, values, shape, idx, shapes)
+    return FloatingPointError(f"backward through {name} produced {bad['value']!r} "
+                              f"{_at(idx, bad['shape'], 'the gradient of v' + str(bad['operand']))} {where(loc)} "
+                              f"{inputs}")
 
 
 def record(tape, code, a, b, c, inputs):
@@ -145,8 +286,10 @@ def sweep_error(tape, exc):
     """The FloatingPointError for a checked sweep that met a nan/inf (a
     ``NonFiniteError`` from the boundary), naming the operation and line."""
     i = exc.instruction
-    name, kinds, a, b, inputs = _instruction(tape, i)
     loc = tape._where.get(i) if tape._where else None
+    if tape._c.op_at(i) == OP_ARRAY:
+        return _array_sweep_error(tape, exc, loc)
+    name, kinds, a, b, inputs = _instruction(tape, i)
     if exc.sweep == "tangent":
         return FloatingPointError(f"the tangent (forward mode) of {name} is not finite {where(loc)} {_inputs(inputs)}")
     if OP_KINDS[tape._c.op_at(i)] == _native.KIND_CUSTOM:

@@ -6,11 +6,19 @@ Constants (the constant side of ``*_vc`` / ``*_cv`` instructions) print as
 numbers.  An output is an instruction, other than a leaf, that no later
 instruction reads.
 
+Array instructions (``pytape.Tensor``: one per numpy operation) are named by
+their operation (``exp``, ``mul``, ``sum``, ``matmul``, ``view``, ...) and
+shown with their shape, operands, a summary of their values (``[min, max]``
+of the finite elements, the number if there is one) and the bytes of their
+buffers; a table of a tape that has them gains ``shape`` and ``bytes``
+columns.
+
 Nothing here loops in Python over the entries of a tape: op counts and
 reachability come from C, which slots are read by later instructions from
 numpy over chunks of rows copied from C (``CTape.rows``, with the operand
-table of pytape/_native.py), and only the rows shown (a table's head and
-tail, a graph's nodes nearest its output) are formatted one by one.
+table of pytape/_native.py, and the array table's operands,
+``CTape.array_args``), and only the rows shown (a table's head and tail, a
+graph's nodes nearest its output) are formatted one by one.
 
 This module also gives ``Tape`` its ``table()``, ``stats()``, ``to_dot()``,
 ``render()``, ``print(tape)`` and Jupyter's pictures of tapes and Vars (at
@@ -31,8 +39,11 @@ import os
 import numpy as np
 
 from . import _native
-from ._native import OP_KINDS, OP_NAMES, OPERAND_A, OPERAND_B, operand_is_slot
+from ._native import (FACT_ADJOINT_BYTES, FACT_KIND, FACT_OP, FACT_SIGN, FACT_SLOT, FACT_TANGENT_BYTES,
+                      FACT_VALUE_BYTES, OP_ARRAY, OP_KINDS, OP_NAMES, OPERAND_A, OPERAND_B, array_op_name,
+                      operand_is_slot)
 from .tape import Tape
+from .tensor import Tensor, TensorResult
 from .var import Result, Var, slot_on
 
 __all__ = ["table", "stats", "to_dot", "render"]
@@ -41,6 +52,7 @@ _KINDS = np.array(OP_KINDS, dtype=np.uint8)
 _LEAF, _UNARY, _VV, _VC, _CV, _GUARD, _CUSTOM = (_native.KIND_LEAF, _native.KIND_UNARY, _native.KIND_VV,
                                                  _native.KIND_VC, _native.KIND_CV, _native.KIND_GUARD,
                                                  _native.KIND_CUSTOM)
+_A_LEAF, _A_CONST = _native.ARRAY_KINDS["LEAF"], _native.ARRAY_KINDS["CONST"]
 _CHUNK = 1 << 20                                # rows per copy in whole-tape scans
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
 
@@ -87,19 +99,52 @@ def _scan(tape):
     if c.ncustom:  # custom primitives' operands: their own table
         args = c.custom_table()[1]
         read[args[args >= 0]] = True
+    if c.narrays:  # array instructions' operands: the array table's; array leaves and constants are data
+        args = c.array_args()
+        read[args[args >= 0]] = True
+        facts = c.array_facts()
+        leaf[facts[np.isin(facts[:, FACT_KIND], (_A_LEAF, _A_CONST)), FACT_SLOT]] = True
     return ~read & ~leaf, swept
 
 
+def _array_counts(facts):
+    """{operation name: count} of array instructions (their facts), in kind
+    order: numpy finds the distinct (kind, row, sign), Python names those."""
+    if not len(facts):
+        return {}
+    keys, counts = np.unique(facts[:, [FACT_KIND, FACT_OP, FACT_SIGN]], axis=0, return_counts=True)
+    out = {}
+    for (kind, op, sign), n in zip(keys.tolist(), counts.tolist()):
+        name = array_op_name(kind, op, sign)
+        out[name] = out.get(name, 0) + n
+    return out
+
+
+def _by_count(counts):
+    """counts (a dict) most frequent first, ties in their order."""
+    return dict(sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: -kv[1]))
+
+
 def _stats(tape, outputs):
-    counts = tape._c.op_counts()
+    c = tape._c
+    counts = c.op_counts()
+    facts = c.array_facts()
+    arrays = _array_counts(facts)
+    ops = {OP_NAMES[k]: int(counts[k]) for k in range(len(counts)) if counts[k] and k != OP_ARRAY}
+    for name, n in arrays.items():  # array instructions by their operation's name
+        ops[name] = ops.get(name, 0) + n
     return {
         "instructions": len(tape),
-        "leaves": tape._c.nleaves,
+        "leaves": c.nleaves + int((facts[:, FACT_KIND] == _A_LEAF).sum()),
         "outputs": int(outputs.sum()),
-        "constants": tape._c.nconsts,
-        "ops": {OP_NAMES[k]: int(counts[k]) for k in np.argsort(-counts, kind="stable") if counts[k]},
+        "constants": c.nconsts,
+        "ops": _by_count(ops),
         "nbytes": tape.nbytes,
         "used_nbytes": tape.used_nbytes,
+        "arrays": len(facts),
+        "array_ops": _by_count(arrays),
+        "array_nbytes": {name: int(facts[:, col].sum()) for name, col in (
+            ("values", FACT_VALUE_BYTES), ("adjoints", FACT_ADJOINT_BYTES), ("tangents", FACT_TANGENT_BYTES))},
     }
 
 
@@ -107,11 +152,18 @@ def stats(tape):
     """Facts about a tape, as a dict.
 
     ``instructions``: instructions recorded (``len(tape)``); ``leaves``: leaf
-    instructions; ``outputs``: instructions other than leaves that no later
-    instruction reads; ``constants``: immediates in the constant pool;
-    ``ops``: op name -> number of instructions, most frequent first (binary
-    ops with a constant operand count as ``mul_vc``, ``sub_cv``, ...);
-    ``nbytes`` / ``used_nbytes``: bytes of C memory allocated / holding data.
+    instructions (Var and Tensor leaves); ``outputs``: instructions other
+    than leaves and array constants that no later instruction reads;
+    ``constants``: immediates in the constant pool; ``ops``: op name ->
+    number of instructions, most frequent first (binary ops with a constant
+    operand count as ``mul_vc``, ``sub_cv``, ...; an array instruction as its
+    operation: ``exp``, ``mul``, ``sum``, ``matmul``, ``view``, ``leaf``,
+    ...); ``nbytes`` / ``used_nbytes``: bytes of C memory allocated / holding
+    data.  Of array instructions (``pytape.Tensor``): ``arrays``, their
+    number; ``array_ops``, theirs alone by operation; ``array_nbytes``, the
+    bytes the tape holds in their ``values``, ``adjoints`` and ``tangents``
+    (forward mode's, and second order's tangents of adjoints; a Tensor leaf's
+    value is its own array, lent to the tape, and not counted).
 
     >>> import pytape
     >>> with pytape.Tape() as t:
@@ -120,6 +172,13 @@ def stats(tape):
     >>> s = pytape.display.stats(t)
     >>> s["instructions"], s["leaves"], s["outputs"], s["ops"]
     (3, 1, 1, {'leaf': 1, 'add_vc': 1, 'mul': 1})
+    >>> import numpy as np
+    >>> with pytape.Tape() as t:
+    ...     w = pytape.Tensor(np.ones((2, 3)))
+    ...     y = np.exp(w).sum()
+    >>> s = pytape.display.stats(t)
+    >>> s["ops"], s["arrays"], s["array_nbytes"]["values"]   # the leaf lends its array
+    ({'leaf': 1, 'exp': 1, 'sum': 1}, 3, 56)
     """
     return _stats(tape, _scan(tape)[0])
 
@@ -149,6 +208,39 @@ def _operands(c, op, a, b):
     return ", ".join(out)
 
 
+def _summary(summary, size, none="0"):
+    """An array's value, adjoint or tangent in a few characters: the number
+    of a one-element array, else ``[min, max]`` of its finite elements and
+    how many are not finite; ``none`` where there is none (CTape.array_summary)."""
+    if summary is None:
+        return "[]" if size == 0 else none
+    first, lo, hi, bad = summary
+    if size == 1:
+        return _num(first)
+    text = f"[{_num(lo)}, {_num(hi)}]" if lo == lo else ""
+    if bad:
+        text += f"{', ' if text else ''}{bad:,} not finite"
+    return text
+
+
+def _shape(shape):
+    return f"({shape[0]},)" if len(shape) == 1 else f"({', '.join(map(str, shape))})"
+
+
+def _array_row(c, i, swept, tangents):
+    """The cells of array slot i after the slot: op, shape, operands, value,
+    [adjoint], [tangent], bytes."""
+    facts, shape, operands = c.array_entry(i)
+    size = int(np.prod(shape)) if shape else 1
+    nbytes = int(facts[FACT_VALUE_BYTES] + facts[FACT_ADJOINT_BYTES] + facts[FACT_TANGENT_BYTES])
+    return ([array_op_name(int(facts[FACT_KIND]), int(facts[FACT_OP]), int(facts[FACT_SIGN])), _shape(shape),
+             ", ".join(f"v{x}" if is_slot else _num(x) for is_slot, x in operands),
+             _summary(c.array_summary(i), size, "(recycled)")]
+            + [_summary(c.array_summary(i, "adjoint"), size)] * swept
+            + [_summary(c.array_summary(i, "tangent"), size)] * tangents
+            + [f"{nbytes:,}"])
+
+
 def table(tape, max_rows=40):
     """The evaluation trace of a tape: one row per instruction.
 
@@ -158,6 +250,14 @@ def table(tape, max_rows=40):
     marked ``input``, outputs ``output``.  A tape of more than ``max_rows``
     instructions is summarised: counts per op, memory, and the first and last
     rows (``max_rows=None`` shows every row).  Same as ``tape.table()``.
+
+    A tape with array instructions (``pytape.Tensor``) has two more columns:
+    ``shape`` after the op (``()`` for a scalar) and ``bytes`` at the end
+    (of the buffers the tape holds for an array: value, adjoint, tangent; a
+    Tensor leaf's value is its own array, lent).  An array's value, adjoint
+    and tangent are summarised: its number if it has one element, else
+    ``[min, max]`` of the finite elements, and ``n not finite`` if some are
+    nan or inf.
 
     >>> import pytape
     >>> with pytape.Tape() as t:
@@ -169,32 +269,45 @@ def table(tape, max_rows=40):
       v0  leaf    x0            3        6  input
       v1  mul     v0, v0        9        1
       v2  add_vc  v1, 1        10        1  output
+    >>> import numpy as np
+    >>> with pytape.Tape() as t:
+    ...     w = pytape.Tensor([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]])
+    ...     y = (w * 2.0).sum(axis=0)
+    >>> print(pytape.display.table(t))
+    slot  op    shape   operands    value  bytes
+      v0  leaf  (2, 3)            [-2, 3]      0  input
+      v1  mul   (2, 3)  v0, 2     [-4, 6]     48
+      v2  sum   (3,)    v1         [2, 3]     24  output
     """
     max_rows = _count("max_rows", max_rows, 0, none_ok=True)
     c, n = tape._c, len(tape)
     outputs, swept = _scan(tape)
     tangents = c.tangent_n > 0
+    arrays = c.narrays > 0  # the shape and bytes columns
     if max_rows is None or n <= max_rows:
         spans = [(0, n)]
     else:
         head = (max_rows + 1) // 2
         spans = [(0, head), (n - (max_rows - head), n)]
-    lines = [["slot", "op", "operands", "value"] + ["adjoint"] * swept + ["tangent"] * tangents + [""]]
+    lines = [["slot", "op"] + ["shape"] * arrays + ["operands", "value"] + ["adjoint"] * swept
+             + ["tangent"] * tangents + ["bytes"] * arrays + [""]]
     for start, stop in spans:
         if start:
             lines.append(f"... {start - spans[0][1]:,} instructions not shown (table(max_rows=None) shows all) ...")
         r = c.rows(start, stop)
         for j in range(stop - start):
             i, op, a, b = start + j, int(r["op"][j]), int(r["a"][j]), int(r["b"][j])
-            lines.append(
-                [f"v{i}", _op_name(op, b), _operands(c, op, a, b), _num(r["val"][j])]
-                + [_num(r["adj"][j])] * swept
-                + [_num(c.tangent(i))] * tangents
-                + ["input" if OP_KINDS[op] == _LEAF else "output" if outputs[i] else ""]
-            )
+            if op == OP_ARRAY:
+                cells = _array_row(c, i, swept, tangents)
+                leaf = int(b) == _A_LEAF  # b: the array kind
+            else:
+                cells = ([_op_name(op, b)] + ["()"] * arrays + [_operands(c, op, a, b), _num(r["val"][j])]
+                         + [_num(r["adj"][j])] * swept + [_num(c.tangent(i))] * tangents + [""] * arrays)
+                leaf = OP_KINDS[op] == _LEAF
+            lines.append([f"v{i}"] + cells + ["input" if leaf else "output" if outputs[i] else ""])
     rows = [line for line in lines if isinstance(line, list)]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    left = {1, 2, len(widths) - 1}  # op, operands, mark
+    left = {1, 2, 3, len(widths) - 1} if arrays else {1, 2, len(widths) - 1}  # op, [shape], operands, mark
     text = [
         line if isinstance(line, str) else "  ".join(
             s.ljust(w) if c in left else s.rjust(w) for c, (s, w) in enumerate(zip(line, widths))
@@ -209,20 +322,28 @@ def table(tape, max_rows=40):
             "ops: " + ", ".join(f"{name} {count:,}" for name, count in s["ops"].items()),
             f"memory: {s['nbytes']:,} bytes allocated, {s['used_nbytes']:,} used",
         ]
+        if arrays:
+            b = s["array_nbytes"]
+            text.insert(3, f"arrays: {s['arrays']:,} instructions; bytes in values {b['values']:,}, "
+                           f"adjoints {b['adjoints']:,}, tangents {b['tangents']:,}")
     return "\n".join(text)
 
 
 # ---- the graph ------------------------------------------------------------------
 
 def _row(c, i):
-    """(op, a, b, value, adjoint) of slot i."""
+    """(op, a, b, value, adjoint, array) of slot i: array is CTape.array_entry's
+    (facts, shape, operands) for an array instruction, else None."""
     r = c.rows(i, i + 1)
-    return tuple(r[name][0].item() for name in ("op", "a", "b", "val", "adj"))
+    row = tuple(r[name][0].item() for name in ("op", "a", "b", "val", "adj"))
+    return row + (c.array_entry(i) if row[0] == OP_ARRAY else None,)
 
 
 def _reads(row, c=None):
     """The slots an instruction reads (a guard's too: pytape.trace's comparisons)."""
     op, a, b = row[:3]
+    if op == OP_ARRAY:
+        return [x for is_slot, x in row[5][2] if is_slot]
     if OP_KINDS[op] == _CUSTOM:
         return [x for is_slot, x in c.custom_entry(a) if is_slot]
     return [x for x, kind in ((a, OPERAND_A[op]), (b, OPERAND_B[op]))
@@ -245,6 +366,13 @@ def _nearest(c, starts, limit):
 def _target(x):
     if isinstance(x, Tape):
         return x, None
+    if isinstance(x, Tensor):
+        if type(x) is not TensorResult:
+            raise ValueError(
+                "a Tensor leaf or constant has no recorded graph; draw a result computed "
+                "from it (pytape.to_dot(y)) or its tape (pytape.to_dot(tape))"
+            )
+        return x._t, x.slot
     if isinstance(x, Var):
         if type(x) is not Result:
             raise ValueError(
@@ -252,11 +380,34 @@ def _target(x):
                 "from it (pytape.to_dot(y)) or its tape (pytape.to_dot(tape))"
             )
         return x.tape, slot_on(x, x.tape)
-    raise TypeError(f"expected a pytape.Var result or a pytape.Tape, not {type(x).__name__}")
+    raise TypeError(f"expected a pytape.Var or pytape.Tensor result or a pytape.Tape, not {type(x).__name__}")
+
+
+def _expr(name, args):
+    """``v1 * v2`` for an infix op's two operands, else ``name(args)``."""
+    return f" {_INFIX[name]} ".join(args) if name in _INFIX and len(args) == 2 else f"{name}({', '.join(args)})"
+
+
+def _array_label(c, i, row, grads, tangents):
+    """An array instruction's node: v{i} = its operation, its shape and bytes,
+    its value (and gradient, tangent) summarised as in the table."""
+    facts, shape, operands = row[5]
+    size = int(np.prod(shape)) if shape else 1
+    name = array_op_name(int(facts[FACT_KIND]), int(facts[FACT_OP]), int(facts[FACT_SIGN]))
+    args = [f"v{x}" if is_slot else _num(x) for is_slot, x in operands]
+    nbytes = int(facts[FACT_VALUE_BYTES] + facts[FACT_ADJOINT_BYTES] + facts[FACT_TANGENT_BYTES])
+    lines = [f"v{i} = {name}" if not args else f"v{i} = {_expr(name, args)}",
+             f"shape {_shape(shape)}, {nbytes:,} bytes",
+             f"value {_summary(c.array_summary(i), size, '(recycled)')}"]
+    lines += [f"grad {_summary(c.array_summary(i, 'adjoint'), size)}"] * grads
+    lines += [f"tangent {_summary(c.array_summary(i, 'tangent'), size)}"] * tangents
+    return "\\n".join(lines)
 
 
 def _label(c, i, row, grads, tangents):
-    op, a, b, val, adj = row
+    if row[5] is not None:
+        return _array_label(c, i, row, grads, tangents)
+    op, a, b, val, adj = row[:5]
     name, kind = _op_name(op, b), OP_KINDS[op]
     if kind == _LEAF:
         expr = f"x{a}"
@@ -272,13 +423,16 @@ def _label(c, i, row, grads, tangents):
 def to_dot(x, max_nodes=200):
     """Graphviz DOT text of the graph that computes ``x``.
 
-    ``x`` is a result (a ``Var`` recorded on a tape: the operations it depends
-    on) or a ``Tape`` (every instruction on it).  Operations are nodes, labelled
-    ``v{i} = expression`` with their value, and their gradient after a
-    backward (their tangent after a tangent sweep); edges carry data from
-    operands to results; constants appear inline in the expressions.  Leaves
-    are blue, outputs orange.  Of a larger graph the ``max_nodes`` operations
-    nearest the output are drawn, and a note node says how many were left out.
+    ``x`` is a result (a ``Var`` or ``Tensor`` recorded on a tape: the
+    operations it depends on) or a ``Tape`` (every instruction on it).
+    Operations are nodes, labelled ``v{i} = expression`` with their value,
+    and their gradient after a backward (their tangent after a tangent
+    sweep); edges carry data from operands to results; constants appear
+    inline in the expressions.  An array instruction's node also gives its
+    shape and bytes, and summarises its values as ``tape.table()`` does.
+    Leaves are blue, outputs orange.  Of a larger graph the ``max_nodes``
+    operations nearest the output are drawn, and a note node says how many
+    were left out.
 
     >>> import pytape
     >>> with pytape.Tape():
@@ -292,6 +446,21 @@ def to_dot(x, max_nodes=200):
       v0 -> v1;
       v0 -> v1;
       v1 -> v2;
+    }
+    >>> import numpy as np
+    >>> with pytape.Tape():
+    ...     w = pytape.Tensor([[1.0, 2.0], [3.0, 4.0]])
+    ...     y = (np.exp(w) @ w).sum()
+    >>> print(pytape.to_dot(y))   # doctest: +ELLIPSIS
+    digraph pytape {
+    ...
+      v1 [label="v1 = exp(v0)\\nshape (2, 2), 32 bytes\\nvalue [2.71828, 54.5982]"];
+      v2 [label="v2 = matmul(v1, v0)\\nshape (2, 2), 32 bytes\\nvalue [24.8855, 258.564]"];
+      v3 [label="v3 = sum(v2)\\nshape (), 8 bytes\\nvalue 502.322", style="rounded,filled", fillcolor="#fdd9b5"];
+      v0 -> v1;
+      v1 -> v2;
+      v0 -> v2;
+      v2 -> v3;
     }
     """
     max_nodes = _count("max_nodes", max_nodes, 1)
@@ -316,7 +485,8 @@ def to_dot(x, max_nodes=200):
     ]
     for i in sorted(rows):
         style = ""
-        if OP_KINDS[rows[i][0]] == _LEAF:
+        op, b, array = rows[i][0], rows[i][2], rows[i][5]
+        if OP_KINDS[op] == _LEAF or (array is not None and b == _A_LEAF):
             style = ', style="rounded,filled", fillcolor="#d6e6f5"'
         elif outputs[i] if out is None else i in outputs:
             style = ', style="rounded,filled", fillcolor="#fdd9b5"'

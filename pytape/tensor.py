@@ -39,6 +39,7 @@ import weakref
 import numpy as np
 
 from . import _native
+from .anomaly import array_error, explain, note_array, unchecked
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled
 from .var import ARGUMENTS, Leaf as VarLeaf, Owned, Recorded, Result as VarResult, Var, place as var_place
 
@@ -46,6 +47,7 @@ __all__ = ["Tensor", "TensorResult", "TensorLeaf", "array", "map1", "map2", "rec
 
 _B = _native.ID_BITS
 _WATCH = _native.WATCH
+_NOTE = _native.NOTE
 _E_LARGE = _native.E_LARGE
 _GRAD_HELD = _native.GRAD_HELD
 _F64 = np.dtype(np.float64)
@@ -281,7 +283,8 @@ class TensorResult(Recorded, Tensor, metaclass=_MadeByPytape):
                                  f"shape {shape}")
         t = self._t
         t._refuse_while_traced("backward()")
-        _native.backward_array(t._c, self._i >> _B, seed, retain_graph)
+        with explain(t):  # anomaly mode: a nan names its operation, element and line
+            _native.backward_array(t._c, self._i >> _B, seed, retain_graph)
         if not retain_graph:
             t._consumed = True
 
@@ -514,12 +517,20 @@ def as_tensor_operand(x, tape):
 
 def _result(tape, h):
     """The TensorResult of handle h that an array recording returned (with
-    WATCH added: a large result, watched)."""
+    WATCH added: a large result, watched; in anomaly mode every result has
+    WATCH and NOTE added: its source line is noted, and it is watched if
+    large)."""
     r = TensorResult()
     r._t = tape
     r._shape = None
     if h >= _WATCH:
         h -= _WATCH
+        if h >= _NOTE:
+            h -= _NOTE
+            r._i = h
+            note_array(tape, h >> _B)
+            if r.size < _native.RECYCLE_MIN:
+                return r
         _watch(tape, r, h)
     r._i = h
     return r
@@ -548,8 +559,10 @@ def _constant_inputs(xs):
 
 
 def _no_grad(fn, xs):
-    """fn on constants under no_grad: recorded on a scratch tape with grad on, the value kept."""
-    with enable_grad(), Tape():
+    """fn on constants under no_grad: recorded on a scratch tape with grad on,
+    the value kept (and not checked in anomaly mode: what no_grad computes is
+    not recorded, as for Vars)."""
+    with enable_grad(), Tape(), unchecked():
         r = fn(*_constant_inputs(xs))
     return TensorLeaf._make(np.array(r.value), False) if isinstance(r, Tensor) else r
 
@@ -567,7 +580,14 @@ def _finish(tape, h, fn, xs, what, broadcast=False):
     if h == _native.E_SHAPE:
         raise ValueError(f"{what}: operands could not be broadcast together with shapes {_shapes_message(xs)}"
                          if broadcast else f"{what}: the shapes {_shapes_message(xs)} do not fit")
+    if h == _native.NONFINITE:  # anomaly mode refused a nan or inf value: its operation, element and line
+        raise array_error(tape, _values(xs)) from None
     _native.check(h, "record", tape._c)
+
+
+def _values(xs):
+    """The operands' values, read as they are (a leaf is not placed again)."""
+    return [x._v if type(x) is TensorLeaf else x.value if isinstance(x, (Tensor, Var)) else x for x in xs]
 
 
 # ---- the primitives: one instruction each --------------------------------------------

@@ -150,3 +150,15 @@ def test_plain_arrays_and_object_arrays():
     scalar = pytape.primitive(lambda a: a * a).defvjp(lambda ans, a: lambda g: 2.0 * a * g)
     # a scalar primitive (no arrays=True) inside a transformation: recorded again on object arrays, elementwise
     np.testing.assert_array_equal(pytape.grad(lambda u: np.sum(scalar(u)))(X0), 2 * X0)
+
+
+def test_seen_in_the_table_and_caught_by_detect_anomaly():
+    x = pytape.Tensor(X0)
+    with pytape.Tape() as t:
+        cumprod(x)
+    row = [line for line in t.table().splitlines() if " custom " in line]
+    assert len(row) == 1 and "(4,)" in row[0] and t.stats()["array_ops"].get("custom") == 1
+    bad = pytape.primitive(arrays=True)(lambda a: np.log(a)).defvjp(lambda ans, a: lambda g: g / a)
+    with pytape.detect_anomaly(), pytest.raises(FloatingPointError, match="nan"):
+        with np.errstate(invalid="ignore"):
+            bad(x)
