@@ -1317,11 +1317,13 @@ int pt_array_jvp(pt_tape *t, int64_t i)
 }
 
 /* the tangent of slot s's adjoint for pt_array_hvp: &adjd[s] for a scalar
- * slot, an array's adt buffer (zeroed at the first contribution of the
- * sweep, flagged in adjd[s]); NULL for a constant, and *nomem = 1 when the
- * buffer cannot be had */
-static double *adt_buffer(pt_tape *t, int64_t s, double *adjd, int *nomem)
+ * slot, an array's adt buffer (flagged in adjd[s]: *fresh = 1 at the first
+ * contribution of the sweep, when it holds nothing yet and the caller
+ * writes or zeroes it); NULL for a constant, and *nomem = 1 when the buffer
+ * cannot be had */
+static double *adt_buffer(pt_tape *t, int64_t s, double *adjd, int *fresh, int *nomem)
 {
+    *fresh = 0;
     if (s < 0)
         return NULL;
     if (t->op[s] != PT_ARRAY)
@@ -1334,10 +1336,21 @@ static double *adt_buffer(pt_tape *t, int64_t s, double *adjd, int *nomem)
             *nomem = 1;
             return NULL;
         }
-        memset(o->adt, 0, (size_t)o->size * sizeof(double));
         adjd[s] = 1.0;
+        *fresh = 1;
     }
     return o->adt;
+}
+
+/* the fresh adt buffers among e's operand views zeroed (the kernels after
+ * this point add) */
+static void zero_fresh(const struct pt_arr *e, struct pt_view *x)
+{
+    for (int j = 0; j < e->nargs; ++j)
+        if (x[j].fresh && x[j].adj) {
+            memset(x[j].adj, 0, (size_t)x[j].size * sizeof(double));
+            x[j].fresh = 0;
+        }
 }
 
 int pt_array_hvp(pt_tape *t, int64_t i, double *adjd)
@@ -1357,20 +1370,24 @@ int pt_array_hvp(pt_tape *t, int64_t i, double *adjd)
         if (!x)
             return PT_E_NOMEM;
         int nomem = 0;
-        for (int j = 0; j < e->nargs; ++j) {  /* plain views: every adjoint added to, element by element */
+        for (int j = 0; j < e->nargs; ++j) {  /* element by element; an operand twice is fresh once */
             const int64_t s = t->ar_arg[e->arg + j];
             pt_arr_operand(t, e, j, &x[j]);
             x[j].tan = pt_arr_tan_of(t, s);
-            x[j].adj = adt_buffer(t, s, adjd, &nomem);
-            x[j].fresh = x[j].uniform = x[j].solo = 0;
+            x[j].adj = adt_buffer(t, s, adjd, &x[j].fresh, &nomem);
+            x[j].uniform = x[j].solo = 0;
         }
         int st = nomem ? PT_E_NOMEM : PT_OK;
         if (!st && has_gd) {  /* f_a g': the kind's vjp of the adjoint's tangent, which holds every element */
+            if (!k->assigns)
+                zero_fresh(e, x);
             const double flag = t->adj[i];
             t->adj[i] = PT_ADJ_FULL;
             st = k->vjp(t, e, x, e->adt);
             t->adj[i] = flag;
         }
+        if (!st)
+            zero_fresh(e, x);  /* what the first term did not write */
         if (!st && has_g && k->hvp && any_tan) {  /* (f_aa a' + f_ab b') g */
             if (t->adj[i] == PT_ADJ_UNIFORM)
                 expand(t, i);

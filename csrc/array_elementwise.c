@@ -129,6 +129,15 @@ static int names_used(const char *s)
 }
 
 static int uses_table[PT_NUM_OPS][2];
+/* which second-derivative columns (bit 0: aa, 1: ab, 2: bb) are not the
+ * literal 0.0: a zero column contributes nothing to forward over reverse
+ * (x + y, x - y, x * c: no second-order pass at all) */
+static int second_table[PT_NUM_OPS];
+
+static int nonzero(const char *s)
+{
+    return !(s[0] == '0' && s[1] == '.' && s[2] == '0' && s[3] == '\0');
+}
 /* the names read by the derivatives needed when operand a (index 1), b (2)
  * or both (3) are variables: first and second derivative columns */
 static int reads_table[PT_NUM_OPS][4];
@@ -138,8 +147,10 @@ static void uses_init(void)
 {
 #define PT_OP1(N, S, V, DA, DAA)                                              \
     uses_table[PT_##N][0] = names_used(#DA);                                  \
+    second_table[PT_##N] = nonzero(#DAA);                                     \
     reads_table[PT_##N][1] = reads_table[PT_##N][3] = uses_table[PT_##N][0] | names_used(#DAA);
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
+    second_table[PT_##N] = nonzero(#DAA) | nonzero(#DAB) << 1 | nonzero(#DBB) << 2; \
     uses_table[PT_##N][0] = names_used(#DA);                                  \
     uses_table[PT_##N][1] = names_used(#DB);                                  \
     reads_table[PT_##N][1] = uses_table[PT_##N][0] | names_used(#DAA);        \
@@ -573,8 +584,10 @@ static void rows2_second(int op, int which, int64_t n, const double *pa, int64_t
 
 int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
 {
+    pthread_once(&uses_once, uses_init);
+    const int cols = second_table[e->op];
     if (e->kind == PT_A_MAP1) {
-        if (x[0].adj && x[0].tan)
+        if (x[0].adj && x[0].tan && cols)
             map1_second(e->op, e->size, x[0].val, e->val, g, x[0].tan, x[0].adj);
         return PT_OK;
     }
@@ -584,7 +597,9 @@ int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, cons
     loop2(t, e, x, &L);
     for (int which = 0; which < 2; ++which) {
         double *gx = x[which].adj;
-        if (!gx)
+        /* the columns this operand's term reads: f_aa, f_ab along a'; f_ab, f_bb along b' */
+        const int needed = (x[0].tan ? (which ? 2 : 1) : 0) | (x[1].tan ? (which ? 4 : 2) : 0);
+        if (!gx || !(cols & needed))
             continue;
         const double *ta = x[0].tan, *tb = x[1].tan;
         PT_FOR_ROWS(&L, o, n, s,

@@ -676,22 +676,22 @@ def tangent_sweep_arrays(tape, slots, seeds, aslots, aseeds):
           "tangent", tape)
 
 
-def hvp_arrays(tape, out, slots, seeds, aslots, aseeds):
-    """H v on a tape with arrays: the tangent sweep seeded as
-    :func:`tangent_sweep_arrays`, then forward over reverse from ``out`` (a
-    scalar slot or a one-element array slot).  Returns (per scalar slot, per
-    array slot: arrays of the seeds' shapes)."""
+def hvp_arrays(tape, out, slots, seeds, aslots, sizes, aflat, ares):
+    """H v on a tape with arrays: the tangent sweep seeded on scalar LEAF
+    ``slots`` (``seeds``) and array leaves ``aslots`` (their seeds one after
+    another in the float64 array ``aflat``, ``sizes`` elements each), then
+    forward over reverse from ``out`` (a scalar slot or a one-element array
+    slot).  Writes the arrays' H v into ``ares`` (laid out as ``aflat``) and
+    returns the scalars'."""
     slots = np.ascontiguousarray(slots, dtype=np.int64)
     seeds = np.ascontiguousarray(seeds, dtype=np.float64)
     aslots = np.ascontiguousarray(aslots, dtype=np.int64)
-    sizes = [int(np.size(s)) for s in aseeds]
-    flat = np.concatenate([np.ravel(s) for s in aseeds]) if sizes else np.zeros(0)
-    offs = np.cumsum([0] + sizes[:-1]).astype(np.int64) if sizes else np.zeros(0, np.int64)
-    flat = np.ascontiguousarray(flat, dtype=np.float64)
-    sres, ares = np.zeros(slots.size), np.zeros(flat.size)
+    offs = np.cumsum([0] + list(sizes[:-1]), dtype=np.int64) if len(sizes) else np.zeros(0, np.int64)
+    sres = np.zeros(slots.size)
     check(lib.pt_hvp_arrays(tape._p, out, slots.size, _i64(slots), _f64(seeds), aslots.size, _i64(aslots),
-                            _i64(offs), _f64(flat), _f64(sres), _f64(ares)), "hvp", tape)
-    return sres, [ares[o:o + n].reshape(np.shape(s)) for o, n, s in zip(offs, sizes, aseeds)]
+                            _i64(offs), _f64(np.ascontiguousarray(aflat, dtype=np.float64)), _f64(sres), _f64(ares)),
+          "hvp", tape)
+    return sres
 
 
 def _numpy_openblas():

@@ -581,22 +581,32 @@ class TensorRecording(Program):
         result = np.zeros((n, p))
         if self.kind == "constant":
             return result
+        seeds = np.asarray(seeds, dtype=np.float64)
         bounds = np.cumsum([0] + self.sizes)
         arrays = [j for j, a in enumerate(self._is_array) if a]
         scalars = [j for j, a in enumerate(self._is_array) if not a]
         c = self.tape._c
+        aslots, sizes = [self._slots[j] for j in arrays], [self.sizes[j] for j in arrays]
+        direct = not scalars and p == 1  # the seeds and results in place: no copies of the column
         for col in range(p):
-            if not seeds[:, col].any():
+            column = seeds[:, col]
+            if not column.any():
                 continue
-            seed = [seeds[bounds[j]:bounds[j + 1], col] for j in range(len(self.sizes))]
+            if direct:
+                flat, ares = column, result[:, 0]
+            else:
+                flat = np.concatenate([column[bounds[j]:bounds[j + 1]] for j in arrays]) if arrays else np.zeros(0)
+                ares = np.empty(flat.size)
             with explain(self.tape):
-                sres, ares = _native.hvp_arrays(
-                    c, self._out, [self._slots[j] for j in scalars], [seed[j][0] for j in scalars],
-                    [self._slots[j] for j in arrays], [seed[j].reshape(self.shapes[j]) for j in arrays])
+                sres = _native.hvp_arrays(c, self._out, [self._slots[j] for j in scalars],
+                                          [column[bounds[j]] for j in scalars], aslots, sizes, flat, ares)
+            if direct:
+                continue
             for j, r in zip(scalars, sres):
                 result[bounds[j], col] = r
-            for j, r in zip(arrays, ares):
-                result[bounds[j]:bounds[j + 1], col] = r.reshape(-1)
+            starts = np.cumsum([0] + sizes)
+            for j, a, b in zip(arrays, starts[:-1], starts[1:]):
+                result[bounds[j]:bounds[j + 1], col] = ares[a:b]
         return result
 
 
