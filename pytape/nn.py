@@ -22,7 +22,7 @@ import random
 import numpy as np
 
 from .array_ops import log_softmax
-from .tensor import Tensor, TensorLeaf
+from .tensor import Tensor
 from .var import Var
 
 __all__ = ["Module", "Neuron", "Layer", "MLP", "Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "TensorMLP",

@@ -215,7 +215,7 @@ def test_the_readmes_digits_example_trains_to_95_percent(tmp_path, monkeypatch):
     losses = ns["losses"]
     assert len(losses) == 200 and np.mean(losses[-10:]) < 0.2 * np.mean(losses[:10])
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401,F811
     except ImportError:
         assert not (tmp_path / "digits_loss.png").exists()
     else:
