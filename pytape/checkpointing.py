@@ -39,6 +39,12 @@ def _constants(xs):
     return [Tensor(x, requires_grad=False) if isinstance(x, np.ndarray) else x for x in xs]
 
 
+def _tangents(xs, tangents):
+    """Each argument's tangent, zero (of its shape) where there is none."""
+    return tuple(t if t is not None else np.zeros(np.shape(x)) if isinstance(x, np.ndarray) else 0.0
+                 for x, t in zip(xs, tangents))
+
+
 def _output(out, f):
     if isinstance(out, Tensor):
         return np.array(out.value)
@@ -87,19 +93,15 @@ def checkpoint(f):
 
     def jvp_all(ans, xs, tangents):
         from .functional import jvp
-        ts = [t if t is not None else np.zeros(np.shape(x)) if isinstance(x, np.ndarray) else 0.0
-              for x, t in zip(xs, tangents)]
         with enable_grad():
-            return jvp(f, tuple(xs), tuple(ts))[1]
+            return jvp(f, tuple(xs), _tangents(xs, tangents))[1]
 
     def hvp_all(ans, xs, g, tangents):
         """The second-order terms: the Hessian of <g, f(args)> along the tangents (forward over reverse)."""
         from .functional import hvp
-        ts = tuple(t if t is not None else np.zeros(np.shape(x)) if isinstance(x, np.ndarray) else 0.0
-                   for x, t in zip(xs, tangents))
         gc = np.array(g)
         with enable_grad():
-            return hvp(lambda a: np.sum(gc * f(*a)), tuple(xs), ts)
+            return hvp(lambda a: np.sum(gc * f(*a)), tuple(xs), _tangents(xs, tangents))
 
     prim._vjp_all, prim._jvp_all, prim._hvp_all = vjp_all, jvp_all, hvp_all
 

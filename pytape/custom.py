@@ -380,40 +380,33 @@ def _handle_array(mode, key, call):
         xs = [c if j is None else (float(call.val(j, ())) if c is float else call.val(j, shapes[j]))
               for j, c in zip(specs, consts)]
         y = call.y(yshape)
-        if mode == _native.CUSTOM_VJP and p._vjp_all is not None:  # every operand's share from one call
-            g = call.g(yshape)
-            shares = p._vjp_all(y, xs, g)
+
+        def add_shares(share_of, what):  # into each operand's buffer that the sweep asks for
             for k, j in enumerate(specs):
                 out = call.out(j, shapes[j]) if j is not None else None
                 if out is not None:
-                    out += _shaped(shares[k], shapes[j], p, "vjp", k)
-        elif mode == _native.CUSTOM_VJP:
+                    out += _shaped(share_of(k), shapes[j], p, what, k)
+
+        tans = [call.tan(j, shapes[j]) if j is not None else None for j in specs] \
+            if mode != _native.CUSTOM_VJP else ()
+        if mode == _native.CUSTOM_VJP:
             g = call.g(yshape)
-            for k, j in enumerate(specs):
-                out = call.out(j, shapes[j]) if j is not None else None
-                if out is not None:
-                    out += _shaped(_array_rule(p, k, "vjp")(y, *xs)(g), shapes[j], p, "vjp", k)
-        elif mode == _native.CUSTOM_JVP and p._jvp_all is not None:
-            tans = [call.tan(j, shapes[j]) if j is not None else None for j in specs]
+            if p._vjp_all is not None:  # every operand's share from one call
+                add_shares(p._vjp_all(y, xs, g).__getitem__, "vjp")
+            else:
+                add_shares(lambda k: _array_rule(p, k, "vjp")(y, *xs)(g), "vjp")
+        elif mode == _native.CUSTOM_JVP:
             if any(tk is not None for tk in tans):
                 out = call.out(0, yshape)
-                out += _shaped(p._jvp_all(y, xs, tans), yshape, p, "jvp", "all")
-        elif mode == _native.CUSTOM_JVP:
-            out = call.out(0, yshape)
-            for k, j in enumerate(specs):
-                tk = call.tan(j, shapes[j]) if j is not None else None
-                if tk is not None:
-                    out += _shaped(_array_rule(p, k, "jvp")(tk if consts[k] is not float else float(tk), y, *xs),
-                                   yshape, p, "jvp", k)
+                if p._jvp_all is not None:
+                    out += _shaped(p._jvp_all(y, xs, tans), yshape, p, "jvp", "all")
+                for k, tk in enumerate(tans if p._jvp_all is None else ()):
+                    if tk is not None:
+                        out += _shaped(_array_rule(p, k, "jvp")(float(tk) if consts[k] is float else tk, y, *xs),
+                                       yshape, p, "jvp", k)
         elif p._hvp_all is not None:  # CUSTOM_HVP: the second-order term of each operand's adjoint tangent
-            g = call.g(yshape)
-            tans = [call.tan(j, shapes[j]) if j is not None else None for j in specs]
             if any(tk is not None for tk in tans):
-                terms = p._hvp_all(y, xs, g, tans)
-                for k, j in enumerate(specs):
-                    out = call.out(j, shapes[j]) if j is not None else None
-                    if out is not None:
-                        out += _shaped(terms[k], shapes[j], p, "hvp", k)
+                add_shares(p._hvp_all(y, xs, call.g(yshape), tans).__getitem__, "hvp")
         else:
             raise NotImplementedError(
                 f"second order (pytape.hessian, hvp) through the primitive {p.name} on arrays is not supported "

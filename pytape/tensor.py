@@ -41,7 +41,7 @@ import numpy as np
 from . import _native
 from .anomaly import array_error, explain, note_array, unchecked
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled
-from .var import ARGUMENTS, Leaf as VarLeaf, Owned, Recorded, Result as VarResult, Var, place as var_place
+from .var import ARGUMENTS, Leaf as VarLeaf, Owned, Recorded, Result as VarResult, Rounding, Var, place as var_place
 
 __all__ = ["Tensor", "TensorResult", "TensorLeaf", "array", "map1", "map2", "record", "as_tensor_operand"]
 
@@ -84,7 +84,7 @@ class _MadeByPytape(_TensorType):
     __call__ = type.__call__
 
 
-class Tensor(metaclass=_TensorType):
+class Tensor(Rounding, metaclass=_TensorType):
     """A float64 n-d array whose operations are recorded on a tape, one
     instruction each; ``pytape.Tensor(data)`` (or ``pytape.array(data)``)
     makes a leaf from numbers, lists or numpy arrays (copied).
@@ -151,18 +151,6 @@ class Tensor(metaclass=_TensorType):
 
     def __int__(self):
         return int(self.item())
-
-    def __round__(self, ndigits=None):  # of a one-element Tensor's value, as float's (and Var's): not recorded
-        return round(self.item(), ndigits)
-
-    def __trunc__(self):
-        return math.trunc(self.item())
-
-    def __floor__(self):
-        return math.floor(self.item())
-
-    def __ceil__(self):
-        return math.ceil(self.item())
 
     def __bool__(self):
         if self.size != 1:

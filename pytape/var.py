@@ -65,7 +65,32 @@ class _MadeByPytape(_VarType):
     __call__ = type.__call__
 
 
-class Var(metaclass=_VarType):
+class Rounding:
+    """``round()``, ``math.trunc``, ``math.floor``, ``math.ceil`` of a
+    number-like object: of ``float(self)``, as a float's, not recorded
+    (Var, and one-element Tensors).
+
+    >>> import math, pytape
+    >>> round(pytape.Var(2.56), 1), math.floor(pytape.Tensor([2.56]))
+    (2.6, 2)
+    """
+
+    __slots__ = ()
+
+    def __round__(self, ndigits=None):
+        return round(float(self), ndigits)
+
+    def __trunc__(self):
+        return math.trunc(float(self))
+
+    def __floor__(self):
+        return math.floor(float(self))
+
+    def __ceil__(self):
+        return math.ceil(float(self))
+
+
+class Var(Rounding, metaclass=_VarType):
     """A real number recorded on a tape; ``pytape.Var(2.0)`` makes a leaf.
 
     Arithmetic, comparisons and the functions of the ``pytape`` namespace work
@@ -124,18 +149,6 @@ class Var(metaclass=_VarType):
         if TRACING[0]:
             guard(self, 0.0, _native.CMP_NE, r)
         return r
-
-    def __round__(self, ndigits=None):  # on the value, like float: not recorded
-        return round(self.__float__(), ndigits)
-
-    def __trunc__(self):
-        return math.trunc(self.__float__())
-
-    def __floor__(self):
-        return math.floor(self.__float__())
-
-    def __ceil__(self):
-        return math.ceil(self.__float__())
 
     def __lt__(self, other):
         o = _num_or_none(other)

@@ -40,7 +40,8 @@ from pytape import _native
 from .runner import _ns, _ratio
 
 __all__ = ["ARRAY_ENGINES", "ARRAY_CASES", "ARRAY_SIZES", "ArrayEngine", "ArrayRow", "get_array_engine",
-           "available_array_engines", "run_arrays", "format_arrays", "tape_bytes", "main_arrays"]
+           "available_array_engines", "run_arrays", "format_arrays", "format_table", "round_robin", "sample",
+           "tape_bytes", "main_arrays"]
 
 
 # ---- the engines -------------------------------------------------------------------------
@@ -236,12 +237,15 @@ def get_array_engine(name):
     return ARRAY_ENGINES[name]()
 
 
-def available_array_engines(names=tuple(ARRAY_ENGINES)):
-    """(engines that import, {name: reason} for those that do not)."""
+def available_array_engines(names=tuple(ARRAY_ENGINES), table=ARRAY_ENGINES):
+    """(engines of ``table`` among ``names`` that import, {name: reason} for
+    those that do not); names ``table`` does not have are left out."""
     engines, missing = [], {}
     for n in names:
+        if n not in table:
+            continue
         try:
-            engines.append(get_array_engine(n))
+            engines.append(table[n]())
         except ImportError as exc:
             missing[n] = f"not installed ({exc})"
     return engines, missing
@@ -554,21 +558,62 @@ def format_arrays(rows):
         out.append((row.case, row.size, row.engine, _fmt(row.per_op("record")), _fmt(row.per_op("backward")),
                     _fmt(row.per_op()), "" if row is base or base is None else _ratio(row.per_op(), base.per_op()),
                     row.note))
-    widths = [max(len(str(x[i])) for x in [head] + out) for i in range(len(head))]
-    right = {3, 4, 5, 6}
+    return format_table(head, out, {3, 4, 5, 6}, [(row.case, row.size) for row in rows])
+
+
+def format_table(head, rows, right, groups=None):
+    """Text columns under ``head``, left-aligned but for the columns in
+    ``right``; a blank line where ``groups`` (one key per row) changes.
+
+    >>> print(format_table(("a", "n"), [("x", "1"), ("yy", "10")], {1}))
+    a    n
+    --  --
+    x    1
+    yy  10
+    """
+    widths = [max(len(str(x[i])) for x in [head] + list(rows)) for i in range(len(head))]
 
     def fmt(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     lines = [fmt(head), fmt(["-" * w for w in widths])]
-    prev = None
-    for row, cells in zip(rows, out):
-        if prev is not None and (row.case, row.size) != prev:
+    for k, cells in enumerate(rows):
+        if groups is not None and k and groups[k] != groups[k - 1]:
             lines.append("")
-        prev = (row.case, row.size)
         lines.append(fmt(cells))
     return "\n".join(lines)
+
+
+def round_robin(items, repeat):
+    """Each of ``repeat`` rounds takes every item once, the order rotating.
+
+    >>> list(round_robin(["a", "b"], 2))
+    ['a', 'b', 'b', 'a']
+    """
+    for r in range(repeat):
+        k = r % max(1, len(items))
+        yield from items[k:] + items[:k]
+
+
+def sample(call, sample_ns):
+    """Mean ns of back-to-back calls filling ``sample_ns``, after a quarter
+    of it untimed (run_arrays' lead-in, for a call that runs whole).
+
+    >>> sample(lambda: None, 100_000) > 0
+    True
+    """
+    lead = time.perf_counter_ns() + sample_ns // 4
+    call()
+    while time.perf_counter_ns() < lead:
+        call()
+    t0, m = time.perf_counter_ns(), 0
+    while True:
+        call()
+        m += 1
+        t = time.perf_counter_ns() - t0
+        if t >= sample_ns:
+            return t / m
 
 
 # ---- tape memory -----------------------------------------------------------------------------
@@ -630,16 +675,17 @@ def main_arrays(mode, repeat, names, log, print_=print):
     print_(format_arrays(rows))
     from .second_order import SECOND_ORDER_ENGINES, SECOND_ORDER_SIZES, format_second_order, run_second_order
     from .training import TRAINING_CASES, TRAINING_ENGINES, format_training, peak_memory, run_training
-    sample = 2_000_000 if mode == "quick" else 20_000_000
+    ns = 2_000_000 if mode == "quick" else 20_000_000
     srows = run_second_order(list(SECOND_ORDER_SIZES[mode]), SECOND_ORDER_SIZES[mode],
-                             _engines(SECOND_ORDER_ENGINES, names), repeat, log, sample_ns=sample)
+                             available_array_engines(names, SECOND_ORDER_ENGINES)[0], repeat, log, sample_ns=ns)
     print_()
     print_("second order: whole calls (record and sweeps) of the gradient and of a Hessian-vector product H v "
            "(pytape: forward over reverse; torch: double backward; autograd: hessian_vector_product; jax: jvp "
            "of grad), same timing")
     print_()
     print_(format_second_order(srows))
-    trows = run_training(list(TRAINING_CASES), _engines(TRAINING_ENGINES, names), repeat, log, sample_ns=sample)
+    trows = run_training(list(TRAINING_CASES), available_array_engines(names, TRAINING_ENGINES)[0], repeat, log,
+                         sample_ns=ns)
     if mode != "quick":
         for row in trows:
             if not row.note:
@@ -662,14 +708,3 @@ def main_arrays(mode, repeat, names, log, print_=print):
            + ", ".join(f"n={n}: {b:.0f} before backward, {a:.0f} after" for n, (b, a) in per.items())
            + f"; scalar Var instruction: {scalar:.1f}")
     return 1 if any(r.engine == "pytape" and r.note for r in rows + srows + trows) else 0
-
-
-def _engines(table, names):
-    """The engines of ``table`` among ``names`` that import."""
-    out = []
-    for n in names:
-        try:
-            out.append(table[n]())
-        except (ImportError, KeyError):
-            pass
-    return out

@@ -19,14 +19,13 @@ and sweeps), its gradient at x and its Hessian-vector product H v:
 ('pytape', True)
 """
 import statistics
-import time
 from typing import Callable, List, NamedTuple
 
 import numpy as np
 
 import pytape
 
-from .arrays import _TorchOps, _fmt, _rng
+from .arrays import _TorchOps, _fmt, _rng, format_table, round_robin, sample
 
 __all__ = ["SECOND_ORDER_CASES", "SECOND_ORDER_SIZES", "SECOND_ORDER_ENGINES", "run_second_order",
            "format_second_order"]
@@ -156,21 +155,6 @@ class SecondRow:
         return h / g if g and h else None
 
 
-def _sample(call, sample_ns):
-    """Mean ns of back-to-back calls filling sample_ns, after a quarter of it untimed."""
-    lead = time.perf_counter_ns() + sample_ns // 4
-    call()
-    while time.perf_counter_ns() < lead:
-        call()
-    t0, m = time.perf_counter_ns(), 0
-    while True:
-        call()
-        m += 1
-        t = time.perf_counter_ns() - t0
-        if t >= sample_ns:
-            return t / m
-
-
 def run_second_order(cases, sizes, engines, repeat=5, log=None, sample_ns=20_000_000):
     """Time every engine's gradient and H v on each program, engines
     round-robin (the order rotating), after a warm-up call that checks both
@@ -201,12 +185,10 @@ def run_second_order(cases, sizes, engines, repeat=5, log=None, sample_ns=20_000
                 except Exception as exc:
                     row.note = f"{type(exc).__name__}: {str(exc)[:100]}"
             live = [e for e in engines if not mine[e.name].note]
-            for r in range(repeat):
-                k = r % max(1, len(live))
-                for e in live[k:] + live[:k]:
-                    g, h = calls[e.name]
-                    mine[e.name].grad.append(_sample(g, sample_ns))
-                    mine[e.name].hvp.append(_sample(h, sample_ns))
+            for e in round_robin(live, repeat):
+                g, h = calls[e.name]
+                mine[e.name].grad.append(sample(g, sample_ns))
+                mine[e.name].hvp.append(sample(h, sample_ns))
             if log is not None:
                 for row in mine.values():
                     log(f"second order {cname} {row.size}: {row.engine:<8} " + (
@@ -226,10 +208,4 @@ def format_second_order(rows):
         out.append((row.case, row.size, row.engine, _fmt(row.median("grad")), _fmt(h),
                     f"{row.ratio():.2f}" if row.ratio() else "",
                     f"{h / b:.2f}" if h and b and row is not base else "", row.note))
-    widths = [max(len(str(x[i])) for x in [head] + out) for i in range(len(head))]
-    right = {3, 4, 5, 6}
-    lines = []
-    for cells in [head, ["-" * w for w in widths]] + out:
-        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
-    return "\n".join(lines)
+    return format_table(head, out, {3, 4, 5, 6})

@@ -29,9 +29,8 @@ import numpy as np
 
 import pytape
 
-from .arrays import _fmt, _rng
+from .arrays import _fmt, _rng, format_table, round_robin, sample
 from .memory import measured
-from .second_order import _sample
 
 __all__ = ["TRAINING_CASES", "TRAINING_ENGINES", "run_training", "format_training", "peak_memory"]
 
@@ -214,10 +213,8 @@ def run_training(cases, engines, repeat=5, log=None, sample_ns=20_000_000):
             except Exception as exc:
                 row.note = f"{type(exc).__name__}: {str(exc)[:100]}"
         live = [e for e in engines if not mine[e.name].note]
-        for r in range(repeat):
-            k = r % max(1, len(live))
-            for e in live[k:] + live[:k]:
-                mine[e.name].steps.append(_sample(steps[e.name], sample_ns))
+        for e in round_robin(live, repeat):
+            mine[e.name].steps.append(sample(steps[e.name], sample_ns))
         if log is not None:
             for row in mine.values():
                 log(f"training {cname}: {row.engine:<8} " + (row.note or f"{_fmt(row.median())} ns per step"))
@@ -245,8 +242,4 @@ def format_training(rows):
         t, b = row.median(), base.median() if base else None
         out.append((row.case, row.size, row.engine, _fmt(t), f"{t / b:.2f}" if t and b and row is not base else "",
                     "" if row.peak is None else f"{row.peak / 2 ** 20:.1f} MB", row.note))
-    widths = [max(len(str(x[i])) for x in [head] + out) for i in range(len(head))]
-    right = {3, 4, 5}
-    return "\n".join("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-                     for cells in [head, ["-" * w for w in widths]] + out)
+    return format_table(head, out, {3, 4, 5})
