@@ -485,6 +485,11 @@ void pt_array_give_back_dead(pt_tape *t, const int64_t *args, int nargs)
 {
     if (!__atomic_load_n(&t->ndead, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&t->dead_lock))
         return;
+    if (t->keep_values) {  /* a replay recomputes every value in its own buffer */
+        __atomic_store_n(&t->ndead, 0, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&t->dead_lock);
+        return;
+    }
     for (int64_t k = 0; k < t->ndead; ++k) {
         const int64_t s = t->dead[k];
         if (s >= t->n || t->op[s] != PT_ARRAY)
@@ -757,8 +762,8 @@ int64_t pt_arr_map2_cv(int op, double a, int64_t hb) { return map2_const(op, hb,
 /* the checks of pt_arr_record by kind; fills e's shape (derived ones) */
 static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, int64_t *shape, const int64_t *par)
 {
-    const int64_t *xs;
-    int64_t xsize;
+    const int64_t *xs = NULL;
+    int64_t xsize = 0;
     const int32_t xn = e->nargs ? slot_shape(t, args[0], &xs, &xsize) : 0;
     switch (e->kind) {
     case PT_A_SUM: {
@@ -845,8 +850,36 @@ static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, i
     }
 }
 
-/* an instruction of `kind` on operand handles hs; its value computed by the
- * kind's kernel, or copied from data (CUSTOM) */
+/* an instruction of `kind` on operand slots args (checked: earlier slots, or
+ * constants of the pool) with the given shape (derived kinds compute it) and
+ * parameters; its value computed by the kind's kernel, or copied from data
+ * (CUSTOM) */
+static int64_t record_slots(pt_tape *t, int kind, int64_t nargs, const int64_t *args, int32_t ndim,
+                            const int64_t *shape_in, int64_t npar, const int64_t *par, const double *data)
+{
+    struct pt_arr e = {0};
+    int64_t shape[PT_MAXDIM], st = PT_OK;
+    e.kind = kind;
+    e.nargs = (int32_t)nargs;
+    e.npar = npar;
+    e.ndim = ndim;
+    if (ndim < 0 || ndim > PT_MAXDIM)
+        return PT_E_SHAPE;
+    if (ndim)
+        memcpy(shape, shape_in, (size_t)ndim * sizeof *shape);
+    if (kind != PT_A_SUM && kind != PT_A_CUMSUM && (e.size = shape_size(ndim, shape)) < 0)
+        return e.size;
+    st = check_kind(t, &e, args, shape, par);
+    if (!st && (e.size = shape_size(e.ndim, shape)) < 0)
+        st = e.size;
+    if (!st)
+        st = append(t, &e, shape, args, par, data);
+    if (st >= 0 && kind == PT_A_CUSTOM)
+        ++t->nacu;
+    return st;
+}
+
+/* the same on operand handles hs (of one recording tape) */
 static int64_t record_kind(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape_in,
                            int64_t npar, const int64_t *par, const double *data)
 {
@@ -867,31 +900,93 @@ static int64_t record_kind(int kind, int64_t nargs, const int64_t *hs, int32_t n
         else if ((args[j] = operand_slot(t, hs[j])) < 0)
             st = PT_E_SLOT;
     }
-    struct pt_arr e = {0};
-    int64_t shape[PT_MAXDIM];
-    if (!st) {
-        e.kind = kind;
-        e.nargs = (int32_t)nargs;
-        e.npar = npar;
-        e.ndim = ndim;
-        if (ndim < 0 || ndim > PT_MAXDIM)
-            st = PT_E_SHAPE;
-        else
-            memcpy(shape, shape_in, (size_t)ndim * sizeof *shape);
-    }
-    if (!st && kind != PT_A_SUM && kind != PT_A_CUMSUM && (e.size = shape_size(ndim, shape)) < 0)
-        st = e.size;
     if (!st)
-        st = check_kind(t, &e, args, shape, par);
-    if (!st && (e.size = shape_size(e.ndim, shape)) < 0)
-        st = e.size;
-    if (!st)
-        st = append(t, &e, shape, args, par, data);
-    if (st >= 0 && kind == PT_A_CUSTOM)
-        ++t->nacu;
+        st = record_slots(t, kind, nargs, args, ndim, shape_in, npar, par, data);
     if (args != stack_args)
         free(args);
     return st;
+}
+
+/* ---- saved tapes (pytape/saved.py, tape_load.c) ------------------------------
+ * An entry as saved: facts kind, op, ndim, nargs, npar (PT_SAVED_*), its
+ * shape, operands and parameters, and for LEAF and CONST its value (the
+ * others are recomputed from their operands when loaded). */
+
+int pt_tape_array_table(const pt_tape *t, int64_t *facts, int64_t *dims, int64_t *args, int64_t *pars, double *data)
+{
+    for (int64_t k = 0; k < t->nar; ++k) {
+        const struct pt_arr *e = &t->ar[k];
+        if (e->kind == PT_A_CUSTOM || (e->life & PT_LIFE_SPARE))
+            return PT_E_OP;  /* a call back into Python, or a value given back: not saved */
+        int64_t *f = facts + k * PT_SAVED_N;
+        f[PT_SAVED_KIND] = e->kind;
+        f[PT_SAVED_OP] = e->op;
+        f[PT_SAVED_NDIM] = e->ndim;
+        f[PT_SAVED_NARGS] = e->nargs;
+        f[PT_SAVED_NPAR] = e->npar;
+    }
+    if (t->nar_dim)
+        memcpy(dims, t->ar_dim, (size_t)t->nar_dim * sizeof *dims);
+    if (t->nar_arg)
+        memcpy(args, t->ar_arg, (size_t)t->nar_arg * sizeof *args);
+    if (t->nar_par)
+        memcpy(pars, t->ar_par, (size_t)t->nar_par * sizeof *pars);
+    for (int64_t k = 0; k < t->nar; ++k) {
+        const struct pt_arr *e = &t->ar[k];
+        if ((e->kind == PT_A_LEAF || e->kind == PT_A_CONST) && e->size) {
+            memcpy(data, e->val, (size_t)e->size * sizeof *data);
+            data += e->size;
+        }
+    }
+    return PT_OK;
+}
+
+void pt_tape_array_table_sizes(const pt_tape *t, int64_t *sizes)
+{
+    int64_t ndata = 0;
+    for (int64_t k = 0; k < t->nar; ++k)
+        if (t->ar[k].kind == PT_A_LEAF || t->ar[k].kind == PT_A_CONST)
+            ndata += t->ar[k].size;
+    sizes[0] = t->nar;
+    sizes[1] = t->nar_dim;
+    sizes[2] = t->nar_arg;
+    sizes[3] = t->nar_par;
+    sizes[4] = ndata;
+}
+
+int64_t pt_arr_load(pt_tape *t, const int64_t *f, const int64_t *shape, const int64_t *args, const int64_t *par,
+                    const double *data, int64_t ndata, int64_t *used)
+{
+    const int64_t kind = f[PT_SAVED_KIND], op = f[PT_SAVED_OP], ndim = f[PT_SAVED_NDIM];
+    const int64_t nargs = f[PT_SAVED_NARGS], npar = f[PT_SAVED_NPAR];
+    *used = 0;
+    if (kind < 0 || kind >= PT_A_NUM_KINDS || kind == PT_A_CUSTOM || ndim < 0 || ndim > PT_MAXDIM || nargs < 0 ||
+        nargs > PT_ARRAY_MAX_ARGS || npar < 0)
+        return PT_E_OP;
+    for (int64_t j = 0; j < nargs; ++j) {  /* earlier slots that are values, or constants of the pool */
+        const int64_t s = args[j];
+        if (s >= 0 ? (s >= t->n || t->op[s] == PT_GUARD || t->op[s] == PT_NOP) : -1 - s >= t->nconst)
+            return PT_E_OP;
+    }
+    if (kind == PT_A_LEAF || kind == PT_A_CONST) {
+        const int64_t size = shape_size((int32_t)ndim, shape);
+        if (size < 0 || nargs || npar || size > ndata)
+            return PT_E_OP;
+        *used = size;
+        return record_data(t, (int)kind, (int32_t)ndim, shape, data, NULL, NULL, 0);
+    }
+    if (kind == PT_A_MAP1 || kind == PT_A_MAP2) {
+        if (nargs != (kind == PT_A_MAP1 ? 1 : 2) || npar || op < 0 || op >= PT_NUM_OPS)
+            return PT_E_OP;
+        const int64_t s = record_map(t, (int)kind, (int)op, args[0], kind == PT_A_MAP2 ? args[1] : 0, NULL);
+        if (s >= 0 && (t->ar[t->nar - 1].ndim != ndim ||
+                       (ndim && memcmp(pt_arr_shape_of(t, &t->ar[t->nar - 1]), shape, (size_t)ndim * sizeof *shape))))
+            return PT_E_OP;  /* not the shape saved (its slot stays: the caller frees the tape) */
+        return s;
+    }
+    if (nargs < 1)
+        return PT_E_OP;
+    return record_slots(t, (int)kind, nargs, args, (int32_t)ndim, shape, npar, par, NULL);
 }
 
 int64_t pt_arr_record(int kind, int64_t nargs, const int64_t *hs, int32_t ndim, const int64_t *shape_in,
@@ -1286,6 +1381,42 @@ int pt_array_vjp(pt_tape *t, int64_t i)
     if (x != stack)
         free(x);
     return st;
+}
+
+int pt_array_value(pt_tape *t, int64_t i)
+{
+    struct pt_arr *e = &t->ar[t->a[i]];
+    if (e->kind == PT_A_LEAF || e->kind == PT_A_CONST)
+        return PT_OK;
+    if (e->life & PT_LIFE_SPARE)
+        return PT_E_OP;  /* its buffer was given back (a tape recorded without keep_values) */
+    struct pt_view stack[8];
+    struct pt_view *x = e->nargs <= 8 ? stack : malloc((size_t)e->nargs * sizeof *x);
+    if (!x)
+        return PT_E_NOMEM;
+    for (int j = 0; j < e->nargs; ++j)
+        pt_arr_operand(t, e, j, &x[j]);
+    const int st = e->kind == PT_A_CUSTOM ? pt_custom_array_value(t, e, x, e->val) : kernels[e->kind].value(t, e, x, e->val);
+    if (x != stack)
+        free(x);
+    t->val[i] = e->size ? e->val[0] : NAN;
+    return st;
+}
+
+int pt_array_own_value(pt_tape *t, int64_t s)
+{
+    struct pt_arr *e = &t->ar[t->a[s]];
+    if (e->borrowed) {
+        double *p = pt_tape_buffer(t, e->size);
+        if (!p)
+            return PT_E_NOMEM;
+        memcpy(p, e->val, (size_t)e->size * sizeof *p);
+        e->val = p;
+        e->borrowed = 0;
+    }
+    e->grad = NULL;
+    e->gstate = NULL;
+    return PT_OK;
 }
 
 int pt_array_jvp(pt_tape *t, int64_t i)

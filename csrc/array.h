@@ -259,13 +259,23 @@ int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
  * g holds every element (not uniform). */
 int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 /* custom primitives on arrays (array_custom.c): every rule is a call back into Python */
+int pt_custom_array_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
 int pt_custom_array_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_custom_array_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
 int pt_custom_array_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_reduce_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_matmul_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 
+/* a saved entry (pytape.h: pt_saved_arrays) appended to t, being loaded:
+ * its handle, or a status; *used gets the data it took (LEAF, CONST) */
+int64_t pt_arr_load(pt_tape *t, const int64_t *facts, const int64_t *shape, const int64_t *args, const int64_t *par,
+                    const double *data, int64_t ndata, int64_t *used);
 /* the sweeps' calls for array slot i (array.c) */
+/* its value again from its operands' (a replay: sweep_forward.c) */
+int pt_array_value(pt_tape *t, int64_t i);
+/* a replay's input, array LEAF or CONST slot s: its value in the tape's own
+ * buffer (a copy of borrowed memory), no grad array (adjoints stay on the tape) */
+int pt_array_own_value(pt_tape *t, int64_t s);
 int pt_array_vjp(pt_tape *t, int64_t i);
 int pt_array_jvp(pt_tape *t, int64_t i);
 /* forward over reverse at array slot i: the tangents of the operands'

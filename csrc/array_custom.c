@@ -54,6 +54,12 @@ static int with_adjoints(int mode, const pt_tape *t, const struct pt_arr *e, str
     return st;
 }
 
+int pt_custom_array_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y)
+{
+    double *outs[1] = {y};  /* the callback writes f's value (replays) */
+    return call(PT_CUSTOM_VALUE, t, e, x, NULL, outs);
+}
+
 int pt_custom_array_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
 {
     return with_adjoints(PT_CUSTOM_VJP, t, e, x, g);

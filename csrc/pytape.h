@@ -191,6 +191,29 @@ int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *value
 
 /* record once, replay many (pytape.trace) -------------------------------- */
 
+/* tapes with array instructions are replayed in place (sweep_forward.c):
+ * pt_tape_keep_values before recording (no buffer is recycled), then
+ * pt_replay_inputs takes the inputs over (LEAF, array LEAF or CONST slots:
+ * their values copied into the tape's buffers, their grads detached: the
+ * adjoints stay on the tape), pt_replay_plan lists the instructions to
+ * recompute (those that depend on an input and reach a root or a guard:
+ * their count, written to plan, which has room for t->n), and
+ * pt_replay_arrays sets the inputs (input k's values at data + offs[k]) and
+ * recomputes the plan: PT_E_GUARD with *where at a guard that came out
+ * otherwise */
+void pt_tape_keep_values(pt_tape *t);
+int pt_replay_inputs(pt_tape *t, int64_t nin, const int64_t *ins);
+int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
+                       int64_t *plan);
+int pt_replay_arrays(pt_tape *t, int64_t nin, const int64_t *ins, const double *data, const int64_t *offs,
+                     int64_t nplan, const int64_t *plan, int64_t *where);
+/* one point's value and gradient in one call: input k's values at data[k]
+ * (lent for the call, not copied), the plan replayed, the reverse sweep from
+ * `out` (a scalar slot or a one-element array), input k's adjoint into
+ * grads[k]; PT_E_GUARD with *where as pt_replay_arrays */
+int pt_replay_gradient(pt_tape *t, int64_t nin, const int64_t *ins, const double *const *data, int64_t nplan,
+                       const int64_t *plan, int64_t out, double *value, double *const *grads, int64_t *where);
+
 /* the trace-time optimisation pass (tape_compile.c): *out gets a new tape
  * computing the roots from the inputs ins (LEAF slots of src): inputs first
  * (slot k for ins[k]), constants folded, dead code dropped.  map[i] (src->n
@@ -203,12 +226,28 @@ int pt_tape_compile(const pt_tape *src, int64_t nin, const int64_t *ins, int64_t
  * registers); then pt_tape_nregs(t) doubles hold a replay */
 int pt_tape_plan_registers(pt_tape *t, int64_t nout, const int64_t *outs);
 int64_t pt_tape_nregs(const pt_tape *t);
+/* the array table of a saved tape (pytape/saved.py; NULL: none): per array
+ * instruction, in slot order, its facts (PT_SAVED_N int64 each), then pools of
+ * their shapes, operands and parameters, and the values of the LEAF and CONST
+ * entries (the others are recomputed when loaded, through the recording
+ * checks).  pt_tape_array_table_sizes gives nar, ndims, nargs, npars, ndata;
+ * pt_tape_array_table fills the arrays (PT_E_OP for a custom array
+ * instruction: its function is Python's, not saved) */
+enum { PT_SAVED_KIND = 0, PT_SAVED_OP = 1, PT_SAVED_NDIM = 2, PT_SAVED_NARGS = 3, PT_SAVED_NPAR = 4,
+       PT_SAVED_N = 5 };
+struct pt_saved_arrays {
+    int64_t nar, ndims, nargs, npars, ndata;
+    const int64_t *facts, *dims, *args, *pars;
+    const double *data;
+};
+void pt_tape_array_table_sizes(const pt_tape *t, int64_t *sizes);
+int pt_tape_array_table(const pt_tape *t, int64_t *facts, int64_t *dims, int64_t *args, int64_t *pars, double *data);
 /* a new tape from arrays (tape_load.c), every instruction checked first:
  * PT_E_OP for arrays that break the tape's invariants; the custom table as
  * pt_tape_custom_table gives it (ncustom counts, nargs operands) */
 int pt_tape_load(int64_t n, const uint16_t *op, const int32_t *a, const int32_t *b, const double *val,
                  int64_t nconst, const double *consts, int64_t ncustom, const int32_t *counts,
-                 int64_t nargs, const int32_t *args, pt_tape **out);
+                 int64_t nargs, const int32_t *args, const struct pt_saved_arrays *arrays, pt_tape **out);
 /* batches (sweep_batch.c): row r of X (nrows x nleaves) gives the leaves'
  * values; Y (nrows x nout) the outputs' values, G (nrows x nleaves) the
  * gradient of out; fail[r] the slot of the guard that row r failed, else -1

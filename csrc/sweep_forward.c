@@ -2,7 +2,9 @@
  * tape at new leaf values, from the value rules of ops.def, and re-checking
  * the comparisons (guards) recorded while tracing. */
 #include <math.h>
-#include "tape.h"
+#include <stdlib.h>
+#include <string.h>
+#include "array.h"
 #include "rules.h"
 
 static int compare(int cmp, double x, double y)
@@ -84,3 +86,253 @@ int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *value
     }
     return PT_OK;
 }
+
+/* ---- array tapes: replays in place (pytape.trace of Tensor programs) ------
+ * A traced tape with array instructions is not copied: its inputs (LEAF
+ * slots, array LEAF or CONST slots) get new values and the instructions of
+ * its plan are recomputed where they are, each array instruction by its
+ * kind's value kernel into its own buffer (array.c: pt_array_value).  The
+ * plan is what the compile pass of scalar tapes keeps: the instructions
+ * that depend on an input (the others are constants: their values stay) and
+ * reach an output or a guard (dead code is skipped).  The reverse, tangent
+ * and Hessian sweeps then run on the tape as on a fresh recording. */
+
+/* the slots instruction i reads: *n of them, in *wide (array operands) or
+ * *narrow (custom operands; -1 - c for constants) or pair[0 .. n) */
+static void operands_of(const pt_tape *t, int64_t i, int64_t *n, const int64_t **wide, const int32_t **narrow,
+                        int64_t pair[2])
+{
+    *wide = NULL;
+    *narrow = NULL;
+    *n = 0;
+    const int op = t->op[i];
+    if (op == PT_ARRAY) {
+        const struct pt_arr *e = &t->ar[t->a[i]];
+        *wide = t->ar_arg + e->arg;
+        *n = e->nargs;
+    } else if (op == PT_CUSTOM) {
+        *narrow = pt_custom_operands(t, i, 0, n);
+    } else if (op != PT_LEAF && op != PT_NOP) {
+        if (pt_reads_slot(op, 0, t->a[i]))
+            pair[(*n)++] = t->a[i];
+        if (pt_reads_slot(op, 1, t->b[i]))
+            pair[(*n)++] = t->b[i];
+    }
+}
+
+static int64_t operand_k(int64_t k, const int64_t *wide, const int32_t *narrow, const int64_t pair[2])
+{
+    return wide ? wide[k] : narrow ? narrow[k] : pair[k];
+}
+
+int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
+                       int64_t *plan)
+{
+    const int64_t n = t->n;
+    uint8_t *var = calloc((size_t)n + 1, 2);
+    if (!var)
+        return PT_E_NOMEM;
+    uint8_t *live = var + n + 1;
+    int64_t st = 0, m, pair[2];
+    const int64_t *wide;
+    const int32_t *narrow;
+    for (int64_t k = 0; k < nin && !st; ++k) {
+        const int64_t s = ins[k];
+        if (s < 0 || s >= n || !(t->op[s] == PT_LEAF || (t->op[s] == PT_ARRAY && (t->b[s] == PT_A_LEAF ||
+                                                                                   t->b[s] == PT_A_CONST))))
+            st = PT_E_SLOT;
+        else
+            var[s] = 1;
+    }
+    for (int64_t j = 0; j < nroot && !st; ++j)
+        if (roots[j] < 0 || roots[j] >= n)
+            st = PT_E_SLOT;
+    if (st) {
+        free(var);
+        return st;
+    }
+    for (int64_t i = 0; i < n; ++i) {  /* which instructions vary with the inputs */
+        operands_of(t, i, &m, &wide, &narrow, pair);
+        for (int64_t k = 0; k < m; ++k) {
+            const int64_t s = operand_k(k, wide, narrow, pair);
+            var[i] |= s >= 0 && var[s];
+        }
+    }
+    for (int64_t j = 0; j < nroot; ++j)
+        live[roots[j]] = 1;
+    for (int64_t i = n - 1; i >= 0; --i) {  /* which reach a root or a guard that varies */
+        live[i] |= t->op[i] == PT_GUARD && var[i];
+        if (!live[i])
+            continue;
+        operands_of(t, i, &m, &wide, &narrow, pair);
+        for (int64_t k = 0; k < m; ++k) {
+            const int64_t s = operand_k(k, wide, narrow, pair);
+            if (s >= 0)
+                live[s] = 1;
+        }
+    }
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; ++i)
+        if (var[i] && live[i] && !(t->op[i] == PT_LEAF ||
+                                   (t->op[i] == PT_ARRAY && (t->b[i] == PT_A_LEAF || t->b[i] == PT_A_CONST))))
+            plan[count++] = i;
+    free(var);
+    return count;
+}
+
+int pt_replay_inputs(pt_tape *t, int64_t nin, const int64_t *ins)
+{
+    if (!pt_tape_is_owner(t))
+        return PT_E_THREAD;
+    if (!t->keep_values)
+        return PT_E_OP;  /* recorded with recycling: values may have been given back */
+    for (int64_t k = 0; k < nin; ++k) {
+        const int64_t s = ins[k];
+        if (s < 0 || s >= t->n)
+            return PT_E_SLOT;
+        if (t->op[s] == PT_LEAF) {
+            t->leaf_grad[t->a[s]] = NULL;  /* a replay's adjoints are read from the tape, not added to cells */
+            continue;
+        }
+        if (t->op[s] != PT_ARRAY || (t->b[s] != PT_A_LEAF && t->b[s] != PT_A_CONST))
+            return PT_E_SLOT;
+        const int st = pt_array_own_value(t, s);
+        if (st)
+            return st;
+    }
+    return PT_OK;
+}
+
+/* the checks of a replay's call: the tape's own thread, not in a sweep,
+ * recorded for replays, inputs that are LEAF or owned array LEAF / CONST
+ * slots, a plan of slots */
+static int replay_ok(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nplan, const int64_t *plan)
+{
+    if (!pt_tape_is_owner(t))
+        return PT_E_THREAD;
+    if (t->busy)
+        return PT_E_BUSY;
+    if (!t->keep_values)
+        return PT_E_OP;  /* not recorded for replays (pt_tape_keep_values) */
+    for (int64_t k = 0; k < nin; ++k) {
+        const int64_t s = ins[k];
+        if (s < 0 || s >= t->n || (t->op[s] != PT_LEAF && !(t->op[s] == PT_ARRAY && t->ar[t->a[s]].borrowed == 0 &&
+                                                              (t->b[s] == PT_A_LEAF || t->b[s] == PT_A_CONST))))
+            return PT_E_SLOT;
+    }
+    for (int64_t p = 0; p < nplan; ++p)
+        if (plan[p] < 0 || plan[p] >= t->n)
+            return PT_E_SLOT;
+    return PT_OK;
+}
+
+/* the plan's instructions recomputed from the inputs' values */
+static int replay_plan(pt_tape *t, int64_t nplan, const int64_t *plan, int64_t *where)
+{
+    t->consumed = 0;
+    pt_sweep_begin(t);
+    const uint16_t *op = t->op;
+    const int32_t *A = t->a, *B = t->b;
+    const double *K = t->consts;
+    double *v = t->val;
+    int st = PT_OK;
+    for (int64_t p = 0; p < nplan && !st; ++p) {
+        const int64_t i = plan[p];
+        switch (op[i]) {
+#define PT_FORMS_Y NAN
+#define PT_CASE(HA, HB, V, DA, DB, DAA, DAB, DBB) v[i] = (V);
+#include "forms.h"
+        case PT_ARRAY:
+            st = pt_array_value(t, i);
+            break;
+        case PT_GUARD: {
+            const int code = (int)t->val[i];
+            const double rhs = B[i] >= 0 ? v[B[i]] : K[-1 - B[i]];
+            if (compare(code / 2, v[A[i]], rhs) != (code & 1)) {
+                *where = i;
+                st = PT_E_GUARD;
+            }
+        } break;
+        case PT_CUSTOM:
+            if (pt_custom_value(t, i, v, 0, &v[i]))
+                st = PT_E_CALLBACK;
+            break;
+        default:
+            break;
+        }
+    }
+    pt_sweep_end(t);
+    return st;
+}
+
+int pt_replay_arrays(pt_tape *t, int64_t nin, const int64_t *ins, const double *data, const int64_t *offs,
+                     int64_t nplan, const int64_t *plan, int64_t *where)
+{
+    int st = replay_ok(t, nin, ins, nplan, plan);
+    if (st)
+        return st;
+    for (int64_t k = 0; k < nin; ++k) {
+        const int64_t s = ins[k];
+        if (t->op[s] == PT_LEAF) {
+            t->val[s] = data[offs[k]];
+        } else {
+            struct pt_arr *e = &t->ar[t->a[s]];
+            if (e->size)
+                memcpy(e->val, data + offs[k], (size_t)e->size * sizeof(double));
+            t->val[s] = e->size ? e->val[0] : NAN;
+        }
+    }
+    return replay_plan(t, nplan, plan, where);
+}
+
+int pt_replay_gradient(pt_tape *t, int64_t nin, const int64_t *ins, const double *const *data, int64_t nplan,
+                       const int64_t *plan, int64_t out, double *value, double *const *grads, int64_t *where)
+{
+    int st = replay_ok(t, nin, ins, nplan, plan);
+    if (st)
+        return st;
+    if (out < 0 || out >= t->n || t->op[out] == PT_GUARD || (t->op[out] == PT_ARRAY && t->ar[t->a[out]].size != 1))
+        return PT_E_SLOT;
+    double *own[64], **saved = nin <= 64 ? own : malloc((size_t)nin * sizeof *saved);
+    if (!saved)
+        return PT_E_NOMEM;
+    for (int64_t k = 0; k < nin; ++k) {  /* the caller's arrays lent for this call: no copies */
+        const int64_t s = ins[k];
+        if (t->op[s] == PT_LEAF) {
+            t->val[s] = data[k][0];
+            continue;
+        }
+        struct pt_arr *e = &t->ar[t->a[s]];
+        saved[k] = e->val;
+        if (e->size)
+            e->val = (double *)data[k];
+        t->val[s] = e->size ? e->val[0] : NAN;
+    }
+    st = replay_plan(t, nplan, plan, where);
+    if (!st) {
+        *value = t->op[out] == PT_ARRAY ? t->ar[t->a[out]].val[0] : t->val[out];
+        static const double one = 1.0;
+        st = t->op[out] == PT_ARRAY ? pt_backward_array(t, out, &one, 1) : pt_backward(t, out, 1.0, 1);
+    }
+    for (int64_t k = 0; k < nin && !st; ++k) {
+        const int64_t s = ins[k];
+        if (t->op[s] == PT_LEAF) {
+            grads[k][0] = s < t->adj_n ? t->adj[s] : 0.0;
+            continue;
+        }
+        const struct pt_arr *e = &t->ar[t->a[s]];
+        const double *g = pt_arr_adjoint(t, s);
+        if (g)
+            memcpy(grads[k], g, (size_t)e->size * sizeof *g);
+        else if (e->size)
+            memset(grads[k], 0, (size_t)e->size * sizeof *grads[k]);
+    }
+    for (int64_t k = 0; k < nin; ++k)  /* the tape's own buffers again: it holds no pointer of the caller's */
+        if (t->op[ins[k]] == PT_ARRAY)
+            t->ar[t->a[ins[k]]].val = saved[k];
+    if (saved != own)
+        free(saved);
+    return st;
+}
+
+void pt_tape_keep_values(pt_tape *t) { t->keep_values = 1; }

@@ -8,7 +8,7 @@
  * 1 to PT_CUSTOM_MAX_ARGS operands each, every one an earlier slot or a
  * constant index in range.  A tape that passes can be swept without reading
  * outside its arrays. */
-#include "tape.h"
+#include "array.h"
 
 static int slot_ok(const uint16_t *op, int64_t s, int64_t i)
 {
@@ -62,35 +62,71 @@ static int guard_code_ok(double code)
 }
 
 static int check(int64_t n, const uint16_t *op, const int32_t *a, const int32_t *b,
-                 const double *val, int64_t nconst, struct table *c)
+                 const double *val, int64_t nconst, struct table *c, const struct pt_saved_arrays *arr)
 {
-    int64_t nleaf = 0;
+    int64_t nleaf = 0, k = 0;
     for (int64_t i = 0; i < n; ++i) {
+        if (op[i] == PT_ARRAY) {  /* entry k of the array table, in order, of the kind it says */
+            if (!arr || a[i] != k || k >= arr->nar || b[i] != arr->facts[k * PT_SAVED_N + PT_SAVED_KIND])
+                return PT_E_OP;
+            ++k;
+            continue;
+        }
         const int ok = pt_op_kind(op[i]) != PT_KIND_NONE  /* not NOP or an unknown opcode */
-                       && op[i] != PT_ARRAY  /* array instructions are never saved (their table is not) */
                        && operand_ok(op, i, 0, a[i], nconst, &nleaf, c)
                        && operand_ok(op, i, 1, b[i], nconst, &nleaf, c)
                        && (op[i] != PT_GUARD || guard_code_ok(val[i]));
         if (!ok)
             return PT_E_OP;
     }
-    return c->k == c->ncustom && c->next == c->nargs ? PT_OK : PT_E_OP;  /* every entry used */
+    /* every entry used */
+    return c->k == c->ncustom && c->next == c->nargs && (!arr || k == arr->nar) ? PT_OK : PT_E_OP;
+}
+
+/* array entry k (at the pools' offsets in at[]: dims, args, pars, data) appended
+ * through the recording checks (array.c: pt_arr_load), which recompute its value */
+static int load_array(pt_tape *t, const struct pt_saved_arrays *arr, int64_t k, int64_t at[4])
+{
+    const int64_t *f = arr->facts + k * PT_SAVED_N;
+    const int64_t ndim = f[PT_SAVED_NDIM], nargs = f[PT_SAVED_NARGS], npar = f[PT_SAVED_NPAR];
+    if (ndim < 0 || nargs < 0 || npar < 0 || ndim > arr->ndims - at[0] || nargs > arr->nargs - at[1] ||
+        npar > arr->npars - at[2])
+        return PT_E_OP;
+    int64_t st = pt_check_recording(t), used = 0;
+    if (st < 0)
+        return (int)st;
+    st = pt_arr_load(t, f, arr->dims + at[0], arr->args + at[1], arr->pars + at[2], arr->data + at[3],
+                     arr->ndata - at[3], &used);
+    if (st < 0)
+        return st == PT_E_NOMEM ? PT_E_NOMEM : PT_E_OP;
+    at[0] += ndim;
+    at[1] += nargs;
+    at[2] += npar;
+    at[3] += used;
+    return PT_OK;
 }
 
 int pt_tape_load(int64_t n, const uint16_t *op, const int32_t *a, const int32_t *b, const double *val,
                  int64_t nconst, const double *consts, int64_t ncustom, const int32_t *counts,
-                 int64_t nargs, const int32_t *args, pt_tape **out)
+                 int64_t nargs, const int32_t *args, const struct pt_saved_arrays *arrays, pt_tape **out)
 {
     *out = NULL;
     if (n < 0 || nconst < 0 || n > INT32_MAX || nconst > INT32_MAX || ncustom < 0 || nargs < 0)
         return PT_E_OP;
+    if (arrays && (arrays->nar < 0 || arrays->ndims < 0 || arrays->nargs < 0 || arrays->npars < 0 ||
+                   arrays->ndata < 0))
+        return PT_E_OP;
     struct table table = {ncustom, nargs, 0, 0, counts, args};
-    int st = check(n, op, a, b, val, nconst, &table);
+    int st = check(n, op, a, b, val, nconst, &table, arrays);
     if (st)
         return st;
     pt_tape *t = pt_tape_new();
     if (!t)
         return PT_E_NOMEM;
+    t->keep_values = 1;  /* replayed in place: nothing recycled */
+    const int mode = pt_thread_mode;  /* array entries are recorded: not refused under no_grad */
+    pt_thread_mode = 0;
+    int64_t at[4] = {0, 0, 0, 0}, k = 0;
     for (int64_t k = 0; k < nconst && !st; ++k)
         if (pt_append_const_at(t, consts[k]) < 0)  /* indices as given */
             st = PT_E_NOMEM;
@@ -98,10 +134,18 @@ int pt_tape_load(int64_t n, const uint16_t *op, const int32_t *a, const int32_t 
         if (pt_custom_append(t, counts[k], args + next) < 0)
             st = PT_E_NOMEM;
     for (int64_t i = 0; i < n && !st; ++i) {
+        if (op[i] == PT_ARRAY) {
+            st = load_array(t, arrays, k++, at);
+            continue;
+        }
         const int64_t j = op[i] == PT_LEAF ? pt_append_leaf(t, val[i]) : pt_append(t, op[i], a[i], b[i], val[i]);
         if (j < 0)
             st = (int)j;
     }
+    pt_thread_mode = mode;
+    if (!st && arrays && (at[0] != arrays->ndims || at[1] != arrays->nargs || at[2] != arrays->npars ||
+                          at[3] != arrays->ndata))
+        st = PT_E_OP;  /* pools longer than their entries */
     if (st) {
         pt_tape_free(t);
         return st;

@@ -36,6 +36,7 @@ convert.
 """
 import contextlib
 import functools
+import math
 import os
 import threading
 import time
@@ -494,6 +495,8 @@ E_SHAPE = lib.PT_E_SHAPE
 E_LARGE = lib.PT_E_LARGE
 #: elements from which an array result is watched and its buffers recycled (csrc/array.h)
 RECYCLE_MIN = lib.PT_RECYCLE_MIN
+#: int64 facts per entry of a saved array table (csrc/pytape.h: pt_saved_arrays)
+SAVED_N, SAVED_KIND, SAVED_NDIM = lib.PT_SAVED_N, lib.PT_SAVED_KIND, lib.PT_SAVED_NDIM
 #: the elementwise entry points, handles in and out: (code, ha), (code, ha, hb),
 #: (code, ha, double), (code, double, hb)
 arr_map1, arr_map2, arr_map2_vc, arr_map2_cv = lib.pt_arr_map1, lib.pt_arr_map2, lib.pt_arr_map2_vc, lib.pt_arr_map2_cv
@@ -1205,6 +1208,52 @@ class CTape:
         check(st, "record", self)
         return -1
 
+    def keep_values(self):
+        """Record for replays in place: no array buffer is recycled (pytape.trace)."""
+        lib.pt_tape_keep_values(self._p)
+
+    def replay_inputs(self, ins):
+        """Take slots ``ins`` (LEAF, array LEAF or CONST) over as a replay's
+        inputs: their values in the tape's own memory, no grad cells."""
+        ins = _slots(ins)
+        check(lib.pt_replay_inputs(self._p, len(ins), _i64(ins)), "record", self)
+
+    def replay_plan(self, ins, roots):
+        """The slots a replay from inputs ``ins`` recomputes for ``roots``
+        (csrc/sweep_forward.c), as an int64 array."""
+        ins, roots = _slots(ins), _slots(roots)
+        plan = np.empty(len(self), dtype=np.int64)
+        n = lib.pt_replay_plan(self._p, len(ins), _i64(ins), len(roots), _i64(roots), _i64(plan))
+        check(n, "record", self)
+        return plan[:n].copy()
+
+    def replay_arrays(self, ins, data, offs, plan):
+        """The inputs' new values (input k's at data[offs[k]:]: int64 and
+        float64 arrays made once, as ``ins`` and ``plan``), then the plan
+        recomputed: -1, or the slot of the first guard that came out otherwise."""
+        where = ffi.new("int64_t[1]")
+        st = lib.pt_replay_arrays(self._p, len(ins), _i64(ins), _f64(data), _i64(offs), len(plan), _i64(plan), where)
+        if st == lib.PT_E_GUARD:
+            return int(where[0])
+        check(st, "backward", self)
+        return -1
+
+    def replay_gradient(self, ins, arrays, plan, out, grads):
+        """One point: the inputs' values ``arrays`` (float64, C-contiguous, one
+        per slot of ``ins``: lent for the call), the plan replayed, the reverse
+        sweep from ``out``, each input's adjoint written into ``grads`` (arrays
+        of their sizes).  (value, -1), or (nan, slot of the guard that came out
+        otherwise)."""
+        where = ffi.new("int64_t[1]")
+        value = ffi.new("double[1]")
+        bufs, gbufs = [_f64(a) for a in arrays], [_f64(g) for g in grads]  # alive through the call
+        data, gp = ffi.new("double *[]", bufs), ffi.new("double *[]", gbufs)
+        st = lib.pt_replay_gradient(self._p, len(ins), _i64(ins), data, len(plan), _i64(plan), out, value, gp, where)
+        if st == lib.PT_E_GUARD:
+            return math.nan, int(where[0])
+        check(st, "backward", self)
+        return value[0], -1
+
     def batch_values(self, X, outs, threads):
         """Rows of leaf values X (rows, nleaves) -> (values (rows, len(outs)),
         fail (rows,): the failing guard's slot, or -1).  A long batch is
@@ -1229,18 +1278,48 @@ class CTape:
                   "backward", self)
         return Y, G, fail
 
+    def array_table(self):
+        """The array table as saved (csrc/pytape.h: pt_saved_arrays): a dict
+        of int64 arrays facts (rows of SAVED_N), dims, args, pars and float64
+        data; ValueError if it holds a custom array instruction."""
+        sizes = np.zeros(5, dtype=np.int64)
+        lib.pt_tape_array_table_sizes(self._p, _i64(sizes))
+        nar, ndims, nargs, npars, ndata = (int(k) for k in sizes)
+        table = {"facts": np.zeros((nar, lib.PT_SAVED_N), dtype=np.int64), "dims": np.zeros(ndims, dtype=np.int64),
+                 "args": np.zeros(nargs, dtype=np.int64), "pars": np.zeros(npars, dtype=np.int64),
+                 "data": np.zeros(ndata)}
+        st = lib.pt_tape_array_table(self._p, *(_i64(table[k]) if k != "data" else _f64(table[k])
+                                                for k in ("facts", "dims", "args", "pars", "data")))
+        if st == lib.PT_E_OP:
+            raise ValueError("this tape holds a custom array primitive (pytape.primitive(arrays=True), "
+                             "pytape.checkpoint): its function is Python's and cannot be saved with the tape")
+        check(st, "read", self)
+        return table
+
     @staticmethod
-    def load(op, a, b, val, consts, custom=((), ())):
+    def load(op, a, b, val, consts, custom=((), ()), arrays=None):
         """A tape from arrays, every instruction checked in C first
         (csrc/tape_load.c); TapeFormatError for arrays that break its
-        invariants.  ``custom``: the custom table, as custom_table() gives it."""
+        invariants.  ``custom``: the custom table, as custom_table() gives it;
+        ``arrays``: the array table, as array_table() gives it."""
         op = np.ascontiguousarray(op, dtype=np.uint16)
         a, b = np.ascontiguousarray(a, dtype=np.int32), np.ascontiguousarray(b, dtype=np.int32)
         val, consts = _doubles(val), _doubles(consts)
         counts, args = (np.ascontiguousarray(x, dtype=np.int32) for x in custom)
         out = ffi.new("pt_tape **")
+        saved, keep = ffi.NULL, None
+        if arrays is not None:
+            keep = {k: np.ascontiguousarray(arrays[k], dtype=np.float64 if k == "data" else np.int64)
+                    for k in ("facts", "dims", "args", "pars", "data")}
+            if keep["facts"].size % lib.PT_SAVED_N:
+                raise TapeFormatError("not a pytape compiled function: its array table is cut short")
+            saved = ffi.new("struct pt_saved_arrays *", {
+                "nar": keep["facts"].size // lib.PT_SAVED_N, "ndims": keep["dims"].size, "nargs": keep["args"].size,
+                "npars": keep["pars"].size, "ndata": keep["data"].size, "facts": _i64(keep["facts"]),
+                "dims": _i64(keep["dims"]), "args": _i64(keep["args"]), "pars": _i64(keep["pars"]),
+                "data": _f64(keep["data"])})
         check(lib.pt_tape_load(len(op), ffi.from_buffer("uint16_t[]", op), ffi.from_buffer("int32_t[]", a),
                                ffi.from_buffer("int32_t[]", b), _f64(val), len(consts), _f64(consts),
                                len(counts), ffi.from_buffer("int32_t[]", counts), len(args),
-                               ffi.from_buffer("int32_t[]", args), out), "load")
+                               ffi.from_buffer("int32_t[]", args), saved, out), "load")
         return CTape(_pointer=out[0])

@@ -34,9 +34,9 @@ import numpy as np
 from numpy.lib import stride_tricks
 
 from . import _native
-from .ops import NUMPY_NAMES
-from .tensor import KIND, Tensor, TensorLeaf, TensorResult, _result, map1, map1_limit, map2, record
-from .var import Var
+from .ops import NUMPY_NAMES, _round as _round_numbers
+from .tensor import KIND, Tensor, TensorLeaf, TensorResult, _result, map1, map1_limit, map2, raw_value, record
+from .var import TRACING, Var
 
 __all__ = ["FUNCTIONS", "UFUNCS", "reshape", "transpose", "matmul", "sum", "mean", "max", "min", "prod",
            "cumsum", "var", "std", "where", "clip", "logsumexp", "softmax", "log_softmax", "einsum", "tensordot",
@@ -130,6 +130,8 @@ def _index_key(key):
     """An index with Tensors replaced by their values (indices are not differentiated)."""
     if isinstance(key, tuple):
         return tuple(_index_key(k) for k in key)
+    if getattr(key, "_is_mask", False):  # a traced comparison (pytape/tensor_trace.py): its values, guarded
+        return np.asarray(key)
     if isinstance(key, Tensor):
         return key.value
     if isinstance(key, Var):
@@ -276,8 +278,13 @@ ROWS = {name: _row(name) for name in _OPC}
 def where(cond, a, b):
     """``np.where(cond, a, b)``: the op table's where_t + where_f, so the
     branch not taken gets a derivative of exactly 0 (even through a nan)."""
-    c = cond.value if isinstance(cond, Tensor) else np.asarray(cond)
-    c = np.asarray(c, dtype=np.float64) if c.ndim else float(c)
+    if getattr(cond, "_is_mask", False):  # a traced comparison: recorded, so replays recompute it
+        c = cond._t
+    elif isinstance(cond, Tensor):  # an operand (pytape.less(x, 0) gives one): its derivative is 0
+        c = cond
+    else:
+        c = np.asarray(cond)
+        c = np.asarray(c, dtype=np.float64) if c.ndim else float(c)
     return map2(_OPC["where_t"], c, a) + map2(_OPC["where_f"], c, b)
 
 
@@ -578,7 +585,9 @@ def einsum(subscripts, *operands, **kwargs):
 def _stop(x, axis):
     """The max of x along axis (kept) as a constant, nonfinite entries 0: the
     shift of stable log-sum-exp (its derivative cancels exactly)."""
-    v = x.value if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
+    if TRACING[0] and isinstance(x, Tensor) and x.size:  # a traced f: the max recorded, so replays shift by theirs
+        return max(x, axis, keepdims=True)
+    v = raw_value(x) if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
     m = np.max(v, axis=axis, keepdims=True) if v.size else np.zeros_like(v)
     return np.where(np.isfinite(m), m, 0.0)
 
@@ -637,13 +646,18 @@ def _values(*xs):
     their answers are new arrays): a leaf's own array is read as it is, not
     lent for writing as .value does, which would place the leaf again at its
     next use."""
-    return [x._v if type(x) is TensorLeaf else x.value if isinstance(x, (Tensor, Var)) else x for x in xs]
+    return [raw_value(x) if isinstance(x, Tensor) else x.value if isinstance(x, Var) else x for x in xs]
+
+
+#: while pytape.trace records f, comparisons give recorded masks and other
+#: reads of values are guarded (pytape/tensor_trace.py fills this)
+TRACE_HOOKS = {}
 
 
 def _on_values(np_fn):
     """A numpy function whose answer has no derivative (comparisons,
     predicates): applied to the values, a plain numpy array."""
-    return lambda *xs, **kw: np_fn(*_values(*xs), **kw)
+    return lambda *xs, **kw: TRACE_HOOKS["on_values"](np_fn, xs, kw) if TRACING[0] else np_fn(*_values(*xs), **kw)
 
 
 def _ufunc_table():
@@ -772,6 +786,12 @@ def _squeeze(x, axis=None):
     return move(x, lambda v: np.squeeze(v, axis), "squeeze")
 
 
+def _round(x, decimals=0, out=None):
+    """``np.round`` / ``np.around``: the rule of Vars (pytape/ops.py), on the op table's rows."""
+    _no_extras("round", out=out)
+    return _round_numbers(x, decimals)
+
+
 def _shape_fn(x):
     return tuple(shape_of(x))
 
@@ -787,7 +807,7 @@ FUNCTIONS = {
     np.ravel: _moving(np.ravel, "ravel"), np.flip: _moving(np.flip, "flip"),
     np.diagonal: _moving(np.diagonal, "diagonal"), np.repeat: _moving(np.repeat, "repeat", False),
     np.tile: _moving(np.tile, "tile", False), np.roll: _moving(np.roll, "roll", False), np.take: _take,
-    np.concatenate: _concatenate, np.stack: _stack, np.split: _split, np.linalg.norm: norm,
+    np.round: _round, np.around: _round, np.concatenate: _concatenate, np.stack: _stack, np.split: _split, np.linalg.norm: norm,
     np.shape: _shape_fn, np.ndim: lambda x: len(shape_of(x)), np.size: lambda x, axis=None: (
         math.prod(shape_of(x)) if axis is None else shape_of(x)[axis]),
     np.isclose: _on_values(np.isclose), np.allclose: _on_values(np.allclose),
@@ -835,7 +855,8 @@ def _install():
     Tensor.__rmatmul__ = lambda a, b: matmul(b, a)
     for dunder, uf in (("lt", np.less), ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal),
                        ("eq", np.equal), ("ne", np.not_equal)):
-        setattr(Tensor, f"__{dunder}__", lambda a, b, uf=uf: uf(*_values(a, b)))
+        setattr(Tensor, f"__{dunder}__", lambda a, b, uf=uf: TRACE_HOOKS["compare"](uf, a, b) if TRACING[0]
+                else uf(*_values(a, b)))
     Tensor.__getitem__ = getitem
     Tensor.T = property(transpose, doc="The transpose (reversed axes): one VIEW instruction.")
     Tensor.__array_ufunc__ = _array_ufunc

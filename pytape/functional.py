@@ -67,6 +67,27 @@ _TO_OBJECTS = ("numpy converted a recorded Tensor to a plain array",
                "pytape: an object array (of Vars?) cannot be an operand",
                "(custom primitives are scalar functions)")  # a primitive maps over object arrays
 
+def tensor_recording_or_none(make, api):
+    """make() (a TensorRecording of f), or None where f needs what only object
+    arrays of Vars do (the caller records f again on them): a transformation
+    inside f, a Var from outside f, numpy's object arrays of Tensors.  Other
+    refusals of Tensors raise TypeError with the hint to pass elementwise=True."""
+    token = _TENSOR_F.set(True)
+    try:
+        return make()
+    except (NeedsElements, OuterVar):
+        return None
+    except TypeError as exc:
+        msg = str(exc)
+        if any(p in msg for p in _TO_OBJECTS):  # np.array([t0, t1]) of Tensors, Vars in a list with Tensors
+            return None
+        if "pytape.Tensor" in msg:
+            raise TypeError(msg + _HINT.format(api=api.replace("pytape.", ""))) from exc
+        raise
+    finally:
+        _TENSOR_F.reset(token)
+
+
 _HINT = ("; pytape.{api} gave f its array arguments as pytape.Tensor (one instruction per numpy operation): "
          "pass elementwise=True to {api} to give f object arrays of Vars instead (one instruction per element, "
          "slower, any numpy function that works on objects)")
@@ -120,22 +141,11 @@ class _Call:
         self.tensor = False
         if not self.nested and tensors and not elementwise and any(type(x) is not float and isinstance(
                 x, np.ndarray) for x in flat):
-            token = _TENSOR_F.set(True)
-            try:
-                self.rec = TensorRecording(target, f_args, f_argnums, has_aux, api=api, names=names)
-                self.tensor = True
-            except (NeedsElements, OuterVar):  # f needs what only object arrays of Vars do: record it again
+            self.rec = tensor_recording_or_none(
+                lambda: TensorRecording(target, f_args, f_argnums, has_aux, api=api, names=names), api)
+            self.tensor = self.rec is not None
+            if not self.tensor:
                 self.out_tree = None
-            except TypeError as exc:
-                msg = str(exc)
-                if any(p in msg for p in _TO_OBJECTS):  # np.array([t0, t1]) of Tensors, Vars in a list with Tensors
-                    self.out_tree = None
-                elif "pytape.Tensor" in msg:
-                    raise TypeError(msg + _HINT.format(api=api.replace("pytape.", ""))) from exc
-                else:
-                    raise
-            finally:
-                _TENSOR_F.reset(token)
         if not self.nested and not self.tensor:
             try:
                 self.rec = Recording(target, f_args, f_argnums, has_aux, api=api, sealed=recording, names=names)

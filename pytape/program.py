@@ -24,7 +24,8 @@ from .array_ops import _concatenate, _stack, reshape
 from .ops import var_array
 from .errors import MixedTapesError, OuterVar
 from .tape import Tape, enable_grad
-from .tensor import Tensor, TensorLeaf, TensorResult, _place_leaf
+from .tensor import Tensor, TensorLeaf, TensorResult, _place_leaf, raw_value
+from .tensor_trace import traced_arguments
 from .var import Result, Var, arguments, place, slot_on, value_of
 
 __all__ = ["Program", "Recording", "TensorRecording", "NeedsElements", "ArgName", "as_float_array", "check_argnums", "object_array", "scalar_output"]
@@ -424,12 +425,14 @@ class TensorRecording(Program):
     (5.0, [[2.0, 4.0]])
     """
 
-    def __init__(self, f, args, argnums, has_aux=False, api="pytape.grad", names=None):
+    def __init__(self, f, args, argnums, has_aux=False, api="pytape.grad", names=None, guards=False):
         self.single, self.argnums = check_argnums(argnums, api, len(args))
         args = list(args)
         self.shapes, self.scalar_in, self.sizes, self._slots, self._is_array = [], [], [], [], []
         self.tape = Tape()
-        own_cells, var_leaves = set(), []
+        if guards:  # pytape.trace: replays recompute every value in place (no buffer recycled)
+            self.tape._c.keep_values()
+        own_cells, var_leaves, traced = set(), [], set()
         with self.tape, enable_grad():
             for k in self.argnums:
                 arr = as_float_array(args[k], names[k] if names else ArgName(api, f, k))
@@ -440,6 +443,7 @@ class TensorRecording(Program):
                 else:
                     leaf = TensorLeaf._make(np.array(arr, dtype=np.float64, order="C"), True)
                     leaf._seal()  # f reading its value must not place it again
+                    traced.add(id(leaf))
                     h = _place_leaf(leaf, self.tape)
                     if h < 0:
                         _native.check(h, "record", self.tape._c)
@@ -454,7 +458,7 @@ class TensorRecording(Program):
                 if scalar:
                     self._slots.append(None)  # filled once placed (below)
                 args[k] = leaf
-            with arguments(self.tape, var_leaves):
+            with arguments(self.tape, var_leaves, guards), traced_arguments(self.tape, traced, guards):
                 out = _call_sealed(self.tape, f, args)
             vs = iter(var_leaves)
             for j, a in enumerate(self._is_array):
@@ -477,7 +481,7 @@ class TensorRecording(Program):
                 if out.requires_grad:  # one of f's arguments returned as it is (or another leaf)
                     out = out + 0.0
                 else:
-                    out = np.array(out.value)
+                    out = np.array(raw_value(out))
             elif out._t is not self.tape:
                 raise NeedsElements("f returned a Tensor recorded on another tape")
         elif isinstance(out, Var) and out.requires_grad:
@@ -488,7 +492,7 @@ class TensorRecording(Program):
         if isinstance(out, TensorResult):
             self.kind, self._out = "array", out._i >> _native.ID_BITS
             self.out_shape = tuple(out.shape)
-            v = np.array(out.value)
+            v = np.array(raw_value(out))
         elif type(out) is Result:
             self.kind, self._out, self.out_shape = "scalar", slot_on(out, self.tape), ()
             v = np.asarray(value_of(out))

@@ -8,7 +8,14 @@
     meta       JSON: argument shapes, outputs, guard lines, name, policy
     arrays     op <u2[n], a <i4[n], b <i4[n], val <f8[n] (guard codes; 0 for
                the rest), consts <f8[nconst]
+    arrays     (version 2: a tape with array instructions) counts nar, ndims,
+               nargs, npars, ndata <qqqqq, then the array table (csrc/pytape.h:
+               pt_saved_arrays) facts <i8[nar * SAVED_N], dims, args, pars
+               <i8[...], data <f8[ndata] (the LEAF and CONST values)
     checksum   SHA-256 of everything before    32 bytes
+
+A tape without array instructions is written in version 1 (no array
+section), so the bytes of scalar compiled functions are as they were.
 
 Custom primitives (pytape/custom.py): their instructions are stored with
 opcode CUSTOM_CODE (0xFFFF, fixed: the in-memory opcode follows the rows of
@@ -42,8 +49,10 @@ from .errors import TapeFormatError
 __all__ = ["MAGIC", "FORMAT_VERSION", "dump", "load"]
 
 MAGIC = b"PYTAPE-FN\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER = struct.Struct("<IIqq")
+_ARRAY_HEADER = struct.Struct("<qqqqq")
+_TABLE = ("facts", "dims", "args", "pars", "data")
 _ARRAYS = (("op", "<u2"), ("a", "<i4"), ("b", "<i4"), ("val", "<f8"))
 _KINDS = np.array(_native.OP_KINDS, dtype=np.uint8)
 CUSTOM_CODE = 0xFFFF
@@ -59,9 +68,32 @@ def dump(ctape, meta):
         meta = dict(meta, custom=_dump_custom(ctape, cols))
     consts = ctape.consts()
     meta_b = json.dumps(meta).encode()
-    body = b"".join([MAGIC, _HEADER.pack(FORMAT_VERSION, len(meta_b), len(ctape), len(consts)), meta_b]
-                    + [cols[k].astype(dt).tobytes() for k, dt in _ARRAYS] + [consts.astype("<f8").tobytes()])
+    arrays = ctape.narrays > 0
+    parts = [MAGIC, _HEADER.pack(2 if arrays else 1, len(meta_b), len(ctape), len(consts)), meta_b]
+    parts += [cols[k].astype(dt).tobytes() for k, dt in _ARRAYS] + [consts.astype("<f8").tobytes()]
+    if arrays:
+        table = _without_inputs(ctape.array_table(), cols["op"], meta["arrays"]["ins"])
+        parts.append(_ARRAY_HEADER.pack(table["facts"].shape[0], *(table[k].size for k in _TABLE[1:])))
+        parts += [table[k].astype("<f8" if k == "data" else "<i8").tobytes() for k in _TABLE]
+    body = b"".join(parts)
     return body + sha256(body).digest()
+
+
+def _without_inputs(table, op, ins):
+    """The array table with the values of the inputs (slots ``ins``) zeroed:
+    every replay sets them, and the same f gives the same bytes."""
+    facts = table["facts"]
+    slots = np.flatnonzero(op == _native.OP_ARRAY)  # entry k's slot
+    ndims = facts[:, _native.SAVED_NDIM]
+    starts = np.concatenate([[0], np.cumsum(ndims)])
+    sizes = np.array([math.prod(table["dims"][a:b]) for a, b in zip(starts[:-1], starts[1:])], dtype=np.int64)
+    data_kinds = np.isin(facts[:, _native.SAVED_KIND], [_native.ARRAY_KINDS["LEAF"], _native.ARRAY_KINDS["CONST"]])
+    offs = np.cumsum(np.where(data_kinds, sizes, 0)) - np.where(data_kinds, sizes, 0)
+    wanted = set(int(s) for s in ins)
+    for k in np.flatnonzero(data_kinds):
+        if int(slots[k]) in wanted:
+            table["data"][offs[k]:offs[k] + sizes[k]] = 0.0
+    return table
 
 
 def _dump_custom(ctape, cols):
@@ -117,11 +149,19 @@ def load(data):
     if len(data) < head + 32 or not data.startswith(MAGIC):
         raise _bad("the data does not start with pytape's header (wrong file, or truncated)")
     version, meta_len, n, nconst = _HEADER.unpack_from(data, len(MAGIC))
-    if version != FORMAT_VERSION:
-        raise _bad(f"format version {version}; this pytape reads version {FORMAT_VERSION}")
+    if version not in (1, FORMAT_VERSION):
+        raise _bad(f"format version {version}; this pytape reads versions 1 and {FORMAT_VERSION}")
     if not (0 <= meta_len and 0 <= n < 2 ** 31 and 0 <= nconst < 2 ** 31):
         raise _bad("impossible sizes in the header (corrupted)")
     size = head + meta_len + n * (2 + 4 + 4 + 8) + nconst * 8
+    counts = None
+    if version == 2:
+        if len(data) < size + _ARRAY_HEADER.size + 32:
+            raise _bad(f"{len(data)} bytes: too few for the header's instructions and array table (truncated)")
+        counts = _ARRAY_HEADER.unpack_from(data, size)
+        if any(not 0 <= k < 2 ** 40 for k in counts):
+            raise _bad("impossible sizes in the array table's header (corrupted)")
+        size += _ARRAY_HEADER.size + 8 * (counts[0] * _native.SAVED_N + sum(counts[1:]))
     if len(data) != size + 32:
         raise _bad(f"{len(data)} bytes where the header announces {size + 32} (truncated or corrupted)")
     if sha256(data[:size]).digest() != data[size:]:
@@ -154,9 +194,24 @@ def load(data):
         cols[key] = np.frombuffer(data, dtype=dt, count=n, offset=off).astype(dt[1:])
         off += n * np.dtype(dt).itemsize
     consts = np.frombuffer(data, dtype="<f8", count=nconst, offset=off).astype(np.float64)
-    ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], consts, _load_custom(cols, table))
-    if ctape.nleaves != nin or any(s >= 0 and _KINDS[ctape.op_at(s)] == _native.KIND_GUARD for s in d["out_slots"]):
+    off += nconst * 8
+    arrays = None
+    if counts is not None:
+        off += _ARRAY_HEADER.size
+        arrays = {}
+        for k, count in zip(_TABLE, (counts[0] * _native.SAVED_N,) + counts[1:]):
+            arrays[k] = np.frombuffer(data, dtype="<f8" if k == "data" else "<i8", count=count, offset=off).copy()
+            off += 8 * count
+        try:
+            d["arrays"] = {"ins": [int(k) for k in meta["arrays"]["ins"]],
+                           "kind": str(meta["arrays"]["kind"]), "out": int(meta["arrays"]["out"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _bad(f"its description of array inputs does not parse ({exc})") from None
+        if len(d["arrays"]["ins"]) != len(d["shapes"]) or d["arrays"]["kind"] not in ("array", "scalar", "constant"):
+            raise _bad("its description of array inputs is inconsistent")
+    ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], consts, _load_custom(cols, table), arrays)
+    if any(s >= 0 and _KINDS[ctape.op_at(s)] == _native.KIND_GUARD for s in d["out_slots"]):
         raise _bad("its inputs or outputs do not match its instructions")
-    if not ctape.plan_registers([]):
-        raise _bad("its inputs are not the first instructions")
+    if arrays is None and (ctape.nleaves != nin or not ctape.plan_registers([])):
+        raise _bad("its inputs do not match its instructions, or are not the first of them")
     return ctape, d

@@ -41,7 +41,7 @@ import numpy as np
 from . import _native
 from .anomaly import array_error, explain, note_array, unchecked
 from .tape import Tape, current_tape, enable_grad, is_grad_enabled
-from .var import ARGUMENTS, Leaf as VarLeaf, Owned, Recorded, Result as VarResult, Rounding, Var, place as var_place
+from .var import ARGUMENTS, TRACING, Leaf as VarLeaf, Owned, Recorded, Result as VarResult, Rounding, Var, place as var_place
 
 __all__ = ["Tensor", "TensorResult", "TensorLeaf", "array", "map1", "map2", "record", "as_tensor_operand"]
 
@@ -211,7 +211,8 @@ class TensorResult(Recorded, Tensor, metaclass=_MadeByPytape):
         keeps this result (and its tape) alive: it stays valid as long as it
         is held."""
         v = _call(self._t, _native.arr_value, self, self._i, self.shape)  # the view holds self: no recycling
-        return v if v is not None else _empty(self.shape)
+        v = v if v is not None else _empty(self.shape)
+        return ESCAPE[0](self, v) if TRACING[0] else v
 
     data = value
 
@@ -329,7 +330,7 @@ class TensorLeaf(Owned, Tensor, metaclass=_MadeByPytape):
         function that pytape.grad, hessian, ... transform, an array argument's
         value is a read-only view."""
         if self._ro is not None:
-            return self._ro
+            return ESCAPE[0](self, self._ro) if TRACING[0] else self._ro
         if self._lent:  # tapes hold this array: they keep it, the leaf takes a copy to be written
             self._v = np.array(self._v)
             self._lent = False
@@ -575,7 +576,21 @@ def _finish(tape, h, fn, xs, what, broadcast=False):
 
 def _values(xs):
     """The operands' values, read as they are (a leaf is not placed again)."""
-    return [x._v if type(x) is TensorLeaf else x.value if isinstance(x, (Tensor, Var)) else x for x in xs]
+    return [raw_value(x) if isinstance(x, Tensor) else x.value if isinstance(x, Var) else x for x in xs]
+
+
+#: ESCAPE[0](x, v): Tensor x's value v reaches Python while pytape.trace
+#: records f (pytape/tensor_trace.py: a guard that it stays v)
+ESCAPE = [None]
+
+
+def raw_value(x):
+    """Tensor x's value for pytape's own use: a leaf's array as it is (not
+    lent for writing, as .value would), no guard while f is traced."""
+    if type(x) is TensorLeaf:
+        return x._v
+    v = _call(x._t, _native.arr_value, x, x._i, x.shape)
+    return v if v is not None else _empty(x.shape)
 
 
 # ---- the primitives: one instruction each --------------------------------------------

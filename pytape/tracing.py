@@ -51,7 +51,9 @@ from . import saved
 from ._native import ID_BITS, KIND_GUARD, KIND_LEAF, OP_KINDS, CTape, anomaly_enabled
 from .anomaly import explain, replay_error
 from .errors import BranchChangedError, TapeFormatError
-from .program import Program, Recording, as_float_array
+from . import _native
+from .functional import tensor_recording_or_none
+from .program import Program, Recording, TensorRecording, as_float_array
 from .tape import Tape
 from .var import place
 
@@ -164,6 +166,175 @@ class _Compiled(Program):
                 f"does it automatically) or use pytape.where for a branch-free conditional")
 
 
+class _ArrayCompiled(Program):
+    """One traced Tensor program of f (its array arguments recorded as
+    Tensors, one instruction per numpy operation): the recording's own tape,
+    replayed in place (csrc/sweep_forward.c: pt_replay_arrays recomputes the
+    instructions that depend on an input and reach the output or a guard);
+    the derivatives are the recording's sweeps (program.TensorRecording) at
+    the replayed values."""
+
+    def __init__(self, rec, f, args):
+        self.rec, self.tape = rec, rec.tape
+        self._f, self._args = f, args  # to trace again in another thread (local())
+        self.shapes, self.scalar_in, self.single = list(rec.shapes), list(rec.scalar_in), rec.single
+        self.sizes = list(rec.sizes)
+        self.out_shape, self.out_slots = tuple(rec.out_shape), list(rec.out_slots)
+        self.out_values = np.ravel(rec.value).astype(float)
+        c = self.tape._c
+        self._ins = np.array(rec._slots, dtype=np.int64)
+        self._offs = np.cumsum([0] + self.sizes[:-1]).astype(np.int64)
+        c.replay_inputs(self._ins)
+        self._plan = c.replay_plan(self._ins, [rec._out] if rec._out >= 0 else [])
+        self._var_outs = np.array([rec._out] if rec._out >= 0 else [], dtype=np.int64)
+        self._copies = {}  # thread id -> this function traced again in that thread
+
+    branch_message = _Compiled.branch_message
+
+    @classmethod
+    def from_tape(cls, tape, d, f, args=None):
+        """A loaded tape (pytape/saved.py) with its description d."""
+        ctape, arr = tape._c, d["arrays"]
+        rec = TensorRecording.__new__(TensorRecording)
+        rec.tape, rec.single = tape, d["single"]
+        rec.shapes, rec.scalar_in = list(d["shapes"]), list(d["scalar_in"])
+        rec.sizes = [int(np.prod(s, dtype=np.int64)) for s in rec.shapes]
+        rec._is_array = [not s for s in rec.scalar_in]
+        rec._slots, rec.kind, rec._out = list(arr["ins"]), arr["kind"], arr["out"]
+        rec.out_shape, rec.out_slots = tuple(d["out_shape"]), list(d["out_slots"])
+        n = len(ctape)
+        for s, shape, is_array in zip(rec._slots, rec.shapes, rec._is_array):
+            ok = 0 <= s < n and (ctape.op_at(s) == _native.OP_ARRAY if is_array else
+                                 OP_KINDS[ctape.op_at(s)] == KIND_LEAF)
+            if not ok or (is_array and ctape.array_entry(s)[1] != tuple(shape)):
+                raise TapeFormatError("not a pytape compiled function: its inputs do not match its instructions")
+        out_ok = {"constant": rec._out == -1,
+                  "scalar": 0 <= rec._out < n and ctape.op_at(rec._out) != _native.OP_ARRAY,
+                  "array": 0 <= rec._out < n and ctape.op_at(rec._out) == _native.OP_ARRAY and
+                  int(np.prod(ctape.array_entry(rec._out)[1], dtype=np.int64)) == len(rec.out_slots)}[rec.kind]
+        if not out_ok or any(o != rec._out for o in rec.out_slots if rec.kind != "constant"):
+            raise TapeFormatError("not a pytape compiled function: its output does not match its instructions")
+        rec.value = np.array(d["out_values"]).reshape(rec.out_shape)
+        tape._where = d["where"]
+        return cls(rec, f, args)
+
+    @property
+    def nin(self):
+        return sum(self.sizes)
+
+    def rows(self, seeds):
+        return self.rec.rows(seeds)
+
+    def columns(self, j, seeds):
+        return self.rec.columns(j, seeds)
+
+    def hvps(self, seeds):
+        return self.rec.hvps(seeds)
+
+    def local(self):
+        """This tape, or f traced again in the calling thread (a tape is
+        replayed by the thread that recorded it)."""
+        if self.tape._c.is_owner():
+            return self
+        me = threading.get_ident()
+        copy = self._copies.get(me)
+        if copy is None or not copy.tape._c.is_owner():
+            copy = self._copy()
+            self._copies = {t: cp for t, cp in self._copies.items() if t in _alive()}
+            self._copies[me] = copy
+        return copy
+
+    def _copy(self):
+        """This tape loaded again in the calling thread (as from its bytes), or,
+        for a tape with custom array primitives (which are not saved), f traced
+        again at the point it was traced at."""
+        c = self.tape._c
+        try:
+            table = c.array_table()
+        except ValueError:
+            if self._f is None:
+                raise RuntimeError("this compiled function holds a custom array primitive and was loaded "
+                                   "without f: only the thread that loaded it can replay it") from None
+            return _ArrayCompiled(_array_recording(self._f, self._args), self._f, self._args)
+        cols = c.rows(0, len(c), ("op", "a", "b", "val"))
+        ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], c.consts(), c.custom_table(), table)
+        rec = self.rec
+        return _ArrayCompiled.from_tape(Tape._adopt(ctape), {
+            "single": rec.single, "shapes": rec.shapes, "scalar_in": rec.scalar_in, "out_shape": rec.out_shape,
+            "out_slots": rec.out_slots, "out_values": self.out_values, "where": dict(self.tape._where or {}),
+            "arrays": {"ins": list(self._ins), "kind": rec.kind, "out": rec._out}}, self._f, self._args)
+
+    def replay(self, x):
+        """The tape's values at the flat point x: -1, or the failing guard's slot."""
+        return self.tape._c.replay_arrays(self._ins, x, self._offs, self._plan)
+
+    def replayed_at(self, x):
+        mine = self.local()
+        return mine if mine.replay(x) < 0 else None
+
+    def value_and_grad_at(self, args, name):
+        """(value, gradients per argument) at one point given as f's arguments,
+        in one C call that lends the arrays to the tape (no copies in, one
+        out); None where that path does not apply (a batch, another shape, a
+        constant output) or a guard fails: the caller takes the general one."""
+        if self.rec.kind == "constant" or len(args) != len(self.shapes):
+            return None
+        arrays = []
+        for k, (a, shape) in enumerate(zip(args, self.shapes)):
+            x = a if type(a) is np.ndarray and a.dtype == np.float64 else as_float_array(
+                a, f"argument {k} of the traced function {name}")
+            if x.shape != shape:
+                return None
+            arrays.append(x if x.flags.c_contiguous else np.ascontiguousarray(x))
+        mine = self.local()
+        grads = [np.empty(shape) for shape in self.shapes]
+        value, fail = mine.tape._c.replay_gradient(mine._ins, arrays, mine._plan, mine.rec._out, grads)
+        if fail >= 0:
+            return None
+        return value, self.pack([float(g) if s else g for g, s in zip(grads, self.scalar_in)])
+
+    def _output(self):
+        rec, c = self.rec, self.tape._c
+        if rec.kind == "array":
+            return c.array_value(rec._out, (len(self.out_slots),))
+        if rec.kind == "scalar":
+            return np.array([c.value(rec._out)])
+        return self.out_values
+
+    def _gradient(self):
+        rec, c = self.rec, self.tape._c
+        if rec.kind == "constant":
+            return np.zeros(self.nin)
+        with explain(self.tape):
+            if rec.kind == "array":
+                _native.backward_array(c, rec._out, None, True)
+            else:
+                c.backward(rec._out, 1.0, True)
+        return np.concatenate([rec._adjoint(j) for j in range(len(self.sizes))]) if self.sizes else np.zeros(0)
+
+    def run(self, X, grad, threads):
+        """Replay rows X (rows, nin) one after another: (Y, G or None, fail)."""
+        mine = self.local()
+        rows = X.shape[0]
+        Y = np.full((rows, len(self.out_slots)), np.nan)
+        G = np.full((rows, self.nin), np.nan) if grad else None
+        fail = np.full(rows, -1, dtype=np.int64)
+        for r in range(rows):
+            fail[r] = mine.replay(X[r])
+            if fail[r] >= 0:
+                continue
+            Y[r] = mine._output()
+            if grad:
+                G[r] = mine._gradient()
+        return Y, G, fail
+
+
+def _array_recording(f, args):
+    """f recorded on Tensors for pytape.trace (guards on)."""
+    argnums = 0 if len(args) == 1 else tuple(range(len(args)))
+    return TensorRecording(f, args, argnums, api="pytape.trace", guards=True)
+
+
 class CompiledFunction:
     """f recorded once on a tape; call it and its derivatives at new inputs.
 
@@ -178,10 +349,10 @@ class CompiledFunction:
     [[2.0, 0.0, 0.0], [0.0, 0.0, 6.0]]
     """
 
-    def __init__(self, f, args, on_branch_change="retrace"):
+    def __init__(self, f, args, on_branch_change="retrace", elementwise=None):
         if on_branch_change not in ("retrace", "raise"):
             raise ValueError(f"on_branch_change must be 'retrace' or 'raise', not {on_branch_change!r}")
-        self._f, self._policy = f, on_branch_change
+        self._f, self._policy, self._elementwise = f, on_branch_change, elementwise
         self.retraces = 0
         self.threads = _cores()
         self._tapes = []  # compiled tapes of f, the most recently used first
@@ -196,9 +367,16 @@ class CompiledFunction:
         if self._f is None:
             raise BranchChangedError("this compiled function was loaded without f, so it cannot trace "
                                      "f again; pass f to CompiledFunction.from_bytes to allow it")
-        argnums = 0 if len(args) == 1 else tuple(range(len(args)))
-        rec = Recording(self._f, args, argnums, guards=True, api="pytape.trace")
-        c = _Compiled.from_recording(rec)
+        c = None
+        if not self._elementwise and any(type(a) is not float and isinstance(a, np.ndarray) for a in args):
+            # array arguments as Tensors: one instruction per numpy operation (as pytape.grad)
+            rec = tensor_recording_or_none(lambda: _array_recording(self._f, args), "pytape.trace")
+            if rec is not None:
+                c = _ArrayCompiled(rec, self._f, args)
+        if c is None:
+            argnums = 0 if len(args) == 1 else tuple(range(len(args)))
+            rec = Recording(self._f, args, argnums, guards=True, api="pytape.trace")
+            c = _Compiled.from_recording(rec)
         with self._lock:
             if self._tapes:
                 self.retraces += 1
@@ -359,6 +537,11 @@ class CompiledFunction:
         >>> pytape.trace(lambda x, y: x * y, 1.0, 1.0).value_and_grad(3.0, 4.0)
         (12.0, (4.0, 3.0))
         """
+        c = self._tapes[0] if self._tapes else None
+        if type(c) is _ArrayCompiled and c.shapes and not anomaly_enabled():  # one point of an array program
+            done = c.value_and_grad_at(args, self._name)
+            if done is not None:
+                return done
         X, batch = self._points(args)
         c = self._tapes[0]
         _has_inputs(c, "gradient")
@@ -460,11 +643,13 @@ class CompiledFunction:
         """
         c = self._main
         where = c.tape._where or {}
-        return saved.dump(c.tape._c, {
-            "name": self._name, "policy": self._policy, "shapes": [list(s) for s in c.shapes],
-            "scalar_in": c.scalar_in, "single": c.single, "out_shape": list(c.out_shape),
-            "out_slots": c.out_slots, "out_values": [float(v) for v in c.out_values],
-            "guards": [[i, *loc] for i, loc in sorted(where.items())]})
+        meta = {"name": self._name, "policy": self._policy, "shapes": [list(s) for s in c.shapes],
+                "scalar_in": c.scalar_in, "single": c.single, "out_shape": list(c.out_shape),
+                "out_slots": c.out_slots, "out_values": [float(v) for v in c.out_values],
+                "guards": [[i, *loc] for i, loc in sorted(where.items())]}
+        if isinstance(c, _ArrayCompiled):
+            meta["arrays"] = {"ins": [int(k) for k in c._ins], "kind": c.rec.kind, "out": int(c.rec._out)}
+        return saved.dump(c.tape._c, meta)
 
     @classmethod
     def from_bytes(cls, data, f=None, on_branch_change=None):
@@ -474,8 +659,11 @@ class CompiledFunction:
         but bytes (or a bytearray or memoryview of them) ``TypeError``."""
         ctape, d = saved.load(data)
         try:
-            c = _Compiled(Tape._adopt(ctape), d["shapes"], d["scalar_in"], d["single"], d["out_shape"],
-                          d["out_slots"], d["out_values"], d["where"])
+            if "arrays" in d:
+                c = _ArrayCompiled.from_tape(Tape._adopt(ctape), d, f)
+            else:
+                c = _Compiled(Tape._adopt(ctape), d["shapes"], d["scalar_in"], d["single"], d["out_shape"],
+                              d["out_slots"], d["out_values"], d["where"])
         except IndexError:
             raise TapeFormatError("not a pytape compiled function: its outputs are not on its tape") from None
         fn = cls(f, (), on_branch_change or d["policy"])
@@ -513,7 +701,7 @@ def _unpickle(data, f, policy):
     return CompiledFunction.from_bytes(data, f, policy)
 
 
-def trace(f=None, *example_args, on_branch_change="retrace"):
+def trace(f=None, *example_args, on_branch_change="retrace", elementwise=None):
     """Record f once at example_args; return a :class:`CompiledFunction`.
 
     Without example arguments (also as a decorator, ``@pytape.trace``), f is
@@ -530,5 +718,5 @@ def trace(f=None, *example_args, on_branch_change="retrace"):
     (9.0, 8.0)
     """
     if f is None:  # @pytape.trace(on_branch_change=...)
-        return lambda g: CompiledFunction(g, (), on_branch_change)
-    return CompiledFunction(f, example_args, on_branch_change)
+        return lambda g: CompiledFunction(g, (), on_branch_change, elementwise)
+    return CompiledFunction(f, example_args, on_branch_change, elementwise)

@@ -106,14 +106,17 @@ def test_arrays_quick_prints_its_table():
         assert col in header
     cases = ("ops", "elementwise", "arithmetic", "sum(axis=0)", "max(axis=1)", "matmul", "logreg", "mlp")
     rows = {}
-    for line in out.splitlines():
+    lines = out.splitlines()
+    first = lines[:next(k for k, line in enumerate(lines) if line.startswith("program"))]  # the main table's part
+    for line in first:
         cells = line.split()
         if cells and cells[0] in cases:
-            rows.setdefault(cells[0], {})[next(c for c in cells if c in ("pytape", "numpy", "torch", "autograd",
-                                                                          "jax", "jax-jit"))] = line
+            rows.setdefault(cells[0], {})[next(c for c in cells if c in ("pytape", "pytape-trace", "numpy", "torch",
+                                                                          "autograd", "jax", "jax-jit"))] = line
     assert set(rows) == set(cases)
     for case, engines in rows.items():
-        assert "pytape" in engines and "numpy" in engines, case
+        assert "pytape" in engines and "numpy" in engines and "pytape-trace" in engines, case
+        assert engines["pytape-trace"].rstrip().endswith("x"), engines["pytape-trace"]  # a traced replay, timed
         assert engines["numpy"].rstrip().endswith("x"), engines["numpy"]  # its ratio against pytape
         for name in ("torch", "autograd", "jax"):  # optional engines: a row each when installed
             try:

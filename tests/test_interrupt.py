@@ -82,8 +82,8 @@ def test_block_sweeps_of_a_long_tape_take_fewer_seeds_a_call(monkeypatch):
     import numpy as np
     from pytape import _native, program
 
-    fn = pytape.trace(lambda x: np.sin(x) * x[::-1] + x ** 2, np.ones(40))
-    g = pytape.trace(lambda x: np.sum(np.sin(x) * x[::-1]), np.ones(40))
+    fn = pytape.trace(lambda x: np.sin(x) * x[::-1] + x ** 2, np.ones(40), elementwise=True)  # scalar tapes
+    g = pytape.trace(lambda x: np.sum(np.sin(x) * x[::-1]), np.ones(40), elementwise=True)
     x = np.linspace(0.1, 2.0, 40)
 
     def results():

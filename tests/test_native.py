@@ -125,7 +125,7 @@ def test_operand_table_agrees_with_c_reachability():
     """Slots read per the Python table, walked back from the output, are
     exactly the slots C's reachability marks (guards included)."""
     fn_tape = pytape.trace(lambda x: (pytape.sin(x[0]) * 2.0 + (1.0 - x[1]) * x[0]) if x[0] > x[1] else x[1],
-                           np.array([2.0, 1.0])).tape
+                           np.array([2.0, 1.0]), elementwise=True).tape
     with pytape.Tape() as t:
         u, v = pytape.Var(1.5), pytape.Var(-0.5)
         y = pytape.atan2(u * 3.0, 2.0 - v) + pytape.relu(u) * v

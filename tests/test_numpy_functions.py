@@ -346,7 +346,7 @@ def test_np_gradient_of_a_transformations_array_is_differentiated():
     H = pytape.hessian(lambda a: np.sum(np.gradient(a) ** 2), elementwise=True)(x)
     D = np.stack([np.gradient(e) for e in np.eye(len(x))], axis=1)
     assert np.allclose(H, 2.0 * D.T @ D, rtol=1e-14)
-    fn = pytape.trace(lambda a: np.sum(np.gradient(a) ** 2), x)
+    fn = pytape.trace(lambda a: np.sum(np.gradient(a) ** 2), x, elementwise=True)
     assert fn(x * 2.0) == pytest.approx(np.sum(np.gradient(x * 2.0) ** 2), rel=1e-14)
     with pytest.raises(TypeError, match="uniform spacings"):
         pytape.grad(lambda a: np.sum(np.gradient(a, np.array([0.0, 1.0, 3.0, 4.0, 8.0]))), elementwise=True)(x)

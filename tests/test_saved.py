@@ -89,7 +89,8 @@ def test_shipped_to_a_worker_process():
 # ---- bad bytes ------------------------------------------------------------------------
 
 def _small():
-    return pytape.trace(branchy, np.array([1.0, -1.0])).to_bytes()
+    # a scalar tape (format version 1): tests/test_trace_arrays.py fuzzes tapes of array instructions
+    return pytape.trace(branchy, np.array([1.0, -1.0]), elementwise=True).to_bytes()
 
 
 def _reseal(body):

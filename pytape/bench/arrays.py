@@ -95,6 +95,32 @@ class PytapeArrays(ArrayEngine):
         return grads, t1 - t0, t2 - t1
 
 
+class PytapeTraced(ArrayEngine):
+    """``pytape.trace`` of the case (its constants closed over, a seed as
+    the weights of a sum), traced once untimed; each call is
+    ``fn.value_and_grad``: a C replay and a reverse sweep (as ``jax.jit``
+    runs its compiled vjp)."""
+
+    name = "pytape-trace"
+
+    def __init__(self):
+        self.version = pytape.__version__
+
+    def prepare(self, case, inputs, seed):
+        f, consts = case.f, inputs[case.ndiff:]
+        if seed is None:
+            g = lambda *xs: f(np, *xs, *consts)  # noqa: E731
+        else:
+            g = lambda *xs: np.sum(f(np, *xs, *consts) * seed)  # noqa: E731
+        return pytape.trace(g, *inputs[:case.ndiff]), inputs[:case.ndiff]
+
+    def run(self, f, ndiff, state):
+        fn, xs = state
+        t0 = time.perf_counter_ns()
+        g = fn.value_and_grad(*xs)[1]
+        return ([g] if ndiff == 1 else list(g)), None, time.perf_counter_ns() - t0
+
+
 class NumpyRef(ArrayEngine):
     """numpy's own kernels: the case's hand-written forward and backward."""
 
@@ -224,6 +250,7 @@ class JaxArrays(ArrayEngine):
 #: array engines by name, in table order (numpy: the hand-written floor, where a case has one)
 ARRAY_ENGINES = {
     "pytape": PytapeArrays,
+    "pytape-trace": PytapeTraced,
     "numpy": NumpyRef,
     "torch": TorchArrays,
     "autograd": AutogradArrays,

@@ -8,6 +8,8 @@ update with momentum 0.9:
 
 * pytape: ``pytape.nn.TensorMLP`` + ``pytape.nn.cross_entropy`` +
   ``pytape.optim.SGD`` (eager: one tape per step);
+* pytape-trace: ``pytape.trace`` of the same loss of the weights, the batch
+  closed over; a step replays it in C (``value_and_grad``) and updates in numpy;
 * torch: ``torch.nn.Sequential(Linear, ReLU, Linear).double()`` +
   ``torch.nn.functional.cross_entropy`` + ``torch.optim.SGD`` (eager, one
   thread);
@@ -80,6 +82,40 @@ class PytapeTraining:
             loss.backward()
             opt.step()
             return loss.item()
+        return step
+
+
+class PytapeTracedTraining:
+    """``pytape.trace`` of the loss of the weights (the batch closed over:
+    full-batch training; minibatches as replay inputs are not supported yet),
+    traced once untimed; a step is ``value_and_grad`` (a C replay and a
+    reverse sweep) and the same momentum update in numpy, in place."""
+
+    name = "pytape-trace"
+
+    def __init__(self):
+        self.version = pytape.__version__
+
+    def make(self, case):
+        X, y, weights = _data(case)
+        nn = pytape.nn
+
+        def loss(W1, b1, W2, b2):
+            return nn.cross_entropy(np.maximum(X @ W1 + b1, 0.0) @ W2 + b2, y)
+        ws = [w.copy() for w in weights]
+        vs = [None] * len(ws)
+        fn = pytape.trace(loss, *ws)
+
+        def step():
+            value, gs = fn.value_and_grad(*ws)
+            for k, g in enumerate(gs):
+                if vs[k] is None:
+                    vs[k] = g
+                else:
+                    vs[k] *= MOMENTUM
+                    vs[k] += g
+                ws[k] -= LR * vs[k]
+            return value
         return step
 
 
@@ -176,7 +212,7 @@ class JaxTraining:
         return step
 
 
-TRAINING_ENGINES = {"pytape": PytapeTraining, "torch": TorchTraining, "autograd": AutogradTraining,
+TRAINING_ENGINES = {"pytape": PytapeTraining, "pytape-trace": PytapeTracedTraining, "torch": TorchTraining, "autograd": AutogradTraining,
                     "jax": JaxTraining, "jax-jit": lambda: JaxTraining(jit=True)}
 
 

@@ -1,0 +1,340 @@
+"""pytape.trace of array programs (Tensor tapes replayed in place): replays
+equal fresh recordings, masks are recomputed, values that reach Python are
+guarded, the plan skips constants and dead code, batches equal single calls,
+and saved tapes round-trip and survive truncation, byte flips and fuzzed
+array tables -- never a crash, never a wrong derivative."""
+import hashlib
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pytape
+from pytape import _native
+from pytape.saved import _ARRAY_HEADER, _HEADER, MAGIC
+
+from test_array_second_order import KINDS, programs, run_program
+
+RNG = np.random.default_rng(0)
+
+
+def fresh(f, x):
+    """Value and gradient of a fresh Tensor recording (the oracle of a replay)."""
+    return pytape.value_and_grad(f)(x)
+
+
+def check_replays(f, x0, points, rtol=0.0):
+    fn = pytape.trace(f, x0)
+    assert fn.retraces == 0 and fn.tape.stats()["arrays"] > 0  # array instructions, not elements
+    for x in points:
+        v, g = fresh(f, x)
+        fv, fg = fn.value_and_grad(x)
+        if rtol:
+            np.testing.assert_allclose(fv, v, rtol=rtol)
+            np.testing.assert_allclose(fg, g, rtol=rtol, atol=1e-300)
+        else:  # the same kernels on the same operands: bit for bit
+            assert fv == v or (np.isnan(fv) and np.isnan(v))
+            np.testing.assert_array_equal(fg, g)
+    return fn
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_every_kind_replays_as_a_fresh_recording(name):
+    f, x0 = KINDS[name][:2]
+    rng = np.random.default_rng(len(name))
+    points = [x0 * rng.uniform(0.5, 1.5, x0.shape) for _ in range(4)]  # the same signs: no retrace
+    # the stable log-sum-exp shifts by a recorded max when traced (a constant when not): rounding apart
+    fn = check_replays(f, x0, points, rtol=1e-14 if "softmax" in name or "logsumexp" in name else 0.0)
+    x = points[-1]
+    np.testing.assert_allclose(fn.hessian(x), pytape.hessian(f)(x), rtol=1e-12, atol=1e-12)
+    v = rng.normal(size=x.shape)
+    np.testing.assert_allclose(fn.hvp(x, v), pytape.hvp(f, x, v), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.integers(0, 2 ** 31))
+def test_random_programs_replay_as_fresh_recordings(prog, seed2):
+    steps, shape, seed = prog
+    f = lambda u: run_program(steps, u)  # noqa: E731
+    x0 = np.random.default_rng(seed).uniform(-1.0, 1.0, size=shape)
+    fn = pytape.trace(f, x0)
+    for s in (seed2, seed2 + 1):
+        x = np.random.default_rng(s).uniform(-1.0, 1.0, size=shape)
+        v, g = fresh(f, x)
+        fv, fg = fn.value_and_grad(x)  # on another branch of a max, it retraced: still equal
+        assert fv == v
+        np.testing.assert_array_equal(fg, g)
+
+
+def test_jacobian_jvp_vjp_of_a_vector_output():
+    W = RNG.normal(size=(3, 4))
+    f = lambda x: np.tanh(W @ x) * x[:3]  # noqa: E731
+    x0, x = RNG.normal(size=4), RNG.normal(size=4)
+    fn = pytape.trace(f, x0)
+    np.testing.assert_array_equal(fn(x), np.tanh(W @ x) * x[:3])
+    J = pytape.jacobian(f)(x)
+    for mode in ("rev", "fwd"):
+        np.testing.assert_allclose(fn.jacobian(x, mode=mode), J, rtol=1e-14)
+    v, u = RNG.normal(size=4), RNG.normal(size=3)
+    np.testing.assert_allclose(fn.jvp(x, v)[1], J @ v, rtol=1e-13)
+    np.testing.assert_allclose(fn.vjp(x, u)[1], u @ J, rtol=1e-13)
+
+
+def test_several_arguments_scalars_and_a_constant_output():
+    X = RNG.normal(size=(20, 3))
+    f = lambda w, b, s: np.mean((X @ w + b) ** 2) * s  # noqa: E731
+    fn = pytape.trace(f, np.ones(3), 0.5, 2.0)
+    w, b, s = RNG.normal(size=3), 0.3, 1.5
+    v, g = fn.value_and_grad(w, b, s)
+    v2, g2 = pytape.value_and_grad(f, argnums=(0, 1, 2))(w, b, s)
+    assert v == v2
+    for a, c in zip(g, g2):
+        np.testing.assert_allclose(a, c, rtol=1e-15)
+    assert isinstance(g[1], float) and isinstance(g[2], float)
+    const = pytape.trace(lambda x: 3.0, np.ones(2))
+    assert const(np.zeros(2)) == 3.0 and const.gradient(np.zeros(2)).tolist() == [0.0, 0.0]
+
+
+# ---- masks and guards -----------------------------------------------------------------
+
+def test_masks_are_recomputed_not_guarded():
+    def f(x):
+        m = (x > 0) & ~(x > 2.0)
+        r = np.where(m, x, 0.1 * x) + (x < -1) * x ** 2 + np.where(np.logical_or(x > 1, x < -1), 1.0, 0.0)
+        return np.sum(r) + m.sum() + np.count_nonzero(x > 0.5)
+    x0 = np.array([1.0, -2.0, 3.0, 0.2])
+    fn = pytape.trace(f, x0)
+    for _ in range(10):
+        x = RNG.normal(size=4) * 2.0
+        v, g = fresh(f, x)
+        fv, fg = fn.value_and_grad(x)
+        assert fv == pytest.approx(v, rel=1e-15)
+        np.testing.assert_allclose(fg, g, rtol=1e-15)
+    assert fn.retraces == 0
+
+
+def test_booleans_of_masks_are_guards():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        if np.all(x > 0):
+            return np.sum(np.log(x))
+        if (x < -5).any():
+            return np.sum(x)
+        return np.sum(x ** 2)
+    fn = pytape.trace(f, np.array([1.0, 2.0]))
+    assert fn(np.array([3.0, 4.0])) == pytest.approx(np.log(12.0)) and fn.retraces == 0
+    assert fn(np.array([-1.0, 2.0])) == 5.0 and fn.retraces == 1
+    assert fn(np.array([-6.0, 2.0])) == -4.0 and fn.retraces == 2
+    n = len(calls)
+    assert fn(np.array([5.0, 1.0])) == pytest.approx(np.log(5.0)) and len(calls) == n  # a kept tape fits
+    strict = pytape.trace(f, np.array([1.0, 2.0]), on_branch_change="raise")
+    with pytest.raises(pytape.BranchChangedError, match=r"test_trace_arrays.py:\d+ in f\(\)"):
+        strict.gradient(np.array([-1.0, 2.0]))
+
+
+@pytest.mark.parametrize("escape", [
+    lambda x: np.sum(x[x > 0] ** 2),                       # a mask as an index: its values
+    lambda x: np.sum(x ** 2) * float(np.max(x)),           # float() of a result
+    lambda x: np.sum(x * x.value[0]),                      # .value of an argument
+    lambda x: np.sum(x ** 2) * np.argmax(x),               # a numpy function of the values
+    lambda x: np.sum(x * (x ** 2).detach()),               # detach(): a constant of the values
+    lambda x: np.sum(x * np.asarray(np.exp(x) > 2.0)),     # np.asarray of a mask
+])
+def test_values_that_reach_python_are_guarded(escape):
+    x0 = np.array([1.0, -2.0, 3.0])
+    fn = pytape.trace(escape, x0)
+    for x in (np.array([1.5, -2.0, 3.0]), np.array([-1.0, 2.0, 0.5]), x0):
+        v, g = fresh(escape, x)
+        fv, fg = fn.value_and_grad(x)
+        assert fv == pytest.approx(v, rel=1e-15)
+        np.testing.assert_allclose(fg, g, rtol=1e-15)
+    assert fn.retraces >= 1  # the values changed: f was traced again, never a stale constant
+
+
+def test_log_softmax_shift_is_recorded_not_frozen():
+    f = lambda x: -np.sum(pytape.log_softmax(x, axis=1)[:, 0])  # noqa: E731
+    x0 = np.zeros((2, 3))
+    fn = pytape.trace(f, x0)
+    x = np.array([[800.0, 1.0, 2.0], [-3.0, 900.0, 0.5]])  # far from the trace point: a frozen shift overflows
+    v, g = fresh(f, x)
+    fv, fg = fn.value_and_grad(x)
+    assert np.isfinite(fv) and fv == pytest.approx(v, rel=1e-14) and fn.retraces == 0
+    np.testing.assert_allclose(fg, g, rtol=1e-12, atol=1e-300)
+
+
+# ---- the plan: constants and dead code ---------------------------------------------------
+
+def test_constants_and_dead_code_are_not_replayed():
+    W = RNG.normal(size=(50, 50))
+
+    def f(x):
+        K = np.tanh(W @ W.T)              # depends on no input: computed once, when traced
+        _unused = np.exp(x) * 3.0         # reaches no output
+        return np.sum(np.sin(K @ x))
+    fn = pytape.trace(f, np.ones(50))
+    c = fn._main
+    assert len(c._plan) == 3  # K @ x, sin, sum
+    x = RNG.normal(size=50)
+    v, g = fresh(f, x)
+    fv, fg = fn.value_and_grad(x)
+    assert fv == v
+    np.testing.assert_array_equal(fg, g)
+
+
+def test_large_arrays_are_not_recycled_while_traced():
+    # intermediates past the recycling size die while f runs, and no sweep reads
+    # x * 0.5, ... + 1.0, ... * 2.0: recycling would hand their buffers to the next
+    # results, which a replay would then overwrite.  A traced tape keeps them.
+    f = lambda x: np.sum(np.sin((x * 0.5 + 1.0) * 2.0 - 1.0) + np.exp(x * 3.0 - 2.0) * 0.5)  # noqa: E731
+    n = 2 * _native.RECYCLE_MIN
+    fn = pytape.trace(f, np.zeros(n))
+    x = RNG.uniform(-1, 1, n)
+    v, g = fresh(f, x)
+    fv, fg = fn.value_and_grad(x)
+    np.testing.assert_allclose(fv, v, rtol=1e-13)  # numpy's SIMD exp/tanh when recorded, C's rows on replays
+    np.testing.assert_allclose(fg, g, rtol=1e-13, atol=1e-300)
+
+
+# ---- batches, threads, custom primitives ---------------------------------------------
+
+def test_batches_equal_single_calls():
+    X = RNG.normal(size=(30, 5))
+    f = lambda w: np.mean(np.log1p(np.exp(-(X @ w)))) + np.sum(np.where(w > 0, w, 0.0) ** 2)  # noqa: E731
+    fn = pytape.trace(f, np.ones(5))
+    B = RNG.normal(size=(4, 3, 5))
+    vals, grads = fn.value_and_grad(B)
+    assert vals.shape == (4, 3) and grads.shape == (4, 3, 5)
+    for idx in np.ndindex(4, 3):
+        v, g = fn.value_and_grad(B[idx])
+        assert vals[idx] == v
+        np.testing.assert_array_equal(grads[idx], g)
+    np.testing.assert_array_equal(fn(B), vals)
+
+
+def test_another_thread_replays_its_own_copy():
+    X = RNG.normal(size=(30, 5))
+    f = lambda w: np.sum(np.tanh(X @ w) ** 2)  # noqa: E731
+    fn = pytape.trace(f, np.ones(5))
+    ws = RNG.normal(size=(6, 5))
+    want = [fn.value_and_grad(w) for w in ws]
+    got = [None] * len(ws)
+
+    def work(k):
+        got[k] = fn.value_and_grad(ws[k])
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(ws))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (v, g), (v2, g2) in zip(want, got):
+        assert v == v2
+        np.testing.assert_array_equal(g, g2)
+
+
+def test_custom_array_primitives_and_checkpoints_are_called_on_replays():
+    @pytape.primitive(arrays=True)
+    def cube(x):
+        return x ** 3
+    cube.defvjp(lambda ans, x: lambda g: 3.0 * x ** 2 * g)
+
+    block = pytape.checkpoint(lambda x: np.sin(x) * x)
+    f = lambda x: np.sum(cube(x) * block(x))  # noqa: E731
+    fn = pytape.trace(f, np.ones(4))
+    for _ in range(3):
+        x = RNG.normal(size=4)
+        v, g = fresh(f, x)
+        fv, fg = fn.value_and_grad(x)
+        assert fv == pytest.approx(v, rel=1e-15)
+        np.testing.assert_allclose(fg, g, rtol=1e-14)
+    with pytest.raises(ValueError, match="custom array primitive"):
+        fn.to_bytes()
+
+
+# ---- saving ----------------------------------------------------------------------------
+
+X_DATA = np.random.default_rng(7).normal(size=(12, 3))
+
+
+def logreg(w):
+    z = X_DATA @ w
+    return np.mean(np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0.0)) + np.sum(np.where(w > 0, w, -w))
+
+
+def _gradient_in_worker(fn, x):
+    return fn.gradient(x)
+
+
+def test_round_trip_bytes_pickle_and_a_worker_process():
+    fn = pytape.trace(logreg, np.ones(3))
+    data = fn.to_bytes()
+    assert data.startswith(MAGIC) and _HEADER.unpack_from(data, len(MAGIC))[0] == 2
+    x = RNG.normal(size=3)
+    for g in (pytape.CompiledFunction.from_bytes(data), pickle.loads(pickle.dumps(fn))):
+        assert g(x) == fn(x)
+        np.testing.assert_array_equal(g.gradient(x), fn.gradient(x))
+        np.testing.assert_array_equal(g.hessian(x), fn.hessian(x))
+        assert g.to_bytes() == data  # the inputs' values are not saved: the same f, the same bytes
+    import multiprocessing
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        got = pool.apply(_gradient_in_worker, (fn, x))
+    np.testing.assert_array_equal(got, fn.gradient(x))
+
+
+def _small():
+    return pytape.trace(logreg, np.array([1.0, -1.0, 0.5])).to_bytes()
+
+
+def _reseal(body):
+    return body + hashlib.sha256(body).digest()
+
+
+def test_every_truncation_and_byte_flip_raises():
+    data = _small()
+    for k in range(0, len(data), 3):
+        with pytest.raises(pytape.TapeFormatError):
+            pytape.CompiledFunction.from_bytes(data[:k])
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        b = bytearray(data)
+        b[rng.integers(len(b))] ^= 1 << rng.integers(8)
+        with pytest.raises(pytape.TapeFormatError):
+            pytape.CompiledFunction.from_bytes(bytes(b))
+
+
+def test_fuzzed_array_tables_with_valid_checksums_never_crash():
+    """Random edits of the array table (kinds, opcodes, shapes, operands,
+    parameters, counts) behind a valid checksum: each loads and replays
+    (finite or not) or raises TapeFormatError, never a crash."""
+    data = _small()
+    body = data[:-32]
+    version, meta_len, n, nconst = _HEADER.unpack_from(body, len(MAGIC))
+    start = len(MAGIC) + _HEADER.size + meta_len + n * 18 + nconst * 8
+    counts = _ARRAY_HEADER.unpack_from(body, start)
+    table_start = start + _ARRAY_HEADER.size
+    ints = (counts[0] * _native.SAVED_N + sum(counts[1:4]))  # facts, dims, args, pars: int64 each
+    rng = np.random.default_rng(11)
+    loaded = 0
+    for trial in range(1500):
+        b = bytearray(body)
+        if trial % 10 == 0:  # a count in the array header
+            at = start + 8 * rng.integers(5)
+            b[at:at + 8] = int(rng.integers(-2, 40)).to_bytes(8, "little", signed=True)
+        else:  # an int64 of the table
+            at = table_start + 8 * rng.integers(ints)
+            b[at:at + 8] = int(rng.integers(-3, 40)).to_bytes(8, "little", signed=True)
+        try:
+            g = pytape.CompiledFunction.from_bytes(_reseal(bytes(b)))
+        except pytape.TapeFormatError:
+            continue
+        loaded += 1
+        with np.errstate(all="ignore"):
+            try:
+                g.value_and_grad(np.array([0.3, -0.2, 1.0]))
+            except (pytape.BranchChangedError, ValueError, TypeError):
+                pass
+    assert loaded > 0  # some edits are harmless (an operand order, an equal shape)
