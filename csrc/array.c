@@ -1107,7 +1107,7 @@ static void facts_of(const pt_tape *t, const struct pt_arr *e, int64_t *f)
     f[PT_FACT_NARGS] = e->nargs;
     f[PT_FACT_SIZE] = e->size;
     /* as pt_array_nbytes counts them */
-    f[PT_FACT_VALUE_BYTES] = (!e->borrowed && !(e->life & PT_LIFE_SPARE)) ? (int64_t)(e->size * d) : 0;
+    f[PT_FACT_VALUE_BYTES] = (!e->borrowed && !(e->life & (PT_LIFE_SPARE | PT_LIFE_SHARES))) ? (int64_t)(e->size * d) : 0;
     f[PT_FACT_ADJOINT_BYTES] = (e->adj && !e->shared) ? (int64_t)(e->size * d) : 0;
     f[PT_FACT_TANGENT_BYTES] = (int64_t)(e->size * d) * ((e->tan != NULL) + (e->adt != NULL));
 }
@@ -1403,6 +1403,82 @@ int pt_array_value(pt_tape *t, int64_t i)
     return st;
 }
 
+/* may entry e's value share a buffer in replays (array.h)? */
+static int shareable(const pt_tape *t, const struct pt_arr *e, const uint8_t *root)
+{
+    return e->kind != PT_A_LEAF && e->kind != PT_A_CONST && e->kind != PT_A_CUSTOM && !e->borrowed &&
+           !(e->life & (PT_LIFE_KEEP | PT_LIFE_SPARE)) && e->size >= PT_SHARE_MIN && !root[e->slot] &&
+           t->keep_values;
+}
+
+int64_t pt_replay_share_values(pt_tape *t, int64_t nplan, const int64_t *plan, int64_t nroot, const int64_t *roots)
+{
+    if (!t->keep_values)
+        return PT_E_OP;
+    const int64_t n = t->n;
+    int64_t *last = malloc((size_t)(n + 1) * sizeof *last);      /* plan position of a slot's last reader */
+    uint8_t *root = calloc((size_t)n + 1, 1);
+    struct pt_spare *pool = malloc((size_t)(nplan + 1) * sizeof *pool);  /* buffers free at this point */
+    if (!last || !root || !pool) {
+        free(last);
+        free(root);
+        free(pool);
+        return PT_E_NOMEM;
+    }
+    for (int64_t i = 0; i < n; ++i)
+        last[i] = -1;
+    for (int64_t j = 0; j < nroot; ++j)
+        if (roots[j] >= 0 && roots[j] < n)
+            root[roots[j]] = 1;
+    for (int64_t p = 0; p < nplan; ++p) {
+        const int64_t i = plan[p];
+        if (i < 0 || i >= n || t->op[i] != PT_ARRAY)
+            continue;
+        const struct pt_arr *e = &t->ar[t->a[i]];
+        for (int j = 0; j < e->nargs; ++j) {
+            const int64_t s = t->ar_arg[e->arg + j];
+            if (s >= 0)
+                last[s] = p;
+        }
+    }
+    int64_t npool = 0, saved = 0;
+    for (int64_t p = 0; p < nplan; ++p) {
+        const int64_t i = plan[p];
+        if (i < 0 || i >= n || t->op[i] != PT_ARRAY)
+            continue;
+        struct pt_arr *e = &t->ar[t->a[i]];
+        if (shareable(t, e, root) && !(e->life & PT_LIFE_SHARES)) {  /* a free buffer of its size, if any */
+            for (int64_t q = npool - 1; q >= 0; --q) {
+                if (pool[q].n != e->size)
+                    continue;
+                pt_tape_buffer_release(e->val, e->size);
+                e->val = pool[q].p;
+                e->life |= PT_LIFE_SHARES;
+                pool[q] = pool[--npool];
+                saved += e->size * (int64_t)sizeof(double);
+                break;
+            }
+        }
+        for (int j = 0; j < e->nargs; ++j) {  /* operands read for the last time: their buffers are free after i */
+            const int64_t s = t->ar_arg[e->arg + j];
+            if (s < 0 || t->op[s] != PT_ARRAY || last[s] != p)
+                continue;
+            const struct pt_arr *o = &t->ar[t->a[s]];
+            if (!shareable(t, o, root))
+                continue;
+            int dup = 0;
+            for (int64_t q = 0; q < npool; ++q)
+                dup |= pool[q].p == o->val;
+            if (!dup)
+                pool[npool++] = (struct pt_spare){o->val, o->size};
+        }
+    }
+    free(last);
+    free(root);
+    free(pool);
+    return saved;
+}
+
 int pt_array_own_value(pt_tape *t, int64_t s)
 {
     struct pt_arr *e = &t->ar[t->a[s]];
@@ -1609,7 +1685,7 @@ void pt_array_free(pt_tape *t)
     for (int64_t k = t->nar - 1; k >= 0; --k) {
         pt_tape_buffer_release(t->ar[k].tan, t->ar[k].size);
         pt_tape_buffer_release(t->ar[k].adt, t->ar[k].size);
-        if (!t->ar[k].borrowed && !(t->ar[k].life & PT_LIFE_SPARE))
+        if (!t->ar[k].borrowed && !(t->ar[k].life & (PT_LIFE_SPARE | PT_LIFE_SHARES)))
             pt_tape_buffer_release(t->ar[k].val, t->ar[k].size);
         if (!t->ar[k].shared)
             pt_tape_buffer_release(t->ar[k].adj, t->ar[k].size);

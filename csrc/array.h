@@ -82,7 +82,19 @@ struct pt_arr {
  * temporaries do.  An entry whose value was given back keeps the pointer: a
  * kernel that does not use a value may still load it (a dead load), and the
  * memory is the tape's until it is freed. */
-enum { PT_LIFE_KEEP = 1, PT_LIFE_DEAD = 2, PT_LIFE_SPARE = 4 };
+enum { PT_LIFE_KEEP = 1, PT_LIFE_DEAD = 2, PT_LIFE_SPARE = 4, PT_LIFE_SHARES = 8 };
+
+/* ---- replays' working memory (pytape.trace) ----------------------------------
+ * A traced tape replays its plan in a fixed order, so the large values that
+ * no sweep reads (not PT_LIFE_KEEP) and that are not outputs can share
+ * buffers: an instruction takes the buffer of a value whose last reader came
+ * before it (of the same size), and its own goes back (PT_LIFE_SHARES: val
+ * is another entry's buffer, not freed with this one).  A replay's values
+ * then take the memory of the values alive at once, and of those the sweeps
+ * need.  Between two replays such an entry's value is whatever the last
+ * instruction computed there (inspection shows it as recycled). */
+enum { PT_SHARE_MIN = PT_RECYCLE_MIN };
+int64_t pt_replay_share_values(pt_tape *t, int64_t nplan, const int64_t *plan, int64_t nroot, const int64_t *roots);
 
 /* which of a row's operand values (bit 0: a, 1: b) and own value (bit 2: y)
  * its first and second derivatives read, those for its variable operands

@@ -203,6 +203,9 @@ int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *value
  * otherwise */
 void pt_tape_keep_values(pt_tape *t);
 int pt_replay_inputs(pt_tape *t, int64_t nin, const int64_t *ins);
+/* after pt_replay_plan: large values no sweep reads share buffers along the
+ * plan (csrc/array.h); the bytes this saves, or a status */
+int64_t pt_replay_share_values(pt_tape *t, int64_t nplan, const int64_t *plan, int64_t nroot, const int64_t *roots);
 int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
                        int64_t *plan);
 int pt_replay_arrays(pt_tape *t, int64_t nin, const int64_t *ins, const double *data, const int64_t *offs,
@@ -213,6 +216,12 @@ int pt_replay_arrays(pt_tape *t, int64_t nin, const int64_t *ins, const double *
  * grads[k]; PT_E_GUARD with *where as pt_replay_arrays */
 int pt_replay_gradient(pt_tape *t, int64_t nin, const int64_t *ins, const double *const *data, int64_t nplan,
                        const int64_t *plan, int64_t out, double *value, double *const *grads, int64_t *where);
+/* pt_replay_gradient for nrows rows of X (each `width` doubles, input k's at
+ * offset offs[k]): the value into Y[r], the gradient into G's row r laid out
+ * as X's, fail[r] the slot of the guard row r failed (Y[r] nan), else -1 */
+int pt_replay_gradient_rows(pt_tape *t, int64_t nin, const int64_t *ins, const int64_t *offs, int64_t nrows,
+                            int64_t width, const double *X, double *Y, double *G, int64_t *fail, int64_t nplan,
+                            const int64_t *plan, int64_t out);
 
 /* the trace-time optimisation pass (tape_compile.c): *out gets a new tape
  * computing the roots from the inputs ins (LEAF slots of src): inputs first

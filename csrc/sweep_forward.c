@@ -335,4 +335,31 @@ int pt_replay_gradient(pt_tape *t, int64_t nin, const int64_t *ins, const double
     return st;
 }
 
+int pt_replay_gradient_rows(pt_tape *t, int64_t nin, const int64_t *ins, const int64_t *offs, int64_t nrows,
+                            int64_t width, const double *X, double *Y, double *G, int64_t *fail, int64_t nplan,
+                            const int64_t *plan, int64_t out)
+{
+    if (nin < 0 || nrows < 0 || width < 0)
+        return PT_E_SLOT;
+    const double **data = malloc((size_t)(nin ? nin : 1) * sizeof *data);
+    double **grads = malloc((size_t)(nin ? nin : 1) * sizeof *grads);
+    int st = data && grads ? PT_OK : PT_E_NOMEM;
+    for (int64_t r = 0; r < nrows && !st; ++r) {
+        for (int64_t k = 0; k < nin; ++k) {
+            data[k] = X + r * width + offs[k];
+            grads[k] = G + r * width + offs[k];
+        }
+        int64_t where = -1;
+        st = pt_replay_gradient(t, nin, ins, data, nplan, plan, out, &Y[r], grads, &where);
+        fail[r] = st == PT_E_GUARD ? where : -1;
+        if (st == PT_E_GUARD) {
+            Y[r] = NAN;
+            st = PT_OK;
+        }
+    }
+    free(data);
+    free(grads);
+    return st;
+}
+
 void pt_tape_keep_values(pt_tape *t) { t->keep_values = 1; }

@@ -1227,6 +1227,13 @@ class CTape:
         check(n, "record", self)
         return plan[:n].copy()
 
+    def replay_share_values(self, plan, roots):
+        """Large values no sweep reads share buffers along the replay plan
+        (csrc/array.h): the bytes saved."""
+        plan, roots = _slots(plan), _slots(roots)
+        return check(lib.pt_replay_share_values(self._p, len(plan), _i64(plan), len(roots), _i64(roots)), "record",
+                     self)
+
     def replay_arrays(self, ins, data, offs, plan):
         """The inputs' new values (input k's at data[offs[k]:]: int64 and
         float64 arrays made once, as ``ins`` and ``plan``), then the plan
@@ -1253,6 +1260,13 @@ class CTape:
             return math.nan, int(where[0])
         check(st, "backward", self)
         return value[0], -1
+
+    def replay_gradient_rows(self, ins, offs, X, Y, G, fail, plan, out):
+        """replay_gradient for every row of X (rows, width), in one C call:
+        values into Y (rows,), gradients into G (laid out as X), fail[r] the
+        slot of the guard row r failed, else -1."""
+        check(lib.pt_replay_gradient_rows(self._p, len(ins), _i64(ins), _i64(offs), X.shape[0], X.shape[1], _f64(X),
+                                          _f64(Y), _f64(G), _i64(fail), len(plan), _i64(plan), out), "backward", self)
 
     def batch_values(self, X, outs, threads):
         """Rows of leaf values X (rows, nleaves) -> (values (rows, len(outs)),

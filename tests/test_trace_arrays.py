@@ -193,11 +193,16 @@ def test_large_arrays_are_not_recycled_while_traced():
     f = lambda x: np.sum(np.sin((x * 0.5 + 1.0) * 2.0 - 1.0) + np.exp(x * 3.0 - 2.0) * 0.5)  # noqa: E731
     n = 2 * _native.RECYCLE_MIN
     fn = pytape.trace(f, np.zeros(n))
-    x = RNG.uniform(-1, 1, n)
-    v, g = fresh(f, x)
-    fv, fg = fn.value_and_grad(x)
-    np.testing.assert_allclose(fv, v, rtol=1e-13)  # numpy's SIMD exp/tanh when recorded, C's rows on replays
-    np.testing.assert_allclose(fg, g, rtol=1e-13, atol=1e-300)
+    # and a replay's values that no sweep reads share buffers along the plan: the live set
+    assert fn._main.shared_bytes >= 2 * n * 8
+    for seed in (1, 2):
+        x = np.random.default_rng(seed).uniform(-1, 1, n)
+        v, g = fresh(f, x)
+        fv, fg = fn.value_and_grad(x)
+        np.testing.assert_allclose(fv, v, rtol=1e-13)  # numpy's SIMD exp/tanh when recorded, C's rows on replays
+        np.testing.assert_allclose(fg, g, rtol=1e-13, atol=1e-300)
+        w = np.random.default_rng(seed + 5).normal(size=n)
+        np.testing.assert_allclose(fn.hvp(x, w), pytape.hvp(f, x, w), rtol=1e-12, atol=1e-12)
 
 
 # ---- batches, threads, custom primitives ---------------------------------------------
@@ -214,6 +219,25 @@ def test_batches_equal_single_calls():
         assert vals[idx] == v
         np.testing.assert_array_equal(grads[idx], g)
     np.testing.assert_array_equal(fn(B), vals)
+
+
+def test_batches_split_over_threads_equal_single_calls():
+    X = RNG.normal(size=(40, 50))
+    f = lambda w: np.sum(np.tanh(X @ w) ** 2) + np.sum(np.where(w > 0.5, w, 0.0))  # noqa: E731
+    fn = pytape.trace(f, np.ones(50))
+    fn.threads = 2
+    B = RNG.normal(size=(120, 50))  # 6000 elements: split over two pool threads, each with its own copy
+    vals, grads = fn.value_and_grad(B)
+    ys = fn(B)
+    fn.threads = 1
+    v1, g1 = fn.value_and_grad(B)
+    np.testing.assert_array_equal(vals, v1)
+    np.testing.assert_array_equal(grads, g1)
+    np.testing.assert_array_equal(ys, vals)
+    for r in (0, 59, 60, 119):
+        v, g = fresh(f, B[r])
+        assert vals[r] == v
+        np.testing.assert_array_equal(grads[r], g)
 
 
 def test_another_thread_replays_its_own_copy():
