@@ -73,8 +73,10 @@ argument j's share of the cotangent, in argument j's shape (a number for a
 A rule of one direction is not derived from the other's on arrays (a
 Jacobian's transpose is not an elementwise product): each mode used needs
 its own rule.  Second order (``hessian``, ``hvp``) through an array
-primitive raises NotImplementedError; ``elementwise=True`` gives the
-scalar path.  ``pytape.trace`` and saving do not take arrays yet.  A
+primitive takes a rule of its own (``defhvp``) and raises
+NotImplementedError without one; ``elementwise=True`` gives the scalar
+path.  Under ``pytape.trace`` each replay calls ``f`` back for the value;
+a tape holding one cannot be saved.  A
 primitive without ``arrays=True`` is a scalar function: on Tensors it
 raises TypeError (inside a transformation, f is recorded again on object
 arrays of Vars, where it maps elementwise).
@@ -176,6 +178,40 @@ class Primitive:
         """
         _check_rules(self, jvps, "defjvp")
         self._jvps = jvps
+        return self
+
+    def defhvp(self, rule):
+        """Second order through a primitive on arrays (``hessian``, ``hvp``,
+        forward over reverse): ``rule(ans, *args)(g, *tangents)`` returns, per
+        argument, the second-order term of the tangent of its cotangent share:
+        d/de vjp_j(args + e tangents)(g) at e = 0 with g held fixed, in
+        argument j's shape (None: zero); a tangent is None where it is zero.
+        Returns the primitive.
+
+        >>> import numpy as np, pytape
+        >>> @pytape.primitive(arrays=True)
+        ... def cube(x):
+        ...     return x ** 3
+        >>> _ = cube.defvjp(lambda ans, x: lambda g: 3.0 * x ** 2 * g)
+        >>> _ = cube.defjvp(lambda t, ans, x: 3.0 * x ** 2 * t)
+        >>> _ = cube.defhvp(lambda ans, x: lambda g, t: (6.0 * x * t * g,))
+        >>> pytape.hessian(lambda x: np.sum(cube(x)))(np.array([1.0, 2.0])).tolist()
+        [[6.0, 0.0], [0.0, 12.0]]
+        """
+        if not self.arrays:
+            raise TypeError(f"{self.name}.defhvp: second-order rules are for primitives on arrays "
+                            f"(pytape.primitive(arrays=True)); a scalar primitive's second order comes from its "
+                            f"vjp and jvp rules")
+        if not callable(rule):
+            raise TypeError(f"{self.name}.defhvp: the rule must be a function, not {type(rule).__name__}")
+
+        def hvp_all(ans, args, g, tangents):
+            shares = rule(ans, *args)(g, *tangents)
+            if not isinstance(shares, (tuple, list)) or len(shares) != len(args):
+                raise TypeError(f"the hvp rule of the primitive {self.name} must return a tuple of {len(args)} "
+                                f"terms (one per argument, None for zero), not {type(shares).__name__}")
+            return shares
+        self._hvp_all = hvp_all
         return self
 
     # ---- calling: plain numbers, or one recorded instruction ------------------------
@@ -388,11 +424,13 @@ def _handle_array(mode, key, call):
             return
         y = call.y(yshape)
 
-        def add_shares(share_of, what):  # into each operand's buffer that the sweep asks for
+        def add_shares(share_of, what):  # into each operand's buffer that the sweep asks for (None: zero)
             for k, j in enumerate(specs):
                 out = call.out(j, shapes[j]) if j is not None else None
                 if out is not None:
-                    out += _shaped(share_of(k), shapes[j], p, what, k)
+                    share = share_of(k)
+                    if share is not None or what != "hvp":
+                        out += _shaped(share, shapes[j], p, what, k)
 
         tans = [call.tan(j, shapes[j]) if j is not None else None for j in specs] \
             if mode != _native.CUSTOM_VJP else ()
@@ -416,8 +454,9 @@ def _handle_array(mode, key, call):
                 add_shares(p._hvp_all(y, xs, call.g(yshape), tans).__getitem__, "hvp")
         else:
             raise NotImplementedError(
-                f"second order (pytape.hessian, hvp) through the primitive {p.name} on arrays is not supported "
-                f"yet; pass elementwise=True to record it element by element (its scalar rules)")
+                f"second order (pytape.hessian, hvp) through the primitive {p.name} on arrays needs its "
+                f"second-order rule: give one with {p.name}.defhvp(...), or pass elementwise=True to record it "
+                f"element by element (its scalar rules)")
     finally:
         _native.set_grad_enabled(on)
 

@@ -162,3 +162,34 @@ def test_seen_in_the_table_and_caught_by_detect_anomaly():
     with pytape.detect_anomaly(), pytest.raises(FloatingPointError, match="nan"):
         with np.errstate(invalid="ignore"):
             bad(x)
+
+
+def test_second_order_through_a_primitive_with_its_hvp_rule():
+    @pytape.primitive(arrays=True)
+    def mul(x, y):
+        return x * y
+    mul.defvjp(lambda ans, x, y: lambda g: g * y, lambda ans, x, y: lambda g: g * x)
+    mul.defjvp(lambda t, ans, x, y: t * y, lambda t, ans, x, y: x * t)
+    # d/de of (g * y, g * x) along (tx, ty): (g * ty, g * tx); a zero tangent comes as None
+    mul.defhvp(lambda ans, x, y: lambda g, tx, ty: (None if ty is None else g * ty, None if tx is None else g * tx))
+
+    def f(x, y):
+        return np.sum(np.sin(mul(x, y)) * x)
+
+    def plain(x, y):
+        return np.sum(np.sin(x * y) * x)
+    rng = np.random.default_rng(4)
+    x, y, v = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3)
+    H, Hp = pytape.hessian(f, argnums=(0, 1))(x, y), pytape.hessian(plain, argnums=(0, 1))(x, y)
+    for a, b in zip(H, Hp):
+        for u, w in zip(a, b):
+            np.testing.assert_allclose(u, w, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pytape.hvp(lambda x: f(x, y), x, v), pytape.hvp(lambda x: plain(x, y), x, v),
+                               rtol=1e-12, atol=1e-12)
+    bad = pytape.primitive(lambda x: x * 2.0, arrays=True).defvjp(lambda ans, x: lambda g: 2.0 * g)
+    bad.defjvp(lambda t, ans, x: 2.0 * t)
+    bad.defhvp(lambda ans, x: lambda g, t: 0.0)  # not a tuple
+    with pytest.raises(TypeError, match="tuple of 1 terms"):
+        pytape.hessian(lambda x: np.sum(bad(x) ** 2))(np.ones(2))
+    with pytest.raises(TypeError, match="arrays=True"):
+        pytape.primitive(lambda x: x).defhvp(lambda ans, x: None)

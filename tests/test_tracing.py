@@ -248,14 +248,8 @@ def test_batch_rows_on_different_branches():
         strict.gradient(X)
 
 
-def test_batch_on_two_threads_equals_one_thread():
-    W = np.random.default_rng(5).normal(size=(30, 30))
-
-    def f(x):
-        return np.sum(np.tanh(W @ x) ** 2)
-
-    fn = pytape.trace(f, np.zeros(30))
-    X = np.random.default_rng(6).normal(size=(400, 30))  # ~10^3 instructions x 400 rows: 2 threads
+def check_threads_agree(fn, X):
+    """fn's batch values and gradients on two threads equal those on one; (values, gradients)."""
     fn.threads = 1
     v1, g1 = fn.value_and_grad(X)
     y1 = fn(X)
@@ -264,6 +258,20 @@ def test_batch_on_two_threads_equals_one_thread():
     np.testing.assert_array_equal(v1, v2)
     np.testing.assert_array_equal(g1, g2)
     np.testing.assert_array_equal(y1, fn(X))
+    np.testing.assert_array_equal(y1, v1)
+    return v1, g1
+
+
+@pytest.mark.parametrize("elementwise", [True, False])
+def test_batch_on_two_threads_equals_one_thread(elementwise):
+    W = np.random.default_rng(5).normal(size=(30, 30))
+
+    def f(x):
+        return np.sum(np.tanh(W @ x) ** 2)
+
+    fn = pytape.trace(f, np.zeros(30), elementwise=elementwise)  # the scalar tape, or the array tape
+    X = np.random.default_rng(6).normal(size=(400, 30))  # ~10^3 instructions x 400 rows: 2 threads
+    _, g1 = check_threads_agree(fn, X)
     np.testing.assert_allclose(g1[17], pytape.grad(f)(X[17]), rtol=1e-13)
 
 
