@@ -310,6 +310,14 @@ def cross_entropy(logits, target, reduction="mean"):
     if len(shape) != 2:
         raise ValueError(f"cross_entropy: logits must have shape (n, classes), got {shape}")
     lsm = log_softmax(logits, axis=1)
+    if isinstance(target, Tensor) and target.shape == tuple(shape[:1]):
+        # class indices as a Tensor (pytape.trace's data inputs are float arrays): picked by a one-hot
+        # comparison, recorded, so a replay with other labels needs no guard; their range is a guard
+        valid = (target >= 0) & (target < shape[1]) & (target == np.floor(target))
+        if not np.all(valid):
+            raise ValueError(f"cross_entropy: class indices must be integers in [0, {shape[1]})")
+        onehot = np.reshape(target, (shape[0], 1)) == np.arange(shape[1], dtype=np.float64)
+        return _reduce(-np.sum(lsm * onehot, axis=1), reduction, "cross_entropy")
     t = np.asarray(target.value if isinstance(target, Tensor) else target)
     if t.dtype.kind in "iu":
         if t.shape != shape[:1]:

@@ -138,14 +138,22 @@ class Program:
         in_k.shape (a float for two scalars), from Hessian-vector products
         with the unit vectors.  Entry (i, k) is component i of H e_k, the
         Jacobian of the gradient (as jax.hessian); symmetric up to rounding."""
-        n = sum(self.sizes)
-        H = self.hvps(np.eye(n))  # column k is H e_k
-        bounds = np.cumsum([0] + self.sizes)
-        blocks = [[H[bounds[j]:bounds[j + 1], bounds[k]:bounds[k + 1]].reshape(
-            tuple(self.shapes[j]) + tuple(self.shapes[k])) for k in range(len(self.sizes))]
-            for j in range(len(self.sizes))]
-        blocks = [[self._number(b[()]) if b.ndim == 0 else b for b in row] for row in blocks]
+        blocks = self.hessian_of(range(len(self.sizes)))
         return blocks[0][0] if self.single else tuple(tuple(row) for row in blocks)
+
+    def hessian_of(self, ks):
+        """The Hessian blocks [j][k] for the arguments at positions ks only:
+        Hessian-vector products seeded on their elements."""
+        ks = list(ks)
+        bounds = np.cumsum([0] + self.sizes)
+        cols = np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k in ks]) if ks else np.zeros(0, int)
+        seeds = np.zeros((bounds[-1], len(cols)))
+        seeds[cols, np.arange(len(cols))] = 1.0
+        H = self.hvps(seeds)  # column c is H e_cols[c]
+        starts = np.cumsum([0] + [self.sizes[k] for k in ks])
+        blocks = [[H[bounds[j]:bounds[j + 1], starts[b]:starts[b + 1]].reshape(
+            tuple(self.shapes[j]) + tuple(self.shapes[k])) for b, k in enumerate(ks)] for j in ks]
+        return [[self._number(b[()]) if b.ndim == 0 else b for b in row] for row in blocks]
 
     def jacobian(self, mode):
         """The Jacobian blocks per argument, shaped out.shape + in_j.shape,
@@ -425,10 +433,13 @@ class TensorRecording(Program):
     (5.0, [[2.0, 4.0]])
     """
 
-    def __init__(self, f, args, argnums, has_aux=False, api="pytape.grad", names=None, guards=False):
+    def __init__(self, f, args, argnums, has_aux=False, api="pytape.grad", names=None, guards=False, data=()):
+        # data: positions (in args) of array arguments recorded as constants, not leaves: inputs of
+        # pytape.trace's replays whose derivatives are not asked for (a batch of training data)
         self.single, self.argnums = check_argnums(argnums, api, len(args))
         args = list(args)
         self.shapes, self.scalar_in, self.sizes, self._slots, self._is_array = [], [], [], [], []
+        self._data = [False] * len(self.argnums)  # per argument: recorded as a constant (no derivatives)
         self.tape = Tape()
         if guards:  # pytape.trace: replays recompute every value in place (no buffer recycled)
             self.tape._c.keep_values()
@@ -441,7 +452,8 @@ class TensorRecording(Program):
                     leaf = Var(float(arr))
                     var_leaves.append(leaf)
                 else:
-                    leaf = TensorLeaf._make(np.array(arr, dtype=np.float64, order="C"), True)
+                    leaf = TensorLeaf._make(np.array(arr, dtype=np.float64, order="C"), k not in data)
+                    self._data[len(self.shapes)] = k in data
                     leaf._seal()  # f reading its value must not place it again
                     traced.add(id(leaf))
                     h = _place_leaf(leaf, self.tape)
@@ -546,7 +558,7 @@ class TensorRecording(Program):
             return np.zeros(n)
         slots, seeds, aslots, aseeds = [], [], [], []
         for j, v in enumerate(vectors):
-            if v is None:
+            if v is None or self._data[j]:  # a constant argument: no tangent
                 continue
             if self._is_array[j]:
                 aslots.append(self._slots[j])
@@ -587,11 +599,11 @@ class TensorRecording(Program):
             return result
         seeds = np.asarray(seeds, dtype=np.float64)
         bounds = np.cumsum([0] + self.sizes)
-        arrays = [j for j, a in enumerate(self._is_array) if a]
+        arrays = [j for j, a in enumerate(self._is_array) if a and not self._data[j]]  # constants: no tangent
         scalars = [j for j, a in enumerate(self._is_array) if not a]
         c = self.tape._c
         aslots, sizes = [self._slots[j] for j in arrays], [self.sizes[j] for j in arrays]
-        direct = not scalars and p == 1  # the seeds and results in place: no copies of the column
+        direct = not scalars and p == 1 and len(arrays) == len(self.sizes)  # seeds, results in place: no copies
         for col in range(p):
             column = seeds[:, col]
             if not column.any():

@@ -177,6 +177,9 @@ def load(data):
             "where": {int(g[0]): (str(g[1]), int(g[2]), str(g[3])) for g in meta["guards"]},
             "name": str(meta["name"]), "policy": str(meta["policy"]), "single": bool(meta["single"]),
         }
+        if meta.get("argnums") is not None:  # the arguments whose derivatives are returned
+            a = meta["argnums"]
+            d["argnums"] = int(a) if isinstance(a, int) else tuple(int(k) for k in a)
         table = meta.get("custom")
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         raise _bad(f"its description does not parse ({exc})") from None
@@ -204,7 +207,8 @@ def load(data):
             off += 8 * count
         try:
             d["arrays"] = {"ins": [int(k) for k in meta["arrays"]["ins"]],
-                           "kind": str(meta["arrays"]["kind"]), "out": int(meta["arrays"]["out"])}
+                           "kind": str(meta["arrays"]["kind"]), "out": int(meta["arrays"]["out"]),
+                           "data": [int(k) for k in meta["arrays"].get("data", [])]}
         except (KeyError, TypeError, ValueError) as exc:
             raise _bad(f"its description of array inputs does not parse ({exc})") from None
         if len(d["arrays"]["ins"]) != len(d["shapes"]) or d["arrays"]["kind"] not in ("array", "scalar", "constant"):

@@ -486,6 +486,8 @@ def as_tensor_operand(x, tape):
         return _place_leaf(x, tape), None
     if tx is VarLeaf:
         return (None, x._v) if x._g is None else (var_place(x, tape), None)
+    if getattr(tx, "_is_mask", False):  # a traced comparison (pytape/tensor_trace.py): its recorded 0/1 array
+        return as_tensor_operand(x._t, tape)
     if tx in _NUMBER or isinstance(x, (numbers.Real, np.bool_)) and not isinstance(x, np.ndarray):
         if isinstance(x, np.generic) and x.dtype.kind not in "biuf":
             raise TypeError(f"pytape: an array operation takes real numbers, not {x.dtype}")

@@ -54,7 +54,7 @@ from .anomaly import explain, replay_error
 from .errors import BranchChangedError, TapeFormatError
 from . import _native
 from .functional import tensor_recording_or_none
-from .program import Program, Recording, TensorRecording, as_float_array
+from .program import Program, check_argnums, Recording, TensorRecording, as_float_array
 from .tape import Tape
 from .var import place
 
@@ -175,9 +175,9 @@ class _ArrayCompiled(Program):
     the derivatives are the recording's sweeps (program.TensorRecording) at
     the replayed values."""
 
-    def __init__(self, rec, f, args):
+    def __init__(self, rec, f, args, data=()):
         self.rec, self.tape = rec, rec.tape
-        self._f, self._args = f, args  # to trace again in another thread (local())
+        self._f, self._args, self._data = f, args, data  # to trace again in another thread (local())
         self.shapes, self.scalar_in, self.single = list(rec.shapes), list(rec.scalar_in), rec.single
         self.sizes = list(rec.sizes)
         self.out_shape, self.out_slots = tuple(rec.out_shape), list(rec.out_slots)
@@ -195,7 +195,7 @@ class _ArrayCompiled(Program):
     branch_message = _Compiled.branch_message
 
     @classmethod
-    def from_tape(cls, tape, d, f, args=None):
+    def from_tape(cls, tape, d, f, args=None, data=()):
         """A loaded tape (pytape/saved.py) with its description d."""
         ctape, arr = tape._c, d["arrays"]
         rec = TensorRecording.__new__(TensorRecording)
@@ -204,6 +204,7 @@ class _ArrayCompiled(Program):
         rec.sizes = [int(np.prod(s, dtype=np.int64)) for s in rec.shapes]
         rec._is_array = [not s for s in rec.scalar_in]
         rec._slots, rec.kind, rec._out = list(arr["ins"]), arr["kind"], arr["out"]
+        rec._data = [k in set(data) for k in range(len(rec.shapes))]
         rec.out_shape, rec.out_slots = tuple(d["out_shape"]), list(d["out_slots"])
         n = len(ctape)
         for s, shape, is_array in zip(rec._slots, rec.shapes, rec._is_array):
@@ -219,7 +220,7 @@ class _ArrayCompiled(Program):
             raise TapeFormatError("not a pytape compiled function: its output does not match its instructions")
         rec.value = np.array(d["out_values"]).reshape(rec.out_shape)
         tape._where = d["where"]
-        return cls(rec, f, args)
+        return cls(rec, f, args, tuple(data))
 
     @property
     def nin(self):
@@ -258,14 +259,14 @@ class _ArrayCompiled(Program):
             if self._f is None:
                 raise RuntimeError("this compiled function holds a custom array primitive and was loaded "
                                    "without f: only the thread that loaded it can replay it") from None
-            return _ArrayCompiled(_array_recording(self._f, self._args), self._f, self._args)
+            return _ArrayCompiled(_array_recording(self._f, self._args, self._data), self._f, self._args, self._data)
         cols = c.rows(0, len(c), ("op", "a", "b", "val"))
         ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], c.consts(), c.custom_table(), table)
         rec = self.rec
         return _ArrayCompiled.from_tape(Tape._adopt(ctape), {
             "single": rec.single, "shapes": rec.shapes, "scalar_in": rec.scalar_in, "out_shape": rec.out_shape,
             "out_slots": rec.out_slots, "out_values": self.out_values, "where": dict(self.tape._where or {}),
-            "arrays": {"ins": list(self._ins), "kind": rec.kind, "out": rec._out}}, self._f, self._args)
+            "arrays": {"ins": list(self._ins), "kind": rec.kind, "out": rec._out}}, self._f, self._args, self._data)
 
     def replay(self, x):
         """The tape's values at the flat point x: -1, or the failing guard's slot."""
@@ -294,7 +295,7 @@ class _ArrayCompiled(Program):
         value, fail = mine.tape._c.replay_gradient(mine._ins, arrays, mine._plan, mine.rec._out, grads)
         if fail >= 0:
             return None
-        return value, self.pack([float(g) if s else g for g, s in zip(grads, self.scalar_in)])
+        return value, [float(g) if s else g for g, s in zip(grads, self.scalar_in)]
 
     def _output(self):
         rec, c = self.rec, self.tape._c
@@ -395,10 +396,12 @@ def _batch_pool():
     return _POOL[0]
 
 
-def _array_recording(f, args):
-    """f recorded on Tensors for pytape.trace (guards on)."""
+def _array_recording(f, args, data=()):
+    """f recorded on Tensors for pytape.trace (guards on); the array
+    arguments at positions ``data`` as constants (replay inputs without
+    derivatives)."""
     argnums = 0 if len(args) == 1 else tuple(range(len(args)))
-    return TensorRecording(f, args, argnums, api="pytape.trace", guards=True)
+    return TensorRecording(f, args, argnums, api="pytape.trace", guards=True, data=data)
 
 
 class CompiledFunction:
@@ -415,10 +418,13 @@ class CompiledFunction:
     [[2.0, 0.0, 0.0], [0.0, 0.0, 6.0]]
     """
 
-    def __init__(self, f, args, on_branch_change="retrace", elementwise=None):
+    def __init__(self, f, args, on_branch_change="retrace", elementwise=None, argnums=None):
         if on_branch_change not in ("retrace", "raise"):
             raise ValueError(f"on_branch_change must be 'retrace' or 'raise', not {on_branch_change!r}")
+        if argnums is not None:
+            check_argnums(argnums, "pytape.trace")
         self._f, self._policy, self._elementwise = f, on_branch_change, elementwise
+        self._argnums = argnums  # None: every argument's derivatives
         self.retraces = 0
         self.threads = _cores()
         self._tapes = []  # compiled tapes of f, the most recently used first
@@ -429,6 +435,27 @@ class CompiledFunction:
 
     # ---- tracing ------------------------------------------------------------
 
+    def _ks(self, c):
+        """The positions of the arguments whose derivatives are returned."""
+        n = len(c.shapes)
+        if self._argnums is None:
+            return list(range(n))
+        ks = (self._argnums,) if isinstance(self._argnums, int) else tuple(self._argnums)
+        check_argnums(self._argnums, "pytape.trace", n)
+        return [k % n for k in ks]
+
+    def _ks_of(self, n):
+        ks = (self._argnums,) if isinstance(self._argnums, int) else tuple(self._argnums)
+        check_argnums(self._argnums, "pytape.trace", n)
+        return [k % n for k in ks]
+
+    def _pick(self, c, per_arg):
+        """Per-argument derivatives as returned: all (c.pack), or those of argnums."""
+        if self._argnums is None:
+            return c.pack(per_arg)
+        ks = self._ks(c)
+        return per_arg[ks[0]] if isinstance(self._argnums, int) else tuple(per_arg[k] for k in ks)
+
     def _trace(self, args):
         if self._f is None:
             raise BranchChangedError("this compiled function was loaded without f, so it cannot trace "
@@ -436,9 +463,11 @@ class CompiledFunction:
         c = None
         if not self._elementwise and any(type(a) is not float and isinstance(a, np.ndarray) for a in args):
             # array arguments as Tensors: one instruction per numpy operation (as pytape.grad)
-            rec = tensor_recording_or_none(lambda: _array_recording(self._f, args), "pytape.trace")
+            data = () if self._argnums is None else tuple(
+                k for k in range(len(args)) if k not in self._ks_of(len(args)))  # arrays without derivatives
+            rec = tensor_recording_or_none(lambda: _array_recording(self._f, args, data), "pytape.trace")
             if rec is not None:
-                c = _ArrayCompiled(rec, self._f, args)
+                c = _ArrayCompiled(rec, self._f, args, data)
         if c is None:
             argnums = 0 if len(args) == 1 else tuple(range(len(args)))
             rec = Recording(self._f, args, argnums, guards=True, api="pytape.trace")
@@ -607,7 +636,7 @@ class CompiledFunction:
         if type(c) is _ArrayCompiled and c.shapes and not anomaly_enabled():  # one point of an array program
             done = c.value_and_grad_at(args, self._name)
             if done is not None:
-                return done
+                return done[0], self._pick(c, done[1])
         X, batch = self._points(args)
         c = self._tapes[0]
         _has_inputs(c, "gradient")
@@ -617,9 +646,9 @@ class CompiledFunction:
         c = self._tapes[0]
         parts = np.split(G, np.cumsum(c.sizes)[:-1], axis=1)
         if batch is None:
-            return float(Y[0, 0]), c.pack([c.shaped_in(j, p[0]) for j, p in enumerate(parts)])
+            return float(Y[0, 0]), self._pick(c, [c.shaped_in(j, p[0]) for j, p in enumerate(parts)])
         grads = [p.reshape(batch + tuple(s)) for p, s in zip(parts, c.shapes)]
-        return Y[:, 0].reshape(batch), c.pack(grads)
+        return Y[:, 0].reshape(batch), self._pick(c, grads)
 
     def gradient(self, *args):
         """The gradient of a scalar f at args (a tuple for several arguments);
@@ -636,12 +665,19 @@ class CompiledFunction:
         """The Jacobian at args, shape out.shape + in.shape (per argument)."""
         if mode not in ("auto", "fwd", "rev"):
             raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
-        return _has_inputs(self._at(args), "jacobian").jacobian(mode)
+        c = _has_inputs(self._at(args), "jacobian")
+        J = c.jacobian(mode)
+        return J if self._argnums is None else self._pick(c, [J] if c.single else list(J))
 
     def hessian(self, *args):
         """The Hessian of a scalar f at args, as ``pytape.hessian``: for a tuple
         of arguments, a nested tuple of blocks ``in_j.shape + in_k.shape``."""
-        return _has_inputs(self._at(args), "hessian").hessian()
+        c = _has_inputs(self._at(args), "hessian")
+        if self._argnums is None:
+            return c.hessian()
+        ks = self._ks(c)
+        H = c.hessian_of(ks)  # blocks of the arguments asked for only
+        return H[0][0] if isinstance(self._argnums, int) else tuple(tuple(row) for row in H)
 
     def hvp(self, x, v):
         """H v of a scalar f of one argument at x: forward over reverse."""
@@ -714,7 +750,10 @@ class CompiledFunction:
                 "out_slots": c.out_slots, "out_values": [float(v) for v in c.out_values],
                 "guards": [[i, *loc] for i, loc in sorted(where.items())]}
         if isinstance(c, _ArrayCompiled):
-            meta["arrays"] = {"ins": [int(k) for k in c._ins], "kind": c.rec.kind, "out": int(c.rec._out)}
+            meta["arrays"] = {"ins": [int(k) for k in c._ins], "kind": c.rec.kind, "out": int(c.rec._out),
+                              "data": [int(k) for k in c._data]}
+        if self._argnums is not None:
+            meta["argnums"] = self._argnums
         return saved.dump(c.tape._c, meta)
 
     @classmethod
@@ -726,13 +765,13 @@ class CompiledFunction:
         ctape, d = saved.load(data)
         try:
             if "arrays" in d:
-                c = _ArrayCompiled.from_tape(Tape._adopt(ctape), d, f)
+                c = _ArrayCompiled.from_tape(Tape._adopt(ctape), d, f, data=d["arrays"]["data"])
             else:
                 c = _Compiled(Tape._adopt(ctape), d["shapes"], d["scalar_in"], d["single"], d["out_shape"],
                               d["out_slots"], d["out_values"], d["where"])
         except IndexError:
             raise TapeFormatError("not a pytape compiled function: its outputs are not on its tape") from None
-        fn = cls(f, (), on_branch_change or d["policy"])
+        fn = cls(f, (), on_branch_change or d["policy"], argnums=d.get("argnums"))
         fn._tapes = [c]
         fn._name = d["name"]
         return fn
@@ -767,11 +806,21 @@ def _unpickle(data, f, policy):
     return CompiledFunction.from_bytes(data, f, policy)
 
 
-def trace(f=None, *example_args, on_branch_change="retrace", elementwise=None):
+def trace(f=None, *example_args, on_branch_change="retrace", elementwise=None, argnums=None):
     """Record f once at example_args; return a :class:`CompiledFunction`.
 
     Without example arguments (also as a decorator, ``@pytape.trace``), f is
-    traced at its first call.
+    traced at its first call.  Array arguments are Tensors inside f (one
+    instruction per numpy operation), or object arrays of Vars with
+    ``elementwise=True``.  ``argnums`` (an int or a tuple) names the
+    arguments whose derivatives ``gradient``, ``value_and_grad``,
+    ``jacobian`` and ``hessian`` return; the others are inputs too (a batch
+    of training data given at each call), recorded without derivatives.
+
+    >>> import numpy as np, pytape
+    >>> loss = pytape.trace(lambda w, X: np.mean((X @ w) ** 2), np.ones(2), np.ones((3, 2)), argnums=0)
+    >>> loss.gradient(np.array([1.0, 0.0]), np.array([[1.0, 2.0], [3.0, 4.0], [0.0, 1.0]])).tolist()
+    [6.666666666666667, 9.333333333333334]
 
     >>> import pytape
     >>> fn = pytape.trace(lambda x: pytape.sin(x) * x, 1.0)
@@ -784,5 +833,5 @@ def trace(f=None, *example_args, on_branch_change="retrace", elementwise=None):
     (9.0, 8.0)
     """
     if f is None:  # @pytape.trace(on_branch_change=...)
-        return lambda g: CompiledFunction(g, (), on_branch_change, elementwise)
-    return CompiledFunction(f, example_args, on_branch_change, elementwise)
+        return lambda g: CompiledFunction(g, (), on_branch_change, elementwise, argnums)
+    return CompiledFunction(f, example_args, on_branch_change, elementwise, argnums)

@@ -356,3 +356,40 @@ def test_fuzzed_array_tables_with_valid_checksums_never_crash():
             except (pytape.BranchChangedError, ValueError, TypeError):
                 pass
     assert loaded > 0  # some edits are harmless (an operand order, an equal shape)
+
+
+# ---- data arguments: argnums -------------------------------------------------------------
+
+def test_argnums_make_the_other_arguments_data_inputs():
+    nn = pytape.nn
+    rng = np.random.default_rng(8)
+    ws = [rng.normal(size=(8, 5)) * 0.3, np.zeros(5), rng.normal(size=(5, 3)) * 0.3, np.zeros(3)]
+
+    def loss(W1, b1, W2, b2, X, y):
+        return nn.cross_entropy(np.tanh(X @ W1 + b1) @ W2 + b2, y)
+    fn = pytape.trace(loss, *ws, rng.normal(size=(16, 8)), rng.integers(0, 3, 16), argnums=(0, 1, 2, 3))
+    assert fn.tape.stats()["array_ops"].get("const", 0) >= 2  # X and y: inputs without derivatives
+    for _ in range(3):  # new minibatches: replays, no retrace, the derivatives of a fresh recording
+        X, y = rng.normal(size=(16, 8)), rng.integers(0, 3, 16)
+        v, g = fn.value_and_grad(*ws, X, y)
+        v2, g2 = pytape.value_and_grad(lambda *w: loss(*w, X, y), argnums=(0, 1, 2, 3))(*ws)
+        assert len(g) == 4 and v == pytest.approx(v2, rel=1e-14)
+        for a, b in zip(g, g2):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    assert fn.retraces == 0
+    H = fn.hessian(*ws, X, y)
+    H2 = pytape.hessian(lambda *w: loss(*w, X, y), argnums=(0, 1, 2, 3))(*ws)
+    for ra, rb in zip(H, H2):
+        for a, b in zip(ra, rb):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    J = fn.jacobian(*ws, X, y, mode="fwd")
+    assert len(J) == 4 and J[0].shape == (8, 5)
+    np.testing.assert_allclose(J[0], g[0], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="class indices must be integers"):  # the labels' range is a guard
+        fn.value_and_grad(*ws, X, np.full(16, 3))
+    g3 = pytape.CompiledFunction.from_bytes(fn.to_bytes())  # argnums and data inputs saved
+    np.testing.assert_array_equal(g3.gradient(*ws, X, y)[0], fn.gradient(*ws, X, y)[0])
+    one = pytape.trace(lambda w, X: np.sum((X @ w) ** 2), np.ones(2), np.ones((3, 2)), argnums=0)
+    assert one.gradient(np.ones(2), np.eye(3, 2)).tolist() == [2.0, 2.0]  # an int argnums: one gradient
+    sc = pytape.trace(lambda w, c: np.sum(w * c), np.ones(2), 3.0, argnums=0, elementwise=True)
+    assert sc.gradient(np.ones(2), 5.0).tolist() == [5.0, 5.0]  # the scalar tapes take argnums too

@@ -8,8 +8,9 @@ update with momentum 0.9:
 
 * pytape: ``pytape.nn.TensorMLP`` + ``pytape.nn.cross_entropy`` +
   ``pytape.optim.SGD`` (eager: one tape per step);
-* pytape-trace: ``pytape.trace`` of the same loss of the weights, the batch
-  closed over; a step replays it in C (``value_and_grad``) and updates in numpy;
+* pytape-trace: ``pytape.trace`` of the same loss of the weights and the
+  batch (``argnums``: the weights; the batch is a data input of every call);
+  a step replays it in C (``value_and_grad``) and updates in numpy;
 * torch: ``torch.nn.Sequential(Linear, ReLU, Linear).double()`` +
   ``torch.nn.functional.cross_entropy`` + ``torch.optim.SGD`` (eager, one
   thread);
@@ -86,10 +87,11 @@ class PytapeTraining:
 
 
 class PytapeTracedTraining:
-    """``pytape.trace`` of the loss of the weights (the batch closed over:
-    full-batch training; minibatches as replay inputs are not supported yet),
-    traced once untimed; a step is ``value_and_grad`` (a C replay and a
-    reverse sweep) and the same momentum update in numpy, in place."""
+    """``pytape.trace`` of the loss of the weights and the batch (``argnums``:
+    the weights; the batch and its labels are data inputs, given at every
+    call as a new minibatch would be), traced once untimed; a step is
+    ``value_and_grad`` (a C replay and a reverse sweep) and the same
+    momentum update in numpy, in place."""
 
     name = "pytape-trace"
 
@@ -100,14 +102,14 @@ class PytapeTracedTraining:
         X, y, weights = _data(case)
         nn = pytape.nn
 
-        def loss(W1, b1, W2, b2):
+        def loss(W1, b1, W2, b2, X, y):
             return nn.cross_entropy(np.maximum(X @ W1 + b1, 0.0) @ W2 + b2, y)
         ws = [w.copy() for w in weights]
         vs = [None] * len(ws)
-        fn = pytape.trace(loss, *ws)
+        fn = pytape.trace(loss, *ws, X, y, argnums=(0, 1, 2, 3))
 
         def step():
-            value, gs = fn.value_and_grad(*ws)
+            value, gs = fn.value_and_grad(*ws, X, y)
             for k, g in enumerate(gs):
                 if vs[k] is None:
                     vs[k] = g
