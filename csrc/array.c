@@ -1146,7 +1146,7 @@ int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out)
     const struct pt_arr *e = &t->ar[t->a[i]];
     if (which && !pt_tape_is_owner(t))
         return PT_E_THREAD;
-    const double *p = which == 0 ? ((e->life & PT_LIFE_SPARE) ? NULL : e->val)
+    const double *p = which == 0 ? ((e->life & (PT_LIFE_SPARE | PT_LIFE_SHARES)) ? NULL : e->val)
                       : which == 1 ? pt_arr_adjoint(t, i) : pt_arr_tangent(t, i);
     if (!p || e->size == 0)
         return 1;
@@ -1710,7 +1710,7 @@ size_t pt_array_nbytes(const pt_tape *t, int used)
     for (int64_t k = 0; k < t->nar; ++k) {
         const struct pt_arr *e = &t->ar[k];
         bytes += (size_t)e->size * sizeof(double) *
-                 ((!e->borrowed && !(e->life & PT_LIFE_SPARE)) + (e->adj && !e->shared) + (e->tan != NULL) +
+                 ((!e->borrowed && !(e->life & (PT_LIFE_SPARE | PT_LIFE_SHARES))) + (e->adj && !e->shared) + (e->tan != NULL) +
                   (e->adt != NULL));
     }
     for (int64_t k = 0; k < t->nspare; ++k)
