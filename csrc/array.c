@@ -1107,7 +1107,7 @@ static void facts_of(const pt_tape *t, const struct pt_arr *e, int64_t *f)
     f[PT_FACT_NARGS] = e->nargs;
     f[PT_FACT_SIZE] = e->size;
     /* as pt_array_nbytes counts them */
-    f[PT_FACT_VALUE_BYTES] = (!e->borrowed && !(e->life & (PT_LIFE_SPARE | PT_LIFE_SHARES))) ? (int64_t)(e->size * d) : 0;
+    f[PT_FACT_VALUE_BYTES] = (!e->borrowed && !(e->life & PT_LIFE_ELSEWHERE)) ? (int64_t)(e->size * d) : 0;
     f[PT_FACT_ADJOINT_BYTES] = (e->adj && !e->shared) ? (int64_t)(e->size * d) : 0;
     f[PT_FACT_TANGENT_BYTES] = (int64_t)(e->size * d) * ((e->tan != NULL) + (e->adt != NULL));
 }
@@ -1146,7 +1146,7 @@ int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out)
     const struct pt_arr *e = &t->ar[t->a[i]];
     if (which && !pt_tape_is_owner(t))
         return PT_E_THREAD;
-    const double *p = which == 0 ? ((e->life & (PT_LIFE_SPARE | PT_LIFE_SHARES)) ? NULL : e->val)
+    const double *p = which == 0 ? ((e->life & PT_LIFE_ELSEWHERE) ? NULL : e->val)
                       : which == 1 ? pt_arr_adjoint(t, i) : pt_arr_tangent(t, i);
     if (!p || e->size == 0)
         return 1;
@@ -1165,6 +1165,22 @@ int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out)
     out[2] = hi;
     out[3] = bad;
     return 0;
+}
+
+int64_t pt_tape_first_nonfinite(pt_tape *t)
+{
+    for (int64_t i = 0; i < t->n; ++i) {
+        const int op = t->op[i];
+        if (op == PT_ARRAY) {
+            struct pt_arr *e = &t->ar[t->a[i]];
+            if (e->kind != PT_A_LEAF && e->kind != PT_A_CONST && !(e->life & PT_LIFE_ELSEWHERE) &&
+                pt_array_note_nonfinite(t, e, -1, e->val, e->size, e->ndim, pt_arr_shape_of(t, e)))
+                return i;
+        } else if (op != PT_LEAF && op != PT_GUARD && op != PT_NOP && !isfinite(t->val[i])) {
+            return i;
+        }
+    }
+    return -1;
 }
 
 int pt_tape_bad_array(const pt_tape *t, int64_t *facts, int64_t *shape, double *value)
@@ -1685,7 +1701,7 @@ void pt_array_free(pt_tape *t)
     for (int64_t k = t->nar - 1; k >= 0; --k) {
         pt_tape_buffer_release(t->ar[k].tan, t->ar[k].size);
         pt_tape_buffer_release(t->ar[k].adt, t->ar[k].size);
-        if (!t->ar[k].borrowed && !(t->ar[k].life & (PT_LIFE_SPARE | PT_LIFE_SHARES)))
+        if (!t->ar[k].borrowed && !(t->ar[k].life & PT_LIFE_ELSEWHERE))
             pt_tape_buffer_release(t->ar[k].val, t->ar[k].size);
         if (!t->ar[k].shared)
             pt_tape_buffer_release(t->ar[k].adj, t->ar[k].size);
@@ -1710,7 +1726,7 @@ size_t pt_array_nbytes(const pt_tape *t, int used)
     for (int64_t k = 0; k < t->nar; ++k) {
         const struct pt_arr *e = &t->ar[k];
         bytes += (size_t)e->size * sizeof(double) *
-                 ((!e->borrowed && !(e->life & (PT_LIFE_SPARE | PT_LIFE_SHARES))) + (e->adj && !e->shared) + (e->tan != NULL) +
+                 ((!e->borrowed && !(e->life & PT_LIFE_ELSEWHERE)) + (e->adj && !e->shared) + (e->tan != NULL) +
                   (e->adt != NULL));
     }
     for (int64_t k = 0; k < t->nspare; ++k)

@@ -83,6 +83,8 @@ struct pt_arr {
  * kernel that does not use a value may still load it (a dead load), and the
  * memory is the tape's until it is freed. */
 enum { PT_LIFE_KEEP = 1, PT_LIFE_DEAD = 2, PT_LIFE_SPARE = 4, PT_LIFE_SHARES = 8 };
+/* val holds no value of this entry's: given back, or shared with others (below) */
+enum { PT_LIFE_ELSEWHERE = PT_LIFE_SPARE | PT_LIFE_SHARES };
 
 /* ---- replays' working memory (pytape.trace) ----------------------------------
  * A traced tape replays its plan in a fixed order, so the large values that

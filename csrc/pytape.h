@@ -441,6 +441,11 @@ int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *sh
  * adjoint or tangent, an empty array, a value given back by recycling);
  * PT_E_SLOT; PT_E_THREAD for adjoints and tangents from another thread */
 int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out);
+/* after a replay (pytape.trace under detect_anomaly): the first instruction
+ * whose value holds a nan or inf, or -1; an array one's element is noted as
+ * pt_tape_bad_array reads it (operand -1) */
+int64_t pt_tape_first_nonfinite(pt_tape *t);
+
 /* anomaly mode: the last nan or inf that a check of an array found on t.
  * Recording (PT_BAD_OPERAND -1): the refused instruction's kind, row, sign
  * and shape (it is not on the tape); the reverse sweep stopped at

@@ -21,15 +21,22 @@ static int compare(int cmp, double x, double y)
 
 /* The loop: instruction i reads v[a[i]], v[b[i]] (or constants) and writes
  * v[i]; with `registers` it runs the register plan instead (tape.h): it reads
- * v[ra[i]], v[rb[i]] and writes v[rr[i]].  Each caller below passes the flag
- * as a constant, so the compiler makes one specialised loop for each. */
-PT_INLINE int64_t forward_loop(const pt_tape *t, double *v, int registers)
+ * v[ra[i]], v[rb[i]] and writes v[rr[i]].  With `plan` it runs the nplan
+ * instructions listed there instead of every one (a replay of an array tape:
+ * `arrays` is then the tape itself, whose array instructions recompute their
+ * values into their buffers; NULL for tapes without them).  Each caller
+ * below passes the flags as constants, so the compiler makes one specialised
+ * loop for each.  -1, the slot of a guard that came out otherwise, or a
+ * status below -1 (PT_E_CALLBACK; PT_SWEEP_NOMEM for PT_E_NOMEM). */
+PT_INLINE int64_t forward_loop(const pt_tape *t, pt_tape *arrays, double *v, int registers, const int64_t *plan,
+                               int64_t nplan)
 {
     const uint16_t *op = t->op;
     const int32_t *A = registers ? t->ra : t->a, *B = registers ? t->rb : t->b, *R = t->rr;
     const double *K = t->consts;
-    const int64_t n = t->n;
-    for (int64_t i = 0; i < n; ++i) {
+    const int64_t n = plan ? nplan : t->n;
+    for (int64_t p = 0; p < n; ++p) {
+        const int64_t i = plan ? plan[p] : p;
         const int64_t r = registers ? R[i] : i;
         switch (op[i]) {
 #define PT_FORMS_Y NAN  /* unread: y is what this loop computes */
@@ -45,6 +52,13 @@ PT_INLINE int64_t forward_loop(const pt_tape *t, double *v, int registers)
             if (pt_custom_value(t, i, v, registers, &v[r]))
                 return PT_E_CALLBACK;
             break;
+        case PT_ARRAY:
+            if (arrays) {
+                const int st = pt_array_value(arrays, i);
+                if (st)
+                    return st == PT_E_NOMEM ? PT_SWEEP_NOMEM : st;
+            }
+            break;
         default: /* LEAF: its value is set */
             break;
         }
@@ -54,12 +68,12 @@ PT_INLINE int64_t forward_loop(const pt_tape *t, double *v, int registers)
 
 PT_SWEEP_ALIGNED int64_t pt_sweep_forward(const pt_tape *t, double *v)
 {
-    return forward_loop(t, v, 0);
+    return forward_loop(t, NULL, v, 0, NULL, 0);
 }
 
 PT_SWEEP_ALIGNED int64_t pt_sweep_forward_registers(const pt_tape *t, double *v)
 {
-    return forward_loop(t, v, 1);
+    return forward_loop(t, NULL, v, 1, NULL, 0);
 }
 
 int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *values, int64_t *where)
@@ -96,89 +110,6 @@ int pt_replay(pt_tape *t, int64_t nin, const int64_t *slots, const double *value
  * that depend on an input (the others are constants: their values stay) and
  * reach an output or a guard (dead code is skipped).  The reverse, tangent
  * and Hessian sweeps then run on the tape as on a fresh recording. */
-
-/* the slots instruction i reads: *n of them, in *wide (array operands) or
- * *narrow (custom operands; -1 - c for constants) or pair[0 .. n) */
-static void operands_of(const pt_tape *t, int64_t i, int64_t *n, const int64_t **wide, const int32_t **narrow,
-                        int64_t pair[2])
-{
-    *wide = NULL;
-    *narrow = NULL;
-    *n = 0;
-    const int op = t->op[i];
-    if (op == PT_ARRAY) {
-        const struct pt_arr *e = &t->ar[t->a[i]];
-        *wide = t->ar_arg + e->arg;
-        *n = e->nargs;
-    } else if (op == PT_CUSTOM) {
-        *narrow = pt_custom_operands(t, i, 0, n);
-    } else if (op != PT_LEAF && op != PT_NOP) {
-        if (pt_reads_slot(op, 0, t->a[i]))
-            pair[(*n)++] = t->a[i];
-        if (pt_reads_slot(op, 1, t->b[i]))
-            pair[(*n)++] = t->b[i];
-    }
-}
-
-static int64_t operand_k(int64_t k, const int64_t *wide, const int32_t *narrow, const int64_t pair[2])
-{
-    return wide ? wide[k] : narrow ? narrow[k] : pair[k];
-}
-
-int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
-                       int64_t *plan)
-{
-    const int64_t n = t->n;
-    uint8_t *var = calloc((size_t)n + 1, 2);
-    if (!var)
-        return PT_E_NOMEM;
-    uint8_t *live = var + n + 1;
-    int64_t st = 0, m, pair[2];
-    const int64_t *wide;
-    const int32_t *narrow;
-    for (int64_t k = 0; k < nin && !st; ++k) {
-        const int64_t s = ins[k];
-        if (s < 0 || s >= n || !(t->op[s] == PT_LEAF || (t->op[s] == PT_ARRAY && (t->b[s] == PT_A_LEAF ||
-                                                                                   t->b[s] == PT_A_CONST))))
-            st = PT_E_SLOT;
-        else
-            var[s] = 1;
-    }
-    for (int64_t j = 0; j < nroot && !st; ++j)
-        if (roots[j] < 0 || roots[j] >= n)
-            st = PT_E_SLOT;
-    if (st) {
-        free(var);
-        return st;
-    }
-    for (int64_t i = 0; i < n; ++i) {  /* which instructions vary with the inputs */
-        operands_of(t, i, &m, &wide, &narrow, pair);
-        for (int64_t k = 0; k < m; ++k) {
-            const int64_t s = operand_k(k, wide, narrow, pair);
-            var[i] |= s >= 0 && var[s];
-        }
-    }
-    for (int64_t j = 0; j < nroot; ++j)
-        live[roots[j]] = 1;
-    for (int64_t i = n - 1; i >= 0; --i) {  /* which reach a root or a guard that varies */
-        live[i] |= t->op[i] == PT_GUARD && var[i];
-        if (!live[i])
-            continue;
-        operands_of(t, i, &m, &wide, &narrow, pair);
-        for (int64_t k = 0; k < m; ++k) {
-            const int64_t s = operand_k(k, wide, narrow, pair);
-            if (s >= 0)
-                live[s] = 1;
-        }
-    }
-    int64_t count = 0;
-    for (int64_t i = 0; i < n; ++i)
-        if (var[i] && live[i] && !(t->op[i] == PT_LEAF ||
-                                   (t->op[i] == PT_ARRAY && (t->b[i] == PT_A_LEAF || t->b[i] == PT_A_CONST))))
-            plan[count++] = i;
-    free(var);
-    return count;
-}
 
 int pt_replay_inputs(pt_tape *t, int64_t nin, const int64_t *ins)
 {
@@ -231,38 +162,13 @@ static int replay_plan(pt_tape *t, int64_t nplan, const int64_t *plan, int64_t *
 {
     t->consumed = 0;
     pt_sweep_begin(t);
-    const uint16_t *op = t->op;
-    const int32_t *A = t->a, *B = t->b;
-    const double *K = t->consts;
-    double *v = t->val;
-    int st = PT_OK;
-    for (int64_t p = 0; p < nplan && !st; ++p) {
-        const int64_t i = plan[p];
-        switch (op[i]) {
-#define PT_FORMS_Y NAN
-#define PT_CASE(HA, HB, V, DA, DB, DAA, DAB, DBB) v[i] = (V);
-#include "forms.h"
-        case PT_ARRAY:
-            st = pt_array_value(t, i);
-            break;
-        case PT_GUARD: {
-            const int code = (int)t->val[i];
-            const double rhs = B[i] >= 0 ? v[B[i]] : K[-1 - B[i]];
-            if (compare(code / 2, v[A[i]], rhs) != (code & 1)) {
-                *where = i;
-                st = PT_E_GUARD;
-            }
-        } break;
-        case PT_CUSTOM:
-            if (pt_custom_value(t, i, v, 0, &v[i]))
-                st = PT_E_CALLBACK;
-            break;
-        default:
-            break;
-        }
-    }
+    const int64_t bad = forward_loop(t, t, t->val, 0, plan, nplan);
     pt_sweep_end(t);
-    return st;
+    if (bad >= 0) {
+        *where = bad;
+        return PT_E_GUARD;
+    }
+    return bad == -1 ? PT_OK : bad == PT_SWEEP_NOMEM ? PT_E_NOMEM : (int)bad;
 }
 
 int pt_replay_arrays(pt_tape *t, int64_t nin, const int64_t *ins, const double *data, const int64_t *offs,

@@ -19,6 +19,10 @@
  * It needs the compiled layout (leaves first), and inputs keep distinct
  * registers, as replays load them all before the loop.
  *
+ * pt_replay_plan is the same analysis for tapes with array instructions,
+ * which are not copied but replayed in place (sweep_forward.c): the list of
+ * the instructions a replay recomputes.
+ *
  * Custom instructions (custom.c) take part like the others: one whose
  * operands depend on no input folds into its value at trace time (as
  * sin(2.0) would; its rule is not called again), the operands of one that is
@@ -26,7 +30,7 @@
  * and the register plan maps their slots too (cu_reg).
  */
 #include <stdlib.h>
-#include "tape.h"
+#include "array.h"
 
 /* the comparison with its sides swapped: a < b  <=>  b > a */
 static int mirror(int cmp)
@@ -40,6 +44,64 @@ static int mirror(int cmp)
     }
 }
 
+/* the slots instruction i reads: *n of them, in *wide (array operands) or
+ * *narrow (custom operands; -1 - c for constants) or pair[0 .. n) */
+static void operands_of(const pt_tape *t, int64_t i, int64_t *n, const int64_t **wide, const int32_t **narrow,
+                        int64_t pair[2])
+{
+    *wide = NULL;
+    *narrow = NULL;
+    *n = 0;
+    const int op = t->op[i];
+    if (op == PT_ARRAY) {
+        const struct pt_arr *e = &t->ar[t->a[i]];
+        *wide = t->ar_arg + e->arg;
+        *n = e->nargs;
+    } else if (op == PT_CUSTOM) {
+        *narrow = pt_custom_operands(t, i, 0, n);
+    } else if (op != PT_LEAF && op != PT_NOP) {
+        if (pt_reads_slot(op, 0, t->a[i]))
+            pair[(*n)++] = t->a[i];
+        if (pt_reads_slot(op, 1, t->b[i]))
+            pair[(*n)++] = t->b[i];
+    }
+}
+
+static int64_t operand_k(int64_t k, const int64_t *wide, const int32_t *narrow, const int64_t pair[2])
+{
+    return wide ? wide[k] : narrow ? narrow[k] : pair[k];
+}
+
+/* which slots vary with the inputs (var: set by the caller for the inputs,
+ * zero elsewhere) and which of those reach a root or a guard that varies
+ * (live, zeroed: the operands they read, back from there) */
+static void vary_and_reach(const pt_tape *t, int64_t nroot, const int64_t *roots, uint8_t *var, uint8_t *live)
+{
+    int64_t m, pair[2];
+    const int64_t *wide;
+    const int32_t *narrow;
+    for (int64_t i = 0; i < t->n; ++i) {
+        operands_of(t, i, &m, &wide, &narrow, pair);
+        for (int64_t k = 0; k < m; ++k) {
+            const int64_t s = operand_k(k, wide, narrow, pair);
+            var[i] |= s >= 0 && var[s];
+        }
+    }
+    for (int64_t j = 0; j < nroot; ++j)
+        live[roots[j]] = var[roots[j]];
+    for (int64_t i = t->n - 1; i >= 0; --i) {
+        live[i] |= t->op[i] == PT_GUARD && var[i];
+        if (!live[i])
+            continue;
+        operands_of(t, i, &m, &wide, &narrow, pair);
+        for (int64_t k = 0; k < m; ++k) {
+            const int64_t s = operand_k(k, wide, narrow, pair);
+            if (s >= 0)
+                live[s] |= var[s];
+        }
+    }
+}
+
 /* the body of pt_tape_compile, with its scratch arrays allocated */
 static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nroot,
                    const int64_t *roots, int64_t *map, uint8_t *var, uint8_t *live, pt_tape *d)
@@ -48,46 +110,16 @@ static int compile(const pt_tape *s, int64_t nin, const int64_t *ins, int64_t nr
     const uint16_t *op = s->op;
     const int32_t *A = s->a, *B = s->b;
 
-    /* which slots vary with the inputs (a forward pass; var, live zeroed) */
+    /* which slots vary with the inputs, and which of those are needed */
     for (int64_t k = 0; k < nin; ++k) {
         if (ins[k] < 0 || ins[k] >= n || op[ins[k]] != PT_LEAF || var[ins[k]])
             return PT_E_SLOT;  /* not a leaf, or an input listed twice */
         var[ins[k]] = 1;
     }
-    for (int64_t i = 0; i < n; ++i) {
-        if (op[i] == PT_CUSTOM) {
-            int64_t m;
-            const int32_t *r = pt_custom_operands(s, i, 0, &m);
-            for (int64_t j = 0; j < m; ++j)
-                var[i] |= r[j] >= 0 && var[r[j]];
-        } else if (op[i] != PT_LEAF) {
-            var[i] = (pt_reads_slot(op[i], 0, A[i]) && var[A[i]]) || (pt_reads_slot(op[i], 1, B[i]) && var[B[i]]);
-        }
-    }
-
-    /* which instructions are needed (a backward pass from the roots) */
-    for (int64_t j = 0; j < nroot; ++j) {
+    for (int64_t j = 0; j < nroot; ++j)
         if (roots[j] < 0 || roots[j] >= n)
             return PT_E_SLOT;
-        live[roots[j]] = var[roots[j]];
-    }
-    for (int64_t i = n - 1; i >= 0; --i) {
-        if (op[i] == PT_GUARD && var[i])
-            live[i] = 1;
-        if (!live[i])
-            continue;
-        if (pt_reads_slot(op[i], 0, A[i]))
-            live[A[i]] |= var[A[i]];
-        if (pt_reads_slot(op[i], 1, B[i]))
-            live[B[i]] |= var[B[i]];
-        if (op[i] == PT_CUSTOM) {
-            int64_t m;
-            const int32_t *r = pt_custom_operands(s, i, 0, &m);
-            for (int64_t j = 0; j < m; ++j)
-                if (r[j] >= 0)
-                    live[r[j]] |= var[r[j]];
-        }
-    }
+    vary_and_reach(s, nroot, roots, var, live);
 
     /* the new tape: inputs first, then the live instructions */
     for (int64_t i = 0; i < n; ++i)
@@ -314,3 +346,34 @@ int pt_tape_plan_registers(pt_tape *t, int64_t nout, const int64_t *outs)
 }
 
 int64_t pt_tape_nregs(const pt_tape *t) { return t->nregs; }
+
+/* a replay's input: a LEAF, or an array LEAF or CONST (a data argument) */
+static int replay_input(const pt_tape *t, int64_t s)
+{
+    return t->op[s] == PT_LEAF || (t->op[s] == PT_ARRAY && (t->b[s] == PT_A_LEAF || t->b[s] == PT_A_CONST));
+}
+
+int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
+                       int64_t *plan)
+{
+    const int64_t n = t->n;
+    for (int64_t k = 0; k < nin; ++k)
+        if (ins[k] < 0 || ins[k] >= n || !replay_input(t, ins[k]))
+            return PT_E_SLOT;
+    for (int64_t j = 0; j < nroot; ++j)
+        if (roots[j] < 0 || roots[j] >= n)
+            return PT_E_SLOT;
+    uint8_t *var = calloc((size_t)n + 1, 2);
+    if (!var)
+        return PT_E_NOMEM;
+    uint8_t *live = var + n + 1;
+    for (int64_t k = 0; k < nin; ++k)
+        var[ins[k]] = 1;
+    vary_and_reach(t, nroot, roots, var, live);
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; ++i)
+        if (live[i] && !replay_input(t, i))
+            plan[count++] = i;
+    free(var);
+    return count;
+}

@@ -1065,6 +1065,11 @@ class CTape:
             p = on_unregistered(self, lib.pt_arr_value, self.handle(slot))
         return _tape_array(None, p, shape, True)
 
+    def first_nonfinite(self):
+        """The first instruction whose value holds a nan or inf (-1: none);
+        for an array one, bad_array() then names the element."""
+        return lib.pt_tape_first_nonfinite(self._p)
+
     def bad_array(self):
         """What anomaly mode's last check of an array found nan or inf on this
         tape: a dict (kind, op, sign, operand: -1 for a refused value, else

@@ -303,10 +303,20 @@ def sweep_error(tape, exc):
 def replay_error(tape, i, what):
     """The FloatingPointError for instruction i of ``tape``, not finite after
     a replay (pytape.trace); ``what`` says which replay."""
-    name, _, _, _, inputs = _instruction(tape, i)
     loc = tape._where.get(i) if tape._where else None
     at = where(loc) if loc else "(trace f inside detect_anomaly() to have its line named)"
-    return FloatingPointError(f"{what}: {name} produced {tape._c.value(i)!r} {at} {_inputs(inputs)}")
+    c = tape._c
+    bad = c.bad_array() if c.op_at(i) == OP_ARRAY else None
+    if bad is not None:  # the element CTape.first_nonfinite found
+        facts, shape, operands = c.array_entry(i)
+        kind = int(facts[_native.FACT_KIND])
+        name = array_op_name(kind, int(facts[_native.FACT_OP]), int(facts[_native.FACT_SIGN]))
+        values, shapes = _operand_values(c, operands)
+        idx = _index(bad["element"], shape)
+        return FloatingPointError(f"{what}: {name} produced {bad['value']!r} {_at(idx, shape, 'its result')} {at} "
+                                  f"{_array_inputs(kind, values, shape, idx, shapes)}")
+    name, _, _, _, inputs = _instruction(tape, i)
+    return FloatingPointError(f"{what}: {name} produced {c.value(i)!r} {at} {_inputs(inputs)}")
 
 
 @contextmanager

@@ -83,14 +83,19 @@ def _guard_scalar(t, s, cmp, c, outcome):
 
 def escape(x, v):
     """Array value v of Tensor x reaches Python while f is traced: guard that
-    x equals v at a replay's inputs (the count of differing elements stays
-    what it is now: 0, or the nan elements')."""
+    x equals v at a replay's inputs, element by element, a nan of v matching
+    only a nan (the count of elements that differ is 0)."""
     t = traced_tape(x)
     if t is None or not TRACING[0]:
         return v
+    a = np.array(v, dtype=np.float64)
+    nan = a != a
     with _recording_guards(), t:
-        ne = _ops.sum(_ops.ROWS["not_equal"](x, np.array(v, dtype=np.float64)))
-    _guard_scalar(t, ne, _native.CMP_EQ, float(np.count_nonzero(v != v)), True)
+        differ = _ops.ROWS["not_equal"](x, np.where(nan, 0.0, a))
+        if nan.any():  # where v is nan: x must be nan too (x == x is 0 exactly there)
+            differ = differ * (~nan).astype(np.float64) + _ops.ROWS["equal"](x, x) * nan.astype(np.float64)
+        count = _ops.sum(differ)
+    _guard_scalar(t, count, _native.CMP_EQ, 0.0, True)
     return v
 
 

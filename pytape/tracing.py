@@ -49,7 +49,7 @@ import time
 import numpy as np
 
 from . import saved
-from ._native import ID_BITS, KIND_GUARD, KIND_LEAF, OP_KINDS, CTape, anomaly_enabled
+from ._native import ID_BITS, KIND_LEAF, OP_KINDS, CTape, anomaly_enabled
 from .anomaly import explain, replay_error
 from .errors import BranchChangedError, TapeFormatError
 from . import _native
@@ -146,6 +146,11 @@ class _Compiled(Program):
         Y = np.tile(self.out_values, (rows, 1))
         Y[:, np.array(self.out_slots) >= 0] = Yv
         return Y, G, fail
+
+    def checked_sweep(self):
+        """The reverse sweep of the replayed values under anomaly mode's checks."""
+        with explain(self.tape):
+            self.tape._c.backward_block([int(self._var_outs[0])], [[1.0]], list(range(self.nin)))
 
     def replay(self, x):
         """Bring the tape's own values to the point x (flat); the failing guard's slot or -1."""
@@ -272,6 +277,10 @@ class _ArrayCompiled(Program):
         """The tape's values at the flat point x: -1, or the failing guard's slot."""
         return self.tape._c.replay_arrays(self._ins, x, self._offs, self._plan)
 
+    def checked_sweep(self):
+        """The reverse sweep of the replayed values under anomaly mode's checks."""
+        self._gradient()
+
     def replayed_at(self, x):
         mine = self.local()
         return mine if mine.replay(x) < 0 else None
@@ -361,8 +370,9 @@ class _ArrayCompiled(Program):
                 b = min(stop, r + chunk)
                 y = np.empty(b - r)
                 t0 = time.perf_counter()
-                mine.tape._c.replay_gradient_rows(mine._ins, mine._offs, X[r:b], y, G[r:b], fail[r:b], mine._plan,
-                                                  mine.rec._out)
+                with explain(mine.tape):  # anomaly mode: a nan in the reverse sweep names its operation
+                    mine.tape._c.replay_gradient_rows(mine._ins, mine._offs, X[r:b], y, G[r:b], fail[r:b],
+                                                      mine._plan, mine.rec._out)
                 Y[r:b, 0] = y
                 took = time.perf_counter() - t0
                 chunk = max(1, min(2 * chunk, int(chunk * 0.05 / took) if took > 0 else 2 * chunk))
@@ -435,25 +445,18 @@ class CompiledFunction:
 
     # ---- tracing ------------------------------------------------------------
 
-    def _ks(self, c):
-        """The positions of the arguments whose derivatives are returned."""
-        n = len(c.shapes)
+    def _ks(self, n):
+        """The positions, among n arguments, of those whose derivatives are returned."""
         if self._argnums is None:
             return list(range(n))
-        ks = (self._argnums,) if isinstance(self._argnums, int) else tuple(self._argnums)
-        check_argnums(self._argnums, "pytape.trace", n)
-        return [k % n for k in ks]
-
-    def _ks_of(self, n):
-        ks = (self._argnums,) if isinstance(self._argnums, int) else tuple(self._argnums)
-        check_argnums(self._argnums, "pytape.trace", n)
+        _, ks = check_argnums(self._argnums, "pytape.trace", n)
         return [k % n for k in ks]
 
     def _pick(self, c, per_arg):
         """Per-argument derivatives as returned: all (c.pack), or those of argnums."""
         if self._argnums is None:
             return c.pack(per_arg)
-        ks = self._ks(c)
+        ks = self._ks(len(c.shapes))
         return per_arg[ks[0]] if isinstance(self._argnums, int) else tuple(per_arg[k] for k in ks)
 
     def _trace(self, args):
@@ -464,7 +467,7 @@ class CompiledFunction:
         if not self._elementwise and any(type(a) is not float and isinstance(a, np.ndarray) for a in args):
             # array arguments as Tensors: one instruction per numpy operation (as pytape.grad)
             data = () if self._argnums is None else tuple(
-                k for k in range(len(args)) if k not in self._ks_of(len(args)))  # arrays without derivatives
+                k for k in range(len(args)) if k not in self._ks(len(args)))  # arrays without derivatives
             rec = tensor_recording_or_none(lambda: _array_recording(self._f, args, data), "pytape.trace")
             if rec is not None:
                 c = _ArrayCompiled(rec, self._f, args, data)
@@ -578,16 +581,12 @@ class CompiledFunction:
     def _explain(self, c, row):
         """c replayed at a point where a value or a gradient is not finite: raise."""
         t = c.tape
-        cols = t._c.rows(0, len(t._c), ("op", "val"))
-        kinds = np.asarray(OP_KINDS)[cols["op"]]
-        computed = (kinds != KIND_LEAF) & (kinds != KIND_GUARD)
-        nonfinite = np.flatnonzero(computed & ~np.isfinite(cols["val"]))
+        bad = t._c.first_nonfinite()  # an array instruction: its first bad element too
         at = f" (batch row {row})" if row is not None else ""
-        if len(nonfinite):
-            raise replay_error(t, int(nonfinite[0]), f"replaying {self._name}{at}")
+        if bad >= 0:
+            raise replay_error(t, bad, f"replaying {self._name}{at}")
         if len(c._var_outs) == 1:  # finite values: the reverse sweep, checked
-            with explain(t):
-                t._c.backward_block([int(c._var_outs[0])], [[1.0]], list(range(c.nin)))
+            c.checked_sweep()
 
     def _at(self, args):
         """The compiled tape whose values are replayed at one point (for the
@@ -675,8 +674,7 @@ class CompiledFunction:
         c = _has_inputs(self._at(args), "hessian")
         if self._argnums is None:
             return c.hessian()
-        ks = self._ks(c)
-        H = c.hessian_of(ks)  # blocks of the arguments asked for only
+        H = c.hessian_of(self._ks(len(c.shapes)))  # blocks of the arguments asked for only
         return H[0][0] if isinstance(self._argnums, int) else tuple(tuple(row) for row in H)
 
     def hvp(self, x, v):

@@ -157,6 +157,29 @@ def test_values_that_reach_python_are_guarded(escape):
     assert fn.retraces >= 1  # the values changed: f was traced again, never a stale constant
 
 
+def test_a_guarded_nan_matches_only_a_nan():
+    # float() of a nan while tracing: a replay where that value is a number traces again
+    f = lambda x: np.sum(x) + (1.0 if np.isnan(float(np.sqrt(x[0]))) else 2.0)  # noqa: E731
+    fn = pytape.trace(f, np.array([-1.0, 0.0]))
+    for x in ([4.0, 0.0], [-4.0, 1.0], [4.0, 1.0]):  # a number, a nan again, the number again
+        with np.errstate(invalid="ignore"):
+            v, g = fresh(f, np.array(x))
+        assert fn(np.array(x)) == v and fn.gradient(np.array(x)).tolist() == g.tolist()
+    assert fn.retraces == 1
+
+
+def test_anomaly_mode_names_the_array_operation_of_a_replay():
+    with pytape.detect_anomaly():
+        fn = pytape.trace(lambda x: np.sum(np.log(x) * 2.0), np.ones(3))
+        g = pytape.trace(lambda x: np.sum(np.sqrt(x)), np.ones(2))
+        with pytest.raises(FloatingPointError, match=r"replaying <lambda>: log produced nan at index \(1,\)"):
+            fn(np.array([1.0, -1.0, 2.0]))  # element 0 finite: the first bad element, not the sum, is named
+        with pytest.raises(FloatingPointError, match=r"batch row 1\): log produced nan at index \(2,\)"):
+            fn.gradient(np.array([[1.0, 1.0, 2.0], [1.0, 1.0, -1.0]]))
+        with pytest.raises(FloatingPointError, match="backward through sqrt"):  # finite values, a nan gradient
+            g.gradient(np.array([0.0, 1.0]))
+
+
 def test_log_softmax_shift_is_recorded_not_frozen():
     f = lambda x: -np.sum(pytape.log_softmax(x, axis=1)[:, 0])  # noqa: E731
     x0 = np.zeros((2, 3))
