@@ -399,6 +399,7 @@ static const struct kernels {
     [PT_A_VIEW] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
     [PT_A_GATHER] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
     [PT_A_CONCAT] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
+    [PT_A_SCATTER] = {pt_move_value, pt_move_vjp, pt_move_jvp, 0, 0, NULL, NULL},
     [PT_A_MATMUL] = {pt_matmul_value, pt_matmul_vjp, pt_matmul_jvp, 1, 0, NULL, pt_matmul_hvp},
     [PT_A_CUSTOM] = {NULL, pt_custom_array_vjp, pt_custom_array_jvp, 0, 0, NULL, pt_custom_array_hvp},
 };
@@ -434,6 +435,7 @@ static void keep_what_sweeps_read(pt_tape *t, struct pt_arr *e, const int64_t *a
     case PT_A_GATHER:
     case PT_A_CUMSUM:
     case PT_A_CONCAT:
+    case PT_A_SCATTER:
     case PT_A_CONST:
     case PT_A_LEAF:
         operands = own = 0;
@@ -818,6 +820,13 @@ static int check_kind(const pt_tape *t, struct pt_arr *e, const int64_t *args, i
             if (par[j] < 0 || par[j] >= xsize)
                 return PT_E_SHAPE;
         return PT_OK;
+    case PT_A_SCATTER:  /* one index into y per element of x */
+        if (e->nargs != 1 || e->npar != xsize)
+            return PT_E_SHAPE;
+        for (int64_t j = 0; j < e->npar; ++j)
+            if (par[j] < 0 || par[j] >= e->size)
+                return PT_E_SHAPE;
+        return PT_OK;
     case PT_A_CONCAT: {
         if (e->nargs < 1)
             return PT_E_SHAPE;
@@ -1075,9 +1084,9 @@ const double *pt_arr_adjoint(pt_tape *t, int64_t i)
 /* does this sweep accumulate LEAF o's adjoint in its grad array directly?
  * Yes if the grad is zero (its state cell says so) and no other sweep has
  * claimed it: the claim is taken under the grads' lock */
-static int claim_grad(const struct pt_arr *o)
+static int claim_grad(const pt_tape *t, const struct pt_arr *o)
 {
-    if (!o->gstate)
+    if (!o->gstate || t->grads_off)
         return 0;
     pt_grad_lock();
     const int mine = *o->gstate == PT_GRAD_ZERO;
@@ -1137,6 +1146,17 @@ int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *sh
     if (e->nargs)
         memcpy(args, t->ar_arg + e->arg, (size_t)e->nargs * sizeof *args);
     return PT_OK;
+}
+
+int64_t pt_tape_array_params(const pt_tape *t, int64_t i, int64_t *par, int64_t cap)
+{
+    if (i < 0 || i >= t->n || t->op[i] != PT_ARRAY)
+        return PT_E_SLOT;
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    const int64_t n = e->npar < cap ? e->npar : cap;
+    if (n > 0)
+        memcpy(par, t->ar_par + e->par, (size_t)n * sizeof *par);
+    return e->npar;
 }
 
 int pt_tape_array_summary(pt_tape *t, int64_t i, int which, double *out)
@@ -1226,7 +1246,7 @@ static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform, int k
             o->shared = 0;
         }
         double *buf = o->adj;
-        if (o->kind == PT_A_LEAF && !keep && claim_grad(o)) {  /* no pass to copy it there later */
+        if (o->kind == PT_A_LEAF && !keep && claim_grad(t, o)) {  /* no pass to copy it there later */
             buf = o->grad;
             t->adj[s] = PT_ADJ_GRAD;
         } else {
@@ -1240,7 +1260,7 @@ static double *adj_buffer(pt_tape *t, int64_t s, int *fresh, int *uniform, int k
             memset(buf, 0, (size_t)o->size * sizeof(double));
         return buf;
     } else if (t->adj[s] == PT_ADJ_UNIFORM) {
-        if (o->kind == PT_A_LEAF && !keep && o->size > 0 && claim_grad(o)) {
+        if (o->kind == PT_A_LEAF && !keep && o->size > 0 && claim_grad(t, o)) {
             t->adj[s] = PT_ADJ_GRAD;
             o->grad[0] = o->adj[0];
             if (uniform) {

@@ -5,9 +5,12 @@
  *           its offset and strides from numpy itself (pytape/array_ops.py)
  *   GATHER  y[j] = x[idx[j]]: integer-array indexing, take, boolean masks
  *   CONCAT  the operands' elements one after another
+ *   SCATTER y = 0, y[idx[j]] += x[j]: the transpose of GATHER (and of a VIEW,
+ *           its indices listed), recorded where create_graph records an adjoint
  * The adjoint of each is the transpose of the move: VIEW and GATHER add
  * into x's adjoint (repeated elements, as broadcast_to makes, sum), CONCAT
- * hands each operand its piece.  The tangent is the same move as the value. */
+ * hands each operand its piece, SCATTER gathers.  The tangent is the same
+ * move as the value. */
 #include <string.h>
 #include "array.h"
 
@@ -46,6 +49,12 @@ static void move_forward(const pt_tape *t, const struct pt_arr *e, const struct 
         const double *src = tangent ? x[0].tan : x[0].val;
         for (int64_t j = 0; j < e->size; ++j)
             y[j] = src[par[j]];
+    } break;
+    case PT_A_SCATTER: {
+        const double *src = tangent ? x[0].tan : x[0].val;
+        memset(y, 0, (size_t)e->size * sizeof *y);
+        for (int64_t j = 0; j < x[0].size; ++j)
+            y[par[j]] += src[j];
     } break;
     default: { /* CONCAT */
         int64_t at = 0;
@@ -93,6 +102,11 @@ int pt_move_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, con
         if (x[0].adj)
             for (int64_t j = 0; j < e->size; ++j)
                 x[0].adj[par[j]] += g[j];
+        break;
+    case PT_A_SCATTER:
+        if (x[0].adj)
+            for (int64_t j = 0; j < x[0].size; ++j)
+                x[0].adj[j] += g[par[j]];
         break;
     default: { /* CONCAT */
         int64_t at = 0;

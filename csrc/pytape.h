@@ -208,6 +208,12 @@ int pt_replay_inputs(pt_tape *t, int64_t nin, const int64_t *ins);
 int64_t pt_replay_share_values(pt_tape *t, int64_t nplan, const int64_t *plan, int64_t nroot, const int64_t *roots);
 int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
                        int64_t *plan);
+/* the slots on a path from one of `ins` (any slots) to one of `roots`: those
+ * that depend on an input and that a root depends on, inputs and roots
+ * included, guards not, in tape order (create_graph on arrays:
+ * pytape/array_adjoints.py); their count (out has room for t->n) or a status */
+int64_t pt_tape_paths(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
+                      int64_t *out);
 int pt_replay_arrays(pt_tape *t, int64_t nin, const int64_t *ins, const double *data, const int64_t *offs,
                      int64_t nplan, const int64_t *plan, int64_t *where);
 /* one point's value and gradient in one call: input k's values at data[k]
@@ -354,11 +360,15 @@ int64_t pt_tape_tangent_n(const pt_tape *t);      /* slots the last tangent swee
  *   CUMSUM       par = [r]: cumulative sums along rows of r (the shape is x's)
  *   CONCAT       the operands' elements one after another
  *   CUSTOM       par = [key]: a custom primitive on arrays (pt_arr_custom)
+ *   SCATTER      y = 0, then y[par[j]] += x[j] for every element j of x (flat
+ *                indices into y's shape, which Python gives): the adjoint of
+ *                GATHER and VIEW as an instruction (create_graph on arrays,
+ *                pytape/array_adjoints.py); its own adjoint is a gather
  */
 enum pt_array_kind {
     PT_A_CONST = 1, PT_A_LEAF = 2, PT_A_MAP1 = 3, PT_A_MAP2 = 4, PT_A_SUM = 5, PT_A_VIEW = 6,
     PT_A_GATHER = 7, PT_A_MATMUL = 8, PT_A_MAX = 9, PT_A_PROD = 10, PT_A_CUMSUM = 11, PT_A_CONCAT = 12,
-    PT_A_CUSTOM = 13, PT_A_NUM_KINDS = 14
+    PT_A_CUSTOM = 13, PT_A_SCATTER = 14, PT_A_NUM_KINDS = 15
 };
 enum pt_array_limits { PT_ARRAY_MAX_DIMS = 32, PT_ARRAY_MAX_ARGS = 1024 };
 int pt_array_op(void);
@@ -434,6 +444,9 @@ void pt_tape_array_args(const pt_tape *t, int64_t *args);
  * and operands (room for PT_ARRAY_MAX_ARGS); 0, or PT_E_SLOT when slot i
  * holds no array instruction */
 int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *shape, int64_t *args);
+/* array slot i's integer parameters (pt_arr_record's par): how many it has
+ * (the first `cap` of them into par), or PT_E_SLOT */
+int64_t pt_tape_array_params(const pt_tape *t, int64_t i, int64_t *par, int64_t cap);
 /* a summary of array slot i's value (which = 0), adjoint from the last
  * reverse sweep (1) or tangent from the last tangent sweep (2): out[0] its
  * first element, out[1], out[2] the least and greatest finite elements (nan:
@@ -466,6 +479,10 @@ double *pt_arr_alloc(int64_t n);
 void pt_arr_release(double *p, int64_t n);
 /* backward from array slot out with adjoint seed (its size); as pt_backward */
 int pt_backward_array(pt_tape *t, int64_t out, const double *seed, int retain);
+/* the same sweep (aseed NULL: a scalar slot out seeded with seed) that
+ * leaves every leaf's grad alone and the tape retained: the adjoints stay on
+ * the tape (pt_arr_adjoint, pt_adjoint), as pytape.autograd.grad asks */
+int pt_backward_adjoints(pt_tape *t, int64_t out, double seed, const double *aseed);
 /* the tangent sweep with seeds for scalar LEAF slots and array leaves
  * (aslots[k] an array LEAF, its seed aseeds[aoff[k] ..] of its size) */
 int pt_forward_tangent_arrays(pt_tape *t, int64_t nseeds, const int64_t *slots, const double *seeds,

@@ -222,6 +222,8 @@ static int backward(pt_tape *t, int64_t out, double seed, const double *aseed, i
         return st;  /* no leaf grad changed, the tape not consumed */
     }
 
+    if (t->grads_off)
+        return PT_OK;  /* pt_backward_adjoints: the adjoints stay on the tape (retained) */
     pthread_mutex_lock(&grad_cells_lock);
     for (int64_t k = 0; k < t->nleaf; ++k) {
         const int32_t s = t->leaf_slot[k];
@@ -247,4 +249,16 @@ int pt_backward(pt_tape *t, int64_t out, double seed, int retain)
 int pt_backward_array(pt_tape *t, int64_t out, const double *seed, int retain)
 {
     return backward(t, out, 0.0, seed, retain);
+}
+
+int pt_backward_adjoints(pt_tape *t, int64_t out, double seed, const double *aseed)
+{
+    if (!aseed && out >= 0 && out < t->n && t->op[out] == PT_ARRAY)
+        return PT_E_OP;
+    if (t->busy)  /* another sweep's flag is not ours to set */
+        return PT_E_BUSY;
+    t->grads_off = 1;
+    const int st = backward(t, out, seed, aseed, 1);
+    t->grads_off = 0;
+    return st;
 }

@@ -158,6 +158,7 @@ struct pt_tape {
     int32_t id;                /* index in the registry of handles (pytape.h), 0: none */
     int consumed;
     int keep_values;           /* recorded for replays (pytape.trace): nothing recycled (array.c) */
+    int grads_off;             /* this sweep leaves leaves' grads alone (pt_backward_adjoints) */
     int busy;                  /* a sweep of this tape is calling a custom rule (custom.c) */
     int64_t bad;               /* the instruction a checked sweep stopped at, or -1 */
     struct pt_bad_array {      /* anomaly mode and arrays: the nan or inf found (array.c) */

@@ -353,12 +353,17 @@ static int replay_input(const pt_tape *t, int64_t s)
     return t->op[s] == PT_LEAF || (t->op[s] == PT_ARRAY && (t->b[s] == PT_A_LEAF || t->b[s] == PT_A_CONST));
 }
 
-int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
-                       int64_t *plan)
+/* the slots between inputs ins and roots (vary_and_reach's live set) into
+ * out, in tape order, without those that `skip` names (replay inputs, or
+ * guards): their count, or PT_E_SLOT for a slot out of range, or one of ins
+ * that `input_ok` refuses */
+static int64_t live_between(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
+                            int64_t *out, int (*input_ok)(const pt_tape *, int64_t),
+                            int (*skip)(const pt_tape *, int64_t))
 {
     const int64_t n = t->n;
     for (int64_t k = 0; k < nin; ++k)
-        if (ins[k] < 0 || ins[k] >= n || !replay_input(t, ins[k]))
+        if (ins[k] < 0 || ins[k] >= n || !input_ok(t, ins[k]))
             return PT_E_SLOT;
     for (int64_t j = 0; j < nroot; ++j)
         if (roots[j] < 0 || roots[j] >= n)
@@ -372,8 +377,32 @@ int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_
     vary_and_reach(t, nroot, roots, var, live);
     int64_t count = 0;
     for (int64_t i = 0; i < n; ++i)
-        if (live[i] && !replay_input(t, i))
-            plan[count++] = i;
+        if (live[i] && !skip(t, i))
+            out[count++] = i;
     free(var);
     return count;
+}
+
+static int any_slot(const pt_tape *t, int64_t s)
+{
+    (void)t;
+    (void)s;
+    return 1;
+}
+
+static int is_guard(const pt_tape *t, int64_t s)
+{
+    return t->op[s] == PT_GUARD;
+}
+
+int64_t pt_replay_plan(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
+                       int64_t *plan)
+{
+    return live_between(t, nin, ins, nroot, roots, plan, replay_input, replay_input);
+}
+
+int64_t pt_tape_paths(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nroot, const int64_t *roots,
+                      int64_t *out)
+{
+    return live_between(t, nin, ins, nroot, roots, out, any_slot, is_guard);
 }

@@ -463,7 +463,7 @@ handle_tangent = lib.pt_tangent_h
 #: the kinds of array instructions (csrc/pytape.h: enum pt_array_kind) by name
 ARRAY_KINDS = {name: getattr(lib, "PT_A_" + name) for name in
                ("CONST", "LEAF", "MAP1", "MAP2", "SUM", "VIEW", "GATHER", "MATMUL", "MAX", "PROD", "CUMSUM",
-                "CONCAT", "CUSTOM")}
+                "CONCAT", "CUSTOM", "SCATTER")}
 ARRAY_MAX_DIMS = lib.PT_ARRAY_MAX_DIMS
 #: the kinds by number, in lower case (the names tables and messages give them)
 ARRAY_KIND_NAMES = {number: name.lower() for name, number in ARRAY_KINDS.items()}
@@ -664,6 +664,17 @@ def backward_array(tape, slot, seed, retain):
     (None: 1, for a one-element output)."""
     check(lib.pt_backward_array(tape._p, slot, _ONE if seed is None else _f64(seed), int(bool(retain))),
           "backward", tape)
+
+
+def backward_adjoints(tape, slot, seed):
+    """The reverse sweep from ``slot`` (seed: a float for a scalar slot, a
+    float64 array of an array slot's size) that leaves the leaves' grads
+    alone and the tape retained: the adjoints stay on the tape."""
+    if isinstance(seed, np.ndarray):
+        st = lib.pt_backward_adjoints(tape._p, slot, 0.0, _f64(seed))
+    else:
+        st = lib.pt_backward_adjoints(tape._p, slot, float(seed), ffi.NULL)
+    check(st, "backward", tape)
 
 
 def tangent_sweep_arrays(tape, slots, seeds, aslots, aseeds):
@@ -1033,6 +1044,22 @@ class CTape:
         return (facts, tuple(shape[0:int(facts[FACT_NDIM])]),
                 [(True, x) if x >= 0 else (False, self.const(-1 - x)) for x in ops])
 
+    def array_params(self, slot):
+        """The integer parameters of the array instruction at ``slot`` (csrc/pytape.h
+        lists them by kind), an int64 array; IndexError if the slot holds none.
+
+        >>> t = CTape(register=True)
+        >>> y = arr_record(ARRAY_KINDS["SUM"], [arr_const(t, np.ones((2, 3)))], (), [0, 1, 0])
+        >>> t.array_params(1).tolist()
+        [0, 1, 0]
+        """
+        n = lib.pt_tape_array_params(self._p, slot, ffi.NULL, 0)
+        if n < 0:
+            raise IndexError(f"pytape: slot {slot} holds no array instruction")
+        par = np.empty(n, dtype=np.int64)
+        lib.pt_tape_array_params(self._p, slot, _i64(par), n)
+        return par
+
     def array_summary(self, slot, which="value"):
         """(first, min, max, non-finite count) of array ``slot``'s value,
         ``"adjoint"`` (last reverse sweep) or ``"tangent"``: min and max over
@@ -1231,6 +1258,22 @@ class CTape:
         n = lib.pt_replay_plan(self._p, len(ins), _i64(ins), len(roots), _i64(roots), _i64(plan))
         check(n, "record", self)
         return plan[:n].copy()
+
+    def paths(self, ins, roots):
+        """The slots on a path from one of ``ins`` to one of ``roots`` (both
+        included; csrc/tape_compile.c), in tape order, as an int64 array.
+
+        >>> t = CTape(register=True)
+        >>> x, c = (slot_of_handle(t.leaf(v, new_grad_cell())) for v in (2.0, 3.0))
+        >>> y = slot_of_handle(t.record(OPCODES["mul"], x, c, 0.0))
+        >>> t.paths([x], [y]).tolist()
+        [0, 2]
+        """
+        ins, roots = _slots(ins), _slots(roots)
+        out = np.empty(len(self), dtype=np.int64)
+        n = lib.pt_tape_paths(self._p, len(ins), _i64(ins), len(roots), _i64(roots), _i64(out))
+        check(n, "read", self)
+        return out[:n].copy()
 
     def replay_share_values(self, plan, roots):
         """Large values no sweep reads share buffers along the replay plan

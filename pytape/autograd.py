@@ -10,9 +10,11 @@ import numbers
 
 import numpy as np
 
+from . import _native
 from .anomaly import explain
 from .higher_order import adjoints, zero_of
 from .errors import TapeConsumedError
+from .tensor import Tensor, TensorLeaf, TensorResult, raw_value
 from .var import Leaf, Result, Var, _real, leaf_slots, slot_on
 
 __all__ = ["grad"]
@@ -85,7 +87,22 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     >>> d1, d2 = pytape.autograd.grad(y, [x1, x2])
     >>> d1, round(d2, 3)
     (5.5, 1.716)
+
+    On Tensors (any output or input a ``pytape.Tensor``) the gradients are
+    numpy arrays shaped like the inputs, or with ``create_graph=True``
+    Tensors recorded on the tape as array instructions
+    (pytape/array_adjoints.py); ``grad_outputs`` gives one array per output
+    shaped like it (None: 1 for a one-element output).  The leaves' ``.grad``
+    stay as they are.
+
+    >>> import numpy as np
+    >>> x = pytape.Tensor(np.array([1.0, 2.0]))
+    >>> (g,) = pytape.autograd.grad((x ** 3).sum(), x, create_graph=True)
+    >>> g.value, pytape.autograd.grad(g.sum(), x)[0]
+    (array([ 3., 12.]), array([ 6., 12.]))
     """
+    if _any_tensor(outputs) or _any_tensor(inputs):
+        return _tensor_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused)
     if not create_graph and _inside_f(outputs):
         create_graph = True  # inside a transformation's f: recorded, so that the transformation sees it
     if retain_graph is None:
@@ -106,10 +123,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                     used[k] = True
     if tapes:
         tape = next(iter(tapes.values()))
-        if tape._consumed:
-            raise TapeConsumedError(
-                "backward() or autograd.grad() has already run through this tape and released it; "
-                "pass retain_graph=True to the earlier call")
+        _refuse_consumed(tape)
         if create_graph:
             _sweep_recorded(tape, outs, seeds, ins, results, used)
         else:
@@ -129,12 +143,19 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(results)
 
 
+def _refuse_consumed(tape):
+    if tape._consumed:
+        raise TapeConsumedError(
+            "backward() or autograd.grad() has already run through this tape and released it; "
+            "pass retain_graph=True to the earlier call")
+
+
 def _inside_f(outputs):
     """True if outputs were recorded on a tape that a function transformation
     (not pytape.trace) records f on now: their gradient is part of f."""
     ys = list(outputs.ravel()) if isinstance(outputs, np.ndarray) else (
         [outputs] if isinstance(outputs, Var) else list(outputs) if isinstance(outputs, (list, tuple)) else [])
-    return any(type(y) is Result and y._t._transforming and not y._t._guards for y in ys)
+    return any(type(y) in (Result, TensorResult) and y._t._transforming and not y._t._guards for y in ys)
 
 
 def _reached(tape, out_slots, ins):
@@ -174,3 +195,120 @@ def _sweep_recorded(tape, outs, seeds, ins, results, used):
     for (k, _), g in zip(pairs, adj):  # a Var for every reached input
         results[k] = g if not used[k] else results[k] + g
         used[k] = True
+
+
+# ---- Tensors ---------------------------------------------------------------------------
+
+def _any_tensor(xs):
+    if isinstance(xs, Tensor):
+        return True
+    return isinstance(xs, (list, tuple)) and any(isinstance(x, Tensor) for x in xs)
+
+
+def _listed(xs, what):
+    xs = list(xs) if isinstance(xs, (list, tuple)) else [xs]
+    for x in xs:
+        if not isinstance(x, (Tensor, Var)):
+            raise TypeError(f"{what} must be Tensors or Vars, got {type(x).__name__}")
+    return xs
+
+
+def _tensor_slot(x, tape):
+    """x's slot on ``tape`` (-1: not there): a result's own, a leaf's placement there."""
+    if isinstance(x, TensorResult):
+        return x.slot if x._t is tape else -1
+    if isinstance(x, TensorLeaf):
+        return x._hh >> _native.ID_BITS if x._hs and x._hs == tape._serial else -1
+    slots = leaf_slots([x], tape)[0]
+    return slots[0] if slots else -1
+
+
+def _tensor_seeds(outs, grad_outputs, create_graph):
+    if grad_outputs is None:
+        gs = [None] * len(outs)
+    else:
+        gs = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+        if len(gs) != len(outs):
+            raise ValueError(f"grad_outputs has {len(gs)} entries for {len(outs)} outputs")
+    seeds = []
+    for y, g in zip(outs, gs):
+        shape = tuple(y.shape) if isinstance(y, Tensor) else ()  # not .value: a leaf's copies its array
+        if g is None:
+            if int(np.prod(shape, dtype=np.int64)) != 1:
+                raise RuntimeError(f"grad can be implicitly created only for one-element outputs; this output "
+                                   f"has shape {shape}: pass grad_outputs (d loss / d output) of that shape")
+            g = np.ones(shape)
+        elif create_graph and isinstance(g, (Tensor, Var)):
+            gshape = tuple(g.shape) if isinstance(g, Tensor) else ()
+            if gshape != shape:
+                raise ValueError(f"grad_outputs has an entry of shape {gshape} for an output "
+                                 f"of shape {shape}")
+            seeds.append(g)
+            continue
+        g = np.asarray(raw_value(g) if isinstance(g, Tensor) else g.value if isinstance(g, Var) else g)
+        if g.dtype.kind not in "biuf":
+            raise TypeError(f"grad_outputs takes real numbers, not dtype {g.dtype}")
+        g = np.array(g, dtype=np.float64)
+        if g.shape != shape:
+            raise ValueError(f"grad_outputs has an entry of shape {g.shape} for an output of shape {shape}")
+        seeds.append(g)  # a fresh C-ordered copy (ascontiguousarray would make a 0-d array 1-d)
+    return seeds
+
+
+def _tensor_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused):
+    """autograd.grad where outputs or inputs are Tensors (see grad)."""
+    from .array_adjoints import tensor_adjoints
+    outs, ins = _listed(outputs, "outputs"), _listed(inputs, "inputs")
+    if not create_graph and _inside_f(outs):
+        create_graph = True
+    if retain_graph is None:
+        retain_graph = create_graph
+    seeds = _tensor_seeds(outs, grad_outputs, create_graph)
+    recorded = [(y, g) for y, g in zip(outs, seeds) if isinstance(y, (TensorResult, Result))]
+    tapes = {id(y._t): y._t for y, _ in recorded}
+    if len(tapes) > 1:
+        raise ValueError("the outputs were recorded on different tapes")
+    results = [None] * len(ins)
+    for y, g in zip(outs, seeds):  # an output that is an input itself: d(x)/d(x) = 1
+        for k, x in enumerate(ins):
+            if x is y:
+                results[k] = g if results[k] is None else results[k] + g
+    if tapes:
+        tape = next(iter(tapes.values()))
+        _refuse_consumed(tape)
+        out_slots = [y.slot if isinstance(y, TensorResult) else slot_on(y, tape) for y, _ in recorded]
+        in_slots = [_tensor_slot(x, tape) for x in ins]
+        mark = tape._c.reach(out_slots)
+        reached = [0 <= s < len(mark) and bool(mark[s]) for s in in_slots]
+        if create_graph:
+            from .tape import enable_grad
+            with tape, enable_grad():
+                adj = tensor_adjoints(tape, out_slots, [g for _, g in recorded],
+                                      [s for s, r in zip(in_slots, reached) if r])
+            it = iter(adj)
+            for k, r in enumerate(reached):
+                if r:
+                    a = next(it)
+                    results[k] = a if results[k] is None else results[k] + a
+        else:
+            tape._refuse_while_traced("autograd.grad() without create_graph")
+            for s, (y, g) in zip(out_slots, recorded):
+                with explain(tape):
+                    _native.backward_adjoints(tape._c, s, g if isinstance(y, TensorResult) else float(g))
+                for k, (x, si, r) in enumerate(zip(ins, in_slots, reached)):
+                    if not r:
+                        continue
+                    if isinstance(x, Tensor):
+                        a = _native.arr_adjoint(tape, tape._c, si, tuple(x.shape))
+                        a = np.zeros(x.shape) if a is None else a
+                    else:
+                        a = tape._c.adjoint(si)
+                    results[k] = a if results[k] is None else results[k] + a
+        if not retain_graph:
+            tape._c.consume()
+            tape._consumed = True
+    for k, r in enumerate(results):
+        if r is None and not allow_unused:
+            raise RuntimeError(f"inputs[{k}] was not used to compute the outputs; pass allow_unused=True "
+                               f"to get None for it")
+    return tuple(results)

@@ -40,15 +40,15 @@ import contextvars
 
 import numpy as np
 
-from .nested import NestedRecording, holds_vars, inside_transformation
+from .nested import NestedRecording, NestedTensorRecording, holds_vars, inside_transformation
 from .errors import OuterVar
 from .program import (ArgName, NeedsElements, Recording, TensorRecording, _pieces, as_float_array, check_argnums,
                       object_array, scalar_output)
 from .tape import is_grad_enabled
 from .trees import LEAF, flatten, map_leaves
 from .program import _shape_probe
-from .tensor import Tensor
-from .array_ops import _concatenate
+from .tensor import Tensor, TensorLeaf
+from .array_ops import _concatenate, reshape
 from .var import Var, value_of
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp"]
@@ -102,8 +102,6 @@ class _Call:
     pytape.nested.NestedRecording), over one flat argument per leaf."""
 
     def __init__(self, f, args, argnums, api, has_aux=False, elementwise=False, tensors=True):
-        if _TENSOR_F.get():  # inside f of a Tensor recording: that one starts again on object arrays
-            raise NeedsElements(f"{api} inside a transformed function")
         single, ks = check_argnums(argnums, api, len(args))
         ks = [k % len(args) for k in ks]
         recording = is_grad_enabled()
@@ -136,6 +134,14 @@ class _Call:
         else:
             target, f_args, f_argnums = flat_f, flat, tuple(range(len(flat)))
         target = self._flat_output(target, has_aux)
+        if recording and tensors and not elementwise and _tensor_nesting(flat):
+            # inside f of a Tensor recording, or Tensor arguments: f and its derivatives recorded
+            # on their tape as Tensor operations (pytape/nested.py), differentiable again
+            self.nested = self.tensor = True
+            self.rec = NestedTensorRecording(target, f_args, f_argnums, has_aux, api=api)
+            return
+        if _TENSOR_F.get():  # inside f of a Tensor recording, arguments that are not arrays: object arrays
+            raise NeedsElements(f"{api} inside a transformed function")
         self.nested = recording and (inside_transformation() or holds_vars(flat) or (
             len(ks) < len(args) and holds_vars([a for j, a in enumerate(args) if j not in ks])))
         self.tensor = False
@@ -226,6 +232,17 @@ class _Call:
     def aux(self):
         """f's auxiliary output: numbers and numpy arrays (as in JAX), Vars only when nested."""
         return self.rec.aux if self.nested else map_leaves(_plain, self.rec.aux)
+
+
+def _tensor_nesting(xs):
+    """Are the leaves xs of f's differentiated arguments arrays (Tensors or
+    float64 numpy arrays) of which one is a Tensor, or is f inside a Tensor
+    recording's f?  Then f is recorded on the outer tape as Tensor
+    operations (nested)."""
+    if not xs or not all(isinstance(x, Tensor) or type(x) is np.ndarray and x.dtype == _F64 for x in xs):
+        return False
+    return _TENSOR_F.get() or any(isinstance(x, Tensor) and (x.requires_grad or type(x) is not TensorLeaf)
+                                  for x in xs)
 
 
 class _Names:
@@ -410,6 +427,10 @@ def vjp(f, *primals, elementwise=False):
 
     def vjp_fn(cotangent):
         cotangent = call.out_vector(cotangent, "the cotangent")
+        if call.tensor and rec.nested and isinstance(cotangent, Tensor):  # recorded: the vjp depends on it
+            if tuple(cotangent.shape) != rec.out_shape:
+                raise ValueError(f"the cotangent has shape {tuple(cotangent.shape)}, f's output {rec.out_shape}")
+            return call.pack(_per_leaf(rec, [r[0] for r in rec.rows(reshape(cotangent, (1, -1)))]))
         if rec.nested and holds_vars(cotangent):
             u = np.asarray(cotangent, dtype=object)
         else:

@@ -35,7 +35,7 @@ from .program import ACCEPTED, ArgName, Program, _is_real, _what_is, check_argnu
 from .tape import current_tape, enable_grad
 from .var import _ARGS, Leaf, Result, Var, arguments, place, slot_on
 
-__all__ = ["NestedRecording", "holds_vars", "inside_transformation"]
+__all__ = ["NestedRecording", "NestedTensorRecording", "holds_vars", "inside_transformation"]
 
 
 def holds_vars(x):
@@ -205,3 +205,167 @@ class NestedRecording(Program):
             else:
                 result[:, c] = [_constant(0.0)] * n
         return result
+
+
+# ---- Tensors: transformations inside transformations on array tapes -----------------------
+
+class NestedTensorRecording(Program):
+    """f recorded on the outer tape with its array arguments as Tensors (one
+    instruction per numpy operation); its derivatives recorded there too, as
+    Tensor operations (pytape/array_adjoints.py), so that the outer
+    transformation, or the user's ``backward()``, differentiates them again.
+
+    Each argument is a slot of its own (``x * 1.0``), as in NestedRecording.
+    ``rows`` are recorded reverse sweeps; ``columns`` and ``tangents`` (jvp,
+    jacfwd) two of them per direction (J v as the vjp of a vjp); ``hvps``
+    are recorded reverse sweeps of (gradient . v).
+
+    >>> import numpy as np, pytape
+    >>> f = lambda x: np.sum(x ** 3)
+    >>> pytape.grad(lambda x: np.sum(pytape.grad(f)(x)))(np.array([1.0, 2.0]))   # 6 x
+    array([ 6., 12.])
+    """
+
+    nested = True
+    tensor = True
+
+    def __init__(self, f, args, argnums, has_aux=False, api="pytape.grad", names=None):
+        from .array_ops import ROWS
+        from .program import _as_output
+        from .tensor import Tensor, TensorLeaf, TensorResult, tape_of
+        self.single, self.argnums = check_argnums(argnums, api, len(args))
+        args = list(args)
+        self.tape = tape_of([args[k] for k in self.argnums])
+        self.shapes, self.scalar_in, self.sizes = [], [], []
+        self._Tensor = Tensor
+        mul = ROWS["mul"]
+        with self.tape, enable_grad():
+            inputs = []
+            for k in self.argnums:
+                a = args[k]
+                x = a if isinstance(a, Tensor) else TensorLeaf._make(np.array(a, dtype=np.float64), False)
+                x = mul(x, 1.0)  # a slot of its own: the inner derivative is the adjoint here
+                inputs.append(x)
+                self.shapes.append(tuple(x.shape))
+                self.scalar_in.append(False)
+                self.sizes.append(int(np.prod(x.shape, dtype=np.int64)))
+                args[k] = x
+            out = f(*args)
+            if has_aux:
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise TypeError("with has_aux=True, f must return a pair (output, aux)")
+                out, self.aux = out
+            out = _as_output(out)
+        self._in = [x.slot for x in inputs]
+        if isinstance(out, TensorResult) and out._t is self.tape or isinstance(out, Result) and out._t is self.tape:
+            self._out = out.slot if isinstance(out, TensorResult) else slot_on(out, self.tape)
+            self.out_shape = tuple(out.shape) if isinstance(out, Tensor) else ()
+        elif isinstance(out, (TensorResult, Result)):
+            raise ValueError("f returned a value recorded on another tape than its arguments; compute the output "
+                             "from f's arguments")
+        else:
+            self._out = -1
+            self.out_shape = tuple(out.shape) if isinstance(out, Tensor) else tuple(np.shape(out))
+        self.value = out
+        n = int(np.prod(self.out_shape, dtype=np.int64))
+        self.out_slots = [self._out] * n
+
+    def _number(self, v):
+        return v
+
+    def shaped_in(self, j, flat):
+        from .array_ops import reshape
+        return reshape(flat, self.shapes[j]) if isinstance(flat, self._Tensor) else np.reshape(flat, self.shapes[j])
+
+    def shaped_out(self, flat):
+        from .array_ops import reshape
+        return reshape(flat, self.out_shape) if isinstance(flat, self._Tensor) else np.reshape(flat, self.out_shape)
+
+    def _adjoints(self, seed):
+        """The recorded adjoints of every argument (flat Tensors) for one seed over the outputs."""
+        from .array_adjoints import tensor_adjoints
+        from .array_ops import reshape
+        if self._out < 0:
+            return [np.zeros(n) for n in self.sizes]
+        with self.tape, enable_grad():
+            if isinstance(seed, self._Tensor):
+                seed = reshape(seed, self.out_shape)
+            else:
+                seed = np.asarray(seed, dtype=np.float64).reshape(self.out_shape)
+            adj = tensor_adjoints(self.tape, [self._out], [seed], self._in)
+            return [np.zeros(n) if a is None else reshape(a, (-1,)) for a, n in zip(adj, self.sizes)]
+
+    def rows(self, seeds):
+        """seeds (q, nout) -> [(q, nin_j) per argument]: one recorded reverse sweep per row."""
+        from .array_ops import _stack
+        per_row = [self._adjoints(seeds[r]) for r in range(len(seeds))]
+        with self.tape, enable_grad():
+            return [_stack([row[j] for row in per_row]) for j in range(len(self.sizes))]
+
+    def columns(self, j, seeds):
+        """seeds (nin_j, p) -> (nout, p): J_j @ seeds, two recorded reverse
+        sweeps per column: w(u) = u J is linear in a cotangent u (a slot of
+        its own), and J v is the adjoint of u in w(u) . v."""
+        from .array_adjoints import tensor_adjoints
+        from .array_ops import ROWS, _stack, reshape, sum as tsum
+        from .tensor import TensorLeaf
+        seeds = np.asarray(seeds, dtype=np.float64)
+        cols = []
+        for c in range(seeds.shape[1]):
+            if self._out < 0:
+                cols.append(np.zeros(len(self.out_slots)))
+                continue
+            with self.tape, enable_grad():
+                u = ROWS["mul"](TensorLeaf._make(np.zeros(self.out_shape), False), 1.0)  # any value: w is linear in u
+                (w,) = tensor_adjoints(self.tape, [self._out], [u], [self._in[j]])
+                if w is None:
+                    cols.append(np.zeros(len(self.out_slots)))
+                    continue
+                s = tsum(w * seeds[:, c].reshape(self.shapes[j]))
+                (jv,) = tensor_adjoints(self.tape, [s.slot], [np.ones(())], [u.slot])
+                cols.append(np.zeros(len(self.out_slots)) if jv is None else reshape(jv, (-1,)))
+        with self.tape, enable_grad():
+            return _stack(cols, axis=1)
+
+    def tangents(self, vectors):
+        """J @ (every argument's tangent), flat over the outputs."""
+        out = None
+        for j, v in enumerate(vectors):
+            c = self.columns(j, np.reshape(v, (-1, 1)))[:, 0]
+            out = c if out is None else out + c
+        return out
+
+    def hvps(self, seeds):
+        """seeds (nin, p) -> (nin, p) of H v: the gradient recorded, then one
+        recorded reverse sweep of (gradient . v) per column."""
+        from .array_adjoints import tensor_adjoints
+        from .array_ops import _concatenate, _stack, sum as tsum
+        scalar_output(self, "hessian")
+        if "_grad" not in self.__dict__:
+            self._grad = self._adjoints(np.ones(self.out_shape))
+        bounds = np.cumsum([0] + self.sizes)
+        cols = []
+        for c in range(seeds.shape[1]):
+            with self.tape, enable_grad():
+                s = None
+                for j, g in enumerate(self._grad):
+                    if isinstance(g, self._Tensor):
+                        t = tsum(g * seeds[bounds[j]:bounds[j + 1], c])
+                        s = t if s is None else s + t
+                if s is None:
+                    cols.append(np.zeros(bounds[-1]))
+                    continue
+                adj = tensor_adjoints(self.tape, [s.slot], [np.ones(())], self._in)
+                parts = [np.zeros(n) if a is None else a.reshape(-1) for a, n in zip(adj, self.sizes)]
+                cols.append(_concatenate(parts))
+        with self.tape, enable_grad():
+            return _stack(cols, axis=1)
+
+    def jacobian(self, mode):
+        """The Jacobian blocks per argument (out.shape + in_j.shape) from recorded reverse sweeps."""
+        from .array_ops import reshape
+        if mode not in ("auto", "fwd", "rev"):
+            raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+        per_arg = self.rows(np.eye(len(self.out_slots)))
+        with self.tape, enable_grad():
+            return self.pack([reshape(J, self.out_shape + tuple(self.shapes[j])) for j, J in enumerate(per_arg)])

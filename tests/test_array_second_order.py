@@ -92,21 +92,35 @@ def check_hessian(f, *args, argnums=None, rtol=RTOL, atol=ATOL, fd=True, fd_rtol
 SMOOTH_FD = {"abs", "relu", "sign", "floor", "ceil", "round", "trunc", "rint", "mod", "fmod", "floor_divide"}
 
 
-@pytest.mark.parametrize("name", UNARY)
-def test_unary_row(name):
+def unary_case(name):
+    """Row ``name``'s test point (3 x 4, from its domain) and output weights."""
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     a = _sample(name, rng, 12).reshape(3, 4)
+    return a, weights(a.shape, rng)
+
+
+def binary_case(name):
+    """Binary row ``name``'s test operands: a (3 x 4), b (4: broadcast over
+    a's rows), output weights w, and numbers c (a b) and c2 (an a)."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    a = _sample(name, rng, 12, 0).reshape(3, 4)
+    b = _sample(name, rng, 4, 1)
     w = weights(a.shape, rng)
+    c = float(_sample(name, rng, 1, 1)[0])
+    c2 = float(_sample(name, rng, 1, 0)[0])
+    return a, b, w, c, c2
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_unary_row(name):
+    a, w = unary_case(name)
     fn = getattr(pytape, name)
     check_hessian(lambda x: np.sum(w * fn(x)), a, fd=name not in SMOOTH_FD)
 
 
 @pytest.mark.parametrize("name", [n for n in BINARY if n not in COMPARISONS])
 def test_binary_row_broadcast_and_with_numbers(name):
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    a = _sample(name, rng, 12, 0).reshape(3, 4)
-    b = _sample(name, rng, 4, 1)
-    w = weights(a.shape, rng)
+    a, b, w, c, c2 = binary_case(name)
     fn = _binary_tensor_fn(name)
     fd = name not in SMOOTH_FD and name not in ("where_t", "where_f")
     el = name != "chain"  # the sweeps' own row (pt_chain): no function of Vars, so finite differences only
@@ -115,8 +129,6 @@ def test_binary_row_broadcast_and_with_numbers(name):
     el_f = (lambda x, y: np.sum(w * g(x, y))) if g else None
     # b broadcast over a's rows: its second-order terms sum over them
     check_hessian(lambda x, y: np.sum(w * fn(x, y)), a, b, fd=fd, elementwise=el, el_f=el_f)
-    c = float(_sample(name, rng, 1, 1)[0])
-    c2 = float(_sample(name, rng, 1, 0)[0])
     check_hessian(lambda x: np.sum(w * fn(x, c)), a, fd=fd, elementwise=el, el_f=el_f and (lambda x: el_f(x, c)))
     check_hessian(lambda y: np.sum(w[0] * fn(c2, y)), b, fd=fd, elementwise=el,
                   el_f=g and (lambda y: np.sum(w[0] * g(c2, y))))

@@ -264,6 +264,12 @@ def get_array_engine(name):
     return ARRAY_ENGINES[name]()
 
 
+def _with_double_backward(names):
+    """The second-order table's engines: pytape's double backward beside pytape's own hvp."""
+    names = list(names)
+    return names + ["pytape-double-backward"] if "pytape" in names else names
+
+
 def available_array_engines(names=tuple(ARRAY_ENGINES), table=ARRAY_ENGINES):
     """(engines of ``table`` among ``names`` that import, {name: reason} for
     those that do not); names ``table`` does not have are left out."""
@@ -704,7 +710,8 @@ def main_arrays(mode, repeat, names, log, print_=print):
     from .training import TRAINING_CASES, TRAINING_ENGINES, format_training, peak_memory, run_training
     ns = 2_000_000 if mode == "quick" else 20_000_000
     srows = run_second_order(list(SECOND_ORDER_SIZES[mode]), SECOND_ORDER_SIZES[mode],
-                             available_array_engines(names, SECOND_ORDER_ENGINES)[0], repeat, log, sample_ns=ns)
+                             available_array_engines(_with_double_backward(names), SECOND_ORDER_ENGINES)[0], repeat, log,
+                             sample_ns=ns)
     print_()
     print_("second order: whole calls (record and sweeps) of the gradient and of a Hessian-vector product H v "
            "(pytape: forward over reverse; torch: double backward; autograd: hessian_vector_product; jax: jvp "

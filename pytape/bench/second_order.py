@@ -7,6 +7,9 @@ and sweeps), its gradient at x and its Hessian-vector product H v:
 
 * pytape: ``pytape.grad`` and ``pytape.hvp`` (forward over reverse through
   the array instructions, csrc/sweep_hessian.c);
+* pytape-double-backward: the same double backward as torch's, on pytape
+  (``pytape.autograd.grad(..., create_graph=True)`` records the gradient as
+  Tensor operations, pytape/array_adjoints.py; then its vjp with v);
 * torch: ``torch.autograd.grad`` and the double backward (the gradient
   recorded with ``create_graph=True``, then its vjp with v);
 * HIPS autograd: ``grad`` and ``hessian_vector_product``;
@@ -73,6 +76,20 @@ class PytapeSecond:
         return g, lambda x, v: pytape.hvp(lambda y: f(np, y, *consts), x, v), lambda a: np.asarray(a), lambda a: a
 
 
+class PytapeDoubleBackward:
+    name = "pytape-double-backward"
+
+    def __init__(self):
+        self.version = pytape.__version__
+
+    def make(self, f, consts):
+        def hvp(x, v):
+            xt = pytape.Tensor(x)
+            (g,) = pytape.autograd.grad(f(np, xt, *consts), xt, create_graph=True)
+            return pytape.autograd.grad(g, xt, grad_outputs=v)[0]
+        return pytape.grad(lambda x: f(np, x, *consts)), hvp, lambda a: np.asarray(a), lambda a: a
+
+
 class TorchSecond:
     name = "torch"
 
@@ -131,8 +148,8 @@ class JaxSecond:
         return (lambda x: block(g(x))), (lambda x, v: block(h(x, v))), np.asarray, jnp.asarray
 
 
-SECOND_ORDER_ENGINES = {"pytape": PytapeSecond, "torch": TorchSecond, "autograd": AutogradSecond,
-                        "jax": JaxSecond, "jax-jit": lambda: JaxSecond(jit=True)}
+SECOND_ORDER_ENGINES = {"pytape": PytapeSecond, "pytape-double-backward": PytapeDoubleBackward, "torch": TorchSecond,
+                        "autograd": AutogradSecond, "jax": JaxSecond, "jax-jit": lambda: JaxSecond(jit=True)}
 
 
 # ---- the runner ------------------------------------------------------------------------------
