@@ -1148,6 +1148,19 @@ int pt_tape_array_entry(const pt_tape *t, int64_t i, int64_t *facts, int64_t *sh
     return PT_OK;
 }
 
+int64_t pt_tape_array_leaves(const pt_tape *t, int64_t *slots, uintptr_t *grads)
+{
+    int64_t n = 0;
+    for (int64_t k = 0; k < t->nar; ++k) {
+        const struct pt_arr *e = &t->ar[k];
+        if (e->kind == PT_A_LEAF && e->grad) {
+            slots[n] = e->slot;
+            grads[n++] = (uintptr_t)e->grad;
+        }
+    }
+    return n;
+}
+
 int64_t pt_tape_array_params(const pt_tape *t, int64_t i, int64_t *par, int64_t cap)
 {
     if (i < 0 || i >= t->n || t->op[i] != PT_ARRAY)

@@ -424,6 +424,11 @@ const double *pt_arr_value(int64_t h);
 const double *pt_arr_adjoint(pt_tape *t, int64_t i);
 const double *pt_arr_tangent(pt_tape *t, int64_t i);
 int64_t pt_tape_narrays(const pt_tape *t);
+/* every array LEAF instruction with a grad array: its slot and the grad's
+ * address (a Tensor leaf gets a slot per placement: one on each tape it is
+ * used on, and another on the same tape after its value was handed out for
+ * writing); room for pt_tape_narrays(t) entries; their count */
+int64_t pt_tape_array_leaves(const pt_tape *t, int64_t *slots, uintptr_t *grads);
 /* inspection of array instructions (pytape/display.py): facts of an entry,
  * int64s indexed by enum pt_arr_fact.  OP: the op-table row of MAP1 / MAP2
  * (else -1); SIGN: MAX's 1 (max) or -1 (min), else 0; bytes: of the buffers

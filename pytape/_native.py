@@ -780,6 +780,20 @@ else:
 
 # ---- one C tape --------------------------------------------------------------------------
 
+def _match_addresses(wanted, slots, addr):
+    """For each address in ``wanted``, the slots (ascending) whose entry in
+    ``addr`` is that address."""
+    want = np.array(wanted, dtype=np.uint64)
+    order = np.argsort(want, kind="stable")
+    pos = np.searchsorted(want[order], addr)
+    hit = pos < len(want)
+    hit[hit] = want[order][pos[hit]] == addr[hit]
+    out = [[] for _ in wanted]
+    for k, s in zip(order[pos[hit]], slots[hit]):
+        out[k].append(int(s))
+    return out
+
+
 def _i64(a):
     return ffi.from_buffer("int64_t[]", a)
 
@@ -886,15 +900,17 @@ class CTape:
         n = self.nleaves
         slots, addr = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64)
         lib.pt_tape_leaves(self._p, _i64(slots), ffi.cast("uintptr_t *", addr.ctypes.data))
-        want = np.array([int(ffi.cast("uintptr_t", c)) for c in cells], dtype=np.uint64)
-        order = np.argsort(want, kind="stable")
-        pos = np.searchsorted(want[order], addr)
-        hit = pos < len(want)
-        hit[hit] = want[order][pos[hit]] == addr[hit]
-        out = [[] for _ in cells]
-        for k, s in zip(order[pos[hit]], slots[hit]):
-            out[k].append(int(s))
-        return out
+        return _match_addresses([int(ffi.cast("uintptr_t", c)) for c in cells], slots, addr)
+
+    def array_leaf_slots(self, grads):
+        """For each Tensor leaf's grad array in ``grads``, the ascending array
+        LEAF slots of that leaf on this tape ([] if none): a leaf placed again
+        (its value handed out for writing in between) has several, and its
+        gradient sums them."""
+        n = lib.pt_tape_narrays(self._p)
+        slots, addr = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64)
+        m = lib.pt_tape_array_leaves(self._p, _i64(slots), ffi.cast("uintptr_t *", addr.ctypes.data))
+        return _match_addresses([int(ffi.cast("uintptr_t", _f64(g))) for g in grads], slots[:m], addr[:m])
 
     def nbytes(self, used=False):
         """Bytes of C memory allocated (or, ``used``, holding data)."""

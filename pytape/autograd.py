@@ -213,14 +213,18 @@ def _listed(xs, what):
     return xs
 
 
-def _tensor_slot(x, tape):
-    """x's slot on ``tape`` (-1: not there): a result's own, a leaf's placement there."""
+def _tensor_slots(x, tape):
+    """x's slots on ``tape`` ([]: not there): a result's own; every placement
+    of a leaf there (a Tensor leaf whose value was handed out for writing is
+    placed again: its gradient sums the slots, as backward() does)."""
     if isinstance(x, TensorResult):
-        return x.slot if x._t is tape else -1
+        return [x.slot] if x._t is tape else []
     if isinstance(x, TensorLeaf):
-        return x._hh >> _native.ID_BITS if x._hs and x._hs == tape._serial else -1
-    slots = leaf_slots([x], tape)[0]
-    return slots[0] if slots else -1
+        if x._g is None:
+            raise RuntimeError("an input of autograd.grad does not require grad (a constant Tensor): its "
+                               "derivative is not recorded")
+        return tape._c.array_leaf_slots([x._g])[0]
+    return leaf_slots([x], tape)[0]
 
 
 def _tensor_seeds(outs, grad_outputs, create_graph):
@@ -277,33 +281,31 @@ def _tensor_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allo
         tape = next(iter(tapes.values()))
         _refuse_consumed(tape)
         out_slots = [y.slot if isinstance(y, TensorResult) else slot_on(y, tape) for y, _ in recorded]
-        in_slots = [_tensor_slot(x, tape) for x in ins]
         mark = tape._c.reach(out_slots)
-        reached = [0 <= s < len(mark) and bool(mark[s]) for s in in_slots]
+        # per input, its slots the outputs reach
+        in_slots = [[s for s in _tensor_slots(x, tape) if s < len(mark) and mark[s]] for x in ins]
+        flat = sorted({s for slots in in_slots for s in slots})
         if create_graph:
             from .tape import enable_grad
             with tape, enable_grad():
-                adj = tensor_adjoints(tape, out_slots, [g for _, g in recorded],
-                                      [s for s, r in zip(in_slots, reached) if r])
-            it = iter(adj)
-            for k, r in enumerate(reached):
-                if r:
-                    a = next(it)
-                    results[k] = a if results[k] is None else results[k] + a
+                adj = dict(zip(flat, tensor_adjoints(tape, out_slots, [g for _, g in recorded], flat)))
         else:
             tape._refuse_while_traced("autograd.grad() without create_graph")
+            adj = {}
             for s, (y, g) in zip(out_slots, recorded):
                 with explain(tape):
                     _native.backward_adjoints(tape._c, s, g if isinstance(y, TensorResult) else float(g))
-                for k, (x, si, r) in enumerate(zip(ins, in_slots, reached)):
-                    if not r:
-                        continue
-                    if isinstance(x, Tensor):
-                        a = _native.arr_adjoint(tape, tape._c, si, tuple(x.shape))
-                        a = np.zeros(x.shape) if a is None else a
+                for si in flat:
+                    if tape._c.op_at(si) == _native.OP_ARRAY:
+                        shape = tape._c.array_entry(si)[1]
+                        a = _native.arr_adjoint(tape, tape._c, si, shape)
+                        a = np.zeros(shape) if a is None else a
                     else:
                         a = tape._c.adjoint(si)
-                    results[k] = a if results[k] is None else results[k] + a
+                    adj[si] = a if si not in adj else adj[si] + a
+        for k, slots in enumerate(in_slots):
+            for si in slots:
+                results[k] = adj[si] if results[k] is None else results[k] + adj[si]
         if not retain_graph:
             tape._c.consume()
             tape._consumed = True

@@ -328,3 +328,24 @@ def test_max_with_ties_shares_as_the_first_order_sweep():
     for f, x in ((lambda u: np.max(u * u), np.array([1.0, -1.0, 0.5])),
                  (lambda u: np.sum(np.min(u, axis=1) ** 3), np.array([[2.0, 2.0], [1.0, 3.0]]))):
         np.testing.assert_array_equal(double_backward_hessian(f, x), pytape.hessian(f)(x))
+
+
+def test_autograd_grad_sums_every_placement_of_a_leaf():
+    """A leaf whose value was handed out for writing (``x.value``) is placed
+    again at its next use: two LEAF slots on one tape. backward() adds both
+    adjoints into .grad; autograd.grad sums them too, with and without
+    create_graph."""
+    x = pytape.Tensor(np.array([1.0, 2.0]))
+    y1 = x * 2.0
+    assert x.value is not None  # the next use of x is a new placement
+    y = np.sum(y1 * x)  # 2 x**2
+    assert len(y._t._c.array_leaf_slots([x._g])[0]) == 2
+    np.testing.assert_array_equal(pytape.autograd.grad(y, x, retain_graph=True)[0], [4.0, 8.0])
+    (g,) = pytape.autograd.grad(y, x, create_graph=True)
+    np.testing.assert_array_equal(g.value, [4.0, 8.0])
+    np.testing.assert_array_equal(pytape.autograd.grad(np.sum(g), x, retain_graph=True)[0], [4.0, 4.0])
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [4.0, 8.0])
+    c = pytape.Tensor(np.ones(2), requires_grad=False)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        pytape.autograd.grad(np.sum(pytape.Tensor(np.ones(2)) * c), c)
