@@ -41,6 +41,7 @@ tape with one runs in the calling thread.
 >>> fn(3.0), fn.gradient(3.0), fn.gradient(-3.0), fn.retraces
 (3.0, 1.0, -1.0, 1)
 """
+import contextlib
 import os
 import pickle
 import threading
@@ -339,13 +340,17 @@ class _ArrayCompiled(Program):
             return Y, G, fail
         bounds = np.linspace(0, rows, parts + 1).astype(int)
         pool, cancel = _batch_pool(), threading.Event()
-        jobs = [pool.submit(self._rows, X, Y, G, fail, a, b, cancel) for a, b in zip(bounds[:-1], bounds[1:])]
-        try:
-            for job in jobs:
-                job.result()  # a row's exception is raised here
-        except BaseException:  # Ctrl-C (or a failing row): the other threads stop at their next chunk
-            cancel.set()
-            raise
+        with _one_blas_thread():
+            jobs = [pool.submit(self._rows, X, Y, G, fail, a, b, cancel) for a, b in zip(bounds[:-1], bounds[1:])]
+            try:
+                for job in jobs:
+                    job.result()  # a row's exception is raised here
+            except BaseException:  # Ctrl-C (or a failing row): the other threads stop at their next chunk
+                cancel.set()
+                for job in jobs:  # the BLAS keeps one thread until none of them runs
+                    if not job.cancel():
+                        job.exception()
+                raise
         return Y, G, fail
 
     def _copyable(self):
@@ -394,6 +399,31 @@ class _ArrayCompiled(Program):
 _MAX_BATCH_THREADS = 8
 _BATCH_MIN_ELEMENTS = 4096
 _POOL = []
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = [0, None]  # batches running, the BLAS's thread count before the first
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """numpy's OpenBLAS (pytape's matrix products) on one thread while batches
+    run on the pool: each of the pool's threads calling a BLAS that starts
+    its own threads oversubscribes the cores (measured on this project's
+    2-core machine: two threads' 128x784 @ 784x256 products 18x slower each
+    with OpenBLAS on 2 threads than on 1).  The count before the first
+    batch comes back when the last one ends."""
+    with _BLAS_LOCK:
+        if _BLAS_USERS[0] == 0:
+            _BLAS_USERS[1] = _native.blas_threads(1)
+        _BLAS_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS[0] -= 1
+            if _BLAS_USERS[0] == 0 and _BLAS_USERS[1] is not None:
+                _native.blas_threads(_BLAS_USERS[1])
 
 
 def _batch_pool():

@@ -257,6 +257,37 @@ def test_batches_split_over_threads_equal_single_calls():
         np.testing.assert_array_equal(grads[r], g)
 
 
+def test_batches_over_threads_run_the_blas_on_one_thread(monkeypatch):
+    """Each pool thread calling a BLAS that starts threads of its own would
+    oversubscribe the cores: numpy's OpenBLAS is set to one thread while a
+    split batch runs (seen from each pool thread's share), and set back
+    after the last batch ends."""
+    from pytape import _native, tracing
+    state, calls = {"threads": 4}, []
+
+    def fake_blas_threads(n):
+        calls.append(n)
+        old, state["threads"] = state["threads"], n
+        return old
+    monkeypatch.setattr(_native, "blas_threads", fake_blas_threads)
+    seen = []
+    rows = tracing._ArrayCompiled._rows
+
+    def spy(self, *args, **kwargs):  # a pool thread's share of the batch
+        seen.append(state["threads"])
+        return rows(self, *args, **kwargs)
+    monkeypatch.setattr(tracing._ArrayCompiled, "_rows", spy)
+    X = RNG.normal(size=(40, 50))
+    f = lambda w: np.sum(np.tanh(X @ w) ** 2)  # noqa: E731
+    fn = pytape.trace(f, np.ones(50))
+    fn.threads = 2
+    fn.value_and_grad(RNG.normal(size=(120, 50)))
+    assert seen == [1, 1] and calls == [1, 4] and state["threads"] == 4
+    with tracing._one_blas_thread(), tracing._one_blas_thread():  # nested batches: restored once, at the end
+        assert state["threads"] == 1
+    assert calls == [1, 4, 1, 4]
+
+
 def test_another_thread_replays_its_own_copy():
     X = RNG.normal(size=(30, 5))
     f = lambda w: np.sum(np.tanh(X @ w) ** 2)  # noqa: E731
