@@ -14,6 +14,7 @@ Oracles:
   of Vars (pytape/higher_order.py, checked on its own);
 * PyTorch's double backward, when installed.
 """
+import os
 import zlib
 
 import numpy as np
@@ -98,7 +99,8 @@ def test_third_order_against_the_scalar_engine(name):
     np.testing.assert_allclose(T, T_el, rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("PYTAPE_FUZZ_EXAMPLES", "25")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_random_programs(prog):
     steps, shape, seed = prog
