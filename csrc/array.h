@@ -234,7 +234,8 @@ enum { PT_PARALLEL_GRAIN = 1 << 17 };
  * read a uniform g (pt_adj_is_uniform) and may leave uniform operand
  * adjoints (pt_adj_uniform), the others see every element; jvp: e's tangent
  * into `out` from the operands' tangents (x[j].tan, NULL: zero), `out`
- * zeroed by the caller.  0 or PT_E_NOMEM. */
+ * zeroed by the caller (the elementwise kinds write it all: `jvp_writes`
+ * in array.c).  0 or PT_E_NOMEM. */
 int pt_map_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
 int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
 int pt_map_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *out);
@@ -270,8 +271,16 @@ int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
  * reading the operands' tangents x[j].tan (NULL: zero).  Kinds that are
  * linear in their operands (sums, views, gathers, scans) or piecewise
  * linear (MAX: the selection depends on values only) have no second term.
- * g holds every element (not uniform). */
+ * g holds every element (not uniform).  The elementwise kinds do all of it
+ * (the adjoint too) in one pass over their elements: `vjp_hvp` below. */
 int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
+/* both passes of forward over reverse at once, for the elementwise kinds:
+ * the adjoint g into x[j].adj (as the kind's vjp) and its tangent
+ * f_a gd + (f_aa a' + f_ab b') g into xd[j].adj (the operands' adt
+ * buffers; gd NULL: zero), reading the tangents x[j].tan; g holds every
+ * element (not uniform) */
+int pt_map_vjp_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, struct pt_view *xd, const double *g,
+                   const double *gd);
 /* custom primitives on arrays (array_custom.c): every rule is a call back into Python */
 int pt_custom_array_value(const pt_tape *t, const struct pt_arr *e, const struct pt_view *x, double *y);
 int pt_custom_array_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);

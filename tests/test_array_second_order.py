@@ -316,3 +316,30 @@ def test_against_pytorch():
         return torch.nn.functional.cross_entropy(z, torch.tensor(y)) + 0.01 * torch.sum(W ** 4)
     _, want = torch.autograd.functional.hvp(tloss, torch.tensor(W0), torch.tensor(v))
     np.testing.assert_allclose(pytape.hvp(loss, W0, v), want.numpy(), rtol=1e-11, atol=1e-13)
+
+
+def long_rows(x):
+    s, u = x[0], x[1:]                         # a 0-d operand broadcast over a long row, and the row
+    y = np.sin(u) * u * s + (u + 1.0) ** 2 * (s * s)
+    return np.sum(y * np.exp(-u * u)) + np.sum(u[::2] / (2.0 + np.cos(u[::2])))
+
+
+FUSED_N = 256 * 3 + 7  # three blocks and a part
+
+
+@pytest.mark.parametrize("n", [FUSED_N, 2 ** 18 + 5])
+def test_fused_pass_over_long_rows_blocks_and_threads(n):
+    """The elementwise kinds' fused pass (adjoint and its tangent at once,
+    csrc/array_elementwise.c: pt_map_vjp_hvp, by blocks of 256 elements, split
+    over threads from 2^17 on) and the written tangent: rows across block
+    boundaries, a 0-d operand whose adjoint sums the row, x * x, an adjoint
+    passed on unchanged (u + 1.0), strided gathers; H v against central
+    differences of the gradient, and the small case against the scalar engine."""
+    rng = np.random.default_rng(n)
+    x, v = rng.uniform(-1, 1, n), rng.normal(size=n)
+    hv = pytape.hvp(long_rows, x, v)
+    eps = 1e-5
+    g = pytape.grad(long_rows)
+    np.testing.assert_allclose(hv, (g(x + eps * v) - g(x - eps * v)) / (2 * eps), rtol=1e-6, atol=1e-6)
+    if n == FUSED_N:
+        np.testing.assert_allclose(hv, pytape.hvp(long_rows, x, v, elementwise=True), rtol=1e-12, atol=1e-12)
