@@ -55,10 +55,13 @@ def _cdef():
 # cffi wraps every C call in Py_BEGIN/END_ALLOW_THREADS.  Releasing and
 # retaking the GIL costs ~35 ns of a ~135 ns call (measured in one run; the
 # floor for a whole recorded operation is ~170 ns), so every call keeps the GIL
-# except the long sweeps whose names start with pt_b (pt_backward,
-# pt_backward_block, pt_batch_values, pt_batch_gradients), which let other
-# threads go on.  The test is on the wrapper's name (_cffi_f_pt_backward), a
-# constant that the compiler folds.  Should cffi ever stop using these macros, calls simply
+# except the long sweeps, which let other threads go on: those whose names
+# start with pt_b (pt_backward, pt_backward_block, pt_batch_values,
+# pt_batch_gradients) and the replays of array tapes, pt_replay_a and
+# pt_replay_g (pt_replay_arrays, pt_replay_gradient, pt_replay_gradient_rows:
+# a batch's threads each run them on their own tape; holding the GIL, two
+# threads ran one after the other).  The test is on the wrapper's name
+# (_cffi_f_pt_backward), a constant that the compiler folds.  Should cffi ever stop using these macros, calls simply
 # release the GIL again: slower, never wrong (tapes check their thread in C).
 # Likewise cffi saves and restores the C errno around every call, for
 # ffi.errno, which pytape never reads: two calls into cffi's backend per
@@ -92,8 +95,11 @@ static inline long long pt_arg_i64(PyObject *o)
 #undef _cffi_to_c_i64
 #define _cffi_to_c_i64 pt_arg_i64
 
-#define PT_RELEASES_GIL(wrapper) (wrapper[8] == 'p' && wrapper[9] == 't' && \
-                                  wrapper[10] == '_' && wrapper[11] == 'b')
+#define PT_RELEASES_GIL(wrapper) (wrapper[8] == 'p' && wrapper[9] == 't' && wrapper[10] == '_' && \
+                                  (wrapper[11] == 'b' ||                                          \
+                                   (wrapper[11] == 'r' && wrapper[12] == 'e' && wrapper[13] == 'p' && \
+                                    wrapper[14] == 'l' && wrapper[15] == 'a' && wrapper[16] == 'y' && \
+                                    wrapper[17] == '_' && (wrapper[18] == 'a' || wrapper[18] == 'g'))))
 #undef Py_BEGIN_ALLOW_THREADS
 #undef Py_END_ALLOW_THREADS
 #define Py_BEGIN_ALLOW_THREADS { PyThreadState *_save = \
