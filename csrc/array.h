@@ -333,5 +333,9 @@ size_t pt_array_nbytes(const pt_tape *t, int used);
  * one, else 0 */
 int pt_array_note_nonfinite(pt_tape *t, const struct pt_arr *e, int64_t operand, const double *p, int64_t n,
                             int32_t ndim, const int64_t *shape);
+/* after array slot i's adjoint rule (pt_array_vjp, pt_array_hvp): did it
+ * make an operand's adjoint nan or inf?  1, noted in t->bad_array (the
+ * operand and its first bad element), else 0 (sweep_reverse.c) */
+int pt_array_adjoints_bad(pt_tape *t, int64_t i);
 
 #endif

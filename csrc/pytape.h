@@ -161,6 +161,14 @@ void pt_set_anomaly(int enabled);
 int pt_anomaly_enabled(void);
 void pt_set_checked(int enabled);
 int64_t pt_tape_bad(const pt_tape *t);   /* where a checked backward stopped */
+/* after PT_E_NONFINITE from a second-order call (pt_hvp_arrays,
+ * pt_hvp_block): which of its sweeps stopped at pt_tape_bad, and on what */
+enum pt_bad_sweep {
+    PT_BAD_TANGENT = 1,      /* its tangent sweep: a tangent */
+    PT_BAD_ADJOINT = 2,      /* its reverse sweep: an adjoint */
+    PT_BAD_ADJOINT_TAN = 3   /* its reverse sweep: the tangent of an adjoint (H v's terms) */
+};
+int pt_tape_bad_sweep(const pt_tape *t);
 
 /* the reverse sweep: adjoints of every slot <= out for the seed
  * d(out) = seed; leaf adjoints are added to their grad cells */

@@ -40,11 +40,64 @@ PT_INLINE void hv_lanes(double *dst, const double *gd, double f, double g,
     }
 }
 
+/* anomaly mode: is scalar slot s's adjoint, or one of its p tangents, nan
+ * or inf?  Noted in t->bad_sweep */
+static int scalar_bad(pt_tape *t, const double *adj, const double *adjd, int64_t s, int64_t p)
+{
+    if (!isfinite(adj[s])) {
+        t->bad_sweep = PT_BAD_ADJOINT;
+        return 1;
+    }
+    for (int64_t k = 0; k < p; ++k)
+        if (!isfinite(adjd[s * p + k])) {
+            t->bad_sweep = PT_BAD_ADJOINT_TAN;
+            return 1;
+        }
+    return 0;
+}
+
+/* anomaly mode, after array slot i's rule (pt_array_hvp, p = 1): did it make
+ * an operand's adjoint or its tangent nan or inf?  Noted in t->bad_array and
+ * t->bad_sweep */
+static int array_bad(pt_tape *t, int64_t i, const double *adjd)
+{
+    if (pt_array_adjoints_bad(t, i)) {
+        t->bad_sweep = PT_BAD_ADJOINT;
+        return 1;
+    }
+    const struct pt_arr *e = &t->ar[t->a[i]];
+    t->bad_sweep = PT_BAD_ADJOINT_TAN;
+    for (int j = 0; j < e->nargs; ++j) {
+        const int64_t s = t->ar_arg[e->arg + j];
+        if (s < 0)
+            continue;  /* a constant */
+        if (t->op[s] != PT_ARRAY) {
+            if (pt_array_note_nonfinite(t, e, s, &adjd[s], 1, 0, NULL))
+                return 1;
+            continue;
+        }
+        const struct pt_arr *o = &t->ar[t->a[s]];
+        if (adjd[s] != 0.0 && o->adt &&
+            pt_array_note_nonfinite(t, e, s, o->adt, o->size, o->ndim, pt_arr_shape_of(t, o)))
+            return 1;
+    }
+    return 0;
+}
+
+static int stop_at(pt_tape *t, int64_t i)
+{
+    t->bad = i;
+    return PT_E_NONFINITE;
+}
+
 /* the loop; the caller runs it with p = 1 as a constant too, so that one
  * Hessian-vector product (the common case) compiles to scalar code.  Only
- * the columns of operands that are slots are evaluated. */
+ * the columns of operands that are slots are evaluated.  `checked` (a
+ * constant in each caller, anomaly mode) stops it at the first instruction
+ * that makes an adjoint or a tangent of one nan or inf: PT_E_NONFINITE,
+ * the instruction in t->bad. */
 PT_INLINE int sweep_hessian(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd,
-                             int64_t p)
+                             int64_t p, int checked)
 {
     const uint16_t *op = t->op;
     const int32_t *A = t->a, *B = t->b;
@@ -69,7 +122,10 @@ PT_INLINE int sweep_hessian(const pt_tape *t, int64_t out, const double *tan, do
             if (HA)                                                           \
                 hv_lanes(adjd + ia * p, gd, fa, g, ta, faa, tb, fab, p);      \
             if (HB)                                                           \
-                hv_lanes(adjd + ib * p, gd, fb, g, ta, fab, tb, fbb, p);
+                hv_lanes(adjd + ib * p, gd, fb, g, ta, fab, tb, fbb, p);      \
+            if (checked && ((HA && scalar_bad((pt_tape *)t, adj, adjd, ia, p)) || \
+                            (HB && scalar_bad((pt_tape *)t, adj, adjd, ib, p))))  \
+                return stop_at((pt_tape *)t, i);
 #include "forms.h"
         case PT_CUSTOM:  /* a call back into Python (custom.c) */
             if (pt_custom_hvp(t, i, tan, adj, adjd, p))
@@ -79,6 +135,8 @@ PT_INLINE int sweep_hessian(const pt_tape *t, int64_t out, const double *tan, do
             const int st = pt_array_hvp((pt_tape *)t, i, adjd);
             if (st)
                 return st;
+            if (checked && array_bad((pt_tape *)t, i, adjd))
+                return stop_at((pt_tape *)t, i);
         } break;
         default: /* LEAF */
             break;
@@ -124,9 +182,16 @@ static int hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, i
                 tan[ins[i] * p + k] += seeds[i * p + k];
     if (pt_sweep_tangent_block(t, m, tan, p))
         return PT_E_CALLBACK;
+    const int checked = pt_anomaly_active();
+    if (checked && (t->bad = pt_first_nonfinite(tan, m, p)) >= 0) {
+        t->bad_sweep = PT_BAD_TANGENT;
+        return PT_E_NONFINITE;
+    }
     adj[out] = 1.0;
-    if (p == 1 ? sweep_hessian(t, out, tan, adj, adjd, 1) : sweep_hessian(t, out, tan, adj, adjd, p))
-        return PT_E_CALLBACK;
+    const int st = checked ? sweep_hessian(t, out, tan, adj, adjd, p, 1)
+                   : p == 1 ? sweep_hessian(t, out, tan, adj, adjd, 1, 0) : sweep_hessian(t, out, tan, adj, adjd, p, 0);
+    if (st)
+        return st;
     for (int64_t i = 0; i < nin; ++i) {
         const int inside = ins[i] < m;
         if (grad)
@@ -151,6 +216,7 @@ int pt_hvp_arrays(pt_tape *t, int64_t out, int64_t nseeds, const int64_t *slots,
     if (t->op[out] == PT_ARRAY && t->ar[t->a[out]].size != 1)
         return PT_E_OP;
     int st = pt_forward_tangent_arrays(t, nseeds, slots, seeds, narr, aslots, aoff, aseeds);
+    t->bad_sweep = PT_BAD_TANGENT;  /* anomaly mode: what it found (PT_E_NONFINITE) */
     if (st)
         return st;
     const int64_t m = out + 1;
@@ -169,7 +235,8 @@ int pt_hvp_arrays(pt_tape *t, int64_t out, int64_t nseeds, const int64_t *slots,
         t->adj[out] = 1.0;
     }
     pt_sweep_begin(t);
-    st = sweep_hessian(t, out, t->tan, t->adj, adjd, 1);
+    st = pt_anomaly_active() ? sweep_hessian(t, out, t->tan, t->adj, adjd, 1, 1)
+                             : sweep_hessian(t, out, t->tan, t->adj, adjd, 1, 0);
     pt_sweep_end(t);
     pt_array_leaf_unclaim(t, m);  /* grads the sweep wrote directly: zero again, as before it */
     if (st)

@@ -23,12 +23,10 @@ PT_INLINE int acc(double *adj, int64_t s, double d, int checked)
     return checked && !isfinite(adj[s]);
 }
 
-/* anomaly mode, after array slot i's adjoint rule (pt_array_vjp): did it
- * make an operand's adjoint nan or inf?  1, noted in t->bad_array (the
- * operand and its first bad element), else 0.  Each adjoint it wrote is
- * read whole (a scalar operand's, an array's buffer, one element of a
- * uniform one, an array leaf's grad where the sweep accumulates it). */
-static int array_adjoints_bad(pt_tape *t, int64_t i)
+/* (array.h) each adjoint array slot i's rule wrote is read whole (a scalar
+ * operand's, an array's buffer, one element of a uniform one, an array
+ * leaf's grad where the sweep accumulates it) */
+int pt_array_adjoints_bad(pt_tape *t, int64_t i)
 {
     const struct pt_arr *e = &t->ar[t->a[i]];
     for (int j = 0; j < e->nargs; ++j) {
@@ -81,7 +79,7 @@ PT_INLINE int64_t reverse_loop(const pt_tape *t, int64_t out, double *adj, int c
             const int st = pt_array_vjp((pt_tape *)t, i);
             if (st)
                 return st == PT_E_CALLBACK ? PT_E_CALLBACK : PT_SWEEP_NOMEM;
-            if (checked && array_adjoints_bad((pt_tape *)t, i))
+            if (checked && pt_array_adjoints_bad((pt_tape *)t, i))
                 return i;
         } break;
         default: /* LEAF: its adjoint is final */

@@ -636,6 +636,7 @@ int64_t pt_tape_nconsts(const pt_tape *t) { return t->nconst; }
 int pt_tape_consumed(const pt_tape *t) { return t->consumed; }
 void pt_tape_consume(pt_tape *t) { t->consumed = 1; }
 int64_t pt_tape_bad(const pt_tape *t) { return t->bad; }
+int pt_tape_bad_sweep(const pt_tape *t) { return t->bad_sweep; }
 int pt_anomaly_active(void) { return (pt_thread_mode & PT_MODE_ANOMALY) != 0; }
 int pt_tape_is_owner(const pt_tape *t) { return t->owner_key == &thread_marker; }
 

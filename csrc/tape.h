@@ -161,6 +161,7 @@ struct pt_tape {
     int grads_off;             /* this sweep leaves leaves' grads alone (pt_backward_adjoints) */
     int busy;                  /* a sweep of this tape is calling a custom rule (custom.c) */
     int64_t bad;               /* the instruction a checked sweep stopped at, or -1 */
+    int bad_sweep;             /* what a second-order call's check found (enum pt_bad_sweep, pytape.h) */
     struct pt_bad_array {      /* anomaly mode and arrays: the nan or inf found (array.c) */
         int64_t facts[PT_BAD_N];   /* enum pt_bad_fact (pytape.h) */
         int64_t shape[PT_ARRAY_MAX_DIMS];

@@ -126,14 +126,20 @@ def slot_of_handle(h):
 
 # ---- C status -> Python exception, in one place ------------------------------------
 
+#: pt_tape_bad_sweep's answer after a second-order call -> NonFiniteError.sweep
+_SECOND_ORDER_SWEEPS = {lib.PT_BAD_TANGENT: "tangent", lib.PT_BAD_ADJOINT: "second adjoint",
+                        lib.PT_BAD_ADJOINT_TAN: "second tangent"}
+
+
 class NonFiniteError(FloatingPointError):
     """Anomaly mode stopped a sweep at a nan or inf: ``instruction`` is where.
     The callers (who know the source lines) turn it into a FloatingPointError
     naming the operation and line: ``pytape.anomaly.explain``."""
 
     def __init__(self, instruction, sweep):
-        super().__init__(f"pytape: a{'n adjoint' if sweep == 'backward' else ' tangent'} is nan or inf "
-                         f"at instruction {instruction} (anomaly mode)")
+        what = {"backward": "an adjoint", "tangent": "a tangent", "second adjoint": "an adjoint (second order)",
+                "second tangent": "the tangent of an adjoint (second order)"}[sweep]
+        super().__init__(f"pytape: {what} is nan or inf at instruction {instruction} (anomaly mode)")
         self.instruction, self.sweep = instruction, sweep
 
 
@@ -239,6 +245,8 @@ def check(status, what="record", tape=None):
     if status == lib.PT_E_NONFINITE:
         if tape is not None and what in ("backward", "tangent"):
             raise NonFiniteError(tape.bad, what)
+        if tape is not None and what == "hvp":  # which of forward over reverse's sweeps stopped
+            raise NonFiniteError(tape.bad, _SECOND_ORDER_SWEEPS[lib.pt_tape_bad_sweep(tape._p)])
         raise FloatingPointError("pytape: a value is nan or inf (anomaly mode)")
     if status == lib.PT_E_ANOMALY:
         raise FloatingPointError("pytape: a value is nan or inf (anomaly mode)")
@@ -1213,7 +1221,7 @@ class CTape:
         p = seeds.shape[1]
         res = np.empty((len(ins), p))
         check(lib.pt_hvp_block(self._p, out, len(ins), _i64(ins), p, _f64(seeds), ffi.NULL, _f64(res)),
-              "backward", self)
+              "hvp", self)
         return res
 
     def tangent_sweep(self, slots, seeds):

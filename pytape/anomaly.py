@@ -4,9 +4,10 @@ and the line of your code, where a nan or inf first appears.
 In this mode every operation is recorded with its Python source location, and
 C checks every value at recording, every adjoint of the reverse sweeps
 (``backward()``, ``autograd.grad``, ``grad``, ``jacrev``, ``vjp``) and every
-tangent of the forward sweeps (``tangent_sweep``, ``jvp``, ``jacfwd``); the
-first one that is not finite raises ``FloatingPointError``.  The second-order
-sweeps (``hessian``, ``hvp``) are not checked.  Outside the mode
+tangent of the forward sweeps (``tangent_sweep``, ``jvp``, ``jacfwd``), and
+both sweeps of second order (``hessian``, ``hvp``: the tangents, then every
+adjoint and tangent of an adjoint); the first one that is not finite raises
+``FloatingPointError``.  Outside the mode
 nothing of this happens: operations take their usual path and no location is
 kept.
 
@@ -220,6 +221,10 @@ def _operand_values(c, operands):
     return values, shapes
 
 
+#: how the errors of forward over reverse's reverse sweep begin
+_SECOND_ORDER = "second order (hessian, hvp): "
+
+
 def _array_sweep_error(tape, exc, loc):
     """sweep_error's message for array instruction ``exc.instruction``."""
     c, i = tape._c, exc.instruction
@@ -228,20 +233,22 @@ def _array_sweep_error(tape, exc, loc):
     name = array_op_name(kind, int(facts[_native.FACT_OP]), int(facts[_native.FACT_SIGN]))
     bad = c.bad_array()
     values, shapes = _operand_values(c, operands)
+    prefix = _SECOND_ORDER if exc.sweep.startswith("second") else ""
     if bad is None:
-        return FloatingPointError(f"{'backward through' if exc.sweep != 'tangent' else 'the tangent of'} {name}: "
-                                  f"nan or inf {where(loc)}")
+        return FloatingPointError(f"{prefix}{'the tangent of' if exc.sweep == 'tangent' else 'backward through'} "
+                                  f"{name}: nan or inf {where(loc)}")
     idx = _index(bad["element"], bad["shape"])
     if exc.sweep == "tangent":
         return FloatingPointError(f"the tangent (forward mode) of {name} is not finite ({bad['value']!r}) "
                                   f"{_at(idx, bad['shape'], 'its tangent')} {where(loc)} "
                                   f"{_array_inputs(kind, values, shape, idx, shapes)}")
-    # the bad element is in an operand's adjoint, indexed in that operand's shape: the
-    # elements of the operands that made it are named where that is the result's shape
+    # the bad element is in an operand's adjoint (or its tangent), indexed in that operand's shape:
+    # the elements of the operands that made it are named where that is the result's shape
     inputs = _array_inputs(kind if bad["shape"] == shape else -1, values, shape, idx, shapes)
-    return FloatingPointError(f"backward through {name} produced {bad['value']!r} "
-                              f"{_at(idx, bad['shape'], 'the gradient of v' + str(bad['operand']))} {where(loc)} "
-                              f"{inputs}")
+    of = ("the tangent of the gradient of v" if exc.sweep == "second tangent" else "the gradient of v") \
+        + str(bad["operand"])
+    return FloatingPointError(f"{prefix}backward through {name} produced {bad['value']!r} "
+                              f"{_at(idx, bad['shape'], of)} {where(loc)} {inputs}")
 
 
 def record(tape, code, a, b, c, inputs):
@@ -292,6 +299,10 @@ def sweep_error(tape, exc):
     name, kinds, a, b, inputs = _instruction(tape, i)
     if exc.sweep == "tangent":
         return FloatingPointError(f"the tangent (forward mode) of {name} is not finite {where(loc)} {_inputs(inputs)}")
+    if exc.sweep.startswith("second"):  # the sweep's adjoints are its scratch, not the tape's: no value to read
+        what = "the tangent of an adjoint" if exc.sweep == "second tangent" else "an adjoint"
+        return FloatingPointError(f"{_SECOND_ORDER}backward through {name} made {what} nan or inf {where(loc)} "
+                                  f"{_inputs(inputs)}")
     if OP_KINDS[tape._c.op_at(i)] == _native.KIND_CUSTOM:
         adjoints = [tape._c.adjoint(x) for is_slot, x in tape._c.custom_operands(i) if is_slot]
     else:

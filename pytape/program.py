@@ -114,7 +114,8 @@ class Program:
         width = _width(self.tape)
         for start in range(0, p, width):
             block = seeds[used, start:start + width]
-            result[used, start:start + block.shape[1]] = self.tape._c.hvp_block(out, ins[used], block)
+            with explain(self.tape):  # anomaly mode: a nan or inf names its operation
+                result[used, start:start + block.shape[1]] = self.tape._c.hvp_block(out, ins[used], block)
         return result
 
     #: a scalar result from an entry of a result array (a Var in pytape/nested.py)

@@ -1,6 +1,7 @@
 """detect_anomaly(): the first nan/inf names its operation, inputs and source line."""
 import inspect
 import math
+import re
 import threading
 
 import numpy as np
@@ -231,3 +232,40 @@ def test_a_replay_gradient_that_is_not_finite_names_the_operation_and_line():
         with pytest.raises(FloatingPointError, match=r"backward through sqrt produced inf at test_anomaly.py:\d+"):
             fn.gradient(0.0)
         assert fn.gradient(4.0) == 0.5
+
+
+def pow_three_halves(x):
+    return np.sum(x ** 1.5 + x)  # MARK-pow15
+
+
+def test_second_order_sweeps_are_checked():
+    """hessian and hvp (forward over reverse) check their tangent sweep as jvp
+    does, then every adjoint and every tangent of an adjoint of their reverse
+    sweep, on array and on scalar tapes.  x ** 1.5 at 0 has finite first
+    derivatives and tangents (0) but an infinite second derivative: only the
+    tangent of the adjoint is inf."""
+    sq = re.escape(f"test_anomaly.py:{line_of('MARK-sqrt3', sqrt_times_three)} in sqrt_times_three()")
+    pw = re.escape(f"test_anomaly.py:{line_of('MARK-pow15', pow_three_halves)} in pow_three_halves()")
+    x, v = np.array([1.0, 0.0, 4.0]), np.ones(3)
+    with pytape.detect_anomaly():
+        with pytest.raises(FloatingPointError, match=rf"tangent \(forward mode\) of sqrt is not finite \(inf\) "
+                                                     rf"at index \(1,\) of its tangent \(shape \(3,\)\) at {sq}"):
+            pytape.hvp(lambda u: np.sum(sqrt_times_three(u)), x, v)
+        # the Hessian's column of element 0 meets sqrt's infinite adjoint at element 1
+        with pytest.raises(FloatingPointError, match=rf"second order \(hessian, hvp\): backward through sqrt produced "
+                                                     rf"inf at index \(1,\) of the gradient of v0 .* at {sq}"):
+            pytape.hessian(lambda u: np.sum(sqrt_times_three(u)))(x)
+        with pytest.raises(FloatingPointError, match=rf"second order \(hessian, hvp\): backward through pow produced "
+                                                     rf"inf at index \(1,\) of the tangent of the gradient of v0 "
+                                                     rf"\(shape \(3,\)\) at {pw} \(inputs 0.0, 1.5\)"):
+            pytape.hvp(pow_three_halves, x, v)
+        with pytest.raises(FloatingPointError, match=rf"second order \(hessian, hvp\): backward through pow made the "
+                                                     rf"tangent of an adjoint nan or inf at {pw}"):
+            pytape.hessian(pow_three_halves, elementwise=True)(x)
+        with pytest.raises(FloatingPointError, match=rf"tangent \(forward mode\) of sqrt is not finite at {sq}"):
+            pytape.hvp(lambda u: np.sum(sqrt_times_three(u)), x, v, elementwise=True)
+        # no false alarm: finite everywhere, the same H v as outside the mode
+        inside = pytape.hvp(pow_three_halves, x + 1.0, v)
+    np.testing.assert_array_equal(inside, pytape.hvp(pow_three_halves, x + 1.0, v))
+    # outside the mode the same calls give inf, as IEEE arithmetic does
+    assert pytape.hvp(pow_three_halves, x, v)[1] == math.inf
