@@ -9,7 +9,7 @@ MODULES = [
     "pytape.ops", "pytape.program", "pytape.functional", "pytape.checks", "pytape.higher_order", "pytape.autograd",
     "pytape.tracing", "pytape.saved", "pytape.optimize", "pytape.optim", "pytape.display", "pytape.nn",
     "pytape.reference", "pytape.bench", "pytape.bench.engines", "pytape.bench.workloads", "pytape.bench.runner",
-    "pytape.bench.cli", "pytape.bench.arrays", "pytape.bench.second_order", "pytape.bench.training", "pytape.bench.memory", "pytape.checkpointing",
+    "pytape.bench.cli", "pytape.bench.arrays", "pytape.bench.second_order", "pytape.bench.training", "pytape.bench.memory", "pytape.bench.batches", "pytape.checkpointing",
     "pytape.nested", "pytape.array_adjoints", "pytape.array_rules",
 ]
 

@@ -731,6 +731,14 @@ def main_arrays(mode, repeat, names, log, print_=print):
            f"before them, in a fresh process{' (not measured with --quick)' if mode == 'quick' else ''}")
     print_()
     print_(format_training(trows))
+    from .batches import BATCH_CASES, BATCH_SIZES, format_batches, run_batches
+    brows = run_batches({c: BATCH_SIZES[mode] for c in BATCH_CASES}, repeat,
+                        sample_ns=20_000_000 if mode == "quick" else 200_000_000)
+    print_()
+    print_("batches of a traced program: fn.gradient(X), the rows replayed on 1 thread and split over every "
+           "core (fn.threads), medians interleaved")
+    print_()
+    print_(format_batches(brows))
     from .memory import CHECKPOINT_SIZES, format_checkpoint, ode_checkpoint
     n, steps, block = CHECKPOINT_SIZES[mode]
     print_()
