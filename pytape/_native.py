@@ -614,7 +614,8 @@ class _Memory:
 
 
 #: elements from which arrays come from the tapes' allocator (its cache
-#: holds blocks of 128 KB and more: csrc/array.c)
+#: holds blocks of 8 KB and more, csrc/array.c; below 128 KB numpy's own
+#: blocks are cheaper than the few page faults they may cost)
 ALLOC_FROM = 16384
 
 

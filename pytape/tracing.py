@@ -49,7 +49,7 @@ import time
 
 import numpy as np
 
-from . import saved
+from . import _native, saved
 from ._native import ID_BITS, KIND_LEAF, OP_KINDS, CTape, anomaly_enabled
 from .anomaly import explain, replay_error
 from .errors import BranchChangedError, TapeFormatError
@@ -301,7 +301,7 @@ class _ArrayCompiled(Program):
                 return None
             arrays.append(x if x.flags.c_contiguous else np.ascontiguousarray(x))
         mine = self.local()
-        grads = [np.empty(shape) for shape in self.shapes]
+        grads = [_native.arr_empty(shape, size) for shape, size in zip(self.shapes, self.sizes)]  # warm memory
         value, fail = mine.tape._c.replay_gradient(mine._ins, arrays, mine._plan, mine.rec._out, grads)
         if fail >= 0:
             return None

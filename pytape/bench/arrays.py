@@ -681,22 +681,29 @@ def tape_bytes(n_instr=1000, sizes=(1, 1000)):
 # ---- the command line's --arrays -------------------------------------------------------------
 
 def main_arrays(mode, repeat, names, log, print_=print):
-    """Run the array benchmarks of ``mode`` ('quick' or 'default'); 0 unless pytape failed."""
-    engines, missing = available_array_engines(names)
+    """Run the array benchmarks of ``mode`` ('quick' or 'default'); 0 unless pytape failed.
+    numpy's BLAS (pytape's matmul) runs on one thread throughout, as torch
+    does here: every section compares engines on one core."""
     threads = _native.blas_threads(1)
-    for n, why in missing.items():
-        log(f"skipping {n}: {why}")
-    sizes = ARRAY_SIZES["quick" if mode == "quick" else "default"]
     try:
-        rows = run_arrays(list(ARRAY_CASES), sizes, engines, repeat, log,
-                          sample_ns=2_000_000 if mode == "quick" else 20_000_000)
+        return _main_arrays(mode, repeat, names, log, print_, threads)
     finally:
         if threads is not None:
             _native.blas_threads(threads)
+
+
+def _main_arrays(mode, repeat, names, log, print_, threads):
+    engines, missing = available_array_engines(names)
+    for n, why in missing.items():
+        log(f"skipping {n}: {why}")
+    sizes = ARRAY_SIZES["quick" if mode == "quick" else "default"]
+    rows = run_arrays(list(ARRAY_CASES), sizes, engines, repeat, log,
+                      sample_ns=2_000_000 if mode == "quick" else 20_000_000)
     print_("engines: " + ", ".join(f"{e.name} {e.version}".rstrip() for e in engines)
            + "".join(f"; {n}: not installed" for n in missing))
     print_(f"pytape's matmul: {_native.BLAS}"
-           + ("" if threads is None else f", set to 1 thread (was {threads}) for pytape's and numpy's matmul")
+           + ("" if threads is None else f", set to 1 thread (was {threads}) for pytape's and numpy's matmul in every "
+                                         f"section")
            + "; torch: 1 thread; jax: its own thread pool; float64 everywhere")
     print_(f"times: ns per call (per operation for 'ops'; total = wall time, freeing the graph included), median of "
            f"{repeat} samples (each the mean of back-to-back "
