@@ -564,23 +564,23 @@ enum { COL_D = 0, COL_AA = 1, COL_AB = 2, COL_BB = 3 };  /* COL_D: the operand's
 static void col1(int op, int c, int64_t n, const double *x, const double *py, double *restrict out)
 {
     switch (op) {
+#define PT_COL(E)                                                             \
+        for (int64_t j = 0; j < n; ++j) {                                     \
+            const double a = x[j], y = py[j];                                 \
+            (void)a; (void)y;                                                 \
+            out[j] = (E);                                                     \
+        }
 #define PT_OP1(N, S, V, DA, DAA)                                              \
     case PT_##N:                                                              \
-        if (c == COL_D)                                                       \
-            for (int64_t j = 0; j < n; ++j) {                                 \
-                const double a = x[j], y = py[j];                             \
-                (void)a; (void)y;                                             \
-                out[j] = (DA);                                                \
-            }                                                                 \
-        else                                                                  \
-            for (int64_t j = 0; j < n; ++j) {                                 \
-                const double a = x[j], y = py[j];                             \
-                (void)a; (void)y;                                             \
-                out[j] = (DAA);                                               \
-            }                                                                 \
+        if (c == COL_D) {                                                     \
+            PT_COL(DA)                                                        \
+        } else {                                                              \
+            PT_COL(DAA)                                                       \
+        }                                                                     \
         break;
 #define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
 #include "ops.def"
+#undef PT_COL
 #undef PT_OP1
 #undef PT_OP2
     default:
