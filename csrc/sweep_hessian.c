@@ -145,6 +145,20 @@ PT_INLINE int sweep_hessian(const pt_tape *t, int64_t out, const double *tan, do
     return PT_OK;
 }
 
+/* anomaly mode's loop: one copy for every p (the op switch is long: a copy
+ * per call site doubled this file's compile time) */
+static int sweep_hessian_checked(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd,
+                                 int64_t p)
+{
+    return sweep_hessian(t, out, tan, adj, adjd, p, 1);
+}
+
+/* one Hessian-vector product (the common case), for both callers */
+static int sweep_hessian_1(const pt_tape *t, int64_t out, const double *tan, double *adj, double *adjd)
+{
+    return sweep_hessian(t, out, tan, adj, adjd, 1, 0);
+}
+
 static int hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, int64_t p,
                      const double *seeds, double *grad, double *result);
 
@@ -188,8 +202,8 @@ static int hvp_block(pt_tape *t, int64_t out, int64_t nin, const int64_t *ins, i
         return PT_E_NONFINITE;
     }
     adj[out] = 1.0;
-    const int st = checked ? sweep_hessian(t, out, tan, adj, adjd, p, 1)
-                   : p == 1 ? sweep_hessian(t, out, tan, adj, adjd, 1, 0) : sweep_hessian(t, out, tan, adj, adjd, p, 0);
+    const int st = checked ? sweep_hessian_checked(t, out, tan, adj, adjd, p)
+                   : p == 1 ? sweep_hessian_1(t, out, tan, adj, adjd) : sweep_hessian(t, out, tan, adj, adjd, p, 0);
     if (st)
         return st;
     for (int64_t i = 0; i < nin; ++i) {
@@ -235,8 +249,8 @@ int pt_hvp_arrays(pt_tape *t, int64_t out, int64_t nseeds, const int64_t *slots,
         t->adj[out] = 1.0;
     }
     pt_sweep_begin(t);
-    st = pt_anomaly_active() ? sweep_hessian(t, out, t->tan, t->adj, adjd, 1, 1)
-                             : sweep_hessian(t, out, t->tan, t->adj, adjd, 1, 0);
+    st = pt_anomaly_active() ? sweep_hessian_checked(t, out, t->tan, t->adj, adjd, 1)
+                             : sweep_hessian_1(t, out, t->tan, t->adj, adjd);
     pt_sweep_end(t);
     pt_array_leaf_unclaim(t, m);  /* grads the sweep wrote directly: zero again, as before it */
     if (st)
