@@ -391,16 +391,18 @@ static const struct kernels {
      * it uniform before it claims its grad (adj_buffer) */
     int (*flow)(const pt_tape *, const struct pt_arr *, const struct pt_view *, int);
     /* the second-derivative term of forward over reverse (array.h); NULL:
-     * none (the kind is linear, or piecewise linear, in its operands) */
+     * none (the kind is linear, or piecewise linear, in its operands), or
+     * it is part of vjp_hvp */
     vjp_fn hvp;
-    /* vjp and both terms of forward over reverse in one pass (array.h);
-     * NULL: pt_array_hvp runs them one after another */
+    /* vjp and both terms of forward over reverse in one pass (array.h; the
+     * elementwise kinds, whose rows say whether they have a second term:
+     * pt_map_second); NULL: pt_array_hvp runs vjp and hvp one after another */
     int (*vjp_hvp)(const pt_tape *, const struct pt_arr *, struct pt_view *, struct pt_view *, const double *,
                    const double *);
     int jvp_writes;  /* jvp writes every element of its output (else it adds: pt_array_jvp zeroes it first) */
 } kernels[PT_A_NUM_KINDS] = {
-    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow, pt_map_hvp, pt_map_vjp_hvp, 1},
-    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow, pt_map_hvp, pt_map_vjp_hvp, 1},
+    [PT_A_MAP1] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow, NULL, pt_map_vjp_hvp, 1},
+    [PT_A_MAP2] = {pt_map_value, pt_map_vjp, pt_map_jvp, 1, 1, pt_map_flow, NULL, pt_map_vjp_hvp, 1},
     [PT_A_SUM] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 1, 1, NULL, NULL},
     [PT_A_MAX] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0, NULL, NULL},
     [PT_A_PROD] = {pt_reduce_value, pt_reduce_vjp, pt_reduce_jvp, 0, 0, NULL, pt_reduce_hvp},
@@ -1667,8 +1669,8 @@ int pt_array_hvp(pt_tape *t, int64_t i, double *adjd)
     int any_tan = 0;
     for (int j = 0; j < e->nargs; ++j)
         any_tan |= pt_arr_tan_of(t, t->ar_arg[e->arg + j]) != NULL;
-    if (k->vjp_hvp && has_g && (has_gd || (k->hvp && any_tan)))
-        return fused_hvp(t, i, adjd, has_gd);
+    if (k->vjp_hvp && has_g && (has_gd || (any_tan && pt_map_second(e))))
+        return fused_hvp(t, i, adjd, has_gd);  /* the elementwise kinds; else below: at most f_a g' */
     if (has_gd || (has_g && k->hvp && any_tan)) {
         struct pt_view stack[8];
         struct pt_view *x = e->nargs <= 8 ? stack : malloc((size_t)e->nargs * sizeof *x);

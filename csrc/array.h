@@ -271,9 +271,11 @@ int pt_matmul_jvp(const pt_tape *t, const struct pt_arr *e, const struct pt_view
  * reading the operands' tangents x[j].tan (NULL: zero).  Kinds that are
  * linear in their operands (sums, views, gathers, scans) or piecewise
  * linear (MAX: the selection depends on values only) have no second term.
- * g holds every element (not uniform).  The elementwise kinds do all of it
- * (the adjoint too) in one pass over their elements: `vjp_hvp` below. */
-int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g);
+ * g holds every element (not uniform).  The elementwise kinds have no
+ * `hvp` kernel: they do all of it (the adjoint too) in one pass over their
+ * elements, `vjp_hvp` below. */
+/* does elementwise entry e's row have a second-derivative term at all? */
+int pt_map_second(const struct pt_arr *e);
 /* both passes of forward over reverse at once, for the elementwise kinds:
  * the adjoint g into x[j].adj (as the kind's vjp) and its tangent
  * f_a gd + (f_aa a' + f_ab b') g into xd[j].adj (the operands' adt

@@ -253,21 +253,13 @@ PT_INLINE void row2_chain(int op, int which, int acc, double base, int64_t gs, i
         CALL(sa, sb);                                                         \
     }
 
-/* the stride patterns for the operand `which` (0: a, 1: b), a constant in
- * each call, so that every pattern of every row is a loop of its own that
- * the compiler vectorises (a select per element does not: the adjoint loops
- * ran at half the value loops' speed) */
-#define PT_BY_OPERAND(CALL_A, CALL_B)                                         \
-    if (which) {                                                              \
-        PT_PATTERNS(CALL_B)                                                   \
-    } else {                                                                  \
-        PT_PATTERNS(CALL_A)                                                   \
-    }
-
-/* the adjoint loops' patterns: as PT_BY_OPERAND, but an operand broadcast
- * over the row (its own stride 0) is summed into one element, serially,
- * which a loop of its own would not speed up: that pattern takes the
- * general loop (a quarter fewer loops to compile) */
+/* the stride patterns for the operand `which` (0: a, 1: b) that the
+ * adjoint loops write, a constant in each call, so that every pattern of
+ * every row is a loop of its own that the compiler vectorises (a select per
+ * element does not: the adjoint loops ran at half the value loops' speed);
+ * an operand broadcast over the row (its own stride 0) is summed into one
+ * element, serially, which a loop of its own would not speed up: that
+ * pattern takes the general loop (a quarter fewer loops to compile) */
 #define PT_BY_WRITTEN_OPERAND(CALL_A, CALL_B)                                 \
     if (which) {                                                              \
         if (sa == 1 && sb == 1)                                               \
@@ -453,93 +445,13 @@ int pt_map_vjp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, cons
     return PT_OK;
 }
 
-/* ---- second order: (f_aa a' + f_ab b') g into each operand's adt (array.h) ---- */
-
-static void map1_second(int op, int64_t n, const double *x, const double *py, const double *g, const double *tx,
-                        double *restrict gx)
-{
-    switch (op) {
-#define PT_OP1(N, S, V, DA, DAA)                                              \
-    case PT_##N:                                                              \
-        for (int64_t j = 0; j < n; ++j) {                                     \
-            const double a = x[j], y = py[j];                                 \
-            (void)a; (void)y;                                                 \
-            gx[j] += chain(chain((DAA), tx[j]), g[j]);                        \
-        }                                                                     \
-        break;
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
-    default:
-        break;
-    }
-}
-
-/* one row: gx[j*sx] += (f_wa ta + f_wb tb) g for operand w = which, the
- * tangents read through their operands' strides (NULL: zero) */
-PT_INLINE void row2_second(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
-                           const double *py, const double *g, const double *ta, const double *tb, double *gx,
-                           int64_t sx)
-{
-    switch (op) {
-#define PT_OP1(N, S, V, DA, DAA)
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB)                                \
-    case PT_##N:                                                              \
-        for (int64_t j = 0; j < n; ++j) {                                     \
-            const double a = pa[j * sa], b = pb[j * sb], y = py[j];           \
-            (void)a; (void)b; (void)y;                                        \
-            double d = 0.0;                                                   \
-            if (ta)                                                           \
-                d += chain(chain(which ? (DAB) : (DAA), ta[j * sa]), g[j]);   \
-            if (tb)                                                           \
-                d += chain(chain(which ? (DBB) : (DAB), tb[j * sb]), g[j]);   \
-            gx[j * sx] += d;                                                  \
-        }                                                                     \
-        break;
-#include "ops.def"
-#undef PT_OP1
-#undef PT_OP2
-    default:
-        break;
-    }
-}
-
-static void rows2_second(int op, int which, int64_t n, const double *pa, int64_t sa, const double *pb, int64_t sb,
-                         const double *py, const double *g, const double *ta, const double *tb, double *gx)
-{
-#define CALL_A(A, B) row2_second(op, 0, n, pa, A, pb, B, py, g, ta, tb, gx, A)
-#define CALL_B(A, B) row2_second(op, 1, n, pa, A, pb, B, py, g, ta, tb, gx, B)
-    PT_BY_WRITTEN_OPERAND(CALL_A, CALL_B)
-#undef CALL_A
-#undef CALL_B
-}
-
-int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, const double *g)
+/* does row e->op have a second derivative that is not the literal 0.0
+ * (x + y, x - y, x * c: none; forward over reverse then needs the adjoint
+ * tangent's first term only) */
+int pt_map_second(const struct pt_arr *e)
 {
     pthread_once(&uses_once, uses_init);
-    const int cols = second_table[e->op];
-    if (e->kind == PT_A_MAP1) {
-        if (x[0].adj && x[0].tan && cols)
-            map1_second(e->op, e->size, x[0].val, e->val, g, x[0].tan, x[0].adj);
-        return PT_OK;
-    }
-    if (!x[0].tan && !x[1].tan)
-        return PT_OK;
-    struct pt_loop L;
-    loop2(t, e, x, &L);
-    for (int which = 0; which < 2; ++which) {
-        double *gx = x[which].adj;
-        /* the columns this operand's term reads: f_aa, f_ab along a'; f_ab, f_bb along b' */
-        const int needed = (x[0].tan ? (which ? 2 : 1) : 0) | (x[1].tan ? (which ? 4 : 2) : 0);
-        if (!gx || !(cols & needed))
-            continue;
-        const double *ta = x[0].tan, *tb = x[1].tan;
-        PT_FOR_ROWS(&L, o, n, s,
-                    rows2_second(e->op, which, n, x[0].val + o[1], s[1], x[1].val + o[2], s[2], e->val + o[0],
-                                 g + o[0], ta ? ta + o[1] : NULL, tb ? tb + o[2] : NULL, gx + o[1 + which]););
-    }
-    return PT_OK;
+    return second_table[e->op] != 0;
 }
 
 /* ---- forward over reverse in one pass (pt_map_vjp_hvp) ----------------------
@@ -548,9 +460,9 @@ int pt_map_hvp(const pt_tape *t, const struct pt_arr *e, struct pt_view *x, cons
  *   gx  (+)= f_w g
  *   gxd (+)= f_w gd + (f_wa a' + f_wb b') g
  *
- * one pass over the elements instead of three (the kind's vjp of g, its vjp
- * of gd, pt_map_hvp's second term), each derivative column evaluated once.
- * The sums are formed in the order of those three passes.  The pass goes by
+ * one pass over the elements, each derivative column evaluated once (it
+ * replaced three: the vjp of g, the vjp of gd and a second-term kernel),
+ * the sums formed in the order of those three passes.  The pass goes by
  * blocks of FUSED_BLOCK elements: first the derivative columns it needs
  * (one loop per row and column, as simple as the row's own rule: those of
  * x * y, x - c vectorise), then one loop, the same for every row, that
