@@ -118,6 +118,44 @@ if os.environ.get("PYTAPE_SANITIZE", "0") not in ("", "0"):
     CFLAGS = [f for f in CFLAGS if f != "-O3"] + ["-O1", "-g", "-fno-omit-frame-pointer"] + SANITIZE
     LDFLAGS = LDFLAGS + SANITIZE
 
+
+
+def _compile_in_parallel():
+    """Compile the C files on every core: setuptools compiles the sources of
+    one extension one after another, and two of ours (the elementwise
+    kernels, the second-order sweep) take most of a build, three builds of
+    which are in CI.  The same steps as distutils' CCompiler.compile, the
+    largest file first; left as it is if its private helpers are missing."""
+    import concurrent.futures
+    try:
+        from setuptools._distutils import ccompiler
+    except ImportError:  # pragma: no cover - an old setuptools: distutils itself
+        from distutils import ccompiler
+    cls = ccompiler.CCompiler
+    if getattr(cls, "_pytape_parallel", False) or not all(
+            hasattr(cls, a) for a in ("_setup_compile", "_get_cc_args", "_compile")):
+        return
+
+    def compile(self, sources, output_dir=None, macros=None, include_dirs=None, debug=False, extra_preargs=None,
+                extra_postargs=None, depends=None):
+        macros, objects, extra_postargs, pp_opts, build = self._setup_compile(
+            output_dir, macros, include_dirs, sources, depends, extra_postargs)
+        cc_args = self._get_cc_args(pp_opts, debug, extra_preargs)
+        todo = [obj for obj in objects if obj in build]
+        todo.sort(key=lambda obj: -os.path.getsize(build[obj][0]) if os.path.exists(build[obj][0]) else 0)
+
+        def one(obj):
+            src, ext = build[obj]
+            self._compile(obj, src, ext, cc_args, extra_postargs, pp_opts)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for done in [pool.submit(one, obj) for obj in todo]:
+                done.result()  # a compiler error is raised here
+        return objects
+    cls.compile = compile
+    cls._pytape_parallel = True
+
+
+_compile_in_parallel()
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
