@@ -21,7 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
 SOURCES = ["tape.c", "tape_compile.c", "tape_load.c", "custom.c", "sweep_forward.c", "sweep_reverse.c",
            "sweep_tangent.c", "sweep_block.c", "sweep_hessian.c", "sweep_batch.c", "array.c",
-           "array_elementwise.c", "array_movement.c", "array_reduce.c", "array_matmul.c", "array_custom.c"]
+           "array_elementwise.c", "array_movement.c", "array_reduce.c", "array_matmul.c", "array_custom.c",
+           "sparsity.c"]
 DEPENDS = ["pytape.h", "tape.h", "array.h", "rules.h", "ops.def", "forms.h"]
 
 

@@ -32,7 +32,8 @@ enum pt_status {
     PT_E_BUSY = -14,     /* the tape is in a sweep that is calling a custom rule */
     PT_E_SHAPE = -15,    /* array operands whose shapes do not fit the operation */
     PT_E_ARRAY = -16,    /* this sweep does not take array instructions (yet) */
-    PT_E_LARGE = -17     /* pt_arr_map1: the operand has `limit` elements or more (nothing recorded) */
+    PT_E_LARGE = -17,    /* pt_arr_map1: the operand has `limit` elements or more (nothing recorded) */
+    PT_E_DENSE = -18     /* sparsity: index sets past PT_SPARSITY_LIMIT entries (a dense derivative) */
 };
 
 /* Handles: how Python names a slot when it records.  handle = slot <<
@@ -526,5 +527,36 @@ int pt_hvp_arrays(pt_tape *t, int64_t out, int64_t nseeds, const int64_t *slots,
  * integers), or NULL for pytape's own loops */
 void pt_set_dgemm(void *dgemm, int ilp64);
 int pt_dgemm_kind(void);   /* 0: own loops, 32 or 64: a BLAS with that integer width */
+
+/* sparsity (sparsity.c): which entries of a Jacobian or Hessian can be
+ * nonzero, from the tape's structure alone, as pairs (row[k], col[k]) in
+ * malloc'd arrays, possibly repeated; free them with pt_pattern_free.
+ * Inputs are the LEAF slots ins (column k: ins[k]; negative: not on the
+ * tape); outputs outs (row j; negative: a constant).  Index sets and pairs
+ * past PT_SPARSITY_LIMIT entries answer PT_E_DENSE; tapes with arrays
+ * PT_E_ARRAY. */
+enum { PT_SPARSITY_LIMIT = 1 << 28 };
+typedef struct pt_pattern {
+    int64_t nnz;
+    int32_t *row, *col;
+} pt_pattern;
+int pt_jacobian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t nout, const int64_t *outs,
+                        pt_pattern *res);
+/* of the Hessian of the scalar slot out */
+int pt_hessian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t out, pt_pattern *res);
+void pt_pattern_free(pt_pattern *res);
+/* greedy colourings, in index order; colour[] gets 0, 1, ...; they answer
+ * the number of colours, or PT_E_NOMEM.  pt_colour_columns: columns of an
+ * m x n pattern (CSR rowptr/cols and CSC colptr/rows) that share a row get
+ * different colours (a distance-2 colouring: rows with skip_row[i] set, which
+ * may be NULL, are left out); the rows of a pattern are its transpose's
+ * columns.  pt_colour_star: a star colouring of a symmetric pattern (CSR;
+ * the diagonal may be present): adjacent vertices differ and every path on
+ * four vertices has three colours, so each entry of H is one entry of
+ * H S for the seed matrix S of the colours (vertices with skip[v] set are
+ * left out, with colour -1). */
+int64_t pt_colour_columns(int64_t m, int64_t n, const int64_t *rowptr, const int64_t *cols, const int64_t *colptr,
+                          const int64_t *rows, const uint8_t *skip_row, int64_t *colour);
+int64_t pt_colour_star(int64_t n, const int64_t *ptr, const int64_t *idx, const uint8_t *skip, int64_t *colour);
 
 #endif

@@ -26,6 +26,8 @@ The package in layers, each importing only those above it:
   ``autograd`` (PyTorch's autograd.grad);
 * record once, replay many: ``tracing`` (trace, CompiledFunction), ``saved``
   (its file format), ``optimize``, ``optim``;
+* large problems: ``sparse`` (sparsity patterns, colourings, sparse Jacobians
+  and Hessians);
 * inspection: ``display``; and ``nn``, ``reference``, ``bench``.
 """
 from .errors import BranchChangedError, GradcheckError, MixedTapesError, TapeConsumedError, TapeFormatError, TapeThreadError
@@ -42,6 +44,7 @@ from .checks import gradcheck, gradgradcheck
 from .custom import Primitive, primitive
 from .checkpointing import checkpoint
 from .tracing import CompiledFunction, trace
+from .sparse import hessian_sparsity, jacobian_sparsity, sparse_hessian, sparse_jacobian
 from . import nn  # noqa: E402  micrograd-style Module, Neuron, Layer, MLP; array layers
 from . import autograd  # noqa: E402  PyTorch-style autograd.grad
 from . import optimize  # noqa: E402  scipy.optimize.minimize with tape derivatives
@@ -59,4 +62,5 @@ __all__ = [
     "grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "gradcheck", "gradgradcheck", "GradcheckError",
     "trace", "CompiledFunction", "BranchChangedError", "TapeFormatError", "primitive", "Primitive", "checkpoint",
     "Tensor", "array", "logsumexp", "softmax", "log_softmax",
+    "jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_hessian",
 ] + _ops_all

@@ -242,6 +242,11 @@ def check(status, what="record", tape=None):
             "on scalar tapes only. On array programs use backward(), pytape.grad, value_and_grad, vjp, jvp, "
             "jacobian, hessian and hvp; or record the program element by element on object arrays of Vars "
             "(pytape.ops.VarArray)")
+    if status == lib.PT_E_DENSE:
+        raise MemoryError(
+            f"pytape: the {what} is too dense for sparsity detection: its index sets passed "
+            f"{lib.PT_SPARSITY_LIMIT} entries. A derivative this dense is cheaper as a dense one "
+            f"(pytape.jacobian, pytape.hessian)")
     if status == lib.PT_E_NONFINITE:
         if tape is not None and what in ("backward", "tangent"):
             raise NonFiniteError(tape.bad, what)
@@ -852,6 +857,40 @@ _COLUMNS = (("op", np.uint16, "uint16_t[]"), ("a", np.int32, "int32_t[]"), ("b",
             ("val", np.float64, "double[]"), ("adj", np.float64, "double[]"))
 
 
+def colour_columns(csr, csc, skip_rows=None):
+    """A greedy distance-2 colouring of the columns of a pattern (a
+    scipy.sparse matrix given as CSR and CSC): columns sharing a row (other
+    than those with skip_rows set) get different colours.  (colours, count).
+
+    >>> import scipy.sparse as sp
+    >>> J = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]))
+    >>> colour_columns(J, J.tocsc())
+    (array([0, 1, 0, 1]), 2)
+    """
+    m, n = csr.shape
+    colour = np.zeros(n, dtype=np.int64)
+    skip = ffi.NULL if skip_rows is None else ffi.from_buffer("uint8_t[]", np.ascontiguousarray(skip_rows, np.uint8))
+    count = check(lib.pt_colour_columns(m, n, *(_i64(_slots(a)) for a in (csr.indptr, csr.indices, csc.indptr,
+                                                                         csc.indices)), skip, _i64(colour)))
+    return colour, count
+
+
+def colour_star(csr, skip=None):
+    """A greedy star colouring of a symmetric pattern (CSR): vertices with
+    ``skip`` set are left out (colour -1).  (colours, count).
+
+    >>> import scipy.sparse as sp
+    >>> H = sp.csr_matrix(np.eye(5) + np.eye(5, k=1) + np.eye(5, k=-1))   # tridiagonal
+    >>> colour_star(H)
+    (array([0, 1, 2, 0, 1]), 3)
+    """
+    n = csr.shape[0]
+    colour = np.zeros(n, dtype=np.int64)
+    sk = ffi.NULL if skip is None else ffi.from_buffer("uint8_t[]", np.ascontiguousarray(skip, np.uint8))
+    count = check(lib.pt_colour_star(n, _i64(_slots(csr.indptr)), _i64(_slots(csr.indices)), sk, _i64(colour)))
+    return colour, count
+
+
 class CTape:
     """One C tape (``pt_tape``), freed with this object; numpy arrays in and out.
 
@@ -1188,6 +1227,33 @@ class CTape:
             lib.pt_tape_reach(self._p, o, ffi.from_buffer("uint8_t[]", one))
             mark[:o + 1] |= one[:o + 1]
         return mark.astype(bool)
+
+    # ---- sparsity (csrc/sparsity.c) ------------------------------------------------------
+
+    def jacobian_pattern(self, ins, outs):
+        """(rows, cols) of the entries of d(outs)/d(ins) that can be nonzero
+        (int32 arrays, pairs may repeat); ins and outs are slots, -1 for an
+        input f did not use or a constant output."""
+        ins, outs = _slots(ins), _slots(outs)
+        return self._pattern("Jacobian", lambda res: lib.pt_jacobian_pattern(
+            self._p, len(ins), _i64(ins), len(outs), _i64(outs), res))
+
+    def hessian_pattern(self, ins, out):
+        """(rows, cols) of the Hessian of slot ``out`` w.r.t. ins that can be nonzero."""
+        ins = _slots(ins)
+        return self._pattern("Hessian", lambda res: lib.pt_hessian_pattern(self._p, len(ins), _i64(ins), out, res))
+
+    def _pattern(self, what, call):
+        res = ffi.new("pt_pattern *")
+        try:
+            check(call(res), what, self)
+            n = res.nnz
+            if n == 0:
+                return np.zeros(0, np.int32), np.zeros(0, np.int32)
+            return (np.frombuffer(ffi.buffer(res.row, 4 * n), np.int32).copy(),
+                    np.frombuffer(ffi.buffer(res.col, 4 * n), np.int32).copy())
+        finally:
+            lib.pt_pattern_free(res)
 
     # ---- sweeps ---------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ from .errors import BranchChangedError, TapeFormatError
 from . import _native
 from .functional import tensor_recording_or_none
 from .program import Program, check_argnums, Recording, TensorRecording, as_float_array
+from .sparse import SparseHessian, SparseJacobian
 from .tape import Tape
 from .var import place
 
@@ -92,6 +93,7 @@ class _Compiled(Program):
         self._var_outs = np.array([s for s in self.out_slots if s >= 0], dtype=np.int64)
         self.tape._c.plan_registers(self._var_outs)
         self._copies = {}  # thread id -> this tape's copy owned by that thread (local())
+        self.origin = self  # the tape this one copies (local()): sparse plans are kept there
 
     def local(self):
         """This compiled tape, or a copy owned by the calling thread.
@@ -110,6 +112,7 @@ class _Compiled(Program):
             ctape = CTape.load(cols["op"], cols["a"], cols["b"], cols["val"], c.consts(), c.custom_table())
             copy = _Compiled(Tape._adopt(ctape), self.shapes, self.scalar_in, self.single, self.out_shape,
                              self.out_slots, self.out_values, dict(self.tape._where or {}))
+            copy.origin = self
             self._copies = {t: cp for t, cp in self._copies.items() if t in _alive()}
             self._copies[me] = copy
         return copy
@@ -726,6 +729,71 @@ class CompiledFunction:
         c = self._at((x,))
         rows = c.rows(_shaped(u, "u", c.out_shape, "f(x)").reshape(1, -1))
         return value, c.shaped_in(0, rows[0][0])
+
+    # ---- sparse derivatives (pytape/sparse.py) -----------------------------
+
+    def _sparse_plan(self, args, what, make):
+        """The compiled tape replayed at args, and its sparsity plan (made once per tape)."""
+        c = _has_inputs(self._at(args), what)
+        if type(c) is _ArrayCompiled:
+            raise NotImplementedError(
+                f"fn.{what}() of an array program: the sparsity pattern is found on element-level tapes; "
+                f"trace f with elementwise=True (pytape.trace(f, x, elementwise=True)), which records "
+                f"numpy code on object arrays of Vars")
+        plans = c.origin.__dict__.setdefault("_sparse_plans", {})
+        if what not in plans:
+            plans[what] = make(c)
+        return c, plans[what]
+
+    def jacobian_sparsity(self, *args):
+        """The Jacobian's pattern (``pytape.jacobian_sparsity``) of the tape
+        traced for args: a scipy.sparse.csr_matrix of True, (outputs, inputs)
+        flattened, the arguments' elements one after another.
+
+        >>> import numpy as np, pytape
+        >>> fn = pytape.trace(lambda x: x[1:] - x[:-1], np.zeros(3), elementwise=True)
+        >>> fn.jacobian_sparsity(np.zeros(3)).toarray().astype(int)
+        array([[1, 1, 0],
+               [0, 1, 1]])
+        """
+        return self._sparse_plan(args, "sparse_jacobian:auto", lambda c: SparseJacobian(c))[1].pattern
+
+    def hessian_sparsity(self, *args):
+        """The Hessian's pattern (``pytape.hessian_sparsity``) of the tape traced for args."""
+        return self._sparse_plan(args, "sparse_hessian", lambda c: SparseHessian(c))[1].pattern
+
+    def sparse_jacobian(self, *args, mode="auto"):
+        """The Jacobian at args as a scipy.sparse.csr_matrix (``pytape.sparse_jacobian``):
+        the pattern and colouring found once per traced tape, then one replay and
+        one sweep per colour each call.
+
+        >>> import numpy as np, pytape
+        >>> fn = pytape.trace(lambda x: x[1:] * x[:-1], np.ones(4), elementwise=True)
+        >>> fn.sparse_jacobian(np.array([1.0, 2.0, 3.0, 4.0])).toarray()
+        array([[2., 1., 0., 0.],
+               [0., 3., 2., 0.],
+               [0., 0., 4., 3.]])
+        """
+        if mode not in ("auto", "fwd", "rev"):
+            raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+        c, plan = self._sparse_plan(args, f"sparse_jacobian:{mode}", lambda c: SparseJacobian(c, mode))
+        return plan.evaluate(c)
+
+    def sparse_hessian(self, *args):
+        """The Hessian of a scalar f at args as a symmetric scipy.sparse.csr_matrix
+        (``pytape.sparse_hessian``): the pattern and star colouring found once per
+        traced tape, then one replay and a Hessian-vector product per colour.
+
+        >>> import numpy as np, pytape
+        >>> fn = pytape.trace(lambda x: np.sum((x[1:] - x[:-1]) ** 2), np.zeros(4), elementwise=True)
+        >>> fn.sparse_hessian(np.zeros(4)).toarray()
+        array([[ 2., -2.,  0.,  0.],
+               [-2.,  4., -2.,  0.],
+               [ 0., -2.,  4., -2.],
+               [ 0.,  0., -2.,  2.]])
+        """
+        c, plan = self._sparse_plan(args, "sparse_hessian", lambda c: SparseHessian(c))
+        return plan.evaluate(c)
 
     # ---- the tape ----------------------------------------------------------
 

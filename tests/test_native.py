@@ -45,6 +45,7 @@ EXPECTED = {
     "PT_E_SHAPE": [("record", ValueError, "shapes or parameters do not fit")],
     "PT_E_ARRAY": [("backward", NotImplementedError, "holds array operations")],
     "PT_E_LARGE": [("record", RuntimeError, "internal error")],  # the Tensor layer falls back, never raises it
+    "PT_E_DENSE": [("Hessian", MemoryError, "too dense for sparsity detection")],
 }
 
 

@@ -13,6 +13,7 @@ from .engines import ENGINES, EngineError, available_engines, load_engine
 from .runner import _ns, _ratio, run_case
 from .workloads import WORKLOADS
 from .arrays import ARRAY_ENGINES, main_arrays
+from .sparse import main_sparse
 
 __all__ = ["SIZES", "BIG", "format_table", "main"]
 
@@ -119,6 +120,9 @@ def main(argv=None):
                    help="benchmark pytape.Tensor (array instructions) against numpy's own kernels, PyTorch, "
                    "HIPS autograd and JAX instead: per-op overhead, bandwidth, BLAS, logistic regression, "
                    "MLP, tape bytes per instruction (with --quick: small sizes)")
+    p.add_argument("--sparse", action="store_true",
+                   help="benchmark sparse Hessians and Jacobians (pattern, colouring, compressed sweeps) against "
+                   "CasADi's and pytape's dense ones (with --quick: small sizes)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), metavar="LIST",
                    help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--no-gc", action="store_true",
@@ -131,8 +135,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
+    if args.arrays and args.sparse:
+        p.error("choose --arrays or --sparse")
     if args.arrays:
         return _arrays(p, args)
+    if args.sparse:
+        return _sparse(p, args)
     if args.engines is None:
         args.engines = ",".join(ENGINES)
     workloads = [w for w in args.workloads.split(",") if w]
@@ -222,6 +230,17 @@ def _arrays(p, args):
     print(f"pytape bench --arrays ({mode}), {started}")
     print(f"machine: {_machine()}")
     return main_arrays(mode, args.repeat, names, log)
+
+
+def _sparse(p, args):
+    """``--sparse``: sparse Hessians and Jacobians (pytape/bench/sparse.py)."""
+    if args.full or args.engine or args.deep or args.engines:
+        p.error("--sparse takes --quick and --repeat only")
+    mode = "quick" if args.quick else "default"
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    print(f"pytape bench --sparse ({mode}), {started}")
+    print(f"machine: {_machine()}")
+    return main_sparse(mode, args.repeat, lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":
