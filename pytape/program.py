@@ -62,38 +62,58 @@ class Program:
                                            for j in range(len(self.sizes))])
         return self._all_in
 
+    def out_array(self):
+        """out_slots as an int64 array (cached: the sweeps below take it at every call)."""
+        if "_out_arr" not in self.__dict__:
+            self._out_arr = np.array(self.out_slots, dtype=np.int64)
+        return self._out_arr
+
+    def in_array(self, j):
+        """in_slots(j) as an int64 array (cached)."""
+        cache = self.__dict__.setdefault("_in_arr", {})
+        if j not in cache:
+            cache[j] = np.array(self.in_slots(j), dtype=np.int64)
+        return cache[j]
+
     def rows(self, seeds):
         """seeds (q, nout) -> [(q, nin_j) per argument]: reverse sweeps, up to 64 per pass."""
         q = seeds.shape[0]
-        results = [np.zeros((q, size)) for size in self.sizes]
-        outs = np.array(self.out_slots, dtype=np.int64)
+        outs = self.out_array()
         has = outs >= 0
         ins = self.all_in_slots()
         used = ins >= 0
+        width = _width(self.tape)
+        bounds = np.cumsum([0] + self.sizes)
+        if q <= width and has.all() and used.all() and len(ins):  # one pass, no copies
+            with explain(self.tape):
+                flat = self.tape._c.backward_block(outs, seeds.T, ins).T
+            return [flat[:, bounds[j]:bounds[j + 1]] for j in range(len(self.sizes))]
+        results = [np.zeros((q, size)) for size in self.sizes]
         if not has.any() or not used.any():
             return results
         out_slots, in_slots = outs[has], ins[used]
         flat = np.zeros((q, len(ins)))
-        width = _width(self.tape)
         for start in range(0, q, width):
             block = seeds[start:start + width, has].T  # (nout, qb)
             with explain(self.tape):
                 res = self.tape._c.backward_block(out_slots, block, in_slots)
             flat[start:start + block.shape[1], used] = res.T
-        bounds = np.cumsum([0] + self.sizes)
         return [flat[:, bounds[j]:bounds[j + 1]] for j in range(len(self.sizes))]
 
     def columns(self, j, seeds):
         """seeds (nin_j, p) for argument j -> (nout, p): tangent sweeps."""
         p = seeds.shape[1]
-        result = np.zeros((len(self.out_slots), p))
-        slots = np.array(self.in_slots(j), dtype=np.int64)
+        slots = self.in_array(j)
         used = slots >= 0
-        outs = np.array(self.out_slots, dtype=np.int64)
+        outs = self.out_array()
         has = outs >= 0
+        width = _width(self.tape)
+        if p <= width and used.all() and has.all():  # one pass, no copies
+            with explain(self.tape):
+                return self.tape._c.tangent_block(slots, seeds, outs)
+        result = np.zeros((len(self.out_slots), p))
         if not used.any() or not has.any():
             return result
-        width = _width(self.tape)
         for start in range(0, p, width):
             block = seeds[used, start:start + width]
             with explain(self.tape):

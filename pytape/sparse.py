@@ -82,23 +82,31 @@ def _unit_positions(mask):
 
 
 class _Plan:
-    """What a program's inputs and outputs are, for the sweeps below."""
+    """What a program's inputs and outputs are, for the sweeps below: the
+    inputs are the elements of the arguments at positions ``ks`` (default:
+    all), one after another; the other arguments are constants here."""
 
-    def __init__(self, prog):
-        self.bounds = np.cumsum([0] + list(prog.sizes))
-        self.ins = prog.all_in_slots()
-        self.n = int(self.bounds[-1])
+    def __init__(self, prog, ks=None):
+        self.ks = list(range(len(prog.sizes))) if ks is None else list(ks)
+        bounds = np.cumsum([0] + list(prog.sizes))
+        self.sel = np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k in self.ks] + [np.zeros(0, int)])
+        self.n_all = int(bounds[-1])
+        self.n = len(self.sel)
+        self.ins = prog.all_in_slots()[self.sel]  # other arguments' leaves: not inputs, constants here
+        self.sizes = [prog.sizes[k] for k in self.ks]
 
     def columns(self, prog, S):
-        """J S (m x p) for seeds S (n x p) over every argument's elements: tangent sweeps."""
-        B = 0.0
-        for j in range(len(prog.sizes)):
-            B = B + prog.columns(j, S[self.bounds[j]:self.bounds[j + 1]])
+        """J S (m x p) for seeds S (n x p) over the inputs: tangent sweeps."""
+        B, start = 0.0, 0
+        for k, size in zip(self.ks, self.sizes):
+            B = B + prog.columns(k, S[start:start + size])
+            start += size
         return B
 
     def rows(self, prog, W):
         """W^T J (q x n) for seeds W (m x q): reverse sweeps."""
-        return np.concatenate(prog.rows(np.ascontiguousarray(W.T)), axis=1)
+        per_arg = prog.rows(np.ascontiguousarray(W.T))
+        return np.concatenate([per_arg[k] for k in self.ks] + [np.zeros((W.shape[1], 0))], axis=1)
 
 
 class SparseJacobian(_Plan):
@@ -111,10 +119,10 @@ class SparseJacobian(_Plan):
     ``colours``.
     """
 
-    def __init__(self, prog, mode="auto"):
+    def __init__(self, prog, mode="auto", ks=None):
         if mode not in ("auto", "fwd", "rev"):
             raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
-        super().__init__(prog)
+        super().__init__(prog, ks)
         outs = np.asarray(prog.out_slots, dtype=np.int64)
         self.m = len(outs)
         r, c = prog.tape._c.jacobian_pattern(self.ins, outs)
@@ -183,9 +191,9 @@ class SparseHessian(_Plan):
     vertex with more than ``DENSE`` neighbours).
     """
 
-    def __init__(self, prog):
+    def __init__(self, prog, ks=None):
         scalar_output(prog, "hessian")
-        super().__init__(prog)
+        super().__init__(prog, ks)
         out = int(prog.out_slots[0])
         r, c = prog.tape._c.hessian_pattern(self.ins, out)
         self.pattern = P = _pattern(r, c, (self.n, self.n))
@@ -210,16 +218,16 @@ class SparseHessian(_Plan):
         # the seeds: a column per colour, then one per dense vertex
         idx, pos = _unit_positions(d)
         lanes = k + len(idx)
-        self._S = np.zeros((self.n, lanes))
+        self._S = np.zeros((self.n_all, lanes))  # over every argument's elements: zero on the others
         plain_v = np.flatnonzero(~d)
-        self._S[plain_v, self.colour[plain_v]] = 1.0
-        self._S[idx, k + np.arange(len(idx))] = 1.0
+        self._S[self.sel[plain_v], self.colour[plain_v]] = 1.0
+        self._S[self.sel[idx], k + np.arange(len(idx))] = 1.0
         lane = np.where(d[read_col], k + pos[read_col], self.colour[read_col])
-        self._take = read_row * lanes + lane
+        self._take = self.sel[read_row] * lanes + lane
 
     def evaluate(self, prog):
         """The Hessian at prog's current values: a symmetric scipy.sparse.csr_matrix."""
-        B = prog.hvps(self._S) if self._S.shape[1] else np.zeros((self.n, 0))
+        B = prog.hvps(self._S) if self._S.shape[1] else np.zeros((self.n_all, 0))
         return _with_values(self.pattern, B.reshape(-1)[self._take])
 
 

@@ -741,14 +741,15 @@ class CompiledFunction:
                 f"trace f with elementwise=True (pytape.trace(f, x, elementwise=True)), which records "
                 f"numpy code on object arrays of Vars")
         plans = c.origin.__dict__.setdefault("_sparse_plans", {})
-        if what not in plans:
-            plans[what] = make(c)
+        if what not in plans:  # the inputs: every argument's elements, or those of argnums
+            plans[what] = make(c, None if self._argnums is None else self._ks(len(c.shapes)))
         return c, plans[what]
 
     def jacobian_sparsity(self, *args):
         """The Jacobian's pattern (``pytape.jacobian_sparsity``) of the tape
         traced for args: a scipy.sparse.csr_matrix of True, (outputs, inputs)
-        flattened, the arguments' elements one after another.
+        flattened, the arguments' elements one after another (those of
+        ``argnums`` only, when traced with argnums).
 
         >>> import numpy as np, pytape
         >>> fn = pytape.trace(lambda x: x[1:] - x[:-1], np.zeros(3), elementwise=True)
@@ -756,11 +757,11 @@ class CompiledFunction:
         array([[1, 1, 0],
                [0, 1, 1]])
         """
-        return self._sparse_plan(args, "sparse_jacobian:auto", lambda c: SparseJacobian(c))[1].pattern
+        return self._sparse_plan(args, "sparse_jacobian:auto", lambda c, ks: SparseJacobian(c, ks=ks))[1].pattern
 
     def hessian_sparsity(self, *args):
         """The Hessian's pattern (``pytape.hessian_sparsity``) of the tape traced for args."""
-        return self._sparse_plan(args, "sparse_hessian", lambda c: SparseHessian(c))[1].pattern
+        return self._sparse_plan(args, "sparse_hessian", lambda c, ks: SparseHessian(c, ks))[1].pattern
 
     def sparse_jacobian(self, *args, mode="auto"):
         """The Jacobian at args as a scipy.sparse.csr_matrix (``pytape.sparse_jacobian``):
@@ -776,7 +777,7 @@ class CompiledFunction:
         """
         if mode not in ("auto", "fwd", "rev"):
             raise ValueError(f"mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
-        c, plan = self._sparse_plan(args, f"sparse_jacobian:{mode}", lambda c: SparseJacobian(c, mode))
+        c, plan = self._sparse_plan(args, f"sparse_jacobian:{mode}", lambda c, ks: SparseJacobian(c, mode, ks))
         return plan.evaluate(c)
 
     def sparse_hessian(self, *args):
@@ -792,7 +793,7 @@ class CompiledFunction:
                [ 0., -2.,  4., -2.],
                [ 0.,  0., -2.,  2.]])
         """
-        c, plan = self._sparse_plan(args, "sparse_hessian", lambda c: SparseHessian(c))
+        c, plan = self._sparse_plan(args, "sparse_hessian", lambda c, ks: SparseHessian(c, ks))
         return plan.evaluate(c)
 
     # ---- the tape ----------------------------------------------------------

@@ -145,3 +145,32 @@ def test_arrays_quick_prints_its_table():
 def test_arrays_rejects_scalar_engines():
     r = run("bench", "--arrays", "--quick", "--engines", "micrograd")
     assert r.returncode == 2 and "for --arrays" in r.stderr and r.stdout == ""
+
+
+def test_sparse_quick_prints_its_tables():
+    pytest.importorskip("scipy")
+    r = run("bench", "--sparse", "--quick", "--repeat", "1", timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "pytape bench --sparse (quick)" in out and "machine:" in out
+    rows = [line for line in out.splitlines() if line.startswith("| Hessian") or line.startswith("| Jacobian")]
+    mine = [line for line in rows if "| pytape |" in line]
+    assert len(mine) == 4  # two cases at two sizes
+    for line in mine:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[6] in ("3", "4"), line   # sweeps per call: the colourings' minimum (+1 for the dense row)
+    solves = [line for line in out.splitlines() if line.startswith("| 3e+02 |")]
+    assert any("pytape trust-constr, sparse" in line and "converged" in line for line in solves)
+    with_casadi = True
+    try:
+        import casadi  # noqa: F401
+    except ImportError:
+        with_casadi = False
+    assert any("| casadi |" in line for line in rows) == with_casadi
+    assert ("casadi: not installed" in out) != with_casadi
+    assert r.stderr.count("setup ...") >= 4  # progress, a line per engine and size
+
+
+def test_sparse_rejects_other_options():
+    r = run("bench", "--sparse", "--engines", "pytape")
+    assert r.returncode == 2 and "--sparse takes" in r.stderr

@@ -10,7 +10,7 @@ MODULES = [
     "pytape.tracing", "pytape.saved", "pytape.optimize", "pytape.optim", "pytape.display", "pytape.nn",
     "pytape.reference", "pytape.bench", "pytape.bench.engines", "pytape.bench.workloads", "pytape.bench.runner",
     "pytape.bench.cli", "pytape.bench.arrays", "pytape.bench.second_order", "pytape.bench.training", "pytape.bench.memory", "pytape.bench.batches", "pytape.checkpointing",
-    "pytape.nested", "pytape.array_adjoints", "pytape.array_rules", "pytape.sparse",
+    "pytape.nested", "pytape.array_adjoints", "pytape.array_rules", "pytape.sparse", "pytape.bench.sparse",
 ]
 
 

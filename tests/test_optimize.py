@@ -82,3 +82,104 @@ def test_without_scipy_the_error_names_the_extra(monkeypatch):
 def test_bad_x0():
     with pytest.raises(ValueError, match="1-d"):
         pytape.optimize.minimize(rosen, np.zeros((2, 2)))
+
+
+# ---- constraints ----------------------------------------------------------------------------------------------
+
+def banded_objective(x):
+    return np.sum((x - 0.3) ** 2) + 0.1 * np.sum(x[1:] * x[:-1] ** 2)
+
+
+def banded_constraint(x):
+    return x[1:] * x[:-1]
+
+
+def exact_derivatives(x, v):
+    """The objective's Hessian, the constraint's Jacobian and the Hessian of v . c, by hand."""
+    n = len(x)
+    H = 2.0 * np.eye(n)
+    i = np.arange(n - 1)
+    H[i, i] += 0.2 * x[1:]          # d2/dx_i2 of 0.1 x_{i+1} x_i^2
+    H[i, i + 1] += 0.2 * x[:-1]
+    H[i + 1, i] += 0.2 * x[:-1]
+    J = np.zeros((n - 1, n))
+    J[i, i], J[i, i + 1] = x[1:], x[:-1]
+    L = np.zeros((n, n))
+    L[i, i + 1] = L[i + 1, i] = v
+    return H, J, L
+
+
+def spy_on_scipy(run):
+    from scipy import optimize as so
+    seen, real = {}, so.minimize
+
+    def spy(fun, x0, **kw):
+        seen.update(kw, fun=fun)
+        return real(fun, x0, **kw)
+    so.minimize = spy
+    try:
+        res = run()
+    finally:
+        so.minimize = real
+    return res, seen
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_trust_constr_gets_the_constraints_derivatives(sparse):
+    from scipy.optimize import NonlinearConstraint
+    n = 40
+    res, seen = spy_on_scipy(lambda: pytape.optimize.minimize(
+        banded_objective, np.ones(n), method="trust-constr", sparse=sparse,
+        constraints=[NonlinearConstraint(banded_constraint, 0.2, np.inf)]))
+    assert res.success and res.constr_violation < 1e-8
+    rng = np.random.default_rng(0)
+    x, v = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n - 1)
+    H, J, L = exact_derivatives(x, v)
+    con = seen["constraints"][0]
+    got = [seen["hess"](x), con.jac(x), con.hess(x, v)]
+    for g, want in zip(got, (H, J, L)):
+        assert hasattr(g, "toarray") == sparse  # scipy.sparse matrices when sparse
+        np.testing.assert_allclose(g.toarray() if sparse else g, want, rtol=1e-13, atol=1e-14)
+    # the same optimum as scipy's run with the derivatives written by hand
+    from scipy import optimize as so
+    hand = so.minimize(lambda x: (banded_objective(x), 2 * (x - 0.3) + 0.1 * np.concatenate(
+        [2 * x[:-1] * x[1:], [0.0]]) + 0.1 * np.concatenate([[0.0], x[:-1] ** 2])), np.ones(n), jac=True,
+        method="trust-constr", hess=lambda x: exact_derivatives(x, np.zeros(n - 1))[0],
+        constraints=[so.NonlinearConstraint(banded_constraint, 0.2, np.inf,
+                                            jac=lambda x: exact_derivatives(x, np.zeros(n - 1))[1],
+                                            hess=lambda x, v: exact_derivatives(x, v)[2])])
+    np.testing.assert_allclose(res.x, hand.x, atol=1e-6)
+
+
+def test_sparse_is_the_default_for_large_trust_constr_problems():
+    from scipy.optimize import NonlinearConstraint
+    n = pytape.optimize.SPARSE_FROM
+    res, seen = spy_on_scipy(lambda: pytape.optimize.minimize(
+        banded_objective, np.ones(n), method="trust-constr",
+        constraints=NonlinearConstraint(banded_constraint, 0.2, np.inf), options={"maxiter": 50}))
+    assert hasattr(seen["hess"](np.ones(n)), "toarray") and hasattr(seen["constraints"].jac(np.ones(n)), "toarray")
+    assert seen["constraints"].jac(np.ones(n)).nnz == 2 * (n - 1)
+
+
+def test_slsqp_gets_dense_jacobians_of_dict_constraints():
+    n = 8
+    cons = [{"type": "ineq", "fun": lambda x, c: banded_constraint(x) - c, "args": (0.2,)},
+            {"type": "eq", "fun": lambda x: np.sum(x) - 4.0}]
+    res, seen = spy_on_scipy(lambda: pytape.optimize.minimize(banded_objective, np.ones(n), method="SLSQP",
+                                                              constraints=cons))
+    assert res.success and abs(np.sum(res.x) - 4.0) < 1e-8 and np.all(banded_constraint(res.x) >= 0.2 - 1e-8)
+    x = np.random.default_rng(1).uniform(-1, 1, n)
+    np.testing.assert_allclose(seen["constraints"][0]["jac"](x, 0.2), exact_derivatives(x, np.zeros(n - 1))[1],
+                               rtol=1e-14)
+    np.testing.assert_allclose(seen["constraints"][1]["jac"](x), np.ones((1, n)))
+
+
+def test_constraints_with_their_own_derivatives_are_left_alone():
+    from scipy.optimize import LinearConstraint, NonlinearConstraint
+    own = NonlinearConstraint(banded_constraint, 0.2, np.inf, jac=lambda x: exact_derivatives(x, x[1:])[1])
+    lin = LinearConstraint(np.ones((1, 5)), 1.0, 4.0)
+    res, seen = spy_on_scipy(lambda: pytape.optimize.minimize(banded_objective, np.ones(5), method="trust-constr",
+                                                              constraints=[own, lin]))
+    assert seen["constraints"][0] is own and seen["constraints"][1] is lin and res.success
+    with pytest.raises(ValueError, match="trust-constr"):
+        pytape.optimize.minimize(banded_objective, np.ones(5), method="SLSQP", sparse=True)

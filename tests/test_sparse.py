@@ -339,6 +339,26 @@ def test_several_arguments_are_columns_one_after_another():
     np.testing.assert_array_equal(J, [[5.0, 0.0, 2.0], [0.0, 1.0, 1.0]])
 
 
+def test_argnums_choose_the_inputs():
+    """The Hessian of a Lagrangian term v . c(x) in x only (v data), as
+    constrained optimisers ask for it; and the Jacobian in one argument."""
+    c = lambda x: np.concatenate([x[:-1] * x[1:] ** 2, [np.sum(x ** 3)]])  # noqa: E731
+    n = 20
+    rng = np.random.default_rng(6)
+    x, v = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    lag = pytape.trace(lambda x, v: np.dot(v, c(x)), x, v, argnums=0, elementwise=True)
+    want = pytape.hessian(lambda x: np.dot(v, c(x)))(x)
+    np.testing.assert_allclose(dense_of(lag.sparse_hessian(x, v)), want, rtol=1e-13, atol=1e-14)
+    assert lag.hessian_sparsity(x, v).shape == (n, n)
+    v2 = rng.uniform(-1, 1, n)  # new data, same plan
+    np.testing.assert_allclose(dense_of(lag.sparse_hessian(x, v2)),
+                               pytape.hessian(lambda x: np.dot(v2, c(x)))(x), rtol=1e-13, atol=1e-14)
+    fb = pytape.trace(lambda w, x: c(x) * w, 2.0, x, argnums=1, elementwise=True)
+    for mode in ("fwd", "rev"):
+        np.testing.assert_allclose(dense_of(fb.sparse_jacobian(2.0, x, mode=mode)), 2.0 * pytape.jacobian(c)(x),
+                                   rtol=1e-14)
+
+
 # ---- errors ---------------------------------------------------------------------------------------------------------
 
 def test_errors_say_what_to_do():
