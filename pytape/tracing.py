@@ -57,6 +57,7 @@ from . import _native
 from .functional import tensor_recording_or_none
 from .program import Program, check_argnums, Recording, TensorRecording, as_float_array
 from .sparse import SparseHessian, SparseJacobian
+from .dask import is_dask
 from .tape import Tape
 from .var import place
 
@@ -147,6 +148,8 @@ class _Compiled(Program):
             Yv, fail = c.batch_values(X, outs, threads)
             if grad:  # a constant output: gradient 0
                 G = np.zeros((rows, self.nin))
+        if len(outs) == len(self.out_slots):  # no constant output
+            return Yv, G, fail
         Y = np.tile(self.out_values, (rows, 1))
         Y[:, np.array(self.out_slots) >= 0] = Yv
         return Y, G, fail
@@ -560,9 +563,11 @@ class CompiledFunction:
         return tuple(float(p[0]) if s else p.reshape(shape)
                      for p, s, shape in zip(parts, c.scalar_in, c.shapes))
 
-    def _run(self, X, grad):
+    def _run(self, X, grad, threads=None):
         """Replay every row of X on a tape of f whose guards hold there, tracing
-        f again where none does (or raising, by the policy)."""
+        f again where none does (or raising, by the policy); on ``threads``
+        (default: fn.threads)."""
+        threads = self.threads if threads is None else threads
         tapes = list(self._tapes)  # this call's view: other threads may re-trace meanwhile
         rows, c = X.shape[0], tapes[0]
         Y = np.empty((rows, len(c.out_slots)))
@@ -584,10 +589,16 @@ class CompiledFunction:
                 c = self._trace(self._args_of(X[pending[0]]))
                 tapes.append(c)
                 k = len(tapes)
-            y, g, fail = c.run(X[pending], grad, self.threads)
+            whole = len(pending) == rows
+            y, g, fail = c.run(X if whole else X[pending], grad, threads)
             ok = fail < 0
             if traced and not ok[0]:
                 raise RuntimeError("pytape: a tape traced at a point fails its own guards there (please report)")
+            if whole and ok.all():  # every row on this tape (the usual case): its arrays as they are, no copies
+                Y, G = y, g
+                if k > 1:
+                    self._first(c)
+                break
             Y[pending[ok]] = y[ok]
             if G is not None:
                 G[pending[ok]] = g[ok]
@@ -647,6 +658,9 @@ class CompiledFunction:
     # ---- values and derivatives -------------------------------------------
 
     def __call__(self, *args):
+        if is_dask(args):  # a lazy dask array (pytape/dask.py)
+            from .dask import map_value
+            return map_value(self, *args)
         X, batch = self._points(args)
         Y, _ = self._run(X, False)
         c = self._tapes[0]
@@ -664,6 +678,9 @@ class CompiledFunction:
         >>> pytape.trace(lambda x, y: x * y, 1.0, 1.0).value_and_grad(3.0, 4.0)
         (12.0, (4.0, 3.0))
         """
+        if is_dask(args):  # lazy dask arrays (pytape/dask.py)
+            from .dask import map_value_and_grad
+            return map_value_and_grad(self, *args)
         c = self._tapes[0] if self._tapes else None
         if type(c) is _ArrayCompiled and c.shapes and not anomaly_enabled():  # one point of an array program
             done = c.value_and_grad_at(args, self._name)
@@ -691,6 +708,9 @@ class CompiledFunction:
         >>> fn.gradient(2.0), fn.gradient(np.array([1.0, 2.0])).tolist()
         (12.0, [3.0, 12.0])
         """
+        if is_dask(args):
+            from .dask import map_gradient
+            return map_gradient(self, *args)
         return self.value_and_grad(*args)[1]
 
     def jacobian(self, *args, mode="auto"):

@@ -174,3 +174,15 @@ def test_sparse_quick_prints_its_tables():
 def test_sparse_rejects_other_options():
     r = run("bench", "--sparse", "--engines", "pytape")
     assert r.returncode == 2 and "--sparse takes" in r.stderr
+
+
+@pytest.mark.not_under_asan("starts a cluster of worker processes")
+def test_dask_quick_prints_its_table():
+    pytest.importorskip("dask.distributed")
+    r = run("bench", "--dask", "--quick", "--repeat", "1", timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| one process") or line.startswith("| Local")]
+    assert len(rows) == 3, r.stdout
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[2].endswith(" ms") and float(cells[4].rstrip("x")) > 0, line

@@ -9,7 +9,7 @@ import pytest
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 #: optional extras an example may import (the digits example: pip install "pytape[examples]")
-OPTIONAL = {"sklearn", "matplotlib", "torch"}
+OPTIONAL = {"sklearn", "matplotlib", "torch", "dask"}
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if README.exists() else []
 
 

@@ -14,6 +14,7 @@ from .runner import _ns, _ratio, run_case
 from .workloads import WORKLOADS
 from .arrays import ARRAY_ENGINES, main_arrays
 from .sparse import main_sparse
+from .dask_batches import main_dask
 
 __all__ = ["SIZES", "BIG", "format_table", "main"]
 
@@ -123,6 +124,9 @@ def main(argv=None):
     p.add_argument("--sparse", action="store_true",
                    help="benchmark sparse Hessians and Jacobians (pattern, colouring, compressed sweeps) against "
                    "CasADi's and pytape's dense ones (with --quick: small sizes)")
+    p.add_argument("--dask", action="store_true",
+                   help="benchmark a compiled function's values and gradients at 10^6 points on a Dask "
+                   "LocalCluster of 2 processes against one process (with --quick: 10^5)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), metavar="LIST",
                    help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--no-gc", action="store_true",
@@ -135,12 +139,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
-    if args.arrays and args.sparse:
-        p.error("choose --arrays or --sparse")
+    if args.arrays + args.sparse + args.dask > 1:
+        p.error("choose one of --arrays, --sparse, --dask")
     if args.arrays:
         return _arrays(p, args)
     if args.sparse:
         return _sparse(p, args)
+    if args.dask:
+        return _other(p, args, "--dask", main_dask)
     if args.engines is None:
         args.engines = ",".join(ENGINES)
     workloads = [w for w in args.workloads.split(",") if w]
@@ -234,13 +240,18 @@ def _arrays(p, args):
 
 def _sparse(p, args):
     """``--sparse``: sparse Hessians and Jacobians (pytape/bench/sparse.py)."""
+    return _other(p, args, "--sparse", main_sparse)
+
+
+def _other(p, args, flag, main_of):
+    """``--sparse`` or ``--dask``: a table of their own, quick or default sizes."""
     if args.full or args.engine or args.deep or args.engines:
-        p.error("--sparse takes --quick and --repeat only")
+        p.error(f"{flag} takes --quick and --repeat only")
     mode = "quick" if args.quick else "default"
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-    print(f"pytape bench --sparse ({mode}), {started}")
+    print(f"pytape bench {flag} ({mode}), {started}")
     print(f"machine: {_machine()}")
-    return main_sparse(mode, args.repeat, lambda msg: print(msg, file=sys.stderr, flush=True))
+    return main_of(mode, args.repeat, lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":
