@@ -156,12 +156,22 @@ def _compile_in_parallel():
     cls._pytape_parallel = True
 
 
+def _rules_text():
+    """rules.h as a C function returning its text: generated C (pytape/codegen.py)
+    includes the same helpers as the sweeps, from the built module."""
+    with open(os.path.join(CSRC, "rules.h")) as f:
+        text = f.read()
+    lines = "".join('    "' + line.replace("\\", "\\\\").replace('"', '\\"') + '\\n"\n'
+                    for line in text.splitlines())
+    return "\nconst char *pt_rules_text(void)\n{\n    return\n" + lines + "    ;\n}\n"
+
+
 _compile_in_parallel()
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "pytape._tape_cffi",
-    PREAMBLE,
+    PREAMBLE + _rules_text(),
     sources=[os.path.join(CSRC, s) for s in SOURCES],
     depends=[os.path.join(CSRC, d) for d in DEPENDS],
     include_dirs=[CSRC],

@@ -80,6 +80,11 @@ int pt_operand(int op, int which);   /* enum pt_operand_kind */
 /* the C text of d(op)/d(a) (operand 0) or d(op)/d(b) (operand 1), in terms of
  * a, b, y: Python records it as instructions for create_graph */
 const char *pt_op_rule(int op, int operand);
+/* the C text of column `column` of op's row: 0 the value, 1 d/da, 2 d/db,
+ * 3 d2/da2, 4 d2/dadb, 5 d2/db2 ("" where none): generated C (codegen.py) */
+const char *pt_op_text(int op, int column);
+/* the text of rules.h (the helpers those columns call), as built in */
+const char *pt_rules_text(void);
 
 /* tape lifetime and inspection */
 pt_tape *pt_tape_new(void);

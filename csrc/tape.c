@@ -37,24 +37,31 @@ const struct pt_op_info pt_op_table[PT_NUM_OPS] = {
     {PT_KIND_ARRAY, {PT_OPERAND_ARRAY, PT_OPERAND_ARRAY_KIND}},
 };
 
-/* the text of each row's first-derivative columns, for Python to record
- * derivatives as instructions (create_graph); "" for LEAF and NOP */
-static const char *const op_rules[PT_NUM_OPS][2] = {
-    {"", ""}, {"", ""}, {"", ""},
-#define PT_OP1(N, S, V, DA, DAA) {#DA, ""},
-#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) {#DA, #DB}, {#DA, #DB}, {#DA, #DB},
+/* the text of each row's columns (value, d/da, d/db, d2/da2, d2/dadb,
+ * d2/db2; "" where none): Python records the first derivatives as
+ * instructions (create_graph) and writes them into generated C (codegen) */
+static const char *const op_texts[PT_NUM_OPS][6] = {
+    {"", "", "", "", "", ""}, {"", "", "", "", "", ""}, {"", "", "", "", "", ""},
+#define PT_OP1(N, S, V, DA, DAA) {#V, #DA, "", #DAA, "", ""},
+#define PT_OP2(N, S, V, DA, DB, DAA, DAB, DBB) \
+    {#V, #DA, #DB, #DAA, #DAB, #DBB}, {#V, #DA, #DB, #DAA, #DAB, #DBB}, {#V, #DA, #DB, #DAA, #DAB, #DBB},
 #include "ops.def"
 #undef PT_OP1
 #undef PT_OP2
-    {"", ""},  /* CUSTOM: its rules are Python's */
-    {"", ""},  /* ARRAY: its kernels' (array*.c) */
+    {"", "", "", "", "", ""},  /* CUSTOM: its rules are Python's */
+    {"", "", "", "", "", ""},  /* ARRAY: its kernels' (array*.c) */
 };
 
 int pt_num_ops(void) { return PT_NUM_OPS; }
 
 const char *pt_op_rule(int op, int operand)
 {
-    return (op >= 0 && op < PT_NUM_OPS && (operand == 0 || operand == 1)) ? op_rules[op][operand] : "";
+    return (operand == 0 || operand == 1) ? pt_op_text(op, 1 + operand) : "";
+}
+
+const char *pt_op_text(int op, int column)
+{
+    return (op >= 0 && op < PT_NUM_OPS && column >= 0 && column < 6) ? op_texts[op][column] : "";
 }
 
 const char *pt_op_name(int op)

@@ -74,6 +74,16 @@ RULES = tuple((ffi.string(lib.pt_op_rule(op, 0)).decode(), ffi.string(lib.pt_op_
               for op in range(NUM_OPS))
 
 
+#: the C text of every opcode's value column and first derivatives (value, d/da,
+#: d/db; "" where none): generated C (pytape/codegen.py) writes them out
+OP_TEXTS = tuple(tuple(ffi.string(lib.pt_op_text(op, k)).decode() for k in range(3)) for op in range(NUM_OPS))
+
+
+def rules_text():
+    """The text of csrc/rules.h, as built into the module: the helpers those columns call."""
+    return ffi.string(lib.pt_rules_text()).decode()
+
+
 #: what an operand of an instruction is: nothing, a slot, a constant index,
 #: a leaf index (LEAF), or a slot if >= 0 else constant -1 - b (a guard's b)
 OPERAND_NONE, OPERAND_SLOT, OPERAND_CONST, OPERAND_LEAF, OPERAND_SLOT_OR_CONST = (

@@ -750,6 +750,26 @@ class CompiledFunction:
         rows = c.rows(_shaped(u, "u", c.out_shape, "f(x)").reshape(1, -1))
         return value, c.shaped_in(0, rows[0][0])
 
+    # ---- generated C (pytape/codegen.py) -----------------------------------
+
+    def compile_c(self, directory=None):
+        """The traced tape as generated C (straight-line code, compiled once
+        and cached on disk): a :class:`pytape.codegen.GeneratedFunction` with
+        this function's interface, whose calls, ``value_and_grad`` and
+        ``gradient`` run the generated code (the same results, bit for bit).
+
+        >>> import pytape
+        >>> gen = pytape.trace(lambda x: pytape.sin(x) * x, 1.0).compile_c()
+        >>> gen(2.0) == pytape.sin(2.0) * 2.0, gen.gradient(2.0) == pytape.trace(lambda x: pytape.sin(x) * x, 1.0).gradient(2.0)
+        (True, True)
+        """
+        from .codegen import GeneratedFunction
+        c = self._main
+        if type(c) is not _Compiled:
+            raise NotImplementedError("compile_c() takes scalar tapes: trace f with elementwise=True "
+                                      "(array programs replay their array instructions in C already)")
+        return GeneratedFunction(self, c, directory)
+
     # ---- sparse derivatives (pytape/sparse.py) -----------------------------
 
     def _sparse_plan(self, args, what, make):

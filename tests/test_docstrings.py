@@ -11,7 +11,7 @@ MODULES = [
     "pytape.reference", "pytape.bench", "pytape.bench.engines", "pytape.bench.workloads", "pytape.bench.runner",
     "pytape.bench.cli", "pytape.bench.arrays", "pytape.bench.second_order", "pytape.bench.training", "pytape.bench.memory", "pytape.bench.batches", "pytape.checkpointing",
     "pytape.nested", "pytape.array_adjoints", "pytape.array_rules", "pytape.sparse", "pytape.bench.sparse",
-    "pytape.dask", "pytape.bench.dask_batches",
+    "pytape.dask", "pytape.bench.dask_batches", "pytape.codegen", "pytape.bench.generated_c",
 ]
 #: the optional extra a module's examples need (they skip without it)
 NEEDS = {"pytape.sparse": "scipy", "pytape.bench.sparse": "scipy", "pytape.optimize": "scipy", "pytape.dask": "dask",

@@ -15,6 +15,7 @@ from .workloads import WORKLOADS
 from .arrays import ARRAY_ENGINES, main_arrays
 from .sparse import main_sparse
 from .dask_batches import main_dask
+from .generated_c import main_codegen
 
 __all__ = ["SIZES", "BIG", "format_table", "main"]
 
@@ -127,6 +128,9 @@ def main(argv=None):
     p.add_argument("--dask", action="store_true",
                    help="benchmark a compiled function's values and gradients at 10^6 points on a Dask "
                    "LocalCluster of 2 processes against one process (with --quick: 10^5)")
+    p.add_argument("--codegen", action="store_true",
+                   help="benchmark generated C (fn.compile_c()) against the replay, jax.jit and CasADi on the "
+                   "chained Rosenbrock function, value and gradient (with --quick: n = 10^3)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), metavar="LIST",
                    help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--no-gc", action="store_true",
@@ -139,14 +143,16 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
-    if args.arrays + args.sparse + args.dask > 1:
-        p.error("choose one of --arrays, --sparse, --dask")
+    if args.arrays + args.sparse + args.dask + args.codegen > 1:
+        p.error("choose one of --arrays, --sparse, --dask, --codegen")
     if args.arrays:
         return _arrays(p, args)
     if args.sparse:
         return _sparse(p, args)
     if args.dask:
         return _other(p, args, "--dask", main_dask)
+    if args.codegen:
+        return _other(p, args, "--codegen", main_codegen)
     if args.engines is None:
         args.engines = ",".join(ENGINES)
     workloads = [w for w in args.workloads.split(",") if w]
@@ -244,7 +250,7 @@ def _sparse(p, args):
 
 
 def _other(p, args, flag, main_of):
-    """``--sparse`` or ``--dask``: a table of their own, quick or default sizes."""
+    """``--sparse``, ``--dask`` or ``--codegen``: a table of their own, quick or default sizes."""
     if args.full or args.engine or args.deep or args.engines:
         p.error(f"{flag} takes --quick and --repeat only")
     mode = "quick" if args.quick else "default"
