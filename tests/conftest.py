@@ -5,10 +5,14 @@ AddressSanitizer build (.ci/run preloads libasan), for tests that cap the
 address space or measure resident memory, which ASan's shadow memory and
 quarantine make meaningless."""
 import os
+import tempfile
 
 import pytest
 
 UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+# generated C (pytape/codegen.py) built by the tests goes to a scratch cache, not the user's ~/.cache
+os.environ.setdefault("PYTAPE_CACHE", tempfile.mkdtemp(prefix="pytape-test-cache-"))
 
 
 def pytest_configure(config):
