@@ -355,21 +355,22 @@ static int add_product(const struct sets *s, struct seen *seen, struct ints *r, 
 /* the second-order operand pairs of live instruction i: products into r, c
  * (phase 1), or only marking their operands as needing sets (phase 0) */
 static int second_order_terms(const pt_tape *t, const unsigned char *st, int64_t i, struct sets *s,
-                              struct seen *seen, struct ints *r, struct ints *c, uint8_t *need, int phase)
+                              struct seen *seen, struct ints *r, struct ints *c, uint8_t *need,
+                              const uint8_t *dep, int phase)
 {
     const int op = t->op[i];
     if (op == PT_CUSTOM) {  /* every pair of its operands: X(i), their union, with itself */
         if (phase == 0)
-            need[i] = 1;
+            need[i] = dep[i];
         return phase == 0 ? PT_OK : add_product(s, seen, r, c, i, i);
     }
     const int ha = pt_reads_slot(op, 0, t->a[i]), hb = pt_reads_slot(op, 1, t->b[i]);
     const int64_t a = t->a[i], b = t->b[i];
     const int aa = ha && (st[op] & NZ_AA), bb = hb && (st[op] & NZ_BB), ab = ha && hb && (st[op] & NZ_AB);
-    if (phase == 0) {
-        if (aa || ab)
+    if (phase == 0) {  /* an operand that depends on no input has the empty set: a product with it is empty */
+        if ((aa && dep[a]) || (ab && dep[a] && dep[b]))
             need[a] = 1;
-        if (bb || ab)
+        if ((bb && dep[b]) || (ab && dep[a] && dep[b]))
             need[b] = 1;
         return PT_OK;
     }
@@ -399,14 +400,26 @@ int pt_hessian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64_
     unsigned char structure[PT_NUM_OPS];
     structure_table(structure);
     const size_t n = (size_t)out + 1;
-    uint8_t *live = calloc(n, 1), *need = calloc(n, 1);
-    struct sets s = {{0}, malloc(n * sizeof(int64_t)), malloc(n * sizeof(int32_t))};
+    uint8_t *live = calloc(n, 1), *need = calloc(n, 1), *dep = calloc(n, 1);
+    /* sets start empty: a slot whose set is never computed is one that no product needs */
+    struct sets s = {{0}, calloc(n, sizeof(int64_t)), calloc(n, sizeof(int32_t))};
     struct seen seen = {0};
     struct ints r = {0}, c = {0};
     int32_t o[PT_CUSTOM_MAX_ARGS];
-    if (!live || !need || !s.off || !s.len)
+    if (!live || !need || !dep || !s.off || !s.len)
         st = PT_E_NOMEM;
     if (st == PT_OK) {
+        /* dep: depends on some input (a cheap forward pass: a product of a data
+         * parameter and a sum over every input needs no set of the sum) */
+        for (int64_t i = 0; i <= out; ++i) {
+            if (col[i] >= 0) {
+                dep[i] = 1;
+                continue;
+            }
+            const int64_t m = first_operands(t, structure, i, o);
+            for (int64_t k = 0; k < m && !dep[i]; ++k)
+                dep[i] = dep[o[k]];
+        }
         /* live: what the output depends on; need: the slots whose sets the products read */
         live[out] = 1;
         for (int64_t i = out; i >= 0; --i) {
@@ -415,7 +428,7 @@ int pt_hessian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64_
             const int64_t m = first_operands(t, structure, i, o);
             for (int64_t k = 0; k < m; ++k)
                 live[o[k]] = 1;
-            second_order_terms(t, structure, i, &s, &seen, &r, &c, need, 0);
+            second_order_terms(t, structure, i, &s, &seen, &r, &c, need, dep, 0);
         }
         for (int64_t i = out; i >= 0; --i) {
             if (!need[i] || col[i] >= 0)
@@ -440,11 +453,12 @@ int pt_hessian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64_
         }
         for (int64_t i = 0; i <= out && st == PT_OK; ++i)
             if (live[i])
-                st = second_order_terms(t, structure, i, &s, &seen, &r, &c, need, 1);
+                st = second_order_terms(t, structure, i, &s, &seen, &r, &c, need, dep, 1);
     }
     free(col);
     free(live);
     free(need);
+    free(dep);
     free(s.pool.p);
     free(s.off);
     free(s.len);

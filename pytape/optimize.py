@@ -29,7 +29,7 @@ import numpy as np
 
 from .tracing import trace
 
-__all__ = ["minimize", "SPARSE_FROM"]
+__all__ = ["minimize", "ipopt", "SPARSE_FROM"]
 
 #: ``sparse=None`` (the default) takes sparse derivatives for trust-constr from this many variables
 SPARSE_FROM = 200
@@ -143,3 +143,120 @@ def _constraint(c, x0, method, sparse, so):
     return so.NonlinearConstraint(c.fun, c.lb, c.ub, jac=jac, hess=hess, keep_feasible=c.keep_feasible,
                                   finite_diff_rel_step=c.finite_diff_rel_step,
                                   finite_diff_jac_sparsity=c.finite_diff_jac_sparsity)
+
+
+class _IpoptProblem:
+    """cyipopt's callbacks from pytape tapes: the objective's value and
+    gradient, the constraints' values and sparse Jacobian, and the sparse
+    Hessian of the Lagrangian  sigma f(x) + lambda . g(x)  (lower triangle)."""
+
+    def __init__(self, f, g, x0, m):
+        self.fn = trace(f, x0, elementwise=True)
+        self.m = m
+        if m:
+            self.gt = trace(g, x0, elementwise=True)
+            J = self.gt.jacobian_sparsity(x0).tocoo()
+            self._jac = (J.row.astype(np.int64), J.col.astype(np.int64))
+        self.lag = trace(lambda x, s, lam: s * f(x) + (np.dot(lam, g(x)) if m else 0.0), x0, 1.0, np.ones(m),
+                         argnums=0, elementwise=True)
+        H = self.lag.hessian_sparsity(x0, 1.0, np.ones(m))
+        rows, cols = _coo(H)
+        self._lower = rows >= cols  # IPOPT takes the lower triangle, in the pattern's CSR order
+        self._hess = (rows[self._lower], cols[self._lower])
+        self.iterations = 0
+
+    def objective(self, x):
+        return self.fn(x)
+
+    def gradient(self, x):
+        return self.fn.gradient(x)
+
+    def constraints(self, x):
+        return np.asarray(self.gt(x), dtype=float).reshape(-1) if self.m else np.zeros(0)
+
+    def jacobianstructure(self):
+        return self._jac if self.m else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def jacobian(self, x):
+        return self.gt.sparse_jacobian(x).data if self.m else np.zeros(0)
+
+    def hessianstructure(self):
+        return self._hess
+
+    def hessian(self, x, lagrange, obj_factor):
+        return self.lag.sparse_hessian(x, obj_factor, np.asarray(lagrange, dtype=float)).data[self._lower]
+
+    def intermediate(self, *args):
+        self.iterations = int(args[1])
+        return True
+
+
+def _coo(P):
+    """(rows, cols) of a CSR matrix's entries, in its order."""
+    return np.repeat(np.arange(P.shape[0]), np.diff(P.indptr)), P.indices.astype(np.int64)
+
+
+def ipopt(f, x0, constraints=(), bounds=None, options=None):
+    """Minimize f(x) with IPOPT (through cyipopt), derivatives from pytape:
+    the gradient, the constraints' sparse Jacobian and the sparse Hessian of
+    the Lagrangian, each from a traced tape (patterns and colourings found
+    once; pytape/sparse.py).
+
+    ``constraints``: ``scipy.optimize.NonlinearConstraint`` objects (their
+    ``fun``, ``lb``, ``ub``; their own derivatives are not used), or one.
+    ``bounds``: a sequence of (low, high) pairs (None for no bound), or a
+    ``scipy.optimize.Bounds``.  ``options``: IPOPT's options
+    (``{"max_iter": 100, "tol": 1e-10}``; ``print_level`` is 0 unless given).
+    Returns a ``scipy.optimize.OptimizeResult`` (``x``, ``fun``, ``success``,
+    ``status``, ``message``, ``nit``, ``info``: cyipopt's).  Needs cyipopt,
+    which needs the IPOPT library (Debian: ``apt install coinor-libipopt-dev
+    liblapack-dev libblas-dev``, then ``pip install cyipopt``).
+    """
+    try:
+        import cyipopt
+    except ImportError:
+        raise ImportError("pytape.optimize.ipopt needs cyipopt, which needs the IPOPT library: on Debian or Ubuntu "
+                          "apt install coinor-libipopt-dev liblapack-dev libblas-dev, then pip install cyipopt "
+                          "(or conda install -c conda-forge cyipopt)") from None
+    from scipy import optimize as so
+    x0 = np.asarray(x0, dtype=float)
+    if x0.ndim != 1:
+        raise ValueError(f"x0 must be a 1-d array, got shape {x0.shape}")
+    cons = [constraints] if isinstance(constraints, so.NonlinearConstraint) else list(constraints)
+    for c in cons:
+        if not isinstance(c, so.NonlinearConstraint):
+            raise TypeError(f"pytape.optimize.ipopt takes scipy.optimize.NonlinearConstraint constraints, not "
+                            f"{type(c).__name__}")
+    funs = [_vector_fun(c.fun) for c in cons]
+    sizes = [len(np.asarray(c.fun(x0), dtype=float).reshape(-1)) for c in cons]
+    m = sum(sizes)
+
+    def g(x):
+        return np.concatenate([h(x) for h in funs]) if funs else np.zeros(0)
+    cl = np.concatenate([np.broadcast_to(np.asarray(c.lb, dtype=float), (k,)) for c, k in zip(cons, sizes)]
+                        ) if cons else np.zeros(0)
+    cu = np.concatenate([np.broadcast_to(np.asarray(c.ub, dtype=float), (k,)) for c, k in zip(cons, sizes)]
+                        ) if cons else np.zeros(0)
+    n = len(x0)
+    if bounds is None:
+        lb, ub = np.full(n, -np.inf), np.full(n, np.inf)
+    elif isinstance(bounds, so.Bounds):
+        lb, ub = np.broadcast_to(bounds.lb, (n,)).astype(float), np.broadcast_to(bounds.ub, (n,)).astype(float)
+    else:
+        pairs = list(bounds)
+        lb = np.array([-np.inf if lo is None else lo for lo, _ in pairs], dtype=float)
+        ub = np.array([np.inf if hi is None else hi for _, hi in pairs], dtype=float)
+    prob = _IpoptProblem(f, g, x0, m)
+    nlp = cyipopt.Problem(n=n, m=m, problem_obj=prob, lb=lb, ub=ub, cl=cl, cu=cu)
+    opts = {"print_level": 0, "sb": "yes"}
+    opts.update(options or {})
+    for key, value in opts.items():
+        nlp.add_option(key, value)
+    x, info = nlp.solve(x0)
+    nlp.close()
+    status = int(info["status"])
+    msg = info["status_msg"]
+    return so.OptimizeResult(x=x, fun=float(info["obj_val"]), success=status in (0, 1), status=status,
+                             message=msg.decode() if isinstance(msg, bytes) else str(msg), nit=prob.iterations,
+                             info=info)
+

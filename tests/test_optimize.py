@@ -183,3 +183,53 @@ def test_constraints_with_their_own_derivatives_are_left_alone():
     assert seen["constraints"][0] is own and seen["constraints"][1] is lin and res.success
     with pytest.raises(ValueError, match="trust-constr"):
         pytape.optimize.minimize(banded_objective, np.ones(5), method="SLSQP", sparse=True)
+
+
+# ---- IPOPT (cyipopt: optional) ---------------------------------------------------------------------------------
+
+def test_ipopt_without_cyipopt_says_how_to_install(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "cyipopt", None)
+    with pytest.raises(ImportError, match="coinor-libipopt-dev"):
+        pytape.optimize.ipopt(banded_objective, np.ones(3))
+
+
+def test_ipopt_gets_sparse_derivatives_of_the_lagrangian():
+    pytest.importorskip("cyipopt", reason="cyipopt (and the IPOPT library) is not installed")
+    n = 30
+    g = lambda x: np.concatenate([banded_constraint(x), [np.sum(x ** 2)]])  # noqa: E731
+    prob = pytape.optimize._IpoptProblem(banded_objective, g, np.ones(n), n)
+    rng = np.random.default_rng(2)
+    x, lam, sigma = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), 0.7
+    rows, cols = prob.jacobianstructure()
+    J = np.zeros((n, n))
+    J[rows, cols] = prob.jacobian(x)
+    np.testing.assert_allclose(J, pytape.jacobian(g)(x), rtol=1e-14)
+    assert len(rows) == 2 * (n - 1) + n  # the band and the dense row, nothing else
+    rows, cols = prob.hessianstructure()
+    assert np.all(rows >= cols)  # the lower triangle
+    Hl = np.zeros((n, n))
+    Hl[rows, cols] = prob.hessian(x, lam, sigma)
+    want = pytape.hessian(lambda v: sigma * banded_objective(v) + np.dot(lam, g(v)))(x)
+    np.testing.assert_allclose(Hl, np.tril(want), rtol=1e-13, atol=1e-14)
+
+
+def test_ipopt_solves_with_constraints_and_bounds():
+    pytest.importorskip("cyipopt", reason="cyipopt (and the IPOPT library) is not installed")
+    from scipy.optimize import NonlinearConstraint
+    res = pytape.optimize.ipopt(lambda x: (x[0] - 2) ** 2 + (x[1] - 1) ** 2, np.array([1.0, 0.0]),
+                                constraints=NonlinearConstraint(lambda x: x[0] ** 2 + x[1] ** 2, 1.0, 1.0))
+    assert res.success
+    np.testing.assert_allclose(res.x, np.array([2.0, 1.0]) / np.sqrt(5.0), atol=1e-7)
+    res = pytape.optimize.ipopt(lambda x: np.sum((x - 2.0) ** 2), np.zeros(3), bounds=[(None, 1.0)] * 3)
+    np.testing.assert_allclose(res.x, np.ones(3), atol=1e-7)
+    # the banded problem: the same optimum as trust-constr's with hand-written derivatives
+    n = 40
+    res = pytape.optimize.ipopt(banded_objective, np.ones(n), constraints=[
+        NonlinearConstraint(banded_constraint, 0.2, np.inf)], options={"tol": 1e-10})
+    assert res.success and np.all(banded_constraint(res.x) >= 0.2 - 1e-8)
+    tc = pytape.optimize.minimize(banded_objective, np.ones(n), method="trust-constr", sparse=True,
+                                  constraints=[NonlinearConstraint(banded_constraint, 0.2, np.inf)],
+                                  options={"gtol": 1e-12, "xtol": 1e-14, "barrier_tol": 1e-12, "maxiter": 3000})
+    np.testing.assert_allclose(res.x, tc.x, atol=1e-5)
+    assert res.fun <= tc.fun + 1e-8

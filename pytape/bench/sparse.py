@@ -28,8 +28,10 @@ tracing, patterns and colourings):
 ``min sum((x - 0.3)^2) + 0.1 sum(x_{i+1} x_i^2)`` subject to
 ``x_i x_{i+1} >= 0.2``, from x = 1, n = 10^3 and 10^4 (``--quick``: 300):
 ``pytape.optimize.minimize(..., method="trust-constr")`` with sparse
-derivatives, the same with dense ones (n <= 1000), and CasADi's IPOPT
-(``casadi.nlpsol``, exact sparse derivatives of its own) for reference.
+derivatives, the same with dense ones (n <= 1000), ``pytape.optimize.ipopt``
+(IPOPT through cyipopt with pytape's sparse derivatives, when installed),
+and CasADi's IPOPT (``casadi.nlpsol``, exact sparse derivatives of its own)
+for reference.
 
 >>> rows = run_sparse([100], repeat=1)
 >>> {"pytape", "pytape-dense"} <= {r.engine for r in rows}, rows[0].colours
@@ -236,6 +238,15 @@ def _solve_pytape(n, sparse):
     return took, float(res.fun), int(res.nit), "converged" if ok else res.message
 
 
+def _solve_pytape_ipopt(n):
+    import pytape.optimize
+    from scipy.optimize import NonlinearConstraint
+    t0 = time.perf_counter()
+    res = pytape.optimize.ipopt(banded_objective, np.ones(n),
+                                constraints=[NonlinearConstraint(banded_constraint, 0.2, np.inf)])
+    return time.perf_counter() - t0, float(res.fun), int(res.nit), "converged" if res.success else res.message
+
+
 def _solve_ipopt(n):
     import casadi as ca
     t0 = time.perf_counter()
@@ -256,6 +267,11 @@ def run_constrained(sizes, log=None):
         runs = [("pytape trust-constr, sparse", lambda: _solve_pytape(n, True))]
         if n <= 1000:
             runs.append(("pytape trust-constr, dense", lambda: _solve_pytape(n, False)))
+        try:
+            import cyipopt  # noqa: F401
+            runs.append(("pytape + ipopt (cyipopt)", lambda: _solve_pytape_ipopt(n)))
+        except ImportError:
+            pass
         try:
             import casadi  # noqa: F401
             runs.append(("casadi + ipopt", lambda: _solve_ipopt(n)))
