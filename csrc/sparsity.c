@@ -129,9 +129,12 @@ static int pattern_take(pt_pattern *res, struct ints *r, struct ints *c)
 }
 
 /* column of each input slot (-1: not an input), PT_E_SLOT for a slot outside
- * the tape; negative entries of ins are inputs f did not use */
-static int32_t *input_columns(const pt_tape *t, int64_t nin, const int64_t *ins, int *status)
+ * the tape; negative entries of ins are inputs f did not use.  Fills the
+ * structure table too: what both patterns start from */
+static int32_t *input_columns(const pt_tape *t, int64_t nin, const int64_t *ins, unsigned char *structure,
+                              int *status)
 {
+    structure_table(structure);
     int32_t *col = malloc((size_t)(t->n > 0 ? t->n : 1) * sizeof(int32_t));
     if (!col) {
         *status = PT_E_NOMEM;
@@ -164,11 +167,10 @@ int pt_jacobian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64
         if (outs[j] >= t->n || j >= INT32_MAX)
             return PT_E_SLOT;
     int st = PT_OK;
-    int32_t *col = input_columns(t, nin, ins, &st);
+    unsigned char structure[PT_NUM_OPS];
+    int32_t *col = input_columns(t, nin, ins, structure, &st);
     if (!col)
         return st;
-    unsigned char structure[PT_NUM_OPS];
-    structure_table(structure);
     const size_t n = (size_t)(t->n > 0 ? t->n : 1);
     int32_t *stamp = calloc(n, sizeof(int32_t));
     int32_t *stack = malloc(n * sizeof(int32_t));
@@ -394,11 +396,10 @@ int pt_hessian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64_
     if (out < 0)  /* a constant: no second derivative */
         return PT_OK;
     int st = PT_OK;
-    int32_t *col = input_columns(t, nin, ins, &st);
+    unsigned char structure[PT_NUM_OPS];
+    int32_t *col = input_columns(t, nin, ins, structure, &st);
     if (!col)
         return st;
-    unsigned char structure[PT_NUM_OPS];
-    structure_table(structure);
     const size_t n = (size_t)out + 1;
     uint8_t *live = calloc(n, 1), *need = calloc(n, 1), *dep = calloc(n, 1);
     /* sets start empty: a slot whose set is never computed is one that no product needs */
