@@ -551,8 +551,8 @@ int pt_jacobian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64
 int pt_hessian_pattern(const pt_tape *t, int64_t nin, const int64_t *ins, int64_t out, pt_pattern *res);
 void pt_pattern_free(pt_pattern *res);
 /* greedy colourings, in index order; colour[] gets 0, 1, ...; they answer
- * the number of colours, or PT_E_NOMEM.  pt_colour_columns: columns of an
- * m x n pattern (CSR rowptr/cols and CSC colptr/rows) that share a row get
+ * the number of colours, or PT_E_NOMEM.  pt_colour_columns: the n columns of a
+ * pattern (CSR rowptr/cols and CSC colptr/rows) that share a row get
  * different colours (a distance-2 colouring: rows with skip_row[i] set, which
  * may be NULL, are left out); the rows of a pattern are its transpose's
  * columns.  pt_colour_star: a star colouring of a symmetric pattern (CSR;
@@ -560,7 +560,7 @@ void pt_pattern_free(pt_pattern *res);
  * four vertices has three colours, so each entry of H is one entry of
  * H S for the seed matrix S of the colours (vertices with skip[v] set are
  * left out, with colour -1). */
-int64_t pt_colour_columns(int64_t m, int64_t n, const int64_t *rowptr, const int64_t *cols, const int64_t *colptr,
+int64_t pt_colour_columns(int64_t n, const int64_t *rowptr, const int64_t *cols, const int64_t *colptr,
                           const int64_t *rows, const uint8_t *skip_row, int64_t *colour);
 int64_t pt_colour_star(int64_t n, const int64_t *ptr, const int64_t *idx, const uint8_t *skip, int64_t *colour);
 

@@ -494,10 +494,9 @@ static int64_t smallest_free(const int64_t *forbidden, int64_t v, int64_t *ncolo
     return c;
 }
 
-int64_t pt_colour_columns(int64_t m, int64_t n, const int64_t *rowptr, const int64_t *cols, const int64_t *colptr,
+int64_t pt_colour_columns(int64_t n, const int64_t *rowptr, const int64_t *cols, const int64_t *colptr,
                           const int64_t *rows, const uint8_t *skip_row, int64_t *colour)
 {
-    (void)m;
     int64_t *forbidden = forbidden_new(n), ncolours = 0;
     if (!forbidden)
         return PT_E_NOMEM;

@@ -877,10 +877,10 @@ def colour_columns(csr, csc, skip_rows=None):
     >>> colour_columns(J, J.tocsc())
     (array([0, 1, 0, 1]), 2)
     """
-    m, n = csr.shape
+    n = csr.shape[1]
     colour = np.zeros(n, dtype=np.int64)
     skip = ffi.NULL if skip_rows is None else ffi.from_buffer("uint8_t[]", np.ascontiguousarray(skip_rows, np.uint8))
-    count = check(lib.pt_colour_columns(m, n, *(_i64(_slots(a)) for a in (csr.indptr, csr.indices, csc.indptr,
+    count = check(lib.pt_colour_columns(n, *(_i64(_slots(a)) for a in (csr.indptr, csr.indices, csc.indptr,
                                                                          csc.indices)), skip, _i64(colour)))
     return colour, count
 

@@ -108,14 +108,18 @@ def _run_block(shipped, what, *blocks):
     return Y if what == "value" else G if what == "grad" else np.concatenate([Y, G], axis=1)
 
 
-def _blocks(fn, args, what, columns):
+def _blocks(fn, args, what):
+    """The chunks' results as one lazy (points, columns) array: the values, the
+    gradients ("grad") or both ("both", the value first)."""
     dask, da, flat, c = _prepare(fn, args, what)
-    columns(c)
+    if what != "value" and (len(c.out_slots) != 1 or c.out_shape not in ((), (1,))):
+        raise TypeError(f"the gradient needs a scalar output, f returns shape {c.out_shape}; use jacobian")
+    columns = {"value": len(c.out_slots), "grad": c.nin, "both": 1 + c.nin}[what]
     if not hasattr(fn, "_dask_name"):
         fn._dask_name = f"pytape-compiled-{uuid.uuid4().hex}"
     # one node of the graph (named: no hashing of the tape), shipped once to each worker
     shipped = dask.delayed(_Shipped(fn), name=f"{fn._dask_name}-{fn.retraces}", traverse=False)
-    R = da.map_blocks(_run_block, shipped, what, *flat, chunks=(flat[0].chunks[0], (columns(c),)), dtype=float,
+    R = da.map_blocks(_run_block, shipped, what, *flat, chunks=(flat[0].chunks[0], (columns,)), dtype=float,
                       meta=np.empty((0, 0)))
     return R, c, flat[0].shape[0]
 
@@ -138,13 +142,8 @@ def map_value(fn, *args):
     >>> map_value(fn, da.ones((3, 2), chunks=(1, 2))).compute().tolist()
     [[2.0, 2.0], [2.0, 2.0], [2.0, 2.0]]
     """
-    R, c, points = _blocks(fn, args, "value", lambda c: len(c.out_slots))
+    R, c, points = _blocks(fn, args, "value")
     return R[:, 0] if c.out_shape == () else R.reshape((points,) + tuple(c.out_shape))
-
-
-def _scalar(c, what):
-    if len(c.out_slots) != 1 or c.out_shape not in ((), (1,)):
-        raise TypeError(f"{what} needs a scalar output, f returns shape {c.out_shape}; use jacobian")
 
 
 def map_gradient(fn, *args):
@@ -156,12 +155,12 @@ def map_gradient(fn, *args):
     >>> map_gradient(fn, da.ones((3, 2), chunks=(2, 2))).compute().tolist()
     [[3.0, 3.0], [3.0, 3.0], [3.0, 3.0]]
     """
-    R, c, points = _blocks(fn, args, "grad", lambda c: (_scalar(c, "gradient"), c.nin)[1])
+    R, c, points = _blocks(fn, args, "grad")
     return _split_grads(fn, R, c, points, 0)
 
 
 def map_value_and_grad(fn, *args):
     """(values (points,), gradients): one replay and one reverse sweep per point,
     both lazy and computed together.  As ``fn.value_and_grad``."""
-    R, c, points = _blocks(fn, args, "both", lambda c: (_scalar(c, "value_and_grad"), 1 + c.nin)[1])
+    R, c, points = _blocks(fn, args, "both")
     return R[:, 0], _split_grads(fn, R, c, points, 1)

@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+from .sparse import entries
 from .tracing import trace
 
 __all__ = ["minimize", "ipopt", "SPARSE_FROM"]
@@ -121,15 +122,8 @@ def _constraint(c, x0, method, sparse, so):
         if "jac" in c or method == "cobyla":
             return c
         args = tuple(c.get("args", ()))
-        g = _vector_fun(c["fun"])
-        tapes = {}
-
-        def jac(x, *a):
-            key = len(a)
-            if key not in tapes:
-                tapes[key] = trace(lambda x, *d: g(x, *d), x, *a, argnums=0)
-            return np.atleast_2d(tapes[key].jacobian(x, *a))
-        return dict(c, jac=jac, args=args)
+        gt = trace(_vector_fun(c["fun"]), x0, *args, argnums=0)  # scipy passes the same args at every call
+        return dict(c, jac=lambda x, *a: np.atleast_2d(gt.jacobian(x, *a)), args=args)
     if not isinstance(c, so.NonlinearConstraint) or not isinstance(c.jac, str):
         return c  # linear, or with derivatives of its own
     g = _vector_fun(c.fun)
@@ -159,8 +153,7 @@ class _IpoptProblem:
             self._jac = (J.row.astype(np.int64), J.col.astype(np.int64))
         self.lag = trace(lambda x, s, lam: s * f(x) + (np.dot(lam, g(x)) if m else 0.0), x0, 1.0, np.ones(m),
                          argnums=0, elementwise=True)
-        H = self.lag.hessian_sparsity(x0, 1.0, np.ones(m))
-        rows, cols = _coo(H)
+        rows, cols = entries(self.lag.hessian_sparsity(x0, 1.0, np.ones(m)))
         self._lower = rows >= cols  # IPOPT takes the lower triangle, in the pattern's CSR order
         self._hess = (rows[self._lower], cols[self._lower])
         self.iterations = 0
@@ -189,11 +182,6 @@ class _IpoptProblem:
     def intermediate(self, *args):
         self.iterations = int(args[1])
         return True
-
-
-def _coo(P):
-    """(rows, cols) of a CSR matrix's entries, in its order."""
-    return np.repeat(np.arange(P.shape[0]), np.diff(P.indptr)), P.indices.astype(np.int64)
 
 
 def ipopt(f, x0, constraints=(), bounds=None, options=None):

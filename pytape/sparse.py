@@ -43,7 +43,7 @@ from . import _native
 from .errors import OuterVar
 from .program import Recording, scalar_output
 
-__all__ = ["jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_hessian", "SparseJacobian",
+__all__ = ["jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_hessian", "SparseJacobian", "entries",
            "SparseHessian", "DENSE"]
 
 #: rows (Jacobian) or vertices (Hessian) with more entries than this get
@@ -68,7 +68,7 @@ def _pattern(rows, cols, shape):
     return sp.csr_matrix((np.ones(P.nnz, dtype=bool), P.indices, P.indptr), shape=shape)
 
 
-def _entries(P):
+def entries(P):
     """(row, column) of each stored entry of a CSR matrix, in its order."""
     return np.repeat(np.arange(P.shape[0]), np.diff(P.indptr)), P.indices.astype(np.int64)
 
@@ -127,7 +127,7 @@ class SparseJacobian(_Plan):
         self.m = len(outs)
         r, c = prog.tape._c.jacobian_pattern(self.ins, outs)
         self.pattern = P = _pattern(r, c, (self.m, self.n))
-        self.rows_of, self.cols_of = _entries(P)
+        self.rows_of, self.cols_of = entries(P)
         row_nnz, col_nnz = np.diff(P.indptr), np.bincount(self.cols_of, minlength=self.n)
         dense_rows, dense_cols = row_nnz > DENSE, col_nnz > DENSE
         # lower bounds on the sweeps: a colour per entry of the fullest row (column) left in
@@ -197,7 +197,7 @@ class SparseHessian(_Plan):
         out = int(prog.out_slots[0])
         r, c = prog.tape._c.hessian_pattern(self.ins, out)
         self.pattern = P = _pattern(r, c, (self.n, self.n))
-        self.rows_of, self.cols_of = rr, cc = _entries(P)
+        self.rows_of, self.cols_of = rr, cc = entries(P)
         off = rr != cc
         degree = np.bincount(rr[off], minlength=self.n)
         self.dense = degree > DENSE
