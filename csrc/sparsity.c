@@ -76,6 +76,10 @@ static int64_t first_operands(const pt_tape *t, const unsigned char *st, int64_t
                 o[k++] = r[j];
         return k;
     }
+    /* a product with the constant 0 (a zero of a matrix in numpy code recorded
+     * element by element) depends on nothing: its derivative is exactly 0 */
+    if ((op == PT_MUL_VC && t->consts[t->b[i]] == 0.0) || (op == PT_MUL_CV && t->consts[t->a[i]] == 0.0))
+        return 0;
     if ((st[op] & NZ_A) && pt_reads_slot(op, 0, t->a[i]))
         o[k++] = t->a[i];
     if ((st[op] & NZ_B) && pt_reads_slot(op, 1, t->b[i]))

@@ -74,9 +74,9 @@ RULES = tuple((ffi.string(lib.pt_op_rule(op, 0)).decode(), ffi.string(lib.pt_op_
               for op in range(NUM_OPS))
 
 
-#: the C text of every opcode's value column and first derivatives (value, d/da,
-#: d/db; "" where none): generated C (pytape/codegen.py) writes them out
-OP_TEXTS = tuple(tuple(ffi.string(lib.pt_op_text(op, k)).decode() for k in range(3)) for op in range(NUM_OPS))
+#: the C text of every opcode's columns (value, d/da, d/db, d2/da2, d2/dadb, d2/db2;
+#: "" where none): generated C (pytape/codegen.py) writes them out
+OP_TEXTS = tuple(tuple(ffi.string(lib.pt_op_text(op, k)).decode() for k in range(6)) for op in range(NUM_OPS))
 
 
 def rules_text():

@@ -2,7 +2,9 @@
 
 A compiled scalar tape (``pytape.trace``) becomes straight-line C: one
 statement per instruction for the value, one per instruction for the
-reverse sweep, the op table's own value and derivative columns (ops.def,
+reverse sweep, and for Hessian-vector products one for the tangents and one
+for forward over reverse, the op table's own value, first and second
+derivative columns (ops.def,
 the same text the sweeps compile) with every operand a fixed index and
 every constant a literal.  No instruction is interpreted at run time: a
 replay's loop, its switch over opcodes and its operand fetches are gone.
@@ -11,6 +13,11 @@ by element is made of them: ``x[1:] - x[:-1] ** 2`` is a run of ``pow``,
 then one of ``sub``) becomes a loop, which the compiler vectorizes for this
 machine.  Results equal the replay's bit for bit (the same formulas in the
 same order; ISO C, so no fused multiply-adds, and no fast-math).
+Hessian-vector products take p directions at once, each a lane of its own
+(lane-major arrays, every run's loop once per lane), so ``sparse_hessian``
+is one pass with a lane per colour.  An array program (``Tensor`` trace) is
+recorded element by element once (``CompiledFunction._elements``) and that
+tape is generated.
 
 The code is split into functions of ``CHUNK`` instructions (compilers slow
 down badly on one huge function: CasADi's users report it), compiled with
@@ -53,7 +60,7 @@ __all__ = ["GeneratedFunction", "generate", "CHUNK", "cache_dir"]
 #: instructions per generated C function
 CHUNK = 250
 #: the generator's version: part of the cache key
-VERSION = 1
+VERSION = 2
 #: IEEE arithmetic as pytape's own build (build_tape.py): ISO C (no
 #: contraction into fused multiply-adds), no fast-math; vectorized for this
 #: machine (-march=native: the cache key holds the CPU's identity)
@@ -123,18 +130,23 @@ def _runs(ops, A, B, kinds, ha, hb):
     return runs
 
 
-def generate(tape, nin, out_slots, grad):
+def _nonzero(text):
+    """Is an op-table column possibly nonzero (not the literal 0.0)?"""
+    return text.strip() != "0.0"
+
+
+def generate(tape, nin, out_slots, grad, hvp=True):
     """The C source of a compiled scalar tape: its value (and, with ``grad``,
-    the gradient of its one output).  A run of one operation over strided
-    operands becomes a loop (``_runs``), anything else one statement per
-    instruction.  Raises NotImplementedError for what generated code does
-    not take (custom primitives, arrays)."""
+    the gradient of its one output; with ``hvp`` too, Hessian-vector products
+    along p directions at once by forward over reverse).  A run of one
+    operation over strided operands becomes a loop (``_runs``), anything else
+    one statement per instruction.  Raises NotImplementedError for what
+    generated code does not take (custom primitives, arrays)."""
     c = tape._c
     rows = c.rows(0, len(c), ("op", "a", "b", "val"))
     consts = c.consts()
     ops = rows["op"].astype(np.int64)
     A, B, V = rows["a"].astype(np.int64), rows["b"].astype(np.int64), rows["val"]
-    texts = _native.OP_TEXTS
     kinds = _native.OP_KINDS
     for bad, what in ((_native.KIND_CUSTOM, "custom primitives"), (_native.KIND_ARRAY, "array instructions")):
         if np.any(np.array(kinds)[ops] == bad):
@@ -144,10 +156,10 @@ def generate(tape, nin, out_slots, grad):
         raise NotImplementedError("generated C: a leaf that is not an input (please report)")
     ha = [k in (_native.KIND_UNARY, _native.KIND_VV, _native.KIND_VC) for k in kinds]
     hb = [k in (_native.KIND_VV, _native.KIND_CV) for k in kinds]
-    n = len(ops)
     outs = [int(s) for s in out_slots]
     top = max([s for s in outs if s >= 0], default=-1)
-    fwd, rev = [], []  # units of code: a statement or a loop
+    hvp = hvp and grad
+    fwd, rev, tan, hrev = [], [], [], []  # units of code: a statement or a loop
     for i0, length, sa, sb in _runs(ops.tolist(), A.tolist(), B.tolist(), kinds, ha, hb):
         op = int(ops[i0])
         kind = kinds[op]
@@ -161,46 +173,82 @@ def generate(tape, nin, out_slots, grad):
             rhs = f"v[{B[i0]}]" if B[i0] >= 0 else _literal(consts[-1 - B[i0]])
             fwd.append(f"if ((v[{A[i0]}] {_CMP[code // 2]} {rhs}) != {code & 1}) return {i0};")
             continue
-        value, da, db = texts[op]
+        value, da, db, daa, dab, dbb = _native.OP_TEXTS[op]
 
         def at(base, stride):
             return f"{base}" if stride == 0 or not loop else f"{base} + {k} * {stride}" if stride != 1 else f"{base} + {k}"
-        a = f"v[{at(A[i0], sa)}]" if ha[op] else _literal(consts[A[i0]])
+        ia, ib, me = at(A[i0], sa), at(B[i0], sb), at(i0, 1)
+        a = f"v[{ia}]" if ha[op] else _literal(consts[A[i0]])
         binary = kind != _native.KIND_UNARY
-        b = (f"v[{at(B[i0], sb)}]" if hb[op] else _literal(consts[B[i0]])) if binary else "0.0"
-        me = at(i0, 1)
-        body = f"const double a = {a}, b = {b}; (void)b; v[{me}] = ({value});"
-        fwd.append(f"for (int64_t k = 0; k < {length}; ++k) {{ {body} }}" if loop else f"{{ {body} }}")
-        if grad and i0 <= top:
-            last = min(length, top - i0 + 1)  # instructions after the output get no adjoint
-            terms = []
-            if ha[op]:
-                terms.append(f"w[{at(A[i0], sa)}] += pt_chain(({da}), g);")
-            if hb[op]:
-                terms.append(f"w[{at(B[i0], sb)}] += pt_chain(({db}), g);")
-            body = (f"const double a = {a}, b = {b}, y = v[{me}], g = w[{me}]; (void)a; (void)b; (void)y; "
-                    + " ".join(terms))
-            rev.append(f"for (int64_t k = {last - 1}; k >= 0; --k) {{ {body} }}" if loop else f"{{ {body} }}")
+        b = (f"v[{ib}]" if hb[op] else _literal(consts[B[i0]])) if binary else "0.0"
+        operands = f"const double a = {a}, b = {b}, y = v[{me}]; (void)a; (void)b; (void)y;"
+
+        def unit(body, backwards=False, upto=length):
+            if not loop:
+                return f"{{ {body} }}"
+            return (f"for (int64_t k = {upto - 1}; k >= 0; --k) {{ {body} }}" if backwards
+                    else f"for (int64_t k = 0; k < {upto}; ++k) {{ {body} }}")
+        fwd.append(unit(f"const double a = {a}, b = {b}; (void)b; v[{me}] = ({value});"))
+        if not grad or i0 > top:
+            continue
+        last = min(length, top - i0 + 1)  # instructions after the output get no adjoint
+        terms = []
+        if ha[op]:
+            terms.append(f"w[{ia}] += pt_chain(({da}), g);")
+        if hb[op]:
+            terms.append(f"w[{ib}] += pt_chain(({db}), g);")
+        rev.append(unit(f"{operands} const double g = w[{me}]; " + " ".join(terms), True, last))
+        if not hvp:
+            continue
+        # Tangents and their adjoints are lane-major (lane l of slot i at [l * M + i]) and every
+        # lane runs the whole run, so that each loop over a run vectorizes as the gradient's does.
+        # Tangents (sweep_block.c): t_i = f_a t_a + f_b t_b, a zero passing nothing.
+        fa = f"const double fa = ({da}); " if ha[op] else ""
+        fb = f"const double fb = ({db}); " if hb[op] else ""
+        lanes = (f"d += pt_chain(fa, tl[{ia}]); " if ha[op] else "") + (f"d += pt_chain(fb, tl[{ib}]); " if hb[op] else "")
+        tan.append("for (int64_t l = 0; l < p; ++l) { double *restrict tl = t + l * M; "
+                   + unit(f"{operands} {fa}{fb}double d = 0.0; {lanes}tl[{me}] = d;", False, last) + " }")
+        # Forward over reverse (sweep_hessian.c, in its order): abar += f_a g, then
+        # abar' += f_a g' + (f_aa a' + f_ab b') g.  The run's adjoints first: each g = w[i] is
+        # final once the instructions after i are done, as in the sweep.
+        second = {"aa": ha[op] and _nonzero(daa), "ab": ha[op] and hb[op] and _nonzero(dab),
+                  "bb": hb[op] and _nonzero(dbb)}
+        decl = fa + fb + "".join(f"const double f{n} = ({t}); " for n, t in (("aa", daa), ("ab", dab), ("bb", dbb))
+                                 if second[n])
+        body = [f"{operands} const double g = w[{me}], gd = wdl[{me}]; (void)g; {decl}"]
+        for mine, f, pairs in (("a", "fa", (("aa", ia), ("ab", ib))), ("b", "fb", (("ab", ia), ("bb", ib)))):
+            if not (ha[op] if mine == "a" else hb[op]):
+                continue
+            extra = " ".join(f"d{mine} += pt_chain(pt_chain(f{n}, tl[{idx}]), g);" for n, idx in pairs if second[n])
+            extra = f"if (g != 0.0) {{ {extra} }} " if extra else ""
+            body.append(f"double d{mine} = 0.0; d{mine} += pt_chain({f}, gd); {extra}")
+        if ha[op]:
+            body.append(f"wdl[{ia}] += da;")
+        if hb[op]:
+            body.append(f"wdl[{ib}] += db;")
+        hrev.append(rev[-1] + " for (int64_t l = 0; l < p; ++l) { const double *restrict tl = t + l * M; "
+                    "double *restrict wdl = wd + l * M; (void)tl; " + unit(" ".join(body), True, last) + " }")
     parts = ["#include <math.h>", "#include <stdint.h>", "#include <string.h>",
              _native.rules_text()]
-    nf = 0
-    for start in range(0, len(fwd), CHUNK):
-        body = "\n    ".join(fwd[start:start + CHUNK])
-        parts.append(f"static int fwd_{nf}(const double *restrict x, double *restrict v)\n{{\n    (void)x;\n"
-                     f"    {body}\n    return -1;\n}}")
-        nf += 1
-    calls = "\n    ".join(f"if ((s = fwd_{k}(x, v)) >= 0) return s;" for k in range(nf))
+
+    def functions(units, name, signature, end="", opened=False):
+        """The units as functions of CHUNK units each; their names.  ``opened``:
+        the signature opens the body itself (with declarations)."""
+        names = []
+        for start in range(0, len(units), CHUNK):
+            body = "\n    ".join(units[start:start + CHUNK])
+            names.append(f"{name}_{len(names)}")
+            head = signature.replace("NAME", names[-1]) + ("" if opened else "\n{")
+            parts.append(f"static {head}\n    {body}\n{end}}}")
+        return names
+    nf = functions(fwd, "fwd", "int NAME(const double *restrict x, double *restrict v)", "    return -1;\n")
+    calls = "\n    ".join(f"if ((s = {f}(x, v)) >= 0) return s;" for f in nf)
     store = "\n    ".join(f"y[{k}] = v[{s}];" for k, s in enumerate(outs) if s >= 0)
     parts.append(f"int pt_gen_value(const double *x, double *y, double *v)\n{{\n    int s;\n    {calls}\n"
                  f"    {store}\n    return -1;\n}}")
     if grad:
-        mine = rev[::-1]
-        nr = 0
-        for start in range(0, len(mine), CHUNK):
-            body = "\n    ".join(mine[start:start + CHUNK])
-            parts.append(f"static void rev_{nr}(const double *restrict v, double *restrict w)\n{{\n    {body}\n}}")
-            nr += 1
-        revs = "\n    ".join(f"rev_{k}(v, w);" for k in range(nr))
+        revs = "\n    ".join(f"{f}(v, w);" for f in functions(
+            rev[::-1], "rev", "void NAME(const double *restrict v, double *restrict w)"))
         parts.append(
             f"int pt_gen_value_grad(const double *x, double *y, double *g, double *v, double *w)\n{{\n"
             f"    int s;\n    {calls}\n    {store}\n"
@@ -209,12 +257,42 @@ def generate(tape, nin, out_slots, grad):
     else:  # no gradient (several outputs): value_and_grad is never called
         parts.append("int pt_gen_value_grad(const double *x, double *y, double *g, double *v, double *w)\n"
                      "{\n    (void)g; (void)w;\n    return pt_gen_value(x, y, v);\n}")
+    if hvp:
+        M = top + 1  # the lanes' length: the slots up to the output
+        tans = "\n    ".join(f"{f}(v, t, p);" for f in functions(
+            tan, "tan", f"void NAME(const double *restrict v, double *restrict t, int64_t p)\n{{\n    const int64_t M = {M};", "", True))
+        hrevs = "\n    ".join(f"{f}(v, t, w, wd, p);" for f in functions(
+            hrev[::-1], "hrev", "void NAME(const double *restrict v, const double *restrict t, double *restrict w, "
+                                f"double *restrict wd, int64_t p)\n{{\n    const int64_t M = {M};", "", True))
+        parts.append(
+            f"int pt_gen_hvp(const double *x, const double *s, int64_t p, double *y, double *g, double *h,\n"
+            f"               double *v, double *t, double *w, double *wd)\n{{\n"
+            f"    int r;\n    {calls.replace('(s = ', '(r = ').replace('return s;', 'return r;')}\n    {store}\n"
+            f"    for (int64_t l = 0; l < p; ++l)\n        for (int64_t k = 0; k < {min(nin, M)}; ++k)\n"
+            f"            t[l * {M} + k] = s[k * p + l];\n    {tans}\n"
+            f"    memset(w, 0, {M} * sizeof(double));\n    memset(wd, 0, {M} * p * sizeof(double));\n"
+            f"    w[{top}] = 1.0;\n    {hrevs}\n"
+            f"    for (int64_t k = 0; k < {nin}; ++k) {{\n        g[k] = k < {M} ? w[k] : 0.0;\n"
+            f"        for (int64_t l = 0; l < p; ++l)\n            h[k * p + l] = k < {M} ? wd[l * {M} + k] : 0.0;\n"
+            f"    }}\n    return -1;\n}}")
+    else:
+        parts.append("int pt_gen_hvp(const double *x, const double *s, int64_t p, double *y, double *g, double *h,\n"
+                     "               double *v, double *t, double *w, double *wd)\n"
+                     "{\n    (void)s; (void)p; (void)g; (void)h; (void)t; (void)w; (void)wd;\n"
+                     "    return pt_gen_value(x, y, v);\n}")
     parts.append(
         "int64_t pt_gen_rows(int64_t rows, int64_t nin, int64_t nout, const double *X, double *Y, double *G,\n"
         "                    int64_t *fail, double *v, double *w)\n{\n"
         "    for (int64_t r = 0; r < rows; ++r)\n"
         "        fail[r] = G ? pt_gen_value_grad(X + r * nin, Y + r * nout, G + r * nin, v, w)\n"
         "                    : pt_gen_value(X + r * nin, Y + r * nout, v);\n    return 0;\n}")
+    parts.append(
+        "int64_t pt_gen_hvp_rows(int64_t rows, int64_t nin, int64_t nout, int64_t p, const double *X,\n"
+        "                        const double *S, int64_t sstride, double *Y, double *G, double *H,\n"
+        "                        int64_t *fail, double *v, double *t, double *w, double *wd)\n{\n"
+        "    for (int64_t r = 0; r < rows; ++r)\n"
+        "        fail[r] = pt_gen_hvp(X + r * nin, S + r * sstride, p, Y + r * nout, G + r * nin, H + r * nin * p,\n"
+        "                             v, t, w, wd);\n    return 0;\n}")
     return "\n\n".join(parts) + "\n"
 
 
@@ -223,6 +301,9 @@ int pt_gen_value(const double *x, double *y, double *v);
 int pt_gen_value_grad(const double *x, double *y, double *g, double *v, double *w);
 int64_t pt_gen_rows(int64_t rows, int64_t nin, int64_t nout, const double *X, double *Y, double *G,
                     int64_t *fail, double *v, double *w);
+int64_t pt_gen_hvp_rows(int64_t rows, int64_t nin, int64_t nout, int64_t p, const double *X,
+                        const double *S, int64_t sstride, double *Y, double *G, double *H,
+                        int64_t *fail, double *v, double *t, double *w, double *wd);
 """
 
 _build_lock = threading.Lock()
@@ -279,19 +360,23 @@ def build(source, directory=None):
 
 
 class GeneratedFunction:
-    """A compiled function's value and gradient as generated C (``fn.compile_c()``).
+    """A compiled function's value, gradient and Hessian-vector products as
+    generated C (``fn.compile_c()``).
 
     Call it, ``value_and_grad(*args)`` and ``gradient(*args)`` as the
-    compiled function (a batch of points too); everything else
-    (``jacobian``, ``hessian``, ``hvp``, ...) is the compiled function's.
-    ``compile_seconds`` (0.0 when loaded from the cache), ``path``,
-    ``source`` (the C text), ``num_ops``.
+    compiled function (a batch of points too); ``hvp(x, v)`` (one point or a
+    batch, with one v or one per point) and ``sparse_hessian(*args)`` run
+    the generated forward-over-reverse code; everything else (``jacobian``,
+    ``hessian``, ...) is the compiled function's.  ``compile_seconds`` (0.0
+    when loaded from the cache), ``path``, ``source`` (the C text),
+    ``num_ops``.
     """
 
-    def __init__(self, fn, c, directory=None):
+    def __init__(self, fn, c, directory=None, hvp=True):
         self.fn, self._c = fn, c
         self._grad = len(c._var_outs) == 1 and c.out_shape in ((), (1,))
-        self.source = generate(c.tape, c.nin, c.out_slots, self._grad)
+        self._hvp = hvp and self._grad
+        self.source = generate(c.tape, c.nin, c.out_slots, self._grad, self._hvp)
         self._module, self.compile_seconds, self.path = build(self.source, directory)
         self._lib, self._ffi = self._module.lib, self._module.ffi
         self.num_ops = len(c.tape)
@@ -300,12 +385,18 @@ class GeneratedFunction:
     def __getattr__(self, name):
         return getattr(self.fn, name)
 
-    def _work(self):
+    def _work(self, p=0):
+        """This thread's work arrays: values and adjoints, and with p lanes their tangents."""
         w = getattr(self._local, "work", None)
+        n = max(1, self.num_ops)
         if w is None:
-            n = max(1, self.num_ops)
-            w = self._local.work = (np.empty(n), np.empty(n))
+            w = self._local.work = [np.empty(n), np.empty(n), np.empty(0), np.empty(0)]
+        if len(w[2]) < n * p:
+            w[2], w[3] = np.empty(n * p), np.empty(n * p)
         return w
+
+    def _buf(self, a, dtype="double[]"):
+        return self._ffi.from_buffer(dtype, a)
 
     def _rows(self, X, grad):
         c = self._c
@@ -314,12 +405,10 @@ class GeneratedFunction:
         Y = np.tile(c.out_values, (rows, 1))
         G = np.empty((rows, c.nin)) if grad else None
         fail = np.empty(rows, dtype=np.int64)
-        v, w = self._work()
-        f = self._ffi
+        v, w, _, _ = self._work()
         X = np.ascontiguousarray(X, dtype=float)
-        self._lib.pt_gen_rows(rows, c.nin, nout, f.from_buffer("double[]", X), f.from_buffer("double[]", Y),
-                              f.from_buffer("double[]", G) if grad else f.NULL, f.from_buffer("int64_t[]", fail),
-                              f.from_buffer("double[]", v), f.from_buffer("double[]", w))
+        self._lib.pt_gen_rows(rows, c.nin, nout, self._buf(X), self._buf(Y), self._buf(G) if grad else self._ffi.NULL,
+                              self._buf(fail, "int64_t[]"), self._buf(v), self._buf(w))
         bad = fail >= 0
         if bad.any():  # a guard came out otherwise: the compiled function traces again (or raises)
             Yb, Gb = self.fn._run(X[bad], grad)
@@ -327,6 +416,31 @@ class GeneratedFunction:
             if grad:
                 G[bad] = Gb
         return Y, G
+
+    def _hvp_rows(self, X, S):
+        """H S for each row of X (rows, nin): S (nin, p) for every row, or (rows, nin, p);
+        (H S (rows, nin, p), rows whose guards failed)."""
+        c = self._c
+        rows, p = X.shape[0], S.shape[-1]
+        H = np.zeros((rows, c.nin, p))
+        fail = np.empty(rows, dtype=np.int64)
+        if p == 0 or rows == 0:
+            return H, np.zeros(rows, dtype=bool)
+        v, w, t, wd = self._work(p)
+        X, S = np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(S, dtype=float)
+        Y, G = np.empty((rows, len(c.out_slots))), np.empty((rows, c.nin))
+        self._lib.pt_gen_hvp_rows(rows, c.nin, len(c.out_slots), p, self._buf(X), self._buf(S),
+                                  0 if S.ndim == 2 else c.nin * p, self._buf(Y), self._buf(G), self._buf(H),
+                                  self._buf(fail, "int64_t[]"), self._buf(v), self._buf(t), self._buf(w),
+                                  self._buf(wd))
+        return H, fail >= 0
+
+    def _need_hvp(self):
+        if not self._grad:
+            raise TypeError(f"Hessian-vector products need a scalar output, f returns shape {self._c.out_shape}")
+        if not self._hvp:
+            raise TypeError("this generated function was compiled without Hessian-vector products "
+                            "(compile_c(hvp=False)): compile_c() again to have them")
 
     def __call__(self, *args):
         X, batch = self.fn._points(args)
@@ -351,6 +465,61 @@ class GeneratedFunction:
     def gradient(self, *args):
         """The gradient from the generated code."""
         return self.value_and_grad(*args)[1]
+
+    def hvp(self, x, v):
+        """H v of a scalar f of one argument at x, from the generated forward-over-reverse
+        code.  A batch: x with leading dimensions, v of x's shape (the same
+        direction for every point) or with the same leading dimensions.
+
+        >>> import numpy as np, pytape
+        >>> gen = pytape.trace(lambda x: x[0] ** 2 * x[1], np.ones(2), elementwise=True).compile_c()
+        >>> gen.hvp(np.array([1.0, 2.0]), np.array([1.0, 0.0])).tolist()   # H = [[2 x1, 2 x0], [2 x0, 0]]
+        [4.0, 2.0]
+        """
+        self._need_hvp()
+        c = self._c
+        if len(c.shapes) != 1:
+            raise TypeError(f"hvp(x, v) takes a function of one argument; this one takes {len(c.shapes)}")
+        X, batch = self.fn._points((x,))
+        v = np.asarray(v, dtype=float)
+        shape = tuple(c.shapes[0])
+        if v.shape == shape:
+            S = v.reshape(-1, 1)
+        elif batch is not None and v.shape == batch + shape:
+            S = v.reshape(X.shape[0], -1, 1)
+        else:
+            raise ValueError(f"v has shape {v.shape}; hvp needs x's shape {shape}"
+                             + (f" or the batch's {batch + shape}" if batch is not None else ""))
+        H, bad = self._hvp_rows(X, S)
+        for r in np.flatnonzero(bad):  # a guard came out otherwise: the compiled function there
+            H[r, :, 0] = self.fn.hvp(c.shaped_in(0, X[r]), c.shaped_in(0, (S if S.ndim == 2 else S[r])[:, 0]))
+        if batch is None:
+            return c.shaped_in(0, H[0, :, 0])
+        return H[:, :, 0].reshape(batch + shape)
+
+    def sparse_hessian(self, *args):
+        """The Hessian of a scalar f at args as a symmetric scipy.sparse.csr_matrix
+        (``pytape.sparse_hessian``): the compiled function's pattern and star
+        colouring, then one generated forward-over-reverse pass with a lane per colour.
+
+        >>> import numpy as np, pytape
+        >>> fn = pytape.trace(lambda x: np.sum((x[1:] - x[:-1]) ** 2), np.zeros(3), elementwise=True)
+        >>> fn.compile_c().sparse_hessian(np.ones(3)).toarray()
+        array([[ 2., -2.,  0.],
+               [-2.,  4., -2.],
+               [ 0., -2.,  2.]])
+        """
+        self._need_hvp()
+        from .sparse import SparseHessian
+        c = self._c
+        X, batch = self.fn._points(args)
+        if batch is not None:
+            raise ValueError("sparse_hessian takes one point, not a batch; loop over the rows")
+        plan = self.fn._sparse_plan_of(c, "sparse_hessian", lambda c, ks: SparseHessian(c, ks))
+        H, bad = self._hvp_rows(X, plan.seeds)
+        if bad[0]:  # a guard came out otherwise: the compiled function traces again (or raises)
+            return self.fn.sparse_hessian(*args)
+        return plan.assemble(H[0])
 
     def __repr__(self):
         return (f"<pytape.GeneratedFunction of {self.fn._name}: {self.num_ops} instructions, "

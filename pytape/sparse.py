@@ -27,9 +27,11 @@ colour, and the colouring's work stays at most ``DENSE`` x the entries.
 
 Functions record ``f`` on object arrays of Vars (one instruction per
 element: the colouring needs the element-level tape).  For repeated calls,
-``pytape.trace(f, x, elementwise=True)`` records once; its
-``sparse_jacobian`` / ``sparse_hessian`` compute the pattern and colouring
-once and then cost one replay and the compressed sweeps per call.
+``pytape.trace(f, x)`` records once; its ``sparse_jacobian`` /
+``sparse_hessian`` compute the pattern and colouring once and then cost one
+replay and the compressed sweeps per call.  An array program takes its
+pattern from ``f`` recorded element by element once and runs the sweeps on
+its array tape (``CompiledFunction._sparse_plan``).
 
 >>> import numpy as np, pytape
 >>> f = lambda x: np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)   # chained Rosenbrock
@@ -225,10 +227,18 @@ class SparseHessian(_Plan):
         lane = np.where(d[read_col], k + pos[read_col], self.colour[read_col])
         self._take = self.sel[read_row] * lanes + lane
 
+    @property
+    def seeds(self):
+        """The seed matrix S (every argument's elements x sweeps): a column per colour, one per dense vertex."""
+        return self._S
+
+    def assemble(self, B):
+        """The Hessian from B = H S (``seeds``): a symmetric scipy.sparse.csr_matrix."""
+        return _with_values(self.pattern, B.reshape(-1)[self._take])
+
     def evaluate(self, prog):
         """The Hessian at prog's current values: a symmetric scipy.sparse.csr_matrix."""
-        B = prog.hvps(self._S) if self._S.shape[1] else np.zeros((self.n_all, 0))
-        return _with_values(self.pattern, B.reshape(-1)[self._take])
+        return self.assemble(prog.hvps(self._S) if self._S.shape[1] else np.zeros((self.n_all, 0)))
 
 
 def _with_values(P, vals):

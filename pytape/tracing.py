@@ -50,10 +50,9 @@ import time
 import numpy as np
 
 from . import _native, saved
-from ._native import ID_BITS, KIND_LEAF, OP_KINDS, CTape, anomaly_enabled
+from ._native import ID_BITS, KIND_GUARD, KIND_LEAF, OP_KINDS, CTape, anomaly_enabled
 from .anomaly import explain, replay_error
 from .errors import BranchChangedError, TapeFormatError
-from . import _native
 from .functional import tensor_recording_or_none
 from .program import Program, check_argnums, Recording, TensorRecording, as_float_array
 from .sparse import SparseHessian, SparseJacobian
@@ -752,11 +751,13 @@ class CompiledFunction:
 
     # ---- generated C (pytape/codegen.py) -----------------------------------
 
-    def compile_c(self, directory=None):
+    def compile_c(self, directory=None, hvp=True):
         """The traced tape as generated C (straight-line code, compiled once
         and cached on disk): a :class:`pytape.codegen.GeneratedFunction` with
-        this function's interface, whose calls, ``value_and_grad`` and
-        ``gradient`` run the generated code (the same results, bit for bit).
+        this function's interface, whose calls, ``value_and_grad``,
+        ``gradient``, ``hvp`` and ``sparse_hessian`` run the generated code
+        (the same results as the replay's, bit for bit).  ``hvp=False``
+        leaves out the Hessian-vector code (about half the text to compile).
 
         >>> import pytape
         >>> gen = pytape.trace(lambda x: pytape.sin(x) * x, 1.0).compile_c()
@@ -765,25 +766,69 @@ class CompiledFunction:
         """
         from .codegen import GeneratedFunction
         c = self._main
-        if type(c) is not _Compiled:
-            raise NotImplementedError("compile_c() takes scalar tapes: trace f with elementwise=True "
-                                      "(array programs replay their array instructions in C already)")
-        return GeneratedFunction(self, c, directory)
+        if type(c) is _ArrayCompiled:  # generated from f recorded element by element (_elements)
+            c = self._elements(c, "compile_c()")
+        return GeneratedFunction(self, c, directory, hvp)
+
+    # ---- array programs element by element (sparsity, generated C) --------
+
+    def _elements(self, c, what):
+        """For an array program c: f recorded element by element (object
+        arrays of Vars, comparisons as guards) at the point c was traced at,
+        compiled; made once per array tape.  Sparsity patterns and generated
+        C need element-level instructions."""
+        e = c.__dict__.get("_elements")
+        if e is None:
+            if self._f is None or c._args is None:
+                raise RuntimeError(f"fn.{what} of an array program records f element by element, and this "
+                                   f"compiled function was loaded without f: pass f to CompiledFunction.from_bytes")
+            args = c._args
+            try:
+                rec = Recording(self._f, args, 0 if len(args) == 1 else tuple(range(len(args))), guards=True,
+                                api="pytape.trace")
+            except Exception as exc:
+                raise NotImplementedError(
+                    f"fn.{what} of an array program records f element by element (numpy on object arrays "
+                    f"of Vars), which failed: {type(exc).__name__}: {exc}") from exc
+            e = c._elements = _Compiled.from_recording(rec)
+        return e
+
+    def _element_twin(self):
+        """f traced element by element as a compiled function of its own (guards and retraces included)."""
+        with self._lock:
+            if getattr(self, "_twin", None) is None:
+                self._twin = CompiledFunction(self._f, (), self._policy, True, self._argnums)
+            return self._twin
 
     # ---- sparse derivatives (pytape/sparse.py) -----------------------------
 
     def _sparse_plan(self, args, what, make):
-        """The compiled tape replayed at args, and its sparsity plan (made once per tape)."""
+        """The compiled tape replayed at args, and its sparsity plan (made once per tape).
+
+        An array program's pattern comes from f recorded element by element
+        (``_elements``); without element-level comparisons it holds wherever
+        the array tape does, and the array tape's own sweeps evaluate it.  With
+        them (np.max, a comparison selecting elements) the pattern holds only
+        where they come out the same: the element-level tape then serves, as a
+        compiled function with its guards (``_element_twin``)."""
         c = _has_inputs(self._at(args), what)
-        if type(c) is _ArrayCompiled:
-            raise NotImplementedError(
-                f"fn.{what}() of an array program: the sparsity pattern is found on element-level tapes; "
-                f"trace f with elementwise=True (pytape.trace(f, x, elementwise=True)), which records "
-                f"numpy code on object arrays of Vars")
+        if type(c) is not _ArrayCompiled:
+            return c, self._sparse_plan_of(c, what, make)
+        plans = c.__dict__.setdefault("_sparse_plans", {})
+        if what not in plans:
+            e = self._elements(c, what + "()")
+            guarded = np.any(np.array(OP_KINDS)[e.tape._c.rows(0, len(e.tape._c), ("op",))["op"]] == KIND_GUARD)
+            plans[what] = None if guarded else make(e, None if self._argnums is None else self._ks(len(c.shapes)))
+        if plans[what] is None:
+            return self._element_twin()._sparse_plan(args, what, make)
+        return c, plans[what]
+
+    def _sparse_plan_of(self, c, what, make):
+        """The sparsity plan of compiled tape c (made once per tape)."""
         plans = c.origin.__dict__.setdefault("_sparse_plans", {})
         if what not in plans:  # the inputs: every argument's elements, or those of argnums
             plans[what] = make(c, None if self._argnums is None else self._ks(len(c.shapes)))
-        return c, plans[what]
+        return plans[what]
 
     def jacobian_sparsity(self, *args):
         """The Jacobian's pattern (``pytape.jacobian_sparsity``) of the tape

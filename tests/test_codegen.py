@@ -78,6 +78,12 @@ def test_random_programs_equal_the_replay_bit_for_bit(n, nodes, seed):
         same(vg, vr)
         same(gg, gr)
         same(gen.gradient(X[0]), fn.gradient(X[0]))
+        # Hessian-vector products: per point, with a direction per point or one for all, and p lanes at once
+        V = np.random.default_rng(seed + 1).normal(size=(7, n))
+        same(gen.hvp(X, V), [fn.hvp(X[r], V[r]) for r in range(7)])
+        same(gen.hvp(X, V[0]), [fn.hvp(X[r], V[0]) for r in range(7)])
+        same(gen.hvp(X[3], V[3]), fn.hvp(X[3], V[3]))
+        same(gen.sparse_hessian(X[1]).toarray(), fn.sparse_hessian(X[1]).toarray())
 
 
 def test_rosenbrock_as_loops_and_split_into_functions(monkeypatch):
@@ -93,10 +99,39 @@ def test_rosenbrock_as_loops_and_split_into_functions(monkeypatch):
     g[:-1] = -400 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2 * (1 - x[:-1])
     g[1:] += 200 * (x[1:] - x[:-1] ** 2)
     np.testing.assert_allclose(gen.gradient(x), g, rtol=1e-13, atol=1e-12)
+    # the oracle for second order: the tridiagonal Hessian written by hand, in 3 lanes (colours)
+    d = np.zeros(300)
+    d[:-1] = 1200 * x[:-1] ** 2 - 400 * x[1:] + 2
+    d[1:] += 200
+    off = -400 * x[:-1]
+    H = gen.sparse_hessian(x)
+    assert H.nnz == 300 + 2 * 299
+    np.testing.assert_allclose(H.toarray(), np.diag(d) + np.diag(off, 1) + np.diag(off, -1), rtol=1e-13, atol=1e-10)
+    v = np.random.default_rng(1).normal(size=300)
+    np.testing.assert_allclose(gen.hvp(x, v), H @ v, rtol=1e-12, atol=1e-10)
     monkeypatch.setattr(codegen, "CHUNK", 3)  # many small functions: still the same code
     small = fn.compile_c()
     assert small.source.count("static int fwd_") > 3 and small.path != gen.path
     same(small.value_and_grad(X)[1], fn.value_and_grad(X)[1])
+    same(small.hvp(X, v), gen.hvp(X, v))
+
+
+def test_the_generated_code_compiles_without_warnings(tmp_path):
+    import shutil
+    import subprocess
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler on PATH")
+    nodes = [(op, 3 * k + 1, 5 * k + 2) for k, op in enumerate(UNARY + BINARY)]
+    fn = pytape.trace(program(nodes, 3), np.linspace(-1.0, 1.0, 3), elementwise=True)
+    wide = pytape.trace(lambda x: np.sum(pytape.where(x[1:] > x[:-1], x[1:] * x[:-1], x[1:] ** 3)),
+                        np.linspace(-1.0, 1.0, 50), elementwise=True)
+    for f in (fn, wide):
+        path = tmp_path / "gen.c"
+        path.write_text(f.compile_c().source)
+        done = subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", str(path)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_a_changed_branch_falls_back_to_the_compiled_function():
@@ -114,6 +149,40 @@ def test_a_changed_branch_falls_back_to_the_compiled_function():
         strict.gradient(np.array([-1.0, 2.0]))
 
 
+def test_hvp_arguments_and_what_it_refuses():
+    gen = pytape.trace(lambda x: x[0] ** 2 * x[1], np.ones(2), elementwise=True).compile_c()
+    with pytest.raises(ValueError, match="shape"):
+        gen.hvp(np.ones(2), np.ones(3))
+    with pytest.raises(ValueError, match="one point"):
+        gen.sparse_hessian(np.ones((2, 2)))
+    lean = pytape.trace(lambda x: x[0] ** 2 * x[1], np.ones(2), elementwise=True).compile_c(hvp=False)
+    assert "pt_gen_hvp(" in lean.source and "hrev_" not in lean.source
+    same(lean.gradient(np.array([1.0, 2.0])), gen.gradient(np.array([1.0, 2.0])))
+    with pytest.raises(TypeError, match="hvp=False"):
+        lean.hvp(np.ones(2), np.ones(2))
+    two = pytape.trace(lambda x, y: x * y ** 2, 1.0, 1.0).compile_c()
+    with pytest.raises(TypeError, match="one argument"):
+        two.hvp(1.0, 1.0)
+    vec = pytape.trace(lambda x: x * 2.0, np.ones(2), elementwise=True).compile_c()
+    with pytest.raises(TypeError, match="scalar output"):
+        vec.hvp(np.ones(2), np.ones(2))
+
+
+def test_hvp_where_a_guard_changes_falls_back():
+    def f(x):
+        if x[0] > 0:
+            return x[0] ** 3 * x[1]
+        return pytape.sin(x[1]) * x[0] ** 2
+    fn = pytape.trace(f, np.array([1.0, 2.0]), elementwise=True)
+    gen = fn.compile_c()
+    X = np.array([[1.0, 2.0], [-1.0, 2.0]])
+    H = gen.hvp(X, np.array([1.0, 0.0]))
+    same(H[0], [6.0 * 1.0 * 2.0, 3.0])                   # d/dx0 of (3 x0^2 x1, x0^3)
+    np.testing.assert_allclose(H[1], [2.0 * np.sin(2.0), 2.0 * -1.0 * np.cos(2.0)], rtol=1e-15)
+    np.testing.assert_allclose(gen.sparse_hessian(X[1]).toarray(),
+                               [[2 * np.sin(2.0), -2 * np.cos(2.0)], [-2 * np.cos(2.0), -np.sin(2.0)]], rtol=1e-15)
+
+
 def test_several_outputs_and_arguments():
     fn = pytape.trace(lambda x, y: np.array([x[0] * y, x[1] + y, 3.0]), np.zeros(2), 1.0, elementwise=True)
     gen = fn.compile_c()
@@ -125,10 +194,27 @@ def test_several_outputs_and_arguments():
     assert two.value_and_grad(3.0, 2.0) == (12.0, (4.0, 12.0))
 
 
+def test_array_programs_are_generated_from_their_elements():
+    """An array program (Tensor trace) is recorded element by element for the
+    generated code; rows where an element-level comparison comes out otherwise
+    (here np.max picking another element) take the array program's replay."""
+    f = lambda x: np.max(x) ** 3 + np.sum(np.sin(x[1:]) * x[:-1] ** 2)  # noqa: E731
+    x0 = np.array([0.1, 0.5, 0.2, 0.3])
+    fa = pytape.trace(f, x0)
+    assert type(fa._tapes[0]).__name__ == "_ArrayCompiled"
+    gen = fa.compile_c()
+    assert gen.num_ops > fa.num_ops  # one instruction per element
+    X = np.array([x0, [0.2, 0.6, -0.3, 0.1], [0.9, 0.5, 0.2, 0.3], [0.1, 0.5, 0.2, 0.7]])  # argmax 1, 1, 0, 3
+    np.testing.assert_allclose(gen(X), fa(X), rtol=1e-14)
+    np.testing.assert_allclose(gen.gradient(X), fa.gradient(X), rtol=1e-14)
+    V = np.random.default_rng(3).normal(size=X.shape)
+    np.testing.assert_allclose(gen.hvp(X, V), [pytape.hessian(f)(x) @ v for x, v in zip(X, V)], rtol=1e-13)
+    for x in X:
+        np.testing.assert_allclose(gen.sparse_hessian(x).toarray(), pytape.hessian(f)(x), rtol=1e-13)
+    assert fa.retraces == 0  # the array tape holds everywhere: only the generated code's guards failed
+
+
 def test_what_it_refuses():
-    fa = pytape.trace(lambda x: np.sum(x ** 2), np.zeros(3))  # an array program
-    with pytest.raises(NotImplementedError, match="elementwise=True"):
-        fa.compile_c()
 
     @pytape.primitive
     def twice(a):

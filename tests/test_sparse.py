@@ -3,7 +3,6 @@ patterns against the nonzeros of dense derivatives, the colourings against
 their definitions, the compressed sweeps against pytape's dense Jacobians and
 Hessians (themselves checked against finite differences elsewhere) and
 against finite differences here."""
-import itertools
 
 import numpy as np
 import pytest
@@ -359,11 +358,66 @@ def test_argnums_choose_the_inputs():
                                    rtol=1e-14)
 
 
+# ---- array programs (traced as Tensors): the pattern from f recorded element by element ----------------------------
+
+def test_array_programs_take_the_pattern_from_elements_and_the_values_from_the_array_tape():
+    n = 40
+    fa = pytape.trace(rosenbrock, np.zeros(n))
+    c = fa._tapes[0]
+    assert type(c).__name__ == "_ArrayCompiled" and fa.num_ops < 20  # array instructions
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        x = rng.uniform(-1, 1, n)
+        np.testing.assert_allclose(dense_of(fa.sparse_hessian(x)), pytape.hessian(rosenbrock)(x), rtol=1e-13,
+                                   atol=1e-12)
+    plan = c._sparse_plans["sparse_hessian"]
+    assert plan is not None and plan.colours == 3 and fa.hessian_sparsity(x).nnz == 3 * n - 2
+    assert getattr(fa, "_twin", None) is None  # no element-level branch: the array tape's own sweeps
+    # broadcasting, a banded matrix product, a reduction along an axis
+    A = np.diag(np.full(n, 2.0)) + np.diag(np.ones(n - 1), 1)
+    g = lambda x: np.concatenate([np.sin(A @ x) * x, np.sum(x.reshape(4, 10) ** 2, axis=1)])  # noqa: E731
+    ga = pytape.trace(g, np.zeros(n))
+    for mode in ("auto", "fwd", "rev"):
+        x = rng.uniform(-1, 1, n)
+        J = dense_of(ga.sparse_jacobian(x, mode=mode))
+        np.testing.assert_allclose(J, pytape.jacobian(g)(x), rtol=1e-13, atol=1e-14)
+    P = dense_of(ga.jacobian_sparsity(x))
+    np.testing.assert_array_equal(P[:n], (A != 0) | np.eye(n, dtype=bool))
+    np.testing.assert_array_equal(P[n:], np.kron(np.eye(4), np.ones(10)).astype(bool))
+
+
+def test_array_programs_with_element_level_comparisons_follow_them():
+    """np.max picks an element by comparisons: the pattern at one point is not the
+    pattern at another, so the element-level tape and its guards serve."""
+    f = lambda x: np.max(x) ** 3 + np.sum(x[1:] * x[:-1])  # noqa: E731
+    x = np.array([0.1, 0.5, 0.2, 0.3])
+    fa = pytape.trace(f, x)
+    for point in (x, np.array([0.9, 0.5, 0.2, 0.3]), np.array([0.1, 0.5, 0.2, 0.7])):
+        np.testing.assert_allclose(dense_of(fa.sparse_hessian(point)), pytape.hessian(f)(point), rtol=1e-14)
+        np.testing.assert_allclose(dense_of(fa.sparse_jacobian(point)).ravel(), fa.gradient(point), rtol=1e-14)
+    assert fa._tapes[0]._sparse_plans["sparse_hessian"] is None and fa._twin.retraces >= 2
+
+
+def test_array_programs_with_data_arguments():
+    n = 30
+    rng = np.random.default_rng(8)
+    lag = pytape.trace(lambda x, v: np.sum(v * np.exp(x[1:] - x[:-1])), np.zeros(n), np.ones(n - 1), argnums=0)
+    assert type(lag._tapes[0]).__name__ == "_ArrayCompiled"
+    for _ in range(2):
+        x, v = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n - 1)
+        want = pytape.hessian(lambda x: np.sum(v * np.exp(x[1:] - x[:-1])))(x)
+        np.testing.assert_allclose(dense_of(lag.sparse_hessian(x, v)), want, rtol=1e-13, atol=1e-14)
+
+
 # ---- errors ---------------------------------------------------------------------------------------------------------
 
 def test_errors_say_what_to_do():
-    fa = pytape.trace(lambda x: np.sum(x ** 2), np.zeros(3))   # an array program
-    with pytest.raises(NotImplementedError, match="elementwise=True"):
+    def tensors_only(x):
+        if not isinstance(x, pytape.Tensor):
+            raise TypeError("written for pytape.Tensor")
+        return np.sum(x ** 2)
+    fa = pytape.trace(tensors_only, np.zeros(3))   # an array program that cannot run on object arrays
+    with pytest.raises(NotImplementedError, match="element by element.*written for pytape.Tensor"):
         fa.sparse_hessian(np.ones(3))
     with pytest.raises(TypeError, match="scalar"):
         pytape.sparse_hessian(lambda x: x * 2.0)(np.ones(3))

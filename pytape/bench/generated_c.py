@@ -11,6 +11,9 @@ gradient:
   reported; a build found in the cache is rebuilt for the timing);
 * ``jax.jit(jax.value_and_grad(f))`` of the vectorised numpy program (when
   installed);
+* Hessian-vector products along one direction: ``fn.hvp(x, v)`` (the
+  replay's forward over reverse), ``gen.hvp(x, v)`` (generated), and
+  ``jax.jit`` of ``jax.jvp(jax.grad(f))``;
 * CasADi (when installed): its SX virtual machine (``Function`` of the value
   and ``casadi.gradient``), and its generated C compiled with ``gcc -O1``
   (``Function.generate`` and ``casadi.Importer``), given at most
@@ -80,10 +83,14 @@ def run_codegen(n, repeat=5, others=True, log=None):
     want_v, want_g = fn.value_and_grad(x)
     got_v, got_g = gen.value_and_grad(x)
     assert got_v == want_v and np.array_equal(got_g, want_g), "generated C differs from the replay"
+    v = np.cos(np.arange(n))
+    assert np.array_equal(gen.hvp(x, v), fn.hvp(x, v)), "generated C's hvp differs from the replay's"
     engines = [("pytape replay", None, lambda: fn.value_and_grad(x), 1),
                (f"pytape replay, batch of {BATCH}", None, lambda: fn.value_and_grad(X), BATCH),
                ("pytape generated C", gen.compile_seconds, lambda: gen.value_and_grad(x), 1),
-               (f"pytape generated C, batch of {BATCH}", gen.compile_seconds, lambda: gen.value_and_grad(X), BATCH)]
+               (f"pytape generated C, batch of {BATCH}", gen.compile_seconds, lambda: gen.value_and_grad(X), BATCH),
+               ("hvp: pytape replay", None, lambda: fn.hvp(x, v), 1),
+               ("hvp: pytape generated C", gen.compile_seconds, lambda: gen.hvp(x, v), 1)]
     if others:
         try:
             import jax
@@ -95,6 +102,11 @@ def run_codegen(n, repeat=5, others=True, log=None):
             v, g = jf(xj)
             assert abs(float(v) - want_v) <= 1e-9 * abs(want_v) and np.allclose(np.asarray(g), want_g, rtol=1e-12)
             engines.append(("jax.jit", None, lambda: jax.block_until_ready(jf(xj)), 1))
+            jh = jax.jit(lambda p, t: jax.jvp(jax.grad(lambda u: jnp.sum(100.0 * (u[1:] - u[:-1] ** 2) ** 2
+                                                                            + (1.0 - u[:-1]) ** 2)), (p,), (t,))[1])
+            vj = jnp.asarray(v)
+            assert np.allclose(np.asarray(jh(xj, vj)), fn.hvp(x, v), rtol=1e-12, atol=1e-9)
+            engines.append(("hvp: jax.jit (jvp of grad)", None, lambda: jax.block_until_ready(jh(xj, vj)), 1))
         except ImportError:
             pass
         try:
@@ -151,13 +163,14 @@ def main_codegen(mode, repeat, log):
     n = CODEGEN_SIZES[mode]
     rows = run_codegen(n, repeat, log=log)
     ops = pytape.trace(rosenbrock, np.zeros(n), elementwise=True).num_ops
-    print(f"chained Rosenbrock n={n} ({ops} instructions), value and gradient; median of {repeat}, engines "
-          f"interleaved; one thread")
+    print(f"chained Rosenbrock n={n} ({ops} instructions), value and gradient (hvp: a Hessian-vector product); "
+          f"median of {repeat}, engines interleaved; one thread")
     print()
-    print("| engine | compile | time per point | ns per instruction | vs pytape replay |")
+    print("| engine | compile | time per point | ns per instruction | vs pytape replay (of the same) |")
     print("|---|---|---|---|---|")
-    base = rows[0][2]
+    bases = {name.startswith("hvp:"): t for name, _, t, _ in rows if name in ("pytape replay", "hvp: pytape replay")}
     for name, comp, t, per in rows:
+        base = bases[name.startswith("hvp:")]
         c = "" if comp is None else f"{comp:.2f} s"
         speed = "" if t != t else f"{base / t:.2f}x"
         tt = "" if t != t else f"{t * 1e3:.3f} ms"

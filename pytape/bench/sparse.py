@@ -17,6 +17,11 @@ time: pytape replays the tape and runs the compressed sweeps; CasADi
 evaluates its Function):
 
 * pytape: ``fn.sparse_hessian(x)`` / ``fn.sparse_jacobian(x)``;
+* pytape-array: the same of ``pytape.trace(f, x)``, an array program (the
+  pattern from f recorded element by element, the sweeps on the array tape);
+* pytape-generated (Hessian): ``fn.compile_c().sparse_hessian(x)``, one
+  generated forward-over-reverse pass with a lane per colour; its setup
+  includes compiling (in a fresh cache directory);
 * casadi (when installed): SX graphs, as CasADi's users write them;
 * pytape-dense: ``fn.hessian(x)`` / ``fn.jacobian(x)`` where n <= 2000.
 
@@ -34,7 +39,7 @@ and CasADi's IPOPT (``casadi.nlpsol``, exact sparse derivatives of its own)
 for reference.
 
 >>> rows = run_sparse([100], repeat=1)
->>> {"pytape", "pytape-dense"} <= {r.engine for r in rows}, rows[0].colours
+>>> {"pytape", "pytape-array", "pytape-generated", "pytape-dense"} <= {r.engine for r in rows}, rows[0].colours
 (True, 3)
 """
 import statistics
@@ -83,6 +88,27 @@ def _pytape(case, x):
     return setup, call, first, plan.sweeps
 
 
+def _array(case, x):
+    f = rosenbrock if case == "hessian" else constraints
+    t0 = time.perf_counter()
+    fn = pytape.trace(f, x)
+    call = fn.sparse_hessian if case == "hessian" else fn.sparse_jacobian
+    first = call(x)
+    plan = next(iter(fn._tapes[0]._sparse_plans.values()))
+    return time.perf_counter() - t0, call, first, plan.sweeps
+
+
+def _generated(case, x):
+    import tempfile
+    t0 = time.perf_counter()
+    fn = pytape.trace(rosenbrock, x, elementwise=True)
+    with tempfile.TemporaryDirectory() as cache:  # a fresh cache: the compile is part of the setup
+        gen = fn.compile_c(directory=cache)
+    first = gen.sparse_hessian(x)
+    plan = fn._tapes[0].origin._sparse_plans["sparse_hessian"]
+    return time.perf_counter() - t0, gen.sparse_hessian, first, plan.sweeps
+
+
 def _dense(case, x):
     f = rosenbrock if case == "hessian" else constraints
     t0 = time.perf_counter()
@@ -125,8 +151,10 @@ def _nnz(M):
     return int(np.count_nonzero(M))
 
 
-def _engines(n):
-    out = [("pytape", _pytape)]
+def _engines(n, case):
+    out = [("pytape", _pytape), ("pytape-array", _array)]
+    if case == "hessian":
+        out.append(("pytape-generated", _generated))
     try:
         import casadi  # noqa: F401
         out.append(("casadi", _casadi))
@@ -145,7 +173,7 @@ def run_sparse(sizes, repeat=5, log=None, cases=("hessian", "jacobian")):
             rng = np.random.default_rng(n)
             x = rng.uniform(0.5, 1.5, n)
             made = {}
-            for name, make in _engines(n):
+            for name, make in _engines(n, case):
                 if log:
                     log(f"sparse {case} n={n}: {name} setup ...")
                 made[name] = make(case, x)
@@ -199,7 +227,7 @@ def format_sparse(rows):
     by = {(r.case, r.n, r.engine): r for r in rows}
     for r in rows:
         ratio = setup_ratio = ""
-        if r.engine == "pytape" and (r.case, r.n, "casadi") in by:
+        if r.engine.startswith("pytape") and r.engine != "pytape-dense" and (r.case, r.n, "casadi") in by:
             c = by[(r.case, r.n, "casadi")]
             ratio, setup_ratio = f"{c.per_call / r.per_call:.2f}", f"{c.setup / r.setup:.2f}"
         label = "Hessian, chained Rosenbrock" if r.case == "hessian" else "Jacobian, banded + a dense row"
