@@ -159,7 +159,10 @@ def generate(tape, nin, out_slots, grad, hvp=True):
     outs = [int(s) for s in out_slots]
     top = max([s for s in outs if s >= 0], default=-1)
     hvp = hvp and grad
-    fwd, rev, tan, hrev = [], [], [], []  # units of code: a statement or a loop
+    # units of code (a statement or a loop): the value; the gradient's reverse sweep; for
+    # Hessian-vector products the value with the tangents' lane 0, the other lanes, and forward
+    # over reverse
+    fwd, rev, fwdt, tan, hrev = [], [], [], [], []
     for i0, length, sa, sb in _runs(ops.tolist(), A.tolist(), B.tolist(), kinds, ha, hb):
         op = int(ops[i0])
         kind = kinds[op]
@@ -167,11 +170,13 @@ def generate(tape, nin, out_slots, grad, hvp=True):
         k = "k" if loop else "0"
         if kind == _native.KIND_LEAF:
             fwd.append(f"memcpy(v + {i0}, x + {i0}, {length} * sizeof(double));")
+            fwdt.append(fwd[-1])
             continue
         if kind == _native.KIND_GUARD:
             code = int(V[i0])
             rhs = f"v[{B[i0]}]" if B[i0] >= 0 else _literal(consts[-1 - B[i0]])
             fwd.append(f"if ((v[{A[i0]}] {_CMP[code // 2]} {rhs}) != {code & 1}) return {i0};")
+            fwdt.append(fwd[-1])
             continue
         value, da, db, daa, dab, dbb = _native.OP_TEXTS[op]
 
@@ -183,13 +188,15 @@ def generate(tape, nin, out_slots, grad, hvp=True):
         b = (f"v[{ib}]" if hb[op] else _literal(consts[B[i0]])) if binary else "0.0"
         operands = f"const double a = {a}, b = {b}, y = v[{me}]; (void)a; (void)b; (void)y;"
 
-        def unit(body, backwards=False, upto=length):
+        def unit(body, backwards=False, upto=length, start=0):
             if not loop:
                 return f"{{ {body} }}"
             return (f"for (int64_t k = {upto - 1}; k >= 0; --k) {{ {body} }}" if backwards
-                    else f"for (int64_t k = 0; k < {upto}; ++k) {{ {body} }}")
-        fwd.append(unit(f"const double a = {a}, b = {b}; (void)b; v[{me}] = ({value});"))
+                    else f"for (int64_t k = {start}; k < {upto}; ++k) {{ {body} }}")
+        evaluate = f"const double a = {a}, b = {b}; (void)b; v[{me}] = ({value});"
+        fwd.append(unit(evaluate))
         if not grad or i0 > top:
+            fwdt.append(fwd[-1])
             continue
         last = min(length, top - i0 + 1)  # instructions after the output get no adjoint
         terms = []
@@ -206,8 +213,13 @@ def generate(tape, nin, out_slots, grad, hvp=True):
         fa = f"const double fa = ({da}); " if ha[op] else ""
         fb = f"const double fb = ({db}); " if hb[op] else ""
         lanes = (f"d += pt_chain(fa, tl[{ia}]); " if ha[op] else "") + (f"d += pt_chain(fb, tl[{ib}]); " if hb[op] else "")
-        tan.append("for (int64_t l = 0; l < p; ++l) { double *restrict tl = t + l * M; "
-                   + unit(f"{operands} {fa}{fb}double d = 0.0; {lanes}tl[{me}] = d;", False, last) + " }")
+        tangent = f"{fa}{fb}double d = 0.0; {lanes}tl[{me}] = d;"
+        fwdt.append("{ double *restrict tl = t; " + unit(f"const double a = {a}, b = {b}, y = ({value}); (void)a; "
+                                                         f"(void)b; v[{me}] = y; {tangent}", False, last) + " }")
+        if last < length:  # past the output: values only
+            fwdt.append(unit(evaluate, False, length, last))
+        tan.append("for (int64_t l = 1; l < p; ++l) { double *restrict tl = t + l * M; "
+                   + unit(f"{operands} {tangent}", False, last) + " }")
         # Forward over reverse (sweep_hessian.c, in its order): abar += f_a g, then
         # abar' += f_a g' + (f_aa a' + f_ab b') g.  The run's adjoints first: each g = w[i] is
         # final once the instructions after i are done, as in the sweep.
@@ -220,13 +232,19 @@ def generate(tape, nin, out_slots, grad, hvp=True):
             if not (ha[op] if mine == "a" else hb[op]):
                 continue
             extra = " ".join(f"d{mine} += pt_chain(pt_chain(f{n}, tl[{idx}]), g);" for n, idx in pairs if second[n])
-            extra = f"if (g != 0.0) {{ {extra} }} " if extra else ""
+            # (sweep_hessian.c skips these when g == 0; pt_chain(., 0) adds exactly 0 here, and the
+            # loop stays free of branches, so it vectorizes)
+            extra = f"{extra} " if extra else ""
             body.append(f"double d{mine} = 0.0; d{mine} += pt_chain({f}, gd); {extra}")
         if ha[op]:
             body.append(f"wdl[{ia}] += da;")
         if hb[op]:
             body.append(f"wdl[{ib}] += db;")
-        hrev.append(rev[-1] + " for (int64_t l = 0; l < p; ++l) { const double *restrict tl = t + l * M; "
+        # lane 0 in the adjoints' own loop (one pass over the run's operands), the others after it
+        first = body[:1] + [f"w[{ia}] += pt_chain(fa, g);"] * ha[op] + [f"w[{ib}] += pt_chain(fb, g);"] * hb[op]
+        hrev.append("{ const double *restrict tl = t; double *restrict wdl = wd; (void)tl; "
+                    + unit(" ".join(first + body[1:]), True, last) + " }"
+                    " for (int64_t l = 1; l < p; ++l) { const double *restrict tl = t + l * M; "
                     "double *restrict wdl = wd + l * M; (void)tl; " + unit(" ".join(body), True, last) + " }")
     parts = ["#include <math.h>", "#include <stdint.h>", "#include <string.h>",
              _native.rules_text()]
@@ -259,6 +277,9 @@ def generate(tape, nin, out_slots, grad, hvp=True):
                      "{\n    (void)g; (void)w;\n    return pt_gen_value(x, y, v);\n}")
     if hvp:
         M = top + 1  # the lanes' length: the slots up to the output
+        fwdts = "\n    ".join(f"if ((r = {f}(x, v, t)) >= 0) return r;" for f in functions(
+            fwdt, "fwdt", f"int NAME(const double *restrict x, double *restrict v, double *restrict t)\n{{\n"
+                          f"    (void)x;", "    return -1;\n", True))
         tans = "\n    ".join(f"{f}(v, t, p);" for f in functions(
             tan, "tan", f"void NAME(const double *restrict v, double *restrict t, int64_t p)\n{{\n    const int64_t M = {M};", "", True))
         hrevs = "\n    ".join(f"{f}(v, t, w, wd, p);" for f in functions(
@@ -267,9 +288,9 @@ def generate(tape, nin, out_slots, grad, hvp=True):
         parts.append(
             f"int pt_gen_hvp(const double *x, const double *s, int64_t p, double *y, double *g, double *h,\n"
             f"               double *v, double *t, double *w, double *wd)\n{{\n"
-            f"    int r;\n    {calls.replace('(s = ', '(r = ').replace('return s;', 'return r;')}\n    {store}\n"
+            f"    int r;\n"
             f"    for (int64_t l = 0; l < p; ++l)\n        for (int64_t k = 0; k < {min(nin, M)}; ++k)\n"
-            f"            t[l * {M} + k] = s[k * p + l];\n    {tans}\n"
+            f"            t[l * {M} + k] = s[k * p + l];\n    {fwdts}\n    {store}\n    {tans}\n"
             f"    memset(w, 0, {M} * sizeof(double));\n    memset(wd, 0, {M} * p * sizeof(double));\n"
             f"    w[{top}] = 1.0;\n    {hrevs}\n"
             f"    for (int64_t k = 0; k < {nin}; ++k) {{\n        g[k] = k < {M} ? w[k] : 0.0;\n"
@@ -454,9 +475,18 @@ class GeneratedFunction:
         """(f(*args), gradient) from the generated code; a batch of points row by row."""
         if not self._grad:
             raise TypeError(f"gradient needs a scalar output, f returns shape {self._c.out_shape}; use jacobian")
+        c = self._c
+        x = args[0] if len(args) == 1 else None
+        if (type(x) is np.ndarray and len(c.shapes) == 1 and not c.scalar_in[0] and x.shape == tuple(c.shapes[0])
+                and x.dtype == np.float64 and x.flags.c_contiguous):  # one point, one array: straight in and out (no batch machinery)
+            y, g, fail = np.empty(1), np.empty(x.shape), np.empty(1, dtype=np.int64)
+            v, w, _, _ = self._work()
+            self._lib.pt_gen_rows(1, c.nin, 1, self._buf(x), self._buf(y), self._buf(g), self._buf(fail, "int64_t[]"),
+                                  self._buf(v), self._buf(w))
+            if fail[0] < 0:
+                return float(y[0]), self.fn._pick(c, [g])
         X, batch = self.fn._points(args)
         Y, G = self._rows(X, True)
-        c = self._c
         parts = np.split(G, np.cumsum(c.sizes)[:-1], axis=1)
         if batch is None:
             return float(Y[0, 0]), self.fn._pick(c, [c.shaped_in(j, p[0]) for j, p in enumerate(parts)])
@@ -480,9 +510,12 @@ class GeneratedFunction:
         c = self._c
         if len(c.shapes) != 1:
             raise TypeError(f"hvp(x, v) takes a function of one argument; this one takes {len(c.shapes)}")
-        X, batch = self.fn._points((x,))
-        v = np.asarray(v, dtype=float)
         shape = tuple(c.shapes[0])
+        if type(x) is np.ndarray and x.shape == shape and x.dtype == np.float64 and not c.scalar_in[0]:
+            X, batch = x.reshape(1, -1), None  # one point, one array: no batch machinery
+        else:
+            X, batch = self.fn._points((x,))
+        v = np.asarray(v, dtype=float)
         if v.shape == shape:
             S = v.reshape(-1, 1)
         elif batch is not None and v.shape == batch + shape:
@@ -491,7 +524,7 @@ class GeneratedFunction:
             raise ValueError(f"v has shape {v.shape}; hvp needs x's shape {shape}"
                              + (f" or the batch's {batch + shape}" if batch is not None else ""))
         H, bad = self._hvp_rows(X, S)
-        for r in np.flatnonzero(bad):  # a guard came out otherwise: the compiled function there
+        for r in np.flatnonzero(bad) if bad.any() else ():  # a guard came out otherwise: the compiled function there
             H[r, :, 0] = self.fn.hvp(c.shaped_in(0, X[r]), c.shaped_in(0, (S if S.ndim == 2 else S[r])[:, 0]))
         if batch is None:
             return c.shaped_in(0, H[0, :, 0])

@@ -144,6 +144,8 @@ def test_a_changed_branch_falls_back_to_the_compiled_function():
     X = np.array([[1.0, 2.0], [-1.0, 2.0], [3.0, -1.0]])
     same(gen.gradient(X), [[2.0, 1.0], [-1.0, np.cos(2.0)], [-1.0, 3.0]])
     assert fn.retraces == 1  # the other branch was traced by the compiled function
+    same(gen.gradient(np.array([-2.0, 1.0])), [-1.0, np.cos(1.0)])  # one point: the same fallback
+    same(gen.value_and_grad(np.array([2.0, 1.0]))[1], [1.0, 2.0])
     strict = pytape.trace(f, np.array([1.0, 2.0]), elementwise=True, on_branch_change="raise").compile_c()
     with pytest.raises(pytape.BranchChangedError):
         strict.gradient(np.array([-1.0, 2.0]))

@@ -83,14 +83,14 @@ def run_codegen(n, repeat=5, others=True, log=None):
     want_v, want_g = fn.value_and_grad(x)
     got_v, got_g = gen.value_and_grad(x)
     assert got_v == want_v and np.array_equal(got_g, want_g), "generated C differs from the replay"
-    v = np.cos(np.arange(n))
-    assert np.array_equal(gen.hvp(x, v), fn.hvp(x, v)), "generated C's hvp differs from the replay's"
+    d = np.cos(np.arange(n))  # the direction of the Hessian-vector products
+    assert np.array_equal(gen.hvp(x, d), fn.hvp(x, d)), "generated C's hvp differs from the replay's"
     engines = [("pytape replay", None, lambda: fn.value_and_grad(x), 1),
                (f"pytape replay, batch of {BATCH}", None, lambda: fn.value_and_grad(X), BATCH),
                ("pytape generated C", gen.compile_seconds, lambda: gen.value_and_grad(x), 1),
                (f"pytape generated C, batch of {BATCH}", gen.compile_seconds, lambda: gen.value_and_grad(X), BATCH),
-               ("hvp: pytape replay", None, lambda: fn.hvp(x, v), 1),
-               ("hvp: pytape generated C", gen.compile_seconds, lambda: gen.hvp(x, v), 1)]
+               ("hvp: pytape replay", None, lambda: fn.hvp(x, d), 1),
+               ("hvp: pytape generated C", gen.compile_seconds, lambda: gen.hvp(x, d), 1)]
     if others:
         try:
             import jax
@@ -104,9 +104,9 @@ def run_codegen(n, repeat=5, others=True, log=None):
             engines.append(("jax.jit", None, lambda: jax.block_until_ready(jf(xj)), 1))
             jh = jax.jit(lambda p, t: jax.jvp(jax.grad(lambda u: jnp.sum(100.0 * (u[1:] - u[:-1] ** 2) ** 2
                                                                             + (1.0 - u[:-1]) ** 2)), (p,), (t,))[1])
-            vj = jnp.asarray(v)
-            assert np.allclose(np.asarray(jh(xj, vj)), fn.hvp(x, v), rtol=1e-12, atol=1e-9)
-            engines.append(("hvp: jax.jit (jvp of grad)", None, lambda: jax.block_until_ready(jh(xj, vj)), 1))
+            dj = jnp.asarray(d)
+            assert np.allclose(np.asarray(jh(xj, dj)), fn.hvp(x, d), rtol=1e-12, atol=1e-9)
+            engines.append(("hvp: jax.jit (jvp of grad)", None, lambda: jax.block_until_ready(jh(xj, dj)), 1))
         except ImportError:
             pass
         try:
