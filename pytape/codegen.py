@@ -159,6 +159,20 @@ def generate(tape, nin, out_slots, grad, hvp=True):
     outs = [int(s) for s in out_slots]
     top = max([s for s in outs if s >= 0], default=-1)
     hvp = hvp and grad
+    n = len(ops)
+    # The reverse sweeps accumulate into adjoints; the first contribution to a slot (from its
+    # last consumer, as they run backwards) assigns instead, so that only the slots no
+    # instruction writes need zeros before them (a memset of every adjoint was a fifth of a
+    # gradient's time).  Per instruction: does it write operand a's (b's) adjoint first?
+    op_kind = np.array(kinds)[ops]
+    slot_a = np.array(ha)[ops] & (np.arange(n) <= top)
+    slot_b = np.array(hb)[ops] & (np.arange(n) <= top)
+    last_use = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last_use, A[slot_a], np.flatnonzero(slot_a))
+    np.maximum.at(last_use, B[slot_b], np.flatnonzero(slot_b))
+    first_a = slot_a & (last_use[np.where(slot_a, A, 0)] == np.arange(n))
+    first_b = slot_b & (last_use[np.where(slot_b, B, 0)] == np.arange(n)) & ~(slot_a & (A == B))
+    zeroed = []  # slots written first by a += (a run that is not uniform): zeros before the sweep
     # units of code (a statement or a loop): the value; the gradient's reverse sweep; for
     # Hessian-vector products the value with the tangents' lane 0, the other lanes, and forward
     # over reverse
@@ -199,11 +213,17 @@ def generate(tape, nin, out_slots, grad, hvp=True):
             fwdt.append(fwd[-1])
             continue
         last = min(length, top - i0 + 1)  # instructions after the output get no adjoint
+        into = {}  # "=" for an operand whose adjoint every instruction of the run writes first, else "+="
+        for name, first, operand in (("a", first_a, A), ("b", first_b, B)):
+            flags = first[i0:i0 + last]
+            into[name] = "=" if flags.all() else "+="
+            if flags.any() and not flags.all():
+                zeroed.extend(operand[i0:i0 + last][flags].tolist())
         terms = []
         if ha[op]:
-            terms.append(f"w[{ia}] += pt_chain(({da}), g);")
+            terms.append(f"w[{ia}] {into['a']} pt_chain(({da}), g);")
         if hb[op]:
-            terms.append(f"w[{ib}] += pt_chain(({db}), g);")
+            terms.append(f"w[{ib}] {into['b']} pt_chain(({db}), g);")
         rev.append(unit(f"{operands} const double g = w[{me}]; " + " ".join(terms), True, last))
         if not hvp:
             continue
@@ -237,11 +257,12 @@ def generate(tape, nin, out_slots, grad, hvp=True):
             extra = f"{extra} " if extra else ""
             body.append(f"double d{mine} = 0.0; d{mine} += pt_chain({f}, gd); {extra}")
         if ha[op]:
-            body.append(f"wdl[{ia}] += da;")
+            body.append(f"wdl[{ia}] {into['a']} da;")
         if hb[op]:
-            body.append(f"wdl[{ib}] += db;")
+            body.append(f"wdl[{ib}] {into['b']} db;")
         # lane 0 in the adjoints' own loop (one pass over the run's operands), the others after it
-        first = body[:1] + [f"w[{ia}] += pt_chain(fa, g);"] * ha[op] + [f"w[{ib}] += pt_chain(fb, g);"] * hb[op]
+        first = body[:1] + [f"w[{ia}] {into['a']} pt_chain(fa, g);"] * ha[op] + [
+            f"w[{ib}] {into['b']} pt_chain(fb, g);"] * hb[op]
         hrev.append("{ const double *restrict tl = t; double *restrict wdl = wd; (void)tl; "
                     + unit(" ".join(first + body[1:]), True, last) + " }"
                     " for (int64_t l = 1; l < p; ++l) { const double *restrict tl = t + l * M; "
@@ -259,6 +280,21 @@ def generate(tape, nin, out_slots, grad, hvp=True):
             head = signature.replace("NAME", names[-1]) + ("" if opened else "\n{")
             parts.append(f"static {head}\n    {body}\n{end}}}")
         return names
+    # the adjoints no instruction writes first (inputs f does not use, values nothing reads): zeros
+    zero = set(np.flatnonzero((last_use[:top + 1] < 0) & (op_kind[:top + 1] != _native.KIND_GUARD)).tolist())
+    zero = sorted((zero - {top}) | set(zeroed))
+    whole = len(zero) > (top + 1) // 4  # many: one memset of them all
+
+    def zeros(array, lanes=False):
+        if whole:
+            return f"memset({array}, 0, {top + 1} * {'p * ' if lanes else ''}sizeof(double));"
+        if not zero:
+            return ""
+        at = f"l * {top + 1} + pt_zero[k]" if lanes else "pt_zero[k]"
+        loop = f"for (int64_t k = 0; k < {len(zero)}; ++k) {array}[{at}] = 0.0;"
+        return f"for (int64_t l = 0; l < p; ++l) {loop}" if lanes else loop
+    if grad and zero and not whole:
+        parts.append(f"static const int32_t pt_zero[{len(zero)}] = {{{', '.join(map(str, zero))}}};")
     nf = functions(fwd, "fwd", "int NAME(const double *restrict x, double *restrict v)", "    return -1;\n")
     calls = "\n    ".join(f"if ((s = {f}(x, v)) >= 0) return s;" for f in nf)
     store = "\n    ".join(f"y[{k}] = v[{s}];" for k, s in enumerate(outs) if s >= 0)
@@ -270,7 +306,7 @@ def generate(tape, nin, out_slots, grad, hvp=True):
         parts.append(
             f"int pt_gen_value_grad(const double *x, double *y, double *g, double *v, double *w)\n{{\n"
             f"    int s;\n    {calls}\n    {store}\n"
-            f"    memset(w, 0, {top + 1} * sizeof(double));\n    w[{top}] = 1.0;\n    {revs}\n"
+            f"    {zeros('w')}\n    w[{top}] = 1.0;\n    {revs}\n"
             f"    for (int k = 0; k < {nin}; ++k)\n        g[k] = k <= {top} ? w[k] : 0.0;\n    return -1;\n}}")
     else:  # no gradient (several outputs): value_and_grad is never called
         parts.append("int pt_gen_value_grad(const double *x, double *y, double *g, double *v, double *w)\n"
@@ -291,7 +327,7 @@ def generate(tape, nin, out_slots, grad, hvp=True):
             f"    int r;\n"
             f"    for (int64_t l = 0; l < p; ++l)\n        for (int64_t k = 0; k < {min(nin, M)}; ++k)\n"
             f"            t[l * {M} + k] = s[k * p + l];\n    {fwdts}\n    {store}\n    {tans}\n"
-            f"    memset(w, 0, {M} * sizeof(double));\n    memset(wd, 0, {M} * p * sizeof(double));\n"
+            f"    {zeros('w')}\n    {zeros('wd', True)}\n    for (int64_t l = 0; l < p; ++l)\n        wd[l * {top + 1} + {top}] = 0.0;\n"
             f"    w[{top}] = 1.0;\n    {hrevs}\n"
             f"    for (int64_t k = 0; k < {nin}; ++k) {{\n        g[k] = k < {M} ? w[k] : 0.0;\n"
             f"        for (int64_t l = 0; l < p; ++l)\n            h[k * p + l] = k < {M} ? wd[l * {M} + k] : 0.0;\n"

@@ -19,8 +19,9 @@ gradient:
   (``Function.generate`` and ``casadi.Importer``), given at most
   ``CASADI_COMPILE_LIMIT`` seconds to compile.
 
-Times per point are medians of the repeats (engines interleaved); every
-result is checked against the replay's.
+Times per point are medians of the repeats (engines interleaved, each
+repeat timing about 20 ms of calls); every result is checked against the
+replay's.
 
 >>> rows = run_codegen(300, repeat=1, others=False)
 >>> [r[0] for r in rows][:2], rows[0][2] > 0
@@ -119,12 +120,19 @@ def run_codegen(n, repeat=5, others=True, log=None):
         except ImportError:
             pass
     times = {name: [] for name, *_ in engines}
+    number = {}
+    for name, _, call, _ in engines:  # calls per timing: about 20 ms of them (one call is too short to time)
+        call()
+        t = time.perf_counter()
+        call()
+        number[name] = max(1, min(1000, int(0.02 / max(time.perf_counter() - t, 1e-9))))
     for _ in range(repeat):
         for name, _, call, points in engines:
             call()  # warm
             t = time.perf_counter()
-            call()
-            times[name].append((time.perf_counter() - t) / points)
+            for _ in range(number[name]):
+                call()
+            times[name].append((time.perf_counter() - t) / points / number[name])
     rows = [(name, comp, statistics.median(times[name]), statistics.median(times[name]) / ops * 1e9)
             for name, comp, _, _ in engines]
     if others:
