@@ -151,6 +151,22 @@ def test_a_changed_branch_falls_back_to_the_compiled_function():
         strict.gradient(np.array([-1.0, 2.0]))
 
 
+@pytest.mark.parametrize("used", [2, 40])
+def test_adjoints_nothing_writes_are_zero(used):
+    """Adjoints are assigned by their first contribution; the rest (inputs f does not
+    use, a run whose operands are written first by some of its instructions only) are
+    zeroed: a list of them, or one memset when they are many."""
+    f = lambda x: np.sum(x[1:used] * x[:used - 1] ** 2) + pytape.sin(x[used - 1]) * x[0]  # noqa: E731
+    fn = pytape.trace(f, np.linspace(0.1, 1.0, 40), elementwise=True)
+    gen = fn.compile_c()
+    assert ("pt_zero" in gen.source) == (used == 40)
+    X = np.random.default_rng(4).uniform(-1, 1, size=(3, 40))
+    for _ in range(2):  # work arrays reused: nothing left over from the previous call
+        same(gen.gradient(X), fn.gradient(X))
+        same(gen.hvp(X, X[::-1]), [fn.hvp(x, v) for x, v in zip(X, X[::-1])])
+    assert not gen.gradient(X)[:, used:].any()
+
+
 def test_hvp_arguments_and_what_it_refuses():
     gen = pytape.trace(lambda x: x[0] ** 2 * x[1], np.ones(2), elementwise=True).compile_c()
     with pytest.raises(ValueError, match="shape"):
