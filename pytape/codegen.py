@@ -270,15 +270,17 @@ def generate(tape, nin, out_slots, grad, hvp=True):
     parts = ["#include <math.h>", "#include <stdint.h>", "#include <string.h>",
              _native.rules_text()]
 
-    def functions(units, name, signature, end="", opened=False):
-        """The units as functions of CHUNK units each; their names.  ``opened``:
-        the signature opens the body itself (with declarations)."""
+    def functions(units, name, ret, params, head=""):
+        """The units as functions of CHUNK units each (``ret NAME(params) { head units }``,
+        returning -1 unless ``ret`` is void); their names.  A piece may use no
+        parameter of some kind (no input, no tangent): each is marked used."""
         names = []
+        used = " ".join(f"(void){p.split()[-1]};" for p in params.split(","))
         for start in range(0, len(units), CHUNK):
             body = "\n    ".join(units[start:start + CHUNK])
             names.append(f"{name}_{len(names)}")
-            head = signature.replace("NAME", names[-1]) + ("" if opened else "\n{")
-            parts.append(f"static {head}\n    {body}\n{end}}}")
+            end = "" if ret == "void" else "    return -1;\n"
+            parts.append(f"static {ret} {names[-1]}({params})\n{{\n    {used} {head}\n    {body}\n{end}}}")
         return names
     # the adjoints no instruction writes first (inputs f does not use, values nothing reads): zeros
     zero = set(np.flatnonzero((last_use[:top + 1] < 0) & (op_kind[:top + 1] != _native.KIND_GUARD)).tolist())
@@ -295,14 +297,14 @@ def generate(tape, nin, out_slots, grad, hvp=True):
         return f"for (int64_t l = 0; l < p; ++l) {loop}" if lanes else loop
     if grad and zero and not whole:
         parts.append(f"static const int32_t pt_zero[{len(zero)}] = {{{', '.join(map(str, zero))}}};")
-    nf = functions(fwd, "fwd", "int NAME(const double *restrict x, double *restrict v)", "    return -1;\n")
+    nf = functions(fwd, "fwd", "int", "const double *restrict x, double *restrict v")
     calls = "\n    ".join(f"if ((s = {f}(x, v)) >= 0) return s;" for f in nf)
     store = "\n    ".join(f"y[{k}] = v[{s}];" for k, s in enumerate(outs) if s >= 0)
     parts.append(f"int pt_gen_value(const double *x, double *y, double *v)\n{{\n    int s;\n    {calls}\n"
                  f"    {store}\n    return -1;\n}}")
     if grad:
         revs = "\n    ".join(f"{f}(v, w);" for f in functions(
-            rev[::-1], "rev", "void NAME(const double *restrict v, double *restrict w)"))
+            rev[::-1], "rev", "void", "const double *restrict v, double *restrict w"))
         parts.append(
             f"int pt_gen_value_grad(const double *x, double *y, double *g, double *v, double *w)\n{{\n"
             f"    int s;\n    {calls}\n    {store}\n"
@@ -313,14 +315,14 @@ def generate(tape, nin, out_slots, grad, hvp=True):
                      "{\n    (void)g; (void)w;\n    return pt_gen_value(x, y, v);\n}")
     if hvp:
         M = top + 1  # the lanes' length: the slots up to the output
+        lanes = f"const int64_t M = {M}; (void)M;"
         fwdts = "\n    ".join(f"if ((r = {f}(x, v, t)) >= 0) return r;" for f in functions(
-            fwdt, "fwdt", f"int NAME(const double *restrict x, double *restrict v, double *restrict t)\n{{\n"
-                          f"    (void)x;", "    return -1;\n", True))
+            fwdt, "fwdt", "int", "const double *restrict x, double *restrict v, double *restrict t"))
         tans = "\n    ".join(f"{f}(v, t, p);" for f in functions(
-            tan, "tan", f"void NAME(const double *restrict v, double *restrict t, int64_t p)\n{{\n    const int64_t M = {M};", "", True))
+            tan, "tan", "void", "const double *restrict v, double *restrict t, int64_t p", lanes))
         hrevs = "\n    ".join(f"{f}(v, t, w, wd, p);" for f in functions(
-            hrev[::-1], "hrev", "void NAME(const double *restrict v, const double *restrict t, double *restrict w, "
-                                f"double *restrict wd, int64_t p)\n{{\n    const int64_t M = {M};", "", True))
+            hrev[::-1], "hrev", "void", "const double *restrict v, const double *restrict t, double *restrict w, "
+                                        "double *restrict wd, int64_t p", lanes))
         parts.append(
             f"int pt_gen_hvp(const double *x, const double *s, int64_t p, double *y, double *g, double *h,\n"
             f"               double *v, double *t, double *w, double *wd)\n{{\n"

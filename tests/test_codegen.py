@@ -116,7 +116,8 @@ def test_rosenbrock_as_loops_and_split_into_functions(monkeypatch):
     same(small.hvp(X, v), gen.hvp(X, v))
 
 
-def test_the_generated_code_compiles_without_warnings(tmp_path):
+@pytest.mark.parametrize("chunk", [codegen.CHUNK, 3])
+def test_the_generated_code_compiles_without_warnings(tmp_path, monkeypatch, chunk):
     import shutil
     import subprocess
     gcc = shutil.which("gcc") or shutil.which("cc")
@@ -126,6 +127,7 @@ def test_the_generated_code_compiles_without_warnings(tmp_path):
     fn = pytape.trace(program(nodes, 3), np.linspace(-1.0, 1.0, 3), elementwise=True)
     wide = pytape.trace(lambda x: np.sum(pytape.where(x[1:] > x[:-1], x[1:] * x[:-1], x[1:] ** 3)),
                         np.linspace(-1.0, 1.0, 50), elementwise=True)
+    monkeypatch.setattr(codegen, "CHUNK", chunk)  # many small functions: some use no input, some no output
     for f in (fn, wide):
         path = tmp_path / "gen.c"
         path.write_text(f.compile_c().source)
