@@ -261,10 +261,10 @@ def generate(tape, nin, out_slots, grad, hvp=True):
         if hb[op]:
             body.append(f"wdl[{ib}] {into['b']} db;")
         # lane 0 in the adjoints' own loop (one pass over the run's operands), the others after it
-        first = body[:1] + [f"w[{ia}] {into['a']} pt_chain(fa, g);"] * ha[op] + [
-            f"w[{ib}] {into['b']} pt_chain(fb, g);"] * hb[op]
+        lane0 = body[:1] + [f"w[{ia}] {into['a']} pt_chain(fa, g);"] * ha[op] + [
+            f"w[{ib}] {into['b']} pt_chain(fb, g);"] * hb[op] + body[1:]
         hrev.append("{ const double *restrict tl = t; double *restrict wdl = wd; (void)tl; "
-                    + unit(" ".join(first + body[1:]), True, last) + " }"
+                    + unit(" ".join(lane0), True, last) + " }"
                     " for (int64_t l = 1; l < p; ++l) { const double *restrict tl = t + l * M; "
                     "double *restrict wdl = wd + l * M; (void)tl; " + unit(" ".join(body), True, last) + " }")
     parts = ["#include <math.h>", "#include <stdint.h>", "#include <string.h>",
@@ -501,8 +501,19 @@ class GeneratedFunction:
             raise TypeError("this generated function was compiled without Hessian-vector products "
                             "(compile_c(hvp=False)): compile_c() again to have them")
 
+    def _points(self, args):
+        """(X (rows, nin), batch shape or None), as ``fn._points``; one point
+        given as one float64 array of the traced shape goes straight in (the
+        general path costs about 50 us of Python per call)."""
+        c = self._c
+        x = args[0] if len(args) == 1 else None
+        if (type(x) is np.ndarray and len(c.shapes) == 1 and not c.scalar_in[0] and x.shape == tuple(c.shapes[0])
+                and x.dtype == np.float64):
+            return x.reshape(1, -1), None
+        return self.fn._points(args)
+
     def __call__(self, *args):
-        X, batch = self.fn._points(args)
+        X, batch = self._points(args)
         Y, _ = self._rows(X, False)
         c = self._c
         if batch is None:
@@ -514,18 +525,9 @@ class GeneratedFunction:
         if not self._grad:
             raise TypeError(f"gradient needs a scalar output, f returns shape {self._c.out_shape}; use jacobian")
         c = self._c
-        x = args[0] if len(args) == 1 else None
-        if (type(x) is np.ndarray and len(c.shapes) == 1 and not c.scalar_in[0] and x.shape == tuple(c.shapes[0])
-                and x.dtype == np.float64 and x.flags.c_contiguous):  # one point, one array: straight in and out (no batch machinery)
-            y, g, fail = np.empty(1), np.empty(x.shape), np.empty(1, dtype=np.int64)
-            v, w, _, _ = self._work()
-            self._lib.pt_gen_rows(1, c.nin, 1, self._buf(x), self._buf(y), self._buf(g), self._buf(fail, "int64_t[]"),
-                                  self._buf(v), self._buf(w))
-            if fail[0] < 0:
-                return float(y[0]), self.fn._pick(c, [g])
-        X, batch = self.fn._points(args)
+        X, batch = self._points(args)
         Y, G = self._rows(X, True)
-        parts = np.split(G, np.cumsum(c.sizes)[:-1], axis=1)
+        parts = [G] if len(c.sizes) == 1 else np.split(G, np.cumsum(c.sizes)[:-1], axis=1)
         if batch is None:
             return float(Y[0, 0]), self.fn._pick(c, [c.shaped_in(j, p[0]) for j, p in enumerate(parts)])
         return Y[:, 0].reshape(batch), self.fn._pick(c, [p.reshape(batch + tuple(s)) for p, s in zip(parts, c.shapes)])
@@ -549,10 +551,7 @@ class GeneratedFunction:
         if len(c.shapes) != 1:
             raise TypeError(f"hvp(x, v) takes a function of one argument; this one takes {len(c.shapes)}")
         shape = tuple(c.shapes[0])
-        if type(x) is np.ndarray and x.shape == shape and x.dtype == np.float64 and not c.scalar_in[0]:
-            X, batch = x.reshape(1, -1), None  # one point, one array: no batch machinery
-        else:
-            X, batch = self.fn._points((x,))
+        X, batch = self._points((x,))
         v = np.asarray(v, dtype=float)
         if v.shape == shape:
             S = v.reshape(-1, 1)
@@ -583,7 +582,7 @@ class GeneratedFunction:
         self._need_hvp()
         from .sparse import SparseHessian
         c = self._c
-        X, batch = self.fn._points(args)
+        X, batch = self._points(args)
         if batch is not None:
             raise ValueError("sparse_hessian takes one point, not a batch; loop over the rows")
         plan = self.fn._sparse_plan_of(c, "sparse_hessian", lambda c, ks: SparseHessian(c, ks))
